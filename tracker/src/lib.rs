@@ -1,0 +1,2 @@
+//! The UDP tracker of the p2p file-sharing system: the text protocol codec (`proto`), the swarm
+//! store, the UDP server and the async client peers use.
