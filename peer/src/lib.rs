@@ -1,2 +1,6 @@
 //! The peer: chunked sharing, the TCP peer wire protocol, verified multi-peer downloads, the
 //! console and the daemon.
+
+pub mod address;
+pub mod console;
+pub mod stats;

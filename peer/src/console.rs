@@ -1,0 +1,193 @@
+//! The interactive console: a numbered menu mirroring the tracker protocol's flags, with line
+//! editing and history, over a peer whose daemon (serving, STUN refresh, heartbeats) and
+//! downloads run in the background.
+//!
+//! The console only reads lines and shows answers. What each choice does is behind
+//! [`Actions`], the same calls the non-interactive subcommands make, so `peer list` and choice 6
+//! cannot drift apart. The line editor blocks, so the console runs on its own thread and hands
+//! each choice to the async runtime; background output goes through [`output::Output`], which
+//! prints above the prompt instead of through it.
+
+pub mod menu;
+pub mod output;
+pub mod progress;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustyline::error::ReadlineError;
+use rustyline::{Config, DefaultEditor};
+use tokio::runtime::Handle;
+
+use crate::stats::FileStats;
+use menu::{check_file_name, parse_choice, Choice, MENU};
+use output::Output;
+use progress::ProgressTicker;
+
+/// What the menu choices do. Every method returns the text to show, or an error whose message
+/// (with its causes) is shown instead; none of them may end the console.
+pub trait Actions: Send + Sync + 'static {
+    /// 1: starts a background download of `name`; the text says it started.
+    fn download(&self, name: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 2: a fresh peer list of `name` from the tracker.
+    fn refresh(&self, name: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 3: chunk reports and progress of local files.
+    fn progress(&self) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 4: shares the file at `path` (copied or linked into the share directory).
+    fn share(&self, path: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 5: tells the tracker this peer leaves and stops serving.
+    fn exit(&self) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 6: the files the tracker knows.
+    fn list(&self) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 7: one file's details and peers.
+    fn query(&self, name: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// `s`: addresses, tracker, directory, files.
+    fn status(&self) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// `t`: session totals.
+    fn statistics(&self) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// Figures of every local file, sampled once a second for live progress.
+    fn snapshot(&self) -> impl Future<Output = Vec<FileStats>> + Send;
+}
+
+/// How often live progress samples the engine.
+const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Runs the console until the user quits (5, q, Ctrl-D); flag 5 is sent on every way out.
+/// Blocks the calling thread, which must not be a runtime worker: the console sits in the line
+/// editor and passes each choice to `runtime`.
+pub fn run<A: Actions>(
+    actions: std::sync::Arc<A>,
+    runtime: Handle,
+    banner: &str,
+    history: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = Config::builder().auto_add_history(true).max_history_size(1000)?.build();
+    let mut editor = DefaultEditor::with_config(config)?;
+    if let Some(path) = &history {
+        // A missing history file is the normal first run.
+        let _ = editor.load_history(path);
+    }
+    let printer = editor
+        .create_external_printer()
+        .ok()
+        .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
+    let output = Output::new(printer);
+    output.print(format!("{banner}\n{MENU}"));
+    output.flush();
+
+    let progress = runtime.spawn(report_progress(actions.clone(), output.clone()));
+    let result = read_loop(&mut editor, actions.as_ref(), &runtime, &output);
+    progress.abort();
+    if let Some(path) = &history {
+        if let Err(e) = editor.save_history(path) {
+            log::warn!("cannot save the console history to {}: {e}", path.display());
+        }
+    }
+    result
+}
+
+fn read_loop<A: Actions>(
+    editor: &mut DefaultEditor,
+    actions: &A,
+    runtime: &Handle,
+    output: &Output,
+) -> anyhow::Result<()> {
+    loop {
+        let choice = match editor.readline("peer> ") {
+            Ok(line) => match parse_choice(&line) {
+                Ok(Some(choice)) => choice,
+                Ok(None) => continue,
+                Err(e) => {
+                    output.print(format!("error: {e}"));
+                    output.flush();
+                    continue;
+                }
+            },
+            Err(ReadlineError::Interrupted) => {
+                output.print("(Ctrl-C) type q to leave the swarm and quit");
+                output.flush();
+                continue;
+            }
+            // Ctrl-D, or the end of piped input: leave as cleanly as q does.
+            Err(ReadlineError::Eof) => Choice::Quit,
+            Err(e) => return Err(e.into()),
+        };
+        let quitting = matches!(choice, Choice::Exit | Choice::Quit);
+        let answer = match fill_in(editor, choice) {
+            Ok(Some(choice)) => runtime.block_on(perform(actions, choice)),
+            Ok(None) => {
+                output.flush();
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(text) => output.print(text),
+            Err(e) => output.print(format!("error: {e:#}")),
+        }
+        output.flush();
+        if quitting {
+            return Ok(());
+        }
+    }
+}
+
+/// Asks for the argument a choice needs when the line did not carry it. `Ok(None)`: the user
+/// gave up (Ctrl-C at the sub-prompt) and nothing happens.
+fn fill_in(editor: &mut DefaultEditor, choice: Choice) -> anyhow::Result<Option<Choice>> {
+    let ask = |editor: &mut DefaultEditor, prompt: &str| match editor.readline(prompt) {
+        Ok(line) => Ok(Some(line)),
+        Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(None),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
+    let named = |editor: &mut DefaultEditor, given: Option<String>| -> anyhow::Result<Option<String>> {
+        let Some(name) = given.map(Ok).or_else(|| ask(editor, "file name: ").transpose()) else {
+            return Ok(None);
+        };
+        Ok(Some(check_file_name(&name?)?.to_owned()))
+    };
+    Ok(match choice {
+        Choice::Download(name) => named(editor, name)?.map(|n| Choice::Download(Some(n))),
+        Choice::Refresh(name) => named(editor, name)?.map(|n| Choice::Refresh(Some(n))),
+        Choice::Query(name) => named(editor, name)?.map(|n| Choice::Query(Some(n))),
+        Choice::Share(None) => match ask(editor, "path of the file to share: ")? {
+            Some(path) if path.trim().is_empty() => anyhow::bail!("the path must not be empty"),
+            Some(path) => Some(Choice::Share(Some(path.trim().to_owned()))),
+            None => None,
+        },
+        other => Some(other),
+    })
+}
+
+async fn perform<A: Actions>(actions: &A, choice: Choice) -> anyhow::Result<String> {
+    match choice {
+        Choice::Download(Some(name)) => actions.download(&name).await,
+        Choice::Refresh(Some(name)) => actions.refresh(&name).await,
+        Choice::Progress => actions.progress().await,
+        Choice::Share(Some(path)) => actions.share(&path).await,
+        Choice::Exit | Choice::Quit => actions.exit().await,
+        Choice::List => actions.list().await,
+        Choice::Query(Some(name)) => actions.query(&name).await,
+        Choice::Status => actions.status().await,
+        Choice::Statistics => actions.statistics().await,
+        Choice::Help => Ok(MENU.trim_end().to_owned()),
+        Choice::Download(None) | Choice::Refresh(None) | Choice::Query(None) | Choice::Share(None) => {
+            anyhow::bail!("a file name is needed")
+        }
+    }
+}
+
+/// Samples the engine once a second and prints what [`ProgressTicker`] finds worth saying.
+async fn report_progress<A: Actions>(actions: std::sync::Arc<A>, output: Output) {
+    let mut ticker = ProgressTicker::new();
+    let mut ticks = tokio::time::interval(SAMPLE_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        let files = actions.snapshot().await;
+        for line in ticker.update(Instant::now(), &files) {
+            output.print(line);
+        }
+    }
+}
