@@ -1,0 +1,305 @@
+//! TCP hole punching: reaching a peer whose NAT drops connections nobody inside asked for.
+//!
+//! A home router lets in only packets of connections its inside opened. When both peers sit
+//! behind such routers, neither can connect to the other's public address: the SYN is dropped.
+//! But if both send a SYN to each other at about the same time, from the ports they announced,
+//! each outgoing SYN opens its own router for the other's, and TCP's simultaneous open
+//! (RFC 9293 §3.5) turns the two crossing SYNs into one connection. The tracker is the
+//! rendezvous: it can reach the target's UDP socket because the target's heartbeats keep that
+//! mapping open, so the requester sends flag 8 and the tracker forwards a `PUNCH` notice
+//! (protocol.txt §4).
+//!
+//! The port matters: the target announced the public mapping of its *serving* port, so both
+//! sides connect from their serving port. The listener and the outgoing sockets share it with
+//! SO_REUSEADDR + SO_REUSEPORT ([`reusable_socket`]).
+//!
+//! This works through endpoint-independent mappings (full and port-restricted cones). A
+//! symmetric NAT gives every destination a new public port, so the port the other side was told
+//! is not the one our SYN comes from; attempts then fail and the error says so.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Timing of connection attempts. Every wait is bounded, so a NAT that drops everything costs
+/// at most `direct_timeout + attempts * (attempt_timeout + retry_delay)`.
+#[derive(Debug, Clone)]
+pub struct PunchConfig {
+    /// How long the first, plain connect may take before hole punching starts.
+    pub direct_timeout: Duration,
+    /// Simultaneous-open attempts per punch.
+    pub attempts: u32,
+    /// How long one attempt may wait. The kernel resends an unanswered SYN after 1 s and 3 s, so
+    /// one attempt of 3.5 s lets the first SYN that the other router dropped be followed by
+    /// retransmissions that arrive after the other side's SYN has opened that router.
+    pub attempt_timeout: Duration,
+    /// Pause between two attempts of one punch.
+    pub retry_delay: Duration,
+    /// Punch notices answered at once; more wait. A notice makes us send SYNs to an address a
+    /// stranger chose, so this bounds what a flood of notices can make us do.
+    pub max_concurrent_answers: usize,
+}
+
+impl Default for PunchConfig {
+    fn default() -> Self {
+        Self {
+            direct_timeout: Duration::from_secs(3),
+            attempts: 3,
+            attempt_timeout: Duration::from_millis(3500),
+            retry_delay: Duration::from_millis(300),
+            max_concurrent_answers: 8,
+        }
+    }
+}
+
+/// What this peer knows about its own NAT, for error messages that tell the user why a peer
+/// could not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnNat {
+    /// Nothing learned (no STUN server configured or none answered).
+    Unknown,
+    /// STUN reported our local address: no NAT in front of us.
+    NoNat,
+    /// Every STUN server saw the same public address: a cone NAT, punchable.
+    EndpointIndependent,
+    /// STUN servers saw different public ports: a symmetric NAT, which hole punching cannot
+    /// traverse towards another filtering NAT.
+    Symmetric,
+}
+
+impl OwnNat {
+    fn describe(self) -> &'static str {
+        match self {
+            OwnNat::Unknown => "this peer's NAT type is unknown (no STUN answer)",
+            OwnNat::NoNat => "this peer is not behind a NAT",
+            OwnNat::EndpointIndependent => {
+                "this peer is behind a cone NAT (endpoint-independent mapping), so the other side is \
+                 probably behind a symmetric NAT or drops the attempts"
+            }
+            OwnNat::Symmetric => {
+                "this peer is behind a symmetric NAT (a new public port per destination), which hole \
+                 punching cannot traverse when the other side filters too"
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PunchError {
+    #[error(
+        "cannot bind local {local} for hole punching: {source} (the serving socket must be opened \
+         with SO_REUSEPORT)"
+    )]
+    Bind { local: SocketAddr, source: io::Error },
+    #[error(
+        "no TCP connection to {remote}: {attempts} simultaneous-open attempts from {local} failed \
+         (last: {last}); {nat}",
+        nat = .nat.describe()
+    )]
+    Exhausted { local: SocketAddr, remote: SocketAddr, attempts: u32, last: String, nat: OwnNat },
+}
+
+/// A TCP socket bound to `local` that may share its port with the serving listener and with
+/// other outgoing sockets (SO_REUSEADDR for TIME_WAIT leftovers, SO_REUSEPORT for the live
+/// listener).
+pub fn reusable_socket(local: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = if local.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(local)?;
+    Ok(socket)
+}
+
+/// One connect from `local` to `remote`, bounded by `limit`.
+async fn connect_from(local: SocketAddr, remote: SocketAddr, limit: Duration) -> Result<TcpStream, AttemptError> {
+    let socket = reusable_socket(local).map_err(AttemptError::Bind)?;
+    match tokio::time::timeout(limit, socket.connect(remote)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(AttemptError::Connect(e.to_string())),
+        Err(_) => Err(AttemptError::Connect(format!("no answer within {} ms", limit.as_millis()))),
+    }
+}
+
+enum AttemptError {
+    Bind(io::Error),
+    Connect(String),
+}
+
+/// Connects from `local` (the serving address) to `remote` while `remote` does the same towards
+/// us: a few bounded attempts, the first as soon as possible. Either side's SYN may be the one
+/// that gets through; the kernel merges crossing SYNs into one connection.
+pub async fn simultaneous_open(
+    local: SocketAddr,
+    remote: SocketAddr,
+    config: &PunchConfig,
+    nat: OwnNat,
+) -> Result<TcpStream, PunchError> {
+    let mut last = String::from("no attempt made");
+    for attempt in 1..=config.attempts.max(1) {
+        match connect_from(local, remote, config.attempt_timeout).await {
+            Ok(stream) => {
+                debug!("punch: connected {local} -> {remote} on attempt {attempt}");
+                return Ok(stream);
+            }
+            Err(AttemptError::Bind(source)) => return Err(PunchError::Bind { local, source }),
+            Err(AttemptError::Connect(e)) => {
+                debug!("punch: attempt {attempt} {local} -> {remote}: {e}");
+                last = e;
+            }
+        }
+        if attempt < config.attempts {
+            tokio::time::sleep(config.retry_delay).await;
+        }
+    }
+    Err(PunchError::Exhausted { local, remote, attempts: config.attempts.max(1), last, nat })
+}
+
+/// The target side: answers punch notices by connecting back from the serving port and handing
+/// each connection to `serve` (the same handler accepted connections get). Answers run
+/// concurrently up to [`PunchConfig::max_concurrent_answers`].
+#[derive(Clone)]
+pub struct PunchAnswerer {
+    local: SocketAddr,
+    config: PunchConfig,
+    slots: Arc<Semaphore>,
+}
+
+impl PunchAnswerer {
+    /// `local` is the address the serving listener is bound to.
+    pub fn new(local: SocketAddr, config: PunchConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_answers.max(1)));
+        Self { local, config, slots }
+    }
+
+    /// Starts connecting to `from` in the background; `serve` gets the stream when the punch
+    /// succeeds. A notice beyond the concurrency limit is dropped with a warning rather than
+    /// queued (the requester sends a new flag 8 if it still wants us); returns whether the
+    /// notice was taken.
+    pub fn answer<F>(&self, file: &str, from: SocketAddr, serve: F) -> bool
+    where
+        F: FnOnce(TcpStream) + Send + 'static,
+    {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            warn!(
+                "punch: ignoring notice for {file} from {from}: {} answers already running",
+                self.config.max_concurrent_answers
+            );
+            return false;
+        };
+        let local = self.local;
+        let config = self.config.clone();
+        let file = file.to_owned();
+        tokio::spawn(async move {
+            let _permit = permit;
+            info!("punch: {from} asks for {file}; connecting from {local}");
+            match simultaneous_open(local, from, &config, OwnNat::Unknown).await {
+                Ok(stream) => serve(stream),
+                // The requester's SYN may already have reached our listener, which then owns the
+                // one connection this 4-tuple can carry; our own attempts fail and that is fine.
+                Err(e) => info!("punch: answer to {from} for {file} ended without a connection: {e}"),
+            }
+        });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn quick() -> PunchConfig {
+        PunchConfig {
+            direct_timeout: Duration::from_secs(2),
+            attempts: 3,
+            attempt_timeout: Duration::from_secs(2),
+            retry_delay: Duration::from_millis(50),
+            max_concurrent_answers: 2,
+        }
+    }
+
+    /// Two free loopback ports whose sockets are closed again.
+    fn free_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        l.local_addr().expect("local addr")
+    }
+
+    #[tokio::test]
+    async fn crossing_connects_from_fixed_ports_become_one_connection() {
+        let (a, b) = (free_addr(), free_addr());
+        let cfg = quick();
+        let (ra, rb) = tokio::join!(
+            simultaneous_open(a, b, &cfg, OwnNat::Unknown),
+            simultaneous_open(b, a, &cfg, OwnNat::Unknown)
+        );
+        let (mut sa, mut sb) = (ra.expect("side a"), rb.expect("side b"));
+        assert_eq!(sa.local_addr().unwrap(), a);
+        assert_eq!(sa.peer_addr().unwrap(), b);
+        sa.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        sb.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    #[tokio::test]
+    async fn outgoing_socket_shares_the_port_of_a_live_listener() {
+        let serving = reusable_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let local = serving.local_addr().unwrap();
+        let _listener: TcpListener = serving.listen(16).unwrap();
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_addr = target.local_addr().unwrap();
+        let (out, accepted) = tokio::join!(simultaneous_open(local, target_addr, &quick(), OwnNat::Unknown), target.accept());
+        assert_eq!(out.expect("connect from serving port").local_addr().unwrap(), local);
+        assert_eq!(accepted.unwrap().1, local, "the target sees the serving port as source");
+    }
+
+    #[tokio::test]
+    async fn unreachable_target_fails_after_the_configured_attempts_naming_the_nat() {
+        // A bound but not listening socket refuses connections at once: every attempt fails.
+        let closed = free_addr();
+        let err = simultaneous_open(free_addr(), closed, &quick(), OwnNat::Symmetric)
+            .await
+            .expect_err("nobody listens");
+        let text = err.to_string();
+        assert!(matches!(err, PunchError::Exhausted { attempts: 3, .. }), "{text}");
+        assert!(text.contains("symmetric NAT"), "{text}");
+        assert!(text.contains(&closed.to_string()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn answerer_hands_the_punched_connection_to_the_serve_handler() {
+        let requester = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let requester_addr = requester.local_addr().unwrap();
+        let answerer = PunchAnswerer::new(free_addr(), quick());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        answerer.answer("f.bin", requester_addr, move |mut stream| {
+            tokio::spawn(async move {
+                stream.write_all(b"served").await.unwrap();
+                let _ = tx.send(());
+            });
+        });
+        let (mut conn, _) = requester.accept().await.unwrap();
+        let mut buf = [0u8; 6];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"served");
+        rx.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn answers_beyond_the_limit_are_dropped_not_queued() {
+        // Refused targets with many attempts keep both slots busy for seconds.
+        let mut cfg = quick();
+        cfg.attempts = 50;
+        cfg.retry_delay = Duration::from_millis(100);
+        let answerer = PunchAnswerer::new(free_addr(), cfg);
+        assert!(answerer.answer("f.bin", free_addr(), |_| {}));
+        assert!(answerer.answer("f.bin", free_addr(), |_| {}));
+        assert!(!answerer.answer("f.bin", free_addr(), |_| {}), "third notice must be dropped");
+    }
+}
