@@ -1,2 +1,6 @@
-//! The UDP tracker of the p2p file-sharing system: the text protocol codec (`proto`), the swarm
-//! store, the UDP server and the async client peers use.
+//! The UDP tracker of the p2p file-sharing system: the text protocol codec ([`proto`]), the
+//! swarm store, the UDP server and the async client peers use ([`client`]).
+
+pub mod proto;
+
+pub use proto::{ChunkRanges, FileId, FileInfo, FileName, PeerChunks, PeerEntry, PeerKey};
