@@ -4,3 +4,6 @@
 pub mod address;
 pub mod console;
 pub mod stats;
+pub mod manifest;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,647 @@
+//! The share directory: the only files a peer serves, downloads in progress, and the state
+//! that lets both survive a restart or a `kill -9`.
+//!
+//! Layout of a share directory `DIR`:
+//!
+//! - `DIR/NAME`: complete files; each is served once its manifest is known.
+//! - `DIR/NAME.part`: a download in progress; verified chunks are written at their offset.
+//! - `DIR/.peer/NAME.manifest`: cached manifest of `DIR/NAME`, valid while its size and
+//!   modification time are unchanged, so a restart does not rehash.
+//! - `DIR/.peer/NAME.part.manifest`: the manifest of a download, fetched once.
+//! - `DIR/.peer/NAME.part.have`: the resume record: which chunks of `NAME.part` are verified.
+//!
+//! Crash safety rests on one ordering: chunk bytes are written and `fdatasync`ed before the
+//! resume record that lists them is replaced (write to a temporary file, fsync, rename). So at any
+//! instant the record lists only chunks whose bytes are on disk, and the complete name appears only
+//! through a rename after the whole `.part` was re-verified. The record is also what other peers
+//! are told we have (the tracker report and the server read it), so nothing unverified is served.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use crate::manifest::{FileId, Manifest, DEFAULT_CHUNK_SIZE, HASH_LEN};
+use crate::wire::bits;
+
+/// Directory inside the share directory that holds manifests and resume records.
+pub const STATE_DIR: &str = ".peer";
+
+/// Longest file name accepted, in bytes (also the wire's limit).
+pub const MAX_NAME_LEN: usize = 255;
+
+const PART_SUFFIX: &str = ".part";
+const MANIFEST_MAGIC: &[u8; 4] = b"P2PM";
+const RECORD_MAGIC: &[u8; 4] = b"P2PR";
+const FORMAT_VERSION: u8 = 1;
+
+/// Why a file name is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("file name is empty")]
+    Empty,
+    #[error("file name is longer than {MAX_NAME_LEN} bytes")]
+    TooLong,
+    #[error("file name {0:?} is a path; give a plain name without '/' or '\\'")]
+    Path(String),
+    #[error("file name {0:?} is not allowed ('.' and '..' name directories)")]
+    Dots(String),
+    #[error("file name {0:?} contains whitespace or control characters")]
+    BadChar(String),
+    #[error("file name {0:?} starts with '.', reserved for the peer's own state")]
+    Hidden(String),
+    #[error("file name {0:?} ends with \".part\", reserved for downloads in progress")]
+    PartSuffix(String),
+}
+
+/// Checks that `name` is a plain file name this peer can share, download and put on the tracker's
+/// space-separated protocol.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::Dots(name.to_owned()));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(NameError::Path(name.to_owned()));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(NameError::BadChar(name.to_owned()));
+    }
+    if name.starts_with('.') {
+        return Err(NameError::Hidden(name.to_owned()));
+    }
+    if name.ends_with(PART_SUFFIX) {
+        return Err(NameError::PartSuffix(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// What went wrong with the share directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} is not in the share directory")]
+    NotFound(String),
+    #[error(
+        "a different file named {name} already exists in {dir} (HASH_MISMATCH: ids {have} and {want})"
+    )]
+    NameTaken { name: String, dir: PathBuf, have: FileId, want: FileId },
+    #[error("{name}: the downloaded file did not re-verify against its manifest; the .part was kept")]
+    VerifyFailed { name: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// What a complete file looked like when its manifest was cached: a change means rehash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: u128,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        let mtime_ns =
+            meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        Stamp { size: meta.len(), mtime_ns }
+    }
+}
+
+/// A file this peer can serve right now: its manifest, an open handle, and which chunks are
+/// verified (`None`: all of them).
+#[derive(Debug)]
+pub struct Served {
+    pub manifest: Arc<Manifest>,
+    pub file: File,
+    pub have: Option<Vec<u8>>,
+}
+
+impl Served {
+    /// True when chunk `index` is verified and may be sent.
+    pub fn has(&self, index: u32) -> bool {
+        index < self.manifest.chunk_count() && self.have.as_ref().is_none_or(|h| bits::get(h, index))
+    }
+
+    /// The BITFIELD of this file.
+    pub fn bitfield(&self) -> Vec<u8> {
+        match &self.have {
+            Some(h) => h.clone(),
+            None => full_bitfield(self.manifest.chunk_count()),
+        }
+    }
+}
+
+/// A bitfield with the first `n` bits set and the spare bits clear.
+pub fn full_bitfield(n: u32) -> Vec<u8> {
+    let mut v = vec![0xffu8; bits::len_for(n)];
+    let spare = (v.len() * 8) as u32 - n;
+    if let Some(last) = v.last_mut() {
+        *last &= 0xffu8 << spare;
+    }
+    v
+}
+
+/// A share directory. Cheap to clone the `Arc` of; safe to use from many tasks.
+#[derive(Debug)]
+pub struct ShareDir {
+    root: PathBuf,
+    state: PathBuf,
+    cache: Mutex<HashMap<String, (Stamp, Arc<Manifest>)>>,
+}
+
+impl ShareDir {
+    /// Opens (creating if needed) a share directory and its state directory.
+    pub fn open(root: &Path) -> Result<ShareDir, StoreError> {
+        fs::create_dir_all(root).map_err(io_err(root))?;
+        let root = root.canonicalize().map_err(io_err(root))?;
+        let state = root.join(STATE_DIR);
+        fs::create_dir_all(&state).map_err(io_err(&state))?;
+        Ok(ShareDir { root, state, cache: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory for the peer's own state files (manifests, resume records, daemon address).
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    pub fn complete_path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn part_path(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}{PART_SUFFIX}"))
+    }
+
+    fn manifest_path(&self, name: &str) -> PathBuf {
+        self.state.join(format!("{name}.manifest"))
+    }
+
+    fn part_manifest_path(&self, name: &str) -> PathBuf {
+        self.state.join(format!("{name}{PART_SUFFIX}.manifest"))
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.state.join(format!("{name}{PART_SUFFIX}.have"))
+    }
+
+    /// Plain names of the complete files in the directory.
+    pub fn complete_files(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if check_name(&name).is_err() {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The manifest of the complete file `name`: from memory, from the on-disk cache when the
+    /// file is unchanged since, or by hashing it (and caching the result).
+    pub fn complete_manifest(&self, name: &str) -> Result<Arc<Manifest>, StoreError> {
+        check_name(name)?;
+        let path = self.complete_path(name);
+        let meta = match fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(StoreError::NotFound(name.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(name.to_owned()))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let stamp = Stamp::of(&meta);
+        if let Some((s, m)) = self.lock_cache().get(name) {
+            if *s == stamp {
+                return Ok(m.clone());
+            }
+        }
+        let cache_path = self.manifest_path(name);
+        let manifest = match read_manifest_file(&cache_path) {
+            Some((s, m)) if s == stamp => m,
+            _ => {
+                log::info!("hashing {}", path.display());
+                let m = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).map_err(io_err(&path))?;
+                write_manifest_file(&cache_path, stamp, &m)?;
+                m
+            }
+        };
+        let manifest = Arc::new(manifest);
+        self.lock_cache().insert(name.to_owned(), (stamp, manifest.clone()));
+        Ok(manifest)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Stamp, Arc<Manifest>)>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies the file at `src` into the share directory under its own name and returns its name and manifest. Sharing the same content twice
+    /// is fine; a different file under a name already present is refused.
+    pub fn import(&self, src: &Path) -> Result<(String, Arc<Manifest>), StoreError> {
+        let name = src
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| NameError::Path(src.display().to_string()))?
+            .to_owned();
+        check_name(&name)?;
+        let meta = fs::metadata(src).map_err(io_err(src))?;
+        if !meta.is_file() {
+            return Err(io_err(src)(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
+        }
+        let dest = self.complete_path(&name);
+        let same = match (src.canonicalize(), dest.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return Ok((name.clone(), self.complete_manifest(&name)?));
+        }
+        let manifest = Manifest::from_file(src, DEFAULT_CHUNK_SIZE).map_err(io_err(src))?;
+        if dest.exists() {
+            let existing = self.complete_manifest(&name)?;
+            if existing.id() != manifest.id() {
+                return Err(StoreError::NameTaken {
+                    name,
+                    dir: self.root.clone(),
+                    have: existing.id(),
+                    want: manifest.id(),
+                });
+            }
+            return Ok((name, existing));
+        }
+        let tmp = self.state.join(format!("{name}.import"));
+        let _ = fs::remove_file(&tmp);
+        // A copy, not a hard link: editing the original later must not change what is served.
+        fs::copy(src, &tmp).map_err(io_err(&tmp))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+        let stamp = Stamp::of(&fs::metadata(&tmp).map_err(io_err(&tmp))?);
+        write_manifest_file(&self.manifest_path(&name), stamp, &manifest)?;
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        let manifest = Arc::new(manifest);
+        self.lock_cache().insert(name.clone(), (stamp, manifest.clone()));
+        Ok((name, manifest))
+    }
+
+    /// What can be served of `name`: the complete file, else the verified part of a download in
+    /// progress (as last recorded on disk), else `NotFound`.
+    pub fn served(&self, name: &str) -> Result<Served, StoreError> {
+        check_name(name)?;
+        match self.complete_manifest(name) {
+            Ok(manifest) => {
+                let path = self.complete_path(name);
+                let file = File::open(&path).map_err(io_err(&path))?;
+                return Ok(Served { manifest, file, have: None });
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(manifest) = read_manifest_file(&self.part_manifest_path(name)).map(|(_, m)| m) else {
+            return Err(StoreError::NotFound(name.to_owned()));
+        };
+        let have = self.read_record(name, &manifest).ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
+        let path = self.part_path(name);
+        let file = File::open(&path).map_err(|_| StoreError::NotFound(name.to_owned()))?;
+        Ok(Served { manifest: Arc::new(manifest), file, have: Some(have) })
+    }
+
+    /// The verified chunks of download `name` as last recorded, if its record matches `manifest`.
+    pub fn read_record(&self, name: &str, manifest: &Manifest) -> Option<Vec<u8>> {
+        let bytes = fs::read(self.record_path(name)).ok()?;
+        parse_record(&bytes, manifest)
+    }
+
+    /// The manifest of an unfinished download of `name`, if one was saved.
+    pub fn partial_manifest(&self, name: &str) -> Option<Manifest> {
+        read_manifest_file(&self.part_manifest_path(name)).map(|(_, m)| m)
+    }
+
+    /// Opens (or creates) the download of `name` with the given manifest, keeping the chunks a
+    /// previous run verified when its record is for the same content; anything else left over
+    /// (another version, no record) starts from scratch.
+    pub fn open_partial(&self, name: &str, manifest: Arc<Manifest>) -> Result<PartialFile, StoreError> {
+        check_name(name)?;
+        let part = self.part_path(name);
+        let record = self.record_path(name);
+        let saved = self.partial_manifest(name);
+        let have = match saved {
+            Some(m) if m.id() == manifest.id() => self.read_record(name, &manifest),
+            _ => None,
+        };
+        let have = match have {
+            Some(h) => h,
+            None => {
+                let _ = fs::remove_file(&record);
+                let _ = fs::remove_file(&part);
+                write_manifest_file(&self.part_manifest_path(name), Stamp { size: 0, mtime_ns: 0 }, &manifest)?;
+                vec![0u8; bits::len_for(manifest.chunk_count())]
+            }
+        };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&part).map_err(io_err(&part))?;
+        file.set_len(manifest.size()).map_err(io_err(&part))?;
+        let count = (0..manifest.chunk_count()).filter(|&i| bits::get(&have, i)).count() as u32;
+        Ok(PartialFile {
+            name: name.to_owned(),
+            manifest,
+            file,
+            part,
+            record,
+            tmp: self.state.join(format!("{name}{PART_SUFFIX}.have.tmp")),
+            complete: self.complete_path(name),
+            complete_manifest: self.manifest_path(name),
+            progress: Mutex::new(Progress { have, unrecorded: Vec::new(), count }),
+        })
+    }
+
+    /// Forgets a manifest cached in memory (after a download completes under that name).
+    fn forget(&self, name: &str) {
+        self.lock_cache().remove(name);
+    }
+
+    /// Finishes a download: see [`PartialFile::finish`].
+    pub fn finish(&self, partial: PartialFile) -> Result<(), StoreError> {
+        let name = partial.name.clone();
+        partial.finish()?;
+        self.forget(&name);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Progress {
+    /// Chunks verified and written (possibly not yet durable).
+    have: Vec<u8>,
+    /// Chunks in `have` but not in `recorded`, in the order they were written.
+    unrecorded: Vec<u32>,
+    count: u32,
+}
+
+/// A download in progress: `NAME.part` plus its resume record. Shared by all tasks fetching the
+/// file; writes are positioned so they need no lock.
+#[derive(Debug)]
+pub struct PartialFile {
+    name: String,
+    manifest: Arc<Manifest>,
+    file: File,
+    part: PathBuf,
+    record: PathBuf,
+    tmp: PathBuf,
+    complete: PathBuf,
+    complete_manifest: PathBuf,
+    progress: Mutex<Progress>,
+}
+
+impl PartialFile {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when chunk `index` is verified (written, maybe not yet recorded).
+    pub fn has(&self, index: u32) -> bool {
+        bits::get(&self.lock().have, index)
+    }
+
+    /// Snapshot of the verified chunks.
+    pub fn have_bits(&self) -> Vec<u8> {
+        self.lock().have.clone()
+    }
+
+    /// Number of verified chunks.
+    pub fn have_count(&self) -> u32 {
+        self.lock().count
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.have_count() == self.manifest.chunk_count()
+    }
+
+    /// Writes chunks `first..` whose bytes are `data`, all of them already verified by the caller
+    /// against the manifest; one positioned write for the whole run.
+    pub fn write_verified(&self, first: u32, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.manifest.offset(first))?;
+        let mut p = self.lock();
+        let mut index = first;
+        let mut pos = 0usize;
+        while pos < data.len() {
+            if !bits::get(&p.have, index) {
+                bits::set(&mut p.have, index);
+                p.unrecorded.push(index);
+                p.count += 1;
+            }
+            pos += self.manifest.chunk_len(index).max(1);
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes every verified chunk durable and lists it in the resume record; returns the chunks
+    /// newly recorded (what may now be reported to the tracker).
+    pub fn persist(&self) -> io::Result<Vec<u32>> {
+        let (bits_now, newly) = {
+            let mut p = self.lock();
+            if p.unrecorded.is_empty() {
+                return Ok(Vec::new());
+            }
+            (p.have.clone(), std::mem::take(&mut p.unrecorded))
+        };
+        let result = (|| {
+            self.file.sync_data()?;
+            let mut rec = Vec::with_capacity(4 + 1 + HASH_LEN + 4 + bits_now.len());
+            rec.extend_from_slice(RECORD_MAGIC);
+            rec.push(FORMAT_VERSION);
+            rec.extend_from_slice(&self.manifest.id().0);
+            rec.extend_from_slice(&self.manifest.chunk_count().to_be_bytes());
+            rec.extend_from_slice(&bits_now);
+            write_atomically(&self.tmp, &self.record, &rec)
+        })();
+        if let Err(e) = result {
+            let mut p = self.lock();
+            let mut back = newly;
+            back.append(&mut p.unrecorded);
+            p.unrecorded = back;
+            return Err(e);
+        }
+        Ok(newly)
+    }
+
+    /// Re-verifies the whole `.part` from disk and renames it to the complete name, then drops
+    /// the resume state. The complete name never appears for a file that does not verify.
+    fn finish(self) -> Result<(), StoreError> {
+        self.persist().map_err(io_err(&self.part))?;
+        self.file.sync_all().map_err(io_err(&self.part))?;
+        let check = Manifest::from_file(&self.part, self.manifest.chunk_size()).map_err(io_err(&self.part))?;
+        if check.id() != self.manifest.id() {
+            return Err(StoreError::VerifyFailed { name: self.name.clone() });
+        }
+        if self.complete.exists() {
+            return Err(StoreError::NameTaken {
+                name: self.name.clone(),
+                dir: self.complete.parent().map(Path::to_path_buf).unwrap_or_default(),
+                have: FileId([0; HASH_LEN]),
+                want: self.manifest.id(),
+            });
+        }
+        let stamp = Stamp::of(&fs::metadata(&self.part).map_err(io_err(&self.part))?);
+        write_manifest_file(&self.complete_manifest, stamp, &self.manifest)?;
+        fs::rename(&self.part, &self.complete).map_err(io_err(&self.complete))?;
+        if let Some(dir) = self.complete.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        let _ = fs::remove_file(&self.record);
+        let _ = fs::remove_file(self.record.with_extension("manifest"));
+        Ok(())
+    }
+}
+
+fn parse_record(bytes: &[u8], manifest: &Manifest) -> Option<Vec<u8>> {
+    let head = 4 + 1 + HASH_LEN + 4;
+    if bytes.len() < head || &bytes[..4] != RECORD_MAGIC || bytes[4] != FORMAT_VERSION {
+        return None;
+    }
+    if bytes[5..5 + HASH_LEN] != manifest.id().0 {
+        return None;
+    }
+    let n = u32::from_be_bytes(bytes[5 + HASH_LEN..head].try_into().ok()?);
+    let field = &bytes[head..];
+    (n == manifest.chunk_count() && bits::well_formed(field, n)).then(|| field.to_vec())
+}
+
+/// Replaces `dest` with `data` so that a crash leaves either the old or the new content.
+fn write_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = File::create(tmp)?;
+    f.write_all(data)?;
+    f.sync_data()?;
+    fs::rename(tmp, dest)
+}
+
+fn write_manifest_file(path: &Path, stamp: Stamp, m: &Manifest) -> Result<(), StoreError> {
+    let mut data = Vec::with_capacity(64 + m.hashes().len() * HASH_LEN);
+    data.extend_from_slice(MANIFEST_MAGIC);
+    data.push(FORMAT_VERSION);
+    data.extend_from_slice(&stamp.size.to_be_bytes());
+    data.extend_from_slice(&stamp.mtime_ns.to_be_bytes());
+    data.extend_from_slice(&m.size().to_be_bytes());
+    data.extend_from_slice(&m.chunk_size().to_be_bytes());
+    data.extend_from_slice(&m.to_bytes());
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    write_atomically(Path::new(&tmp), path, &data).map_err(io_err(path))
+}
+
+fn read_manifest_file(path: &Path) -> Option<(Stamp, Manifest)> {
+    let data = fs::read(path).ok()?;
+    let head = 4 + 1 + 8 + 16 + 8 + 4;
+    if data.len() < head || &data[..4] != MANIFEST_MAGIC || data[4] != FORMAT_VERSION {
+        return None;
+    }
+    let size = u64::from_be_bytes(data[5..13].try_into().ok()?);
+    let mtime_ns = u128::from_be_bytes(data[13..29].try_into().ok()?);
+    let file_size = u64::from_be_bytes(data[29..37].try_into().ok()?);
+    let chunk_size = u32::from_be_bytes(data[37..41].try_into().ok()?);
+    let m = Manifest::from_bytes(file_size, chunk_size, &data[head..]).ok()?;
+    Some((Stamp { size, mtime_ns }, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("movie.mkv").is_ok());
+        for bad in ["", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part"] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(check_name(&"a".repeat(256)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn partial_resumes_only_recorded_chunks_and_finishes() {
+        let root = tempdir("partial");
+        let dir = ShareDir::open(&root).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let p = dir.open_partial("f", m.clone()).unwrap();
+        p.write_verified(0, &data[..4096]).unwrap();
+        assert_eq!(p.persist().unwrap(), vec![0, 1]);
+        p.write_verified(4, &data[8192..]).unwrap();
+        drop(p);
+        let p = dir.open_partial("f", m.clone()).unwrap();
+        assert_eq!(p.have_count(), 2, "chunk 4 was never recorded");
+        let served = dir.served("f").unwrap();
+        assert!(served.has(1) && !served.has(2));
+        p.write_verified(2, &data[4096..]).unwrap();
+        assert!(p.is_complete());
+        dir.finish(p).unwrap();
+        assert_eq!(fs::read(root.join("f")).unwrap(), data);
+        assert!(!root.join("f.part").exists());
+        assert_eq!(dir.complete_manifest("f").unwrap().id(), m.id());
+        assert_eq!(dir.complete_files().unwrap(), vec!["f".to_owned()]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn finish_refuses_a_part_that_does_not_verify() {
+        let root = tempdir("verify");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = vec![7u8; 5000];
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let p = dir.open_partial("g", m).unwrap();
+        p.write_verified(0, &data).unwrap();
+        p.file.write_all_at(b"X", 10).unwrap();
+        assert!(matches!(dir.finish(p), Err(StoreError::VerifyFailed { .. })));
+        assert!(!root.join("g").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn import_refuses_other_content_under_a_taken_name() {
+        let root = tempdir("import");
+        let src = tempdir("import-src");
+        fs::create_dir_all(&src).unwrap();
+        let dir = ShareDir::open(&root).unwrap();
+        fs::write(src.join("a.txt"), b"one").unwrap();
+        let (name, m) = dir.import(&src.join("a.txt")).unwrap();
+        assert_eq!(name, "a.txt");
+        assert_eq!(dir.import(&src.join("a.txt")).unwrap().1.id(), m.id());
+        fs::write(src.join("a.txt"), b"two").unwrap();
+        assert!(matches!(dir.import(&src.join("a.txt")), Err(StoreError::NameTaken { .. })));
+        assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"one");
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&src).unwrap();
+    }
+}
