@@ -1,9 +1,11 @@
 //! The peer: chunked sharing, the TCP peer wire protocol, verified multi-peer downloads, the
 //! console and the daemon.
 
-pub mod address;
-pub mod console;
-pub mod stats;
 pub mod manifest;
 pub mod store;
 pub mod wire;
+
+pub mod address;
+pub mod console;
+pub mod punch;
+pub mod stats;
