@@ -1,6 +1,11 @@
 //! The UDP tracker of the p2p file-sharing system: the text protocol codec ([`proto`]), the
 //! swarm store, the UDP server and the async client peers use ([`client`]).
 
+pub mod client;
 pub mod proto;
 
-pub use proto::{ChunkRanges, FileId, FileInfo, FileName, PeerChunks, PeerEntry, PeerKey};
+pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
+pub use proto::{
+    ChunkRanges, FileId, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry,
+    PeerKey, PunchNotice,
+};
