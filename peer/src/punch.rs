@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{broadcast, watch, Semaphore};
+use tracker::{ClientError, FileName, PunchNotice, TrackerClient};
 
 /// Timing of connection attempts. Every wait is bounded, so a NAT that drops everything costs
 /// at most `direct_timeout + attempts * (attempt_timeout + retry_delay)`.
@@ -111,6 +112,122 @@ pub enum PunchError {
         last: String,
         nat: OwnNat,
     },
+}
+
+/// Why [`Dialer::connect`] found no way to the peer.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("direct connection to {target} failed ({direct}) and the tracker would not relay a punch request: {source}")]
+    Signal {
+        target: SocketAddr,
+        direct: String,
+        source: ClientError,
+    },
+    #[error("direct connection failed ({direct}), then {source}")]
+    Punch { direct: String, source: PunchError },
+}
+
+/// The downloader's way to a peer: a plain connect first, hole punching through the tracker when
+/// that gets no answer (protocol.txt §4.3).
+pub struct Dialer {
+    tracker: Arc<TrackerClient>,
+    local: SocketAddr,
+    announce: watch::Receiver<SocketAddr>,
+    nat: OwnNat,
+    config: PunchConfig,
+}
+
+impl Dialer {
+    /// `local` is the serving listener's address (punch attempts start from it); `announce` is
+    /// the address this peer announces (the public mapping of `local` once STUN knows it) and
+    /// goes into flag 8 so the target knows where to connect.
+    pub fn new(
+        tracker: Arc<TrackerClient>,
+        local: SocketAddr,
+        announce: watch::Receiver<SocketAddr>,
+        nat: OwnNat,
+        config: PunchConfig,
+    ) -> Self {
+        Self {
+            tracker,
+            local,
+            announce,
+            nat,
+            config,
+        }
+    }
+
+    /// A TCP connection to `target`, a peer of `file`'s swarm, on which this peer is the client.
+    pub async fn connect(
+        &self,
+        file: &FileName,
+        target: SocketAddr,
+    ) -> Result<TcpStream, DialError> {
+        let direct = match tokio::time::timeout(
+            self.config.direct_timeout,
+            TcpStream::connect(target),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "no answer within {} ms",
+                self.config.direct_timeout.as_millis()
+            ),
+        };
+        let me = *self.announce.borrow();
+        info!("{target}: direct connection failed ({direct}); punching from {} (announced as {me}) for {file}", self.local);
+        // Our SYN leaves before the tracker relays the request, so the target's SYN finds this
+        // socket (same address pair) rather than our listener (protocol.txt §4.3 step 2).
+        let punching = simultaneous_open(self.local, target, &self.config, self.nat);
+        tokio::pin!(punching);
+        let signal = self.tracker.punch(file, target, me);
+        tokio::pin!(signal);
+        tokio::select! {
+            biased;
+            result = &mut punching => return result.map_err(|source| DialError::Punch { direct, source }),
+            signalled = &mut signal => {
+                if let Err(source) = signalled {
+                    return Err(DialError::Signal { target, direct, source });
+                }
+            }
+        }
+        punching
+            .await
+            .map_err(|source| DialError::Punch { direct, source })
+    }
+}
+
+/// Answers the tracker's PUNCH notices for files `shares` says this peer serves, handing each
+/// punched connection to `serve`. Returns when the tracker client is gone.
+pub async fn answer_notices<S, F>(
+    mut notices: broadcast::Receiver<PunchNotice>,
+    answerer: PunchAnswerer,
+    shares: S,
+    serve: F,
+) where
+    S: Fn(&FileName) -> bool,
+    F: Fn(TcpStream) + Clone + Send + 'static,
+{
+    loop {
+        match notices.recv().await {
+            Ok(notice) if shares(&notice.file) => {
+                let serve = serve.clone();
+                answerer.answer(notice.file.as_str(), notice.from, move |stream| {
+                    serve(stream)
+                });
+            }
+            Ok(notice) => debug!(
+                "punch: ignoring notice for {} (not shared here) from {}",
+                notice.file, notice.from
+            ),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!("punch: {n} notices dropped (too many at once)")
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// A TCP socket bound to `local` that may share its port with the serving listener and with
@@ -365,5 +482,127 @@ mod tests {
             !answerer.answer("f.bin", free_addr(), |_| {}),
             "third notice must be dropped"
         );
+    }
+
+    /// A stand-in tracker that answers the first flag 8 it receives with `answer` and reports
+    /// the request it saw.
+    async fn scripted_tracker(
+        answer: fn(Option<u32>) -> tracker::proto::Response,
+    ) -> (SocketAddr, tokio::task::JoinHandle<tracker::proto::Request>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+            let request = tracker::proto::Request::parse(&buf[..n]).expect("a valid request");
+            socket
+                .send_to(answer(request.tid).encode().as_bytes(), from)
+                .await
+                .unwrap();
+            request
+        });
+        (addr, task)
+    }
+
+    async fn dialer(tracker_addr: SocketAddr, cfg: PunchConfig) -> (Dialer, SocketAddr) {
+        let client = TrackerClient::bind(tracker_addr, tracker::ClientConfig::default())
+            .await
+            .unwrap();
+        let local = free_addr();
+        let me: SocketAddr = "192.0.2.7:6881".parse().unwrap();
+        // borrow() keeps returning the last value after the sender is gone.
+        let (_, rx) = watch::channel(me);
+        (
+            Dialer::new(
+                Arc::new(client),
+                local,
+                rx,
+                OwnNat::EndpointIndependent,
+                cfg,
+            ),
+            local,
+        )
+    }
+
+    #[tokio::test]
+    async fn dialer_connects_directly_when_it_can_without_asking_the_tracker() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tracker_addr, asked) = scripted_tracker(|tid| {
+            tracker::proto::Response::new(
+                tid,
+                tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+            )
+        })
+        .await;
+        let (dialer, _) = dialer(tracker_addr, quick()).await;
+        let file = FileName::new("f.bin").unwrap();
+        let stream = dialer
+            .connect(&file, target.local_addr().unwrap())
+            .await
+            .expect("direct");
+        assert_eq!(stream.peer_addr().unwrap(), target.local_addr().unwrap());
+        assert!(!asked.is_finished(), "no flag 8 for a reachable peer");
+        asked.abort();
+    }
+
+    #[tokio::test]
+    async fn dialer_sends_flag_8_then_connects_from_its_serving_port() {
+        let target_addr = free_addr();
+        let (tracker_addr, asked) = scripted_tracker(|tid| {
+            tracker::proto::Response::new(
+                tid,
+                tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+            )
+        })
+        .await;
+        let mut cfg = quick();
+        cfg.attempts = 40;
+        cfg.retry_delay = Duration::from_millis(100);
+        let (dialer, local) = dialer(tracker_addr, cfg).await;
+        // The target "answers the notice" by starting to listen once it has seen flag 8.
+        let target = tokio::spawn(async move {
+            let request = asked.await.unwrap();
+            let listener = TcpListener::bind(target_addr).await.unwrap();
+            let (_conn, from) = listener.accept().await.unwrap();
+            (request, from)
+        });
+        let file = FileName::new("f.bin").unwrap();
+        dialer.connect(&file, target_addr).await.expect("punched");
+        let (request, from) = target.await.unwrap();
+        assert_eq!(from, local, "punch attempts come from the serving port");
+        match request.kind {
+            tracker::proto::RequestKind::Punch { file, target, me } => {
+                assert_eq!(file.as_str(), "f.bin");
+                assert_eq!(target, target_addr);
+                assert_eq!(
+                    me,
+                    "192.0.2.7:6881".parse().unwrap(),
+                    "flag 8 carries the announced address"
+                );
+            }
+            other => panic!("expected flag 8, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn dialer_stops_at_once_when_the_tracker_refuses_to_relay() {
+        let (tracker_addr, _asked) = scripted_tracker(|tid| {
+            tracker::proto::Response::error(
+                tid,
+                tracker::proto::ErrorCode::PeerNotFound,
+                "no such peer",
+            )
+        })
+        .await;
+        let mut cfg = quick();
+        cfg.attempts = 1000;
+        let (dialer, _) = dialer(tracker_addr, cfg).await;
+        let file = FileName::new("f.bin").unwrap();
+        let err = dialer
+            .connect(&file, free_addr())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, DialError::Signal { .. }), "{err}");
+        assert!(err.to_string().contains("PEER_NOT_FOUND"), "{err}");
     }
 }
