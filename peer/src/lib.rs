@@ -9,3 +9,8 @@ pub mod address;
 pub mod console;
 pub mod punch;
 pub mod stats;
+pub mod connection;
+pub mod daemon;
+pub mod download;
+pub mod serve;
+pub mod share;

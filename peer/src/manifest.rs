@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
@@ -39,38 +38,8 @@ pub enum ManifestError {
     IdMismatch(FileId),
 }
 
-/// `sha256:` of the concatenated chunk hashes; names one exact content independently of its name.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId(pub [u8; HASH_LEN]);
-
-impl fmt::Display for FileId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for FileId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Why a text file id was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("file id must be sha256:<64 hex digits>, got {0:?}")]
-pub struct BadFileId(pub String);
-
-impl FromStr for FileId {
-    type Err = BadFileId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadFileId(s.chars().take(80).collect());
-        let hex_part = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        let mut id = [0u8; HASH_LEN];
-        hex::decode_to_slice(hex_part, &mut id).map_err(|_| bad())?;
-        Ok(FileId(id))
-    }
-}
+/// `sha256:` of the concatenated chunk hashes; the same type the tracker protocol carries.
+pub use tracker::proto::FileId;
 
 /// Number of chunks of a `size`-byte file: the last one may be short; an empty file has none.
 pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {

@@ -26,12 +26,10 @@ use std::time::UNIX_EPOCH;
 
 use crate::manifest::{FileId, Manifest, DEFAULT_CHUNK_SIZE, HASH_LEN};
 use crate::wire::bits;
+use tracker::proto::FileName;
 
 /// Directory inside the share directory that holds manifests and resume records.
 pub const STATE_DIR: &str = ".peer";
-
-/// Longest file name accepted, in bytes (also the wire's limit).
-pub const MAX_NAME_LEN: usize = 255;
 
 const PART_SUFFIX: &str = ".part";
 const MANIFEST_MAGIC: &[u8; 4] = b"P2PM";
@@ -41,47 +39,25 @@ const FORMAT_VERSION: u8 = 1;
 /// Why a file name is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
-    #[error("file name is empty")]
-    Empty,
-    #[error("file name is longer than {MAX_NAME_LEN} bytes")]
-    TooLong,
-    #[error("file name {0:?} is a path; give a plain name without '/' or '\\'")]
-    Path(String),
-    #[error("file name {0:?} is not allowed ('.' and '..' name directories)")]
-    Dots(String),
-    #[error("file name {0:?} contains whitespace or control characters")]
-    BadChar(String),
+    #[error("bad file name {0:?}: {1}")]
+    Invalid(String, tracker::proto::FileNameError),
     #[error("file name {0:?} starts with '.', reserved for the peer's own state")]
     Hidden(String),
     #[error("file name {0:?} ends with \".part\", reserved for downloads in progress")]
     PartSuffix(String),
 }
 
-/// Checks that `name` is a plain file name this peer can share, download and put on the tracker's
-/// space-separated protocol.
-pub fn check_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong);
-    }
-    if name == "." || name == ".." {
-        return Err(NameError::Dots(name.to_owned()));
-    }
-    if name.contains(['/', '\\']) {
-        return Err(NameError::Path(name.to_owned()));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(NameError::BadChar(name.to_owned()));
-    }
+/// Checks that `name` is a plain file name this peer can share and download: what the tracker
+/// accepts (no path, no whitespace, ...), minus the names this directory layout reserves.
+pub fn check_name(name: &str) -> Result<FileName, NameError> {
+    let valid = FileName::new(name).map_err(|e| NameError::Invalid(name.chars().take(300).collect(), e))?;
     if name.starts_with('.') {
         return Err(NameError::Hidden(name.to_owned()));
     }
     if name.ends_with(PART_SUFFIX) {
         return Err(NameError::PartSuffix(name.to_owned()));
     }
-    Ok(())
+    Ok(valid)
 }
 
 /// What went wrong with the share directory.
@@ -256,13 +232,14 @@ impl ShareDir {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Copies the file at `src` into the share directory under its own name and returns its name and manifest. Sharing the same content twice
-    /// is fine; a different file under a name already present is refused.
-    pub fn import(&self, src: &Path) -> Result<(String, Arc<Manifest>), StoreError> {
+    /// First half of sharing `src`: hashes it and, unless it already is in the share directory,
+    /// copies it into the state directory, so the tracker can be asked before the file appears
+    /// under its name. A different file already shared under that name is refused.
+    pub fn stage(&self, src: &Path) -> Result<Staged, StoreError> {
         let name = src
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| NameError::Path(src.display().to_string()))?
+            .ok_or_else(|| io_err(src)(io::Error::new(io::ErrorKind::InvalidInput, "not a file name in UTF-8")))?
             .to_owned();
         check_name(&name)?;
         let meta = fs::metadata(src).map_err(io_err(src))?;
@@ -270,37 +247,45 @@ impl ShareDir {
             return Err(io_err(src)(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
         }
         let dest = self.complete_path(&name);
-        let same = match (src.canonicalize(), dest.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if same {
-            return Ok((name.clone(), self.complete_manifest(&name)?));
-        }
-        let manifest = Manifest::from_file(src, DEFAULT_CHUNK_SIZE).map_err(io_err(src))?;
-        if dest.exists() {
-            let existing = self.complete_manifest(&name)?;
-            if existing.id() != manifest.id() {
-                return Err(StoreError::NameTaken {
-                    name,
-                    dir: self.root.clone(),
-                    have: existing.id(),
-                    want: manifest.id(),
-                });
-            }
-            return Ok((name, existing));
+        let in_place = matches!((src.canonicalize(), dest.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if in_place {
+            let manifest = self.complete_manifest(&name)?;
+            return Ok(Staged { name, manifest, tmp: None });
         }
         let tmp = self.state.join(format!("{name}.import"));
         let _ = fs::remove_file(&tmp);
         // A copy, not a hard link: editing the original later must not change what is served.
         fs::copy(src, &tmp).map_err(io_err(&tmp))?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
-        let stamp = Stamp::of(&fs::metadata(&tmp).map_err(io_err(&tmp))?);
-        write_manifest_file(&self.manifest_path(&name), stamp, &manifest)?;
-        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-        let manifest = Arc::new(manifest);
-        self.lock_cache().insert(name.clone(), (stamp, manifest.clone()));
-        Ok((name, manifest))
+        let staged = Staged {
+            name: name.clone(),
+            manifest: Arc::new(Manifest::from_file(&tmp, DEFAULT_CHUNK_SIZE).map_err(io_err(&tmp))?),
+            tmp: Some(tmp),
+        };
+        if dest.exists() {
+            let existing = self.complete_manifest(&name)?;
+            if existing.id() != staged.manifest.id() {
+                return Err(StoreError::NameTaken {
+                    name,
+                    dir: self.root.clone(),
+                    have: existing.id(),
+                    want: staged.manifest.id(),
+                });
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Second half of sharing: moves a staged copy to its name in the share directory.
+    pub fn commit(&self, mut staged: Staged) -> Result<(String, Arc<Manifest>), StoreError> {
+        if let Some(tmp) = staged.tmp.take() {
+            let dest = self.complete_path(&staged.name);
+            let stamp = Stamp::of(&fs::metadata(&tmp).map_err(io_err(&tmp))?);
+            write_manifest_file(&self.manifest_path(&staged.name), stamp, &staged.manifest)?;
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            self.lock_cache().insert(staged.name.clone(), (stamp, staged.manifest.clone()));
+        }
+        Ok((staged.name.clone(), staged.manifest.clone()))
     }
 
     /// What can be served of `name`: the complete file, else the verified part of a download in
@@ -378,12 +363,27 @@ impl ShareDir {
         self.lock_cache().remove(name);
     }
 
-    /// Finishes a download: see [`PartialFile::finish`].
-    pub fn finish(&self, partial: PartialFile) -> Result<(), StoreError> {
-        let name = partial.name.clone();
+    /// Finishes a download: see [`PartialFile::finish`]. The caller must have stopped writing.
+    pub fn finish(&self, partial: &PartialFile) -> Result<(), StoreError> {
         partial.finish()?;
-        self.forget(&name);
+        self.forget(&partial.name);
         Ok(())
+    }
+}
+
+/// A file hashed and copied for sharing but not yet under its name; dropping it removes the copy.
+#[derive(Debug)]
+pub struct Staged {
+    pub name: String,
+    pub manifest: Arc<Manifest>,
+    tmp: Option<PathBuf>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
@@ -494,7 +494,7 @@ impl PartialFile {
 
     /// Re-verifies the whole `.part` from disk and renames it to the complete name, then drops
     /// the resume state. The complete name never appears for a file that does not verify.
-    fn finish(self) -> Result<(), StoreError> {
+    fn finish(&self) -> Result<(), StoreError> {
         self.persist().map_err(io_err(&self.part))?;
         self.file.sync_all().map_err(io_err(&self.part))?;
         let check = Manifest::from_file(&self.part, self.manifest.chunk_size()).map_err(io_err(&self.part))?;
@@ -586,7 +586,7 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part"] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(check_name(&"a".repeat(256)), Err(NameError::TooLong));
+        assert!(check_name(&"a".repeat(256)).is_err());
     }
 
     #[test]
@@ -606,7 +606,7 @@ mod tests {
         assert!(served.has(1) && !served.has(2));
         p.write_verified(2, &data[4096..]).unwrap();
         assert!(p.is_complete());
-        dir.finish(p).unwrap();
+        dir.finish(&p).unwrap();
         assert_eq!(fs::read(root.join("f")).unwrap(), data);
         assert!(!root.join("f.part").exists());
         assert_eq!(dir.complete_manifest("f").unwrap().id(), m.id());
@@ -623,7 +623,7 @@ mod tests {
         let p = dir.open_partial("g", m).unwrap();
         p.write_verified(0, &data).unwrap();
         p.file.write_all_at(b"X", 10).unwrap();
-        assert!(matches!(dir.finish(p), Err(StoreError::VerifyFailed { .. })));
+        assert!(matches!(dir.finish(&p), Err(StoreError::VerifyFailed { .. })));
         assert!(!root.join("g").exists());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -635,11 +635,14 @@ mod tests {
         fs::create_dir_all(&src).unwrap();
         let dir = ShareDir::open(&root).unwrap();
         fs::write(src.join("a.txt"), b"one").unwrap();
-        let (name, m) = dir.import(&src.join("a.txt")).unwrap();
+        let (name, m) = dir.commit(dir.stage(&src.join("a.txt")).unwrap()).unwrap();
         assert_eq!(name, "a.txt");
-        assert_eq!(dir.import(&src.join("a.txt")).unwrap().1.id(), m.id());
+        assert_eq!(dir.commit(dir.stage(&src.join("a.txt")).unwrap()).unwrap().1.id(), m.id());
+        assert_eq!(dir.stage(&root.join("a.txt")).unwrap().manifest.id(), m.id());
         fs::write(src.join("a.txt"), b"two").unwrap();
-        assert!(matches!(dir.import(&src.join("a.txt")), Err(StoreError::NameTaken { .. })));
+        assert!(matches!(dir.stage(&src.join("a.txt")), Err(StoreError::NameTaken { .. })));
+        drop(dir.stage(&src.join("b.txt")));
+        assert_eq!(fs::read_dir(root.join(STATE_DIR)).unwrap().count(), 1, "only a.txt's manifest");
         assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"one");
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&src).unwrap();

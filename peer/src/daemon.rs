@@ -1,0 +1,174 @@
+//! The long-running peer: serves its share directory, keeps the tracker's rows of every complete
+//! file alive, picks up files that appear in the directory, and leaves the swarm (flag 5) when
+//! stopped.
+//!
+//! A daemon writes its announce address and pid to `DIR/.peer/daemon` while it runs. Other `peer`
+//! commands on the same directory (`share`, `get`) read it and announce with the daemon's address
+//! instead of starting a server of their own: the daemon serves any file of its directory on
+//! demand, including downloads in progress (their verified chunks, from the resume record).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracker::proto::ErrorCode as TrackerCode;
+use tracker::TrackerClient;
+
+use crate::manifest::FileId;
+use crate::serve::{self, ServerConfig, UploadStats};
+use crate::share::{self, ShareError};
+use crate::store::ShareDir;
+
+/// Default time between two heartbeats: well inside the tracker's 90 s TTL.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+const STATE_FILE: &str = "daemon";
+
+/// A server bound to a port and serving a share directory, with what is needed to announce it.
+pub struct Node {
+    pub dir: Arc<ShareDir>,
+    pub tracker: Arc<TrackerClient>,
+    /// The TCP address the server is bound to.
+    pub listen: SocketAddr,
+    /// The address given to the tracker.
+    pub announce: SocketAddr,
+    pub stats: Arc<UploadStats>,
+    pub shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+/// The address to announce for a server bound to `listen`: the override if given, else the bound
+/// address, with an unspecified IP sent as `0.0.0.0` so the tracker uses the datagram's source IP.
+pub fn announce_addr(listen: SocketAddr, over: Option<SocketAddr>) -> SocketAddr {
+    match over {
+        Some(a) => a,
+        None if listen.ip().is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), listen.port())
+        }
+        None => listen,
+    }
+}
+
+impl Node {
+    /// Binds `listen` and starts serving `dir`.
+    pub fn start(
+        dir: Arc<ShareDir>,
+        tracker: Arc<TrackerClient>,
+        listen: SocketAddr,
+        announce_override: Option<SocketAddr>,
+    ) -> io::Result<Node> {
+        let listener = serve::bind(listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {listen}: {e} (choose another with --listen)"))
+        })?;
+        let listen = listener.local_addr()?;
+        let stats = Arc::new(UploadStats::default());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve::run(
+            listener,
+            dir.clone(),
+            ServerConfig::default(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Node { announce: announce_addr(listen, announce_override), dir, tracker, listen, stats, shutdown, server })
+    }
+
+    /// Leaves every swarm (flag 5) and stops the server.
+    pub async fn stop(self) {
+        if let Err(e) = self.tracker.exit(self.announce).await {
+            log::warn!("telling the tracker we leave: {e}");
+        }
+        self.shutdown.cancel();
+        let _ = self.server.await;
+    }
+}
+
+/// Announce address of a daemon running on `dir`, if one is alive.
+pub fn running_daemon(dir: &ShareDir) -> Option<SocketAddr> {
+    let text = fs::read_to_string(dir.state_dir().join(STATE_FILE)).ok()?;
+    let mut it = text.split_whitespace();
+    let addr: SocketAddr = it.next()?.parse().ok()?;
+    let pid: u32 = it.next()?.parse().ok()?;
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(addr)
+}
+
+/// Runs the daemon on a started node until SIGINT or SIGTERM: announces every complete file,
+/// heartbeats every `heartbeat`, rescans the directory each time, then leaves the swarm.
+pub async fn run(node: Node, heartbeat: Duration) -> anyhow::Result<()> {
+    let state = node.dir.state_dir().join(STATE_FILE);
+    fs::write(&state, format!("{} {}\n", node.announce, std::process::id()))?;
+    let mut announced: HashMap<String, FileId> = HashMap::new();
+    let mut ticker = tokio::time::interval(heartbeat);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if !first {
+                    match node.tracker.heartbeat(node.announce).await {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => {
+                            log::info!("tracker forgot us; announcing every file again");
+                            announced.clear();
+                        }
+                        Err(e) => log::warn!("heartbeat: {e}"),
+                    }
+                }
+                first = false;
+                announce_new(&node, &mut announced).await;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    log::info!("stopping: leaving the swarm");
+    let _ = fs::remove_file(&state);
+    node.stop().await;
+    Ok(())
+}
+
+/// Announces complete files not yet announced (or changed since), hashing them as needed.
+async fn announce_new(node: &Node, announced: &mut HashMap<String, FileId>) {
+    let dir = node.dir.clone();
+    let names = match tokio::task::spawn_blocking(move || dir.complete_files()).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            log::warn!("scanning {}: {e}", node.dir.root().display());
+            return;
+        }
+        Err(_) => return,
+    };
+    announced.retain(|n, _| names.contains(n));
+    for name in names {
+        let dir = node.dir.clone();
+        let n = name.clone();
+        let manifest = match tokio::task::spawn_blocking(move || dir.complete_manifest(&n)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                log::warn!("{name}: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if announced.get(&name) == Some(&manifest.id()) {
+            continue;
+        }
+        match share::announce(&node.tracker, &name, &manifest, node.announce).await {
+            Ok(()) => {
+                log::info!("sharing {name} ({} bytes, {})", manifest.size(), manifest.id());
+                announced.insert(name, manifest.id());
+            }
+            Err(e @ ShareError::HashMismatch { .. }) => {
+                log::warn!("{e}");
+                announced.insert(name, manifest.id());
+            }
+            Err(e) => log::warn!("announcing {name}: {e}"),
+        }
+    }
+}
