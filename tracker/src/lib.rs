@@ -2,7 +2,10 @@
 //! swarm store, the UDP server and the async client peers use ([`client`]).
 
 pub mod client;
+pub mod cookie;
 pub mod proto;
+pub mod server;
+pub mod store;
 
 pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use proto::{

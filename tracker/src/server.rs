@@ -1,0 +1,470 @@
+//! The UDP tracker: turns each request datagram into exactly one answer datagram (or deliberate
+//! silence) and relays PUNCH notices.
+//!
+//! [`Tracker::handle`] is the whole request logic, without I/O: bytes and source in, an
+//! [`Outcome`] out. [`serve`] is the socket loop around it: a few worker tasks share the socket
+//! (the kernel hands each datagram to one of them) and one task expires silent peers.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::debug;
+use tokio::net::UdpSocket;
+
+use crate::cookie::{exempt, CookieJar};
+use crate::proto::{
+    Ack, ErrorCode, FileName, ListedFile, PeerEntry, PunchNotice, Request, RequestKind, Response,
+    ResponseKind, MAX_REQUEST_BYTES,
+};
+use crate::store::{Announcer, Limits, MemoryStore, StoreError, SwarmStore};
+
+/// Everything that shapes the tracker's behaviour; the binary maps its flags onto this.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Peers silent for longer than this are no longer listed and their rows are freed.
+    pub ttl: Duration,
+    /// Accept announced addresses whose IP is not the datagram's source (LAN demos only).
+    pub trust_ip_field: bool,
+    /// Require cookies from every source, including loopback and private ones.
+    pub require_cookies: bool,
+    /// Largest answer datagram; longer listings are paged.
+    pub max_response_bytes: usize,
+    /// Answer STUN Binding requests arriving on the tracker port.
+    pub stun: bool,
+    pub limits: Limits,
+    /// PUNCH relays per second allowed per source IP (burst of twice as many).
+    pub punch_rate: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ttl: Duration::from_secs(90),
+            trust_ip_field: false,
+            require_cookies: false,
+            max_response_bytes: 1400,
+            stun: false,
+            limits: Limits::default(),
+            punch_rate: 10,
+        }
+    }
+}
+
+/// Smallest accepted `max_response_bytes`: a peer-list header with a 255-byte name and one peer
+/// line must fit.
+pub const MIN_RESPONSE_BYTES: usize = 600;
+
+/// What to send after handling one datagram.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The answer to the source, if any.
+    pub reply: Option<Vec<u8>>,
+    /// A PUNCH notice and the UDP address to send it to (flag 8).
+    pub punch: Option<(SocketAddr, Vec<u8>)>,
+}
+
+/// Token buckets per source IP for flag 8. Bounded: the table is cleared when it grows past
+/// `MAX_BUCKETS`, which at worst grants a fresh burst to each source.
+struct PunchLimiter {
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+const MAX_BUCKETS: usize = 65_536;
+
+impl PunchLimiter {
+    fn allow(&mut self, ip: IpAddr, rate: u32, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&ip) {
+            self.buckets.clear();
+        }
+        let burst = f64::from(rate) * 2.0;
+        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * f64::from(rate))
+            .min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The tracker's state and request logic.
+pub struct Tracker<S: SwarmStore = MemoryStore> {
+    config: ServerConfig,
+    store: Mutex<S>,
+    cookies: CookieJar,
+    punches: Mutex<PunchLimiter>,
+}
+
+impl Tracker<MemoryStore> {
+    pub fn new(config: ServerConfig) -> Self {
+        let store = MemoryStore::new(config.ttl, config.limits);
+        Tracker::with_store(config, store)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the store half-updated in a way that matters
+    // more than stopping the service would, so keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts bytes a value would print as, without allocating.
+fn display_len(v: &dyn fmt::Display) -> usize {
+    struct Counter(usize);
+    impl fmt::Write for Counter {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    let _ = write!(c, "{v}");
+    c.0
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Finds `tid=<n>` in a request that failed to parse, so even the error can be matched.
+fn salvage_tid(datagram: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(&datagram[..datagram.len().min(MAX_REQUEST_BYTES)]).ok()?;
+    text.split([' ', '\n', '\r'])
+        .find_map(|t| t.strip_prefix("tid=")?.parse().ok())
+}
+
+impl<S: SwarmStore> Tracker<S> {
+    pub fn with_store(config: ServerConfig, store: S) -> Self {
+        Tracker {
+            config,
+            store: Mutex::new(store),
+            cookies: CookieJar::new(),
+            punches: Mutex::new(PunchLimiter {
+                buckets: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Frees the rows of peers silent for longer than the TTL.
+    pub fn expire(&self, now: Instant) {
+        lock(&self.store).expire(now);
+        let mut punches = lock(&self.punches);
+        punches
+            .buckets
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < Duration::from_secs(10));
+    }
+
+    /// Handles one datagram from `source`.
+    pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        if stun_client::responder::is_stun(datagram) {
+            let reply = if self.config.stun {
+                stun_client::responder::answer_binding(datagram, source)
+            } else {
+                debug!("dropping STUN datagram from {source}: --stun is off");
+                None
+            };
+            return Outcome { reply, punch: None };
+        }
+        let exempt = !self.config.require_cookies && exempt(source.ip());
+        let request = match Request::parse(datagram) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("bad request from {source}: {e}");
+                let resp = Response::error(salvage_tid(datagram), e.code(), &e.to_string());
+                return self.guarded(resp, datagram.len(), exempt, source.ip());
+            }
+        };
+        let verified = exempt
+            || request
+                .cookie
+                .is_some_and(|c| self.cookies.check(source.ip(), c, unix_secs()));
+        if !verified && matches!(request.kind.flag(), 3 | 4 | 5 | 8 | 9) {
+            return self.cookie_required(request.tid, datagram.len(), source.ip());
+        }
+        let mut punch = None;
+        let kind = match self.apply(&request, source, verified, now, &mut punch) {
+            Ok(kind) => kind,
+            Err((code, text)) => {
+                debug!("refused {} from {source}: {text}", request.kind.flag());
+                ResponseKind::Error(crate::proto::ErrorReply::new(code, &text))
+            }
+        };
+        let mut outcome = self.guarded(
+            Response::new(request.tid, kind),
+            datagram.len(),
+            verified,
+            source.ip(),
+        );
+        outcome.punch = punch;
+        outcome
+    }
+
+    /// Sends `resp` unless it would amplify towards an unverified source (protocol.txt §1.6).
+    fn guarded(&self, resp: Response, request_len: usize, verified: bool, ip: IpAddr) -> Outcome {
+        let text = resp.encode();
+        if verified || text.len() <= 3 * request_len {
+            return Outcome {
+                reply: Some(text.into_bytes()),
+                punch: None,
+            };
+        }
+        if matches!(resp.kind, ResponseKind::Error(_)) {
+            debug!("not answering {ip}: error would amplify");
+            return Outcome::default();
+        }
+        self.cookie_required(resp.tid, request_len, ip)
+    }
+
+    fn cookie_required(&self, tid: Option<u32>, request_len: usize, ip: IpAddr) -> Outcome {
+        let mut reply = crate::proto::ErrorReply::new(
+            ErrorCode::CookieRequired,
+            "repeat the request with this cookie",
+        );
+        reply.cookie = Some(self.cookies.issue(ip, unix_secs()));
+        let text = Response::new(tid, ResponseKind::Error(reply)).encode();
+        if text.len() > 3 * request_len {
+            debug!("not answering {ip}: even the cookie answer would amplify");
+            return Outcome::default();
+        }
+        Outcome {
+            reply: Some(text.into_bytes()),
+            punch: None,
+        }
+    }
+
+    /// The serving address an announcement files rows under (protocol.txt §1.7).
+    fn announced(
+        &self,
+        addr: SocketAddr,
+        source: SocketAddr,
+    ) -> Result<SocketAddr, (ErrorCode, String)> {
+        if addr.ip().is_unspecified() {
+            return Ok(SocketAddr::new(source.ip(), addr.port()));
+        }
+        let ip = addr.ip().to_canonical();
+        if ip != source.ip() && !self.config.trust_ip_field {
+            return Err((
+                ErrorCode::Forbidden,
+                format!(
+                    "{addr} is not your address (requests come from {})",
+                    source.ip()
+                ),
+            ));
+        }
+        Ok(SocketAddr::new(ip, addr.port()))
+    }
+
+    fn apply(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        verified: bool,
+        now: Instant,
+        punch: &mut Option<(SocketAddr, Vec<u8>)>,
+    ) -> Result<ResponseKind, (ErrorCode, String)> {
+        let store_err = |e: StoreError| (e.code(), e.to_string());
+        let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
+            Ok(Announcer {
+                addr: self.announced(addr, source)?,
+                key: request.key,
+                udp: source,
+            })
+        };
+        let mut store = lock(&self.store);
+        if request.kind.announce().is_none() && verified {
+            if let Some(key) = &request.key {
+                store.touch_key(key, source, now);
+            }
+        }
+        let max = self.config.max_response_bytes;
+        Ok(match &request.kind {
+            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+                let refresh = matches!(request.kind, RequestKind::Refresh { .. });
+                let summary = store.query(file).map_err(store_err)?;
+                let probe = Response::new(
+                    request.tid.map(|_| u32::MAX),
+                    ResponseKind::Peers {
+                        refresh,
+                        file: summary,
+                        next: Some(u32::MAX),
+                        peers: Vec::new(),
+                    },
+                );
+                let mut used = display_len(&probe);
+                let mut peers: Vec<PeerEntry> = Vec::new();
+                let page = store
+                    .peers(file, *offset, now, &mut |p| {
+                        let line = 1 + display_len(p);
+                        if used + line > max {
+                            return false;
+                        }
+                        used += line;
+                        peers.push(p.clone());
+                        true
+                    })
+                    .map_err(store_err)?;
+                ResponseKind::Peers {
+                    refresh,
+                    file: page.head,
+                    next: page.next,
+                    peers,
+                }
+            }
+            RequestKind::ListFiles { offset } => {
+                let probe = Response::new(
+                    request.tid.map(|_| u32::MAX),
+                    ResponseKind::Files {
+                        total: u32::MAX,
+                        next: Some(u32::MAX),
+                        files: Vec::new(),
+                    },
+                );
+                let mut used = display_len(&probe);
+                let mut files: Vec<ListedFile> = Vec::new();
+                let page = store.files(*offset, &mut |f| {
+                    let line = 1 + display_len(f);
+                    if used + line > max {
+                        return false;
+                    }
+                    used += line;
+                    files.push(f.clone());
+                    true
+                });
+                ResponseKind::Files {
+                    total: page.head,
+                    next: page.next,
+                    files,
+                }
+            }
+            RequestKind::Query { file } => {
+                ResponseKind::File(store.query(file).map_err(store_err)?)
+            }
+            RequestKind::Chunks {
+                file,
+                chunks,
+                announce,
+            } => {
+                store
+                    .report(who(*announce)?, file, chunks, now)
+                    .map_err(store_err)?;
+                ResponseKind::Ok(Ack::Chunks)
+            }
+            RequestKind::Share { info, announce } => {
+                store.share(who(*announce)?, info, now).map_err(store_err)?;
+                ResponseKind::Ok(Ack::Share)
+            }
+            RequestKind::Exit { file, announce } => {
+                store.exit(who(*announce)?, file.as_ref(), now);
+                ResponseKind::Ok(Ack::Exit)
+            }
+            RequestKind::Heartbeat { announce } => {
+                let files = store.heartbeat(who(*announce)?, now).map_err(store_err)?;
+                ResponseKind::Alive { files }
+            }
+            RequestKind::Punch { file, target, me } => {
+                let me = self.announced(*me, source)?;
+                let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
+                drop(store);
+                if !lock(&self.punches).allow(source.ip(), self.config.punch_rate, now) {
+                    return Err((ErrorCode::RateLimited, "too many punch requests".into()));
+                }
+                let notice = PunchNotice {
+                    file: FileName::clone(file),
+                    from: me,
+                };
+                *punch = Some((target_udp, notice.to_string().into_bytes()));
+                ResponseKind::Ok(Ack::Punch)
+            }
+        })
+    }
+}
+
+/// Serves `tracker` on `socket` with `workers` receive loops until the future is dropped.
+pub async fn serve<S: SwarmStore + 'static>(
+    socket: UdpSocket,
+    tracker: Arc<Tracker<S>>,
+    workers: usize,
+) -> std::io::Result<()> {
+    let socket = Arc::new(socket);
+    let sweep = (tracker.config.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let sweeper = {
+        let tracker = Arc::clone(&tracker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep);
+            loop {
+                tick.tick().await;
+                tracker.expire(Instant::now());
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let socket = Arc::clone(&socket);
+        let tracker = Arc::clone(&tracker);
+        tasks.push(tokio::spawn(async move { worker(&socket, &tracker).await }));
+    }
+    let _abort_on_drop = AbortAll(
+        tasks
+            .iter()
+            .map(|t| t.abort_handle())
+            .chain([sweeper.abort_handle()])
+            .collect(),
+    );
+    for task in tasks {
+        match task.await {
+            Ok(result) => result?,
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => return Err(std::io::Error::other(format!("tracker worker failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+struct AbortAll(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+async fn worker<S: SwarmStore>(socket: &UdpSocket, tracker: &Tracker<S>) -> std::io::Result<()> {
+    // One byte more than the largest request, so an oversized one is seen as such.
+    let mut buf = vec![0u8; MAX_REQUEST_BYTES + 1];
+    loop {
+        let (len, source) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            // ICMP errors from earlier sends and truncation are per-datagram; keep serving.
+            Err(e) => {
+                debug!("receive error: {e}");
+                continue;
+            }
+        };
+        let outcome = tracker.handle(&buf[..len], source, Instant::now());
+        if let Some(reply) = outcome.reply {
+            if let Err(e) = socket.send_to(&reply, source).await {
+                debug!("cannot answer {source}: {e}");
+            }
+        }
+        if let Some((target, notice)) = outcome.punch {
+            if let Err(e) = socket.send_to(&notice, target).await {
+                debug!("cannot send PUNCH to {target}: {e}");
+            }
+        }
+    }
+}

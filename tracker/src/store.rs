@@ -1,0 +1,681 @@
+//! Swarm state: which peers hold which chunks of which file.
+//!
+//! The protocol speaks of rows `(filename, chunk, ip, port)`; storing them as rows would cost a
+//! heap entry per chunk (half a million per peer for a 1 GiB file). Instead each file keeps, per
+//! peer, either a "seeder" mark (no memory beyond the entry) or a bitfield of the chunks it holds
+//! (one bit per chunk), and each peer keeps one last-seen time. [`SwarmStore`] is the interface
+//! the server uses; [`MemoryStore`] is the in-memory implementation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bitvec::prelude::{BitBox, BitVec, Lsb0};
+use thiserror::Error;
+
+use crate::proto::{
+    ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry,
+    PeerKey,
+};
+
+/// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
+/// `have=<count>` so one peer cannot fill a page (protocol.txt §1.3).
+pub const MAX_LISTED_RANGES_BYTES: usize = 200;
+
+/// Bounds that keep the tracker's memory finite whatever peers send (protocol.txt §1.9).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_files: usize,
+    pub max_peers_per_file: usize,
+    /// Bytes of partial-peer bitfields across all files.
+    pub max_bitfield_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_files: 100_000,
+            max_peers_per_file: 10_000,
+            max_bitfield_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Who is announcing: the serving address rows are filed under (already checked against the
+/// datagram's source by the server), the identity key and where to reach its UDP socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Announcer {
+    pub addr: SocketAddr,
+    pub key: Option<PeerKey>,
+    pub udp: SocketAddr,
+}
+
+/// Why the store refused a change or lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    #[error("no such file: {0}")]
+    FileNotFound(FileName),
+    #[error("no such peer: {0}")]
+    PeerNotFound(SocketAddr),
+    #[error("chunk {chunk} does not exist: the file has {chunks} chunks")]
+    ChunkOutOfRange { chunk: u32, chunks: u32 },
+    #[error("{0} is tracked with another size, chunk size or id")]
+    HashMismatch(FileName),
+    #[error("tracker limit reached: {0}")]
+    Capacity(&'static str),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::FileNotFound(_) => ErrorCode::FileNotFound,
+            StoreError::PeerNotFound(_) => ErrorCode::PeerNotFound,
+            StoreError::ChunkOutOfRange { .. } => ErrorCode::ChunkNotAvailable,
+            StoreError::HashMismatch(_) => ErrorCode::HashMismatch,
+            StoreError::Capacity(_) => ErrorCode::CapacityExceeded,
+        }
+    }
+}
+
+/// One page of a listing: `next` is the offset to ask for next, if anything is left.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub head: T,
+    pub next: Option<u32>,
+}
+
+/// The swarm state the server reads and changes. Listing methods offer entries one by one to
+/// `fits`, which returns `false` when the entry does not fit the answer; the page ends there.
+pub trait SwarmStore: Send {
+    /// Flag 4: `who` seeds `info` (creating the file if new).
+    fn share(&mut self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError>;
+    /// Flag 3: `who` holds `chunks` of `file`.
+    fn report(
+        &mut self,
+        who: Announcer,
+        file: &FileName,
+        chunks: &ChunkRanges,
+        now: Instant,
+    ) -> Result<(), StoreError>;
+    /// Flag 5: `who` leaves `file`'s swarm, or every swarm.
+    fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant);
+    /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
+    fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError>;
+    /// Any request carrying a key: refresh that peer's liveness and UDP return address.
+    fn touch_key(&mut self, key: &PeerKey, udp: SocketAddr, now: Instant);
+    /// Flags 1 and 2.
+    fn peers(
+        &self,
+        file: &FileName,
+        offset: u32,
+        now: Instant,
+        fits: &mut dyn FnMut(&PeerEntry) -> bool,
+    ) -> Result<Page<FileSummary>, StoreError>;
+    /// Flag 6: `head` is the total number of files.
+    fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32>;
+    /// Flag 7.
+    fn query(&self, file: &FileName) -> Result<FileSummary, StoreError>;
+    /// Flag 8: the UDP address of `target`, a live member of `file`'s swarm.
+    fn punch_target(
+        &self,
+        file: &FileName,
+        target: SocketAddr,
+        now: Instant,
+    ) -> Result<SocketAddr, StoreError>;
+    /// Frees the rows of peers silent for longer than the TTL.
+    fn expire(&mut self, now: Instant);
+}
+
+enum Holding {
+    Seeder,
+    Partial(BitBox<u64, Lsb0>),
+}
+
+struct FileEntry {
+    info: FileInfo,
+    swarm: BTreeMap<SocketAddr, Holding>,
+    seeders: u32,
+}
+
+struct PeerState {
+    key: Option<PeerKey>,
+    udp: SocketAddr,
+    last_seen: Instant,
+    files: Vec<FileName>,
+}
+
+/// The in-memory store (the default backend).
+pub struct MemoryStore {
+    limits: Limits,
+    ttl: Duration,
+    files: BTreeMap<FileName, FileEntry>,
+    peers: HashMap<SocketAddr, PeerState>,
+    keys: HashMap<PeerKey, SocketAddr>,
+    bitfield_bytes: usize,
+}
+
+impl MemoryStore {
+    pub fn new(ttl: Duration, limits: Limits) -> Self {
+        MemoryStore {
+            limits,
+            ttl,
+            files: BTreeMap::new(),
+            peers: HashMap::new(),
+            keys: HashMap::new(),
+            bitfield_bytes: 0,
+        }
+    }
+
+    /// Bytes held in partial-peer bitfields (what `--max-bitfield-mib` bounds).
+    pub fn bitfield_bytes(&self) -> usize {
+        self.bitfield_bytes
+    }
+
+    fn alive(&self, addr: &SocketAddr, now: Instant) -> bool {
+        self.peers
+            .get(addr)
+            .is_some_and(|p| now.saturating_duration_since(p.last_seen) <= self.ttl)
+    }
+
+    /// Makes `who` the current identity at `who.addr`, moving the rows of its key from an old
+    /// address, and refreshes it. Returns whether the peer is known now (it is unless `create`
+    /// is false and nothing was found).
+    fn resolve(&mut self, who: Announcer, now: Instant, create: bool) -> bool {
+        if let Some(key) = who.key {
+            if let Some(&old) = self.keys.get(&key) {
+                if old != who.addr {
+                    self.move_peer(old, who.addr);
+                }
+            }
+        }
+        if !self.peers.contains_key(&who.addr) {
+            if !create {
+                return false;
+            }
+            self.peers.insert(
+                who.addr,
+                PeerState {
+                    key: None,
+                    udp: who.udp,
+                    last_seen: now,
+                    files: Vec::new(),
+                },
+            );
+        }
+        let Some(peer) = self.peers.get_mut(&who.addr) else {
+            return false;
+        };
+        if peer.key != who.key {
+            if let Some(old_key) = peer.key.take() {
+                self.keys.remove(&old_key);
+            }
+            if let Some(key) = who.key {
+                self.keys.insert(key, who.addr);
+            }
+            peer.key = who.key;
+        }
+        peer.udp = who.udp;
+        peer.last_seen = now;
+        true
+    }
+
+    /// Renames peer `old` to `new` in every swarm (an address change of one key).
+    fn move_peer(&mut self, old: SocketAddr, new: SocketAddr) {
+        // Whoever was at `new` is being taken over by this key (same IP, see §1.7).
+        self.remove_peer(new, None);
+        let Some(state) = self.peers.remove(&old) else {
+            return;
+        };
+        for name in &state.files {
+            if let Some(entry) = self.files.get_mut(name) {
+                if let Some(holding) = entry.swarm.remove(&old) {
+                    entry.swarm.insert(new, holding);
+                }
+            }
+        }
+        if let Some(key) = state.key {
+            self.keys.insert(key, new);
+        }
+        self.peers.insert(new, state);
+    }
+
+    /// Removes `addr` from one swarm, or from all swarms and forgets it.
+    fn remove_peer(&mut self, addr: SocketAddr, only: Option<&FileName>) {
+        let Some(state) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let names: Vec<FileName> = match only {
+            Some(name) => {
+                let Some(i) = state.files.iter().position(|f| f == name) else {
+                    return;
+                };
+                vec![state.files.swap_remove(i)]
+            }
+            None => std::mem::take(&mut state.files),
+        };
+        if only.is_none() {
+            if let Some(state) = self.peers.remove(&addr) {
+                if let Some(key) = state.key {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+        for name in names {
+            let Some(entry) = self.files.get_mut(&name) else {
+                continue;
+            };
+            match entry.swarm.remove(&addr) {
+                Some(Holding::Seeder) => entry.seeders -= 1,
+                Some(Holding::Partial(bits)) => self.bitfield_bytes -= bitfield_cost(&bits),
+                None => {}
+            }
+            if entry.swarm.is_empty() {
+                self.files.remove(&name);
+            }
+        }
+    }
+
+    fn summary(entry: &FileEntry) -> FileSummary {
+        FileSummary {
+            info: entry.info.clone(),
+            seeders: entry.seeders,
+            leechers: (entry.swarm.len() as u32).saturating_sub(entry.seeders),
+        }
+    }
+
+    /// Adds `addr` to `name`'s swarm bookkeeping on the peer side.
+    fn note_membership(&mut self, addr: SocketAddr, name: &FileName) {
+        if let Some(state) = self.peers.get_mut(&addr) {
+            if !state.files.contains(name) {
+                state.files.push(name.clone());
+            }
+        }
+    }
+
+    /// Drops a peer that holds nothing anywhere (a refused first announcement).
+    fn forget_if_empty(&mut self, addr: SocketAddr) {
+        if self.peers.get(&addr).is_some_and(|p| p.files.is_empty()) {
+            self.remove_peer(addr, None);
+        }
+    }
+}
+
+fn bitfield_cost(bits: &BitBox<u64, Lsb0>) -> usize {
+    bits.as_raw_slice().len() * 8
+}
+
+/// Chunk ranges of a partial peer, or its count when they would not fit a page.
+fn listed_chunks(bits: &BitBox<u64, Lsb0>) -> PeerChunks {
+    let mut ranges = Vec::new();
+    let mut text_len = 0;
+    let mut pos = 0;
+    while let Some(start) = bits[pos..].first_one().map(|i| i + pos) {
+        let end = bits[start..].first_zero().map_or(bits.len(), |i| i + start) - 1;
+        text_len += if start == end { 8 } else { 16 };
+        if text_len > MAX_LISTED_RANGES_BYTES {
+            return PeerChunks::Count(bits.count_ones() as u32);
+        }
+        ranges.push((start as u32, end as u32));
+        pos = end + 1;
+    }
+    match ChunkRanges::from_ranges(ranges) {
+        Ok(r) => PeerChunks::Ranges(r),
+        Err(_) => PeerChunks::Count(0),
+    }
+}
+
+impl SwarmStore for MemoryStore {
+    fn share(&mut self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError> {
+        match self.files.get(info.name()) {
+            Some(entry) if entry.info != *info => {
+                return Err(StoreError::HashMismatch(info.name().clone()))
+            }
+            Some(entry)
+                if entry.swarm.len() >= self.limits.max_peers_per_file
+                    && !entry.swarm.contains_key(&who.addr) =>
+            {
+                return Err(StoreError::Capacity("peers per file"))
+            }
+            None if self.files.len() >= self.limits.max_files => {
+                return Err(StoreError::Capacity("files"))
+            }
+            _ => {}
+        }
+        self.resolve(who, now, true);
+        let entry = self
+            .files
+            .entry(info.name().clone())
+            .or_insert_with(|| FileEntry {
+                info: info.clone(),
+                swarm: BTreeMap::new(),
+                seeders: 0,
+            });
+        match entry.swarm.insert(who.addr, Holding::Seeder) {
+            Some(Holding::Seeder) => {}
+            Some(Holding::Partial(bits)) => {
+                self.bitfield_bytes -= bitfield_cost(&bits);
+                entry.seeders += 1;
+            }
+            None => entry.seeders += 1,
+        }
+        self.note_membership(who.addr, info.name());
+        Ok(())
+    }
+
+    fn report(
+        &mut self,
+        who: Announcer,
+        file: &FileName,
+        chunks: &ChunkRanges,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let entry = self
+            .files
+            .get(file)
+            .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
+        let total = entry.info.chunks();
+        if chunks.max() >= total {
+            return Err(StoreError::ChunkOutOfRange {
+                chunk: chunks.max(),
+                chunks: total,
+            });
+        }
+        // The key may move this peer; look the peer up under its final address afterwards.
+        self.resolve(who, now, true);
+        let budget_left = self
+            .limits
+            .max_bitfield_bytes
+            .saturating_sub(self.bitfield_bytes);
+        let max_peers = self.limits.max_peers_per_file;
+        let Some(entry) = self.files.get_mut(file) else {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::FileNotFound(file.clone()));
+        };
+        if !entry.swarm.contains_key(&who.addr) {
+            let cost = (total as usize).div_ceil(64) * 8;
+            if entry.swarm.len() >= max_peers {
+                self.forget_if_empty(who.addr);
+                return Err(StoreError::Capacity("peers per file"));
+            }
+            if cost > budget_left {
+                self.forget_if_empty(who.addr);
+                return Err(StoreError::Capacity("bitfield memory"));
+            }
+            let bits: BitBox<u64, Lsb0> =
+                BitVec::repeat(false, total as usize).into_boxed_bitslice();
+            self.bitfield_bytes += bitfield_cost(&bits);
+            entry.swarm.insert(who.addr, Holding::Partial(bits));
+        }
+        let mut freed = 0;
+        if let Some(holding) = entry.swarm.get_mut(&who.addr) {
+            if let Holding::Partial(bits) = holding {
+                for &(s, e) in chunks.ranges() {
+                    bits[s as usize..=e as usize].fill(true);
+                }
+                if bits.all() {
+                    freed = bitfield_cost(bits);
+                    *holding = Holding::Seeder;
+                    entry.seeders += 1;
+                }
+            }
+        }
+        self.bitfield_bytes -= freed;
+        self.note_membership(who.addr, file);
+        Ok(())
+    }
+
+    fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant) {
+        // Resolving first lets a key whose address changed leave under its current rows.
+        if self.resolve(who, now, false) {
+            self.remove_peer(who.addr, file);
+            self.forget_if_empty(who.addr);
+        }
+    }
+
+    fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError> {
+        if !self.resolve(who, now, false) {
+            return Err(StoreError::PeerNotFound(who.addr));
+        }
+        let files = self.peers.get(&who.addr).map_or(0, |p| p.files.len());
+        Ok(files as u32)
+    }
+
+    fn touch_key(&mut self, key: &PeerKey, udp: SocketAddr, now: Instant) {
+        if let Some(addr) = self.keys.get(key) {
+            if let Some(peer) = self.peers.get_mut(addr) {
+                peer.udp = udp;
+                peer.last_seen = now;
+            }
+        }
+    }
+
+    fn peers(
+        &self,
+        file: &FileName,
+        offset: u32,
+        now: Instant,
+        fits: &mut dyn FnMut(&PeerEntry) -> bool,
+    ) -> Result<Page<FileSummary>, StoreError> {
+        let entry = self
+            .files
+            .get(file)
+            .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
+        let mut next = None;
+        for (i, (addr, holding)) in entry.swarm.iter().enumerate().skip(offset as usize) {
+            if !self.alive(addr, now) {
+                continue;
+            }
+            let chunks = match holding {
+                Holding::Seeder => PeerChunks::Seeder,
+                Holding::Partial(bits) => listed_chunks(bits),
+            };
+            if matches!(chunks, PeerChunks::Count(0)) {
+                continue;
+            }
+            if !fits(&PeerEntry {
+                addr: *addr,
+                chunks,
+            }) {
+                next = Some(i as u32);
+                break;
+            }
+        }
+        Ok(Page {
+            head: Self::summary(entry),
+            next,
+        })
+    }
+
+    fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32> {
+        let mut next = None;
+        for (i, entry) in self.files.values().enumerate().skip(offset as usize) {
+            let s = Self::summary(entry);
+            let listed = ListedFile {
+                name: s.info.name().clone(),
+                size: s.info.size(),
+                chunks: s.info.chunks(),
+                seeders: s.seeders,
+                leechers: s.leechers,
+            };
+            if !fits(&listed) {
+                next = Some(i as u32);
+                break;
+            }
+        }
+        Page {
+            head: self.files.len() as u32,
+            next,
+        }
+    }
+
+    fn query(&self, file: &FileName) -> Result<FileSummary, StoreError> {
+        self.files
+            .get(file)
+            .map(Self::summary)
+            .ok_or_else(|| StoreError::FileNotFound(file.clone()))
+    }
+
+    fn punch_target(
+        &self,
+        file: &FileName,
+        target: SocketAddr,
+        now: Instant,
+    ) -> Result<SocketAddr, StoreError> {
+        let entry = self
+            .files
+            .get(file)
+            .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
+        if !entry.swarm.contains_key(&target) || !self.alive(&target, now) {
+            return Err(StoreError::PeerNotFound(target));
+        }
+        self.peers
+            .get(&target)
+            .map(|p| p.udp)
+            .ok_or(StoreError::PeerNotFound(target))
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        let expired: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_seen) > ttl)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in expired {
+            self.remove_peer(addr, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::FileId;
+
+    fn who(addr: &str, key: Option<u8>) -> Announcer {
+        let addr: SocketAddr = addr.parse().unwrap();
+        Announcer {
+            addr,
+            key: key.map(|k| PeerKey([k; 16])),
+            udp: addr,
+        }
+    }
+
+    fn info(name: &str, chunks: u32) -> FileInfo {
+        FileInfo::new(
+            FileName::new(name).unwrap(),
+            u64::from(chunks) * 2048,
+            2048,
+            FileId([1; 32]),
+        )
+        .unwrap()
+    }
+
+    fn listing(store: &MemoryStore, name: &str, now: Instant) -> Vec<PeerEntry> {
+        let mut out = Vec::new();
+        store
+            .peers(&FileName::new(name).unwrap(), 0, now, &mut |p| {
+                out.push(p.clone());
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn partial_peer_becomes_seeder_and_frees_its_bitfield() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 100);
+        s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+        let name = f.name().clone();
+        s.report(
+            who("10.0.0.2:1", None),
+            &name,
+            &"0-49".parse().unwrap(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.bitfield_bytes(), 16);
+        let l = listing(&s, "a", now);
+        assert_eq!(l[1].chunks, PeerChunks::Ranges("0-49".parse().unwrap()));
+        s.report(
+            who("10.0.0.2:1", None),
+            &name,
+            &"50-99".parse().unwrap(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.bitfield_bytes(), 0);
+        assert_eq!(s.query(&name).unwrap().seeders, 2);
+        assert_eq!(
+            s.report(who("10.0.0.2:1", None), &name, &"100".parse().unwrap(), now),
+            Err(StoreError::ChunkOutOfRange {
+                chunk: 100,
+                chunks: 100
+            })
+        );
+    }
+
+    #[test]
+    fn scattered_chunks_are_listed_as_a_count() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 1000);
+        s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+        let odd = ChunkRanges::from_indices((1..1000).step_by(2)).unwrap();
+        s.report(who("10.0.0.2:1", None), f.name(), &odd, now)
+            .unwrap();
+        assert_eq!(listing(&s, "a", now)[1].chunks, PeerChunks::Count(500));
+    }
+
+    #[test]
+    fn key_moves_rows_and_expiry_frees_them() {
+        let t0 = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 10);
+        s.share(who("10.0.0.1:1", Some(7)), &f, t0).unwrap();
+        assert_eq!(s.heartbeat(who("10.0.0.9:2", Some(7)), t0), Ok(1));
+        let l = listing(&s, "a", t0);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].addr, "10.0.0.9:2".parse().unwrap());
+        assert_eq!(
+            s.heartbeat(who("10.0.0.1:1", None), t0),
+            Err(StoreError::PeerNotFound("10.0.0.1:1".parse().unwrap()))
+        );
+        let later = t0 + Duration::from_secs(91);
+        assert!(listing(&s, "a", later).is_empty());
+        s.expire(later);
+        assert!(s.query(f.name()).is_err());
+        assert!(s.peers.is_empty() && s.keys.is_empty());
+    }
+
+    #[test]
+    fn limits_refuse_new_rows() {
+        let now = Instant::now();
+        let limits = Limits {
+            max_files: 1,
+            max_peers_per_file: 1,
+            max_bitfield_bytes: 0,
+        };
+        let mut s = MemoryStore::new(Duration::from_secs(90), limits);
+        s.share(who("10.0.0.1:1", None), &info("a", 10), now)
+            .unwrap();
+        assert_eq!(
+            s.share(who("10.0.0.1:1", None), &info("b", 10), now),
+            Err(StoreError::Capacity("files"))
+        );
+        assert_eq!(
+            s.share(who("10.0.0.2:1", None), &info("a", 10), now),
+            Err(StoreError::Capacity("peers per file"))
+        );
+        let mut other = info("a", 10);
+        other = FileInfo::new(other.name().clone(), 7, 2048, FileId([1; 32])).unwrap();
+        assert!(matches!(
+            s.share(who("10.0.0.1:1", None), &other, now),
+            Err(StoreError::HashMismatch(_))
+        ));
+        assert_eq!(s.peers.len(), 1);
+    }
+}
