@@ -1,1 +1,232 @@
-fn main() {}
+//! `peer`: command-line entry point. Parses arguments and hands over to the library; every
+//! behaviour lives in a library module so the console and tests drive the same code.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracker::client::ClientConfig;
+use tracker::proto::PeerKey;
+use tracker::TrackerClient;
+
+use peer::daemon::{self, Node};
+use peer::download::{self, Context, DownloadConfig, Progress};
+use peer::serve::new_peer_id;
+use peer::share;
+use peer::store::ShareDir;
+
+/// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
+/// chunks over TCP and downloads files from every peer that has them.
+///
+/// How commands cooperate: a running `peer daemon` serves every file of its --dir (complete
+/// files and the verified chunks of downloads in progress) and records its address in
+/// DIR/.peer/daemon. `peer share` and `peer get` on the same --dir then announce with the
+/// daemon's address and leave the serving to it. Without a daemon, `peer share` keeps serving
+/// in the foreground (as the daemon does) and `peer get` serves while it downloads, then leaves
+/// the swarm (flag 5).
+#[derive(Debug, Parser)]
+#[command(name = "peer", version)]
+struct Cli {
+    /// Tracker address (UDP).
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "PEER_TRACKER", default_value = "127.0.0.1:80")]
+    tracker: String,
+    /// Share directory: the only files this peer serves, and where downloads go.
+    #[arg(long, global = true, value_name = "DIR", env = "PEER_DIR", default_value = ".")]
+    dir: PathBuf,
+    /// TCP address to serve chunks on (port 0 picks a free port).
+    #[arg(long, global = true, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+    /// Address announced to the tracker instead of the --listen one (e.g. a public address
+    /// known without STUN). By default the tracker is told the listening port and uses the
+    /// request's source IP when --listen has an unspecified IP.
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    announce: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Share FILE: copy it into --dir, announce it (flag 4), and serve it (here in the
+    /// foreground, or through the daemon running on --dir). Sharing a name the tracker lists
+    /// with other content fails with HASH_MISMATCH.
+    Share {
+        /// The file to share; its base name is the name in the swarm.
+        file: PathBuf,
+        /// Seconds between heartbeats to the tracker while serving in the foreground.
+        #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
+        heartbeat: u64,
+    },
+    /// Download NAME... into --dir from every peer that has them (several files at once), then
+    /// leave. A download interrupted at any point resumes from its verified chunks.
+    Get {
+        /// File names as listed by the tracker.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Peers fetched from at once, per file.
+        #[arg(long, default_value_t = DownloadConfig::default().max_peers)]
+        max_peers: usize,
+        /// Give up when no peer delivered anything for this many seconds.
+        #[arg(long, default_value_t = DownloadConfig::default().give_up_after.as_secs(), value_name = "SECS")]
+        give_up: u64,
+    },
+    /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or
+    /// SIGTERM, which leave the swarm (flag 5).
+    Daemon {
+        /// Seconds between heartbeats (also how often --dir is rescanned for new files).
+        #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
+        heartbeat: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = Arc::new(ShareDir::open(&cli.dir)?);
+    let tracker = Arc::new(connect_tracker(&cli.tracker, &dir).await?);
+    match cli.command {
+        Command::Share { file, heartbeat } => {
+            if let Some(at) = daemon::running_daemon(&dir) {
+                let (name, m) = share::share(&dir, &tracker, &file, at).await?;
+                println!("shared {name} ({} bytes, {}) through the daemon at {at}", m.size(), m.id());
+                return Ok(());
+            }
+            let node = start_node(&cli.listen, cli.announce, dir.clone(), tracker.clone())?;
+            let (name, m) = match share::share(&dir, &tracker, &file, node.announce).await {
+                Ok(r) => r,
+                Err(e) => {
+                    node.stop().await;
+                    return Err(e.into());
+                }
+            };
+            println!("shared {name} ({} bytes, {})", m.size(), m.id());
+            flush();
+            daemon::run(node, Duration::from_secs(heartbeat.max(1))).await
+        }
+        Command::Daemon { heartbeat } => {
+            let node = start_node(&cli.listen, cli.announce, dir, tracker)?;
+            daemon::run(node, Duration::from_secs(heartbeat.max(1))).await
+        }
+        Command::Get { names, max_peers, give_up } => {
+            let config = DownloadConfig {
+                max_peers: max_peers.max(1),
+                give_up_after: Duration::from_secs(give_up.max(1)),
+                ..DownloadConfig::default()
+            };
+            let (node, announce) = match daemon::running_daemon(&dir) {
+                Some(at) => (None, at),
+                None => {
+                    let node = start_node(&cli.listen, cli.announce, dir.clone(), tracker.clone())?;
+                    let at = node.announce;
+                    (Some(node), at)
+                }
+            };
+            let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id() };
+            let result = get_all(&ctx, &names).await;
+            if let Some(node) = node {
+                node.stop().await;
+            }
+            result
+        }
+    }
+}
+
+fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+/// Starts serving and prints the startup line tests and scripts wait for.
+fn start_node(
+    listen: &SocketAddr,
+    announce: Option<SocketAddr>,
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+) -> anyhow::Result<Node> {
+    let node = Node::start(dir, tracker, *listen, announce)?;
+    println!("peer listening on {}", node.listen);
+    flush();
+    Ok(node)
+}
+
+/// Resolves the tracker and binds a client with this directory's persistent key, so every
+/// command on the directory is the same peer to the tracker.
+async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerClient> {
+    let addr = tokio::net::lookup_host(spec)
+        .await
+        .with_context(|| format!("cannot resolve tracker address {spec:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("tracker address {spec:?} resolves to nothing"))?;
+    let key_path = dir.state_dir().join("key");
+    let key = match std::fs::read_to_string(&key_path).ok().and_then(|t| {
+        let mut k = [0u8; 16];
+        hex::decode_to_slice(t.trim(), &mut k).ok().map(|()| PeerKey(k))
+    }) {
+        Some(k) => k,
+        None => {
+            let k = PeerKey::random();
+            std::fs::write(&key_path, hex::encode(k.0))
+                .with_context(|| format!("writing {}", key_path.display()))?;
+            k
+        }
+    };
+    let config = ClientConfig { key, ..ClientConfig::default() };
+    Ok(TrackerClient::bind(addr, config).await?)
+}
+
+/// Downloads every name at once; prints one summary line per file.
+async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
+    let jobs = names.iter().map(|name| async move {
+        let (progress, _) = watch::channel(Progress::default());
+        (name, download::download(ctx, name, &progress).await)
+    });
+    let mut failed = 0;
+    for (name, result) in futures::future::join_all(jobs).await {
+        match result {
+            Ok(o) => {
+                let secs = o.elapsed.as_secs_f64().max(1e-3);
+                println!(
+                    "downloaded {} ({} bytes, {}): {} chunks fetched from {} peers, {} resumed, {:.1} MB/s",
+                    o.name,
+                    o.size,
+                    o.id,
+                    o.fetched,
+                    o.per_peer.values().filter(|b| **b > 0).count(),
+                    o.resumed,
+                    o.per_peer.values().sum::<u64>() as f64 / secs / 1e6
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    flush();
+    if failed > 0 {
+        bail!("{failed} of {} downloads failed", names.len());
+    }
+    Ok(())
+}
