@@ -15,12 +15,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracker::proto::ErrorCode as TrackerCode;
-use tracker::TrackerClient;
+use tracker::{FileName, TrackerClient};
 
 use crate::manifest::FileId;
+use crate::punch::{self, PunchAnswerer, PunchConfig};
 use crate::serve::{self, ServerConfig, UploadStats};
 use crate::share::{self, ShareError};
 use crate::store::ShareDir;
@@ -69,8 +72,11 @@ impl Node {
         let listen = listener.local_addr()?;
         let stats = Arc::new(UploadStats::default());
         let shutdown = CancellationToken::new();
+        let (punched_tx, punched_rx) = mpsc::channel(16);
+        tokio::spawn(answer_punches(dir.clone(), tracker.clone(), listen, punched_tx, shutdown.clone()));
         let server = tokio::spawn(serve::run(
             listener,
+            punched_rx,
             dir.clone(),
             ServerConfig::default(),
             stats.clone(),
@@ -86,6 +92,28 @@ impl Node {
         }
         self.shutdown.cancel();
         let _ = self.server.await;
+    }
+}
+
+/// Connects back to peers the tracker says are punching towards us (protocol.txt §4.4) for files
+/// of `dir`, and hands the connections to the server, until `shutdown`.
+async fn answer_punches(
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+    listen: SocketAddr,
+    punched: mpsc::Sender<TcpStream>,
+    shutdown: CancellationToken,
+) {
+    let answerer = PunchAnswerer::new(listen, PunchConfig::default());
+    let shares = move |f: &FileName| dir.complete_path(f.as_str()).exists() || dir.part_path(f.as_str()).exists();
+    let serve = move |stream: TcpStream| {
+        if punched.try_send(stream).is_err() {
+            log::warn!("punch: server busy or stopped; dropping a punched connection");
+        }
+    };
+    tokio::select! {
+        _ = punch::answer_notices(tracker.punch_notices(), answerer, shares, serve) => {}
+        _ = shutdown.cancelled() => {}
     }
 }
 

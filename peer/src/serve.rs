@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnError, Connection, FLUSH_THRESHOLD};
@@ -95,9 +95,11 @@ pub fn new_peer_id() -> [u8; PEER_ID_LEN] {
     rand::random()
 }
 
-/// Serves `dir` on `listener` until `shutdown` is cancelled.
+/// Serves `dir` on `listener` until `shutdown` is cancelled. Connections opened by hole
+/// punching (outgoing, see [`crate::punch`]) arrive on `punched` and are served like accepted ones.
 pub async fn run(
     listener: TcpListener,
+    mut punched: mpsc::Receiver<TcpStream>,
     dir: Arc<ShareDir>,
     config: ServerConfig,
     stats: Arc<UploadStats>,
@@ -110,6 +112,7 @@ pub async fn run(
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
+            Some(stream) = punched.recv() => stream.peer_addr().map(|addr| (stream, addr)),
         };
         let (stream, addr) = match accepted {
             Ok(a) => {
