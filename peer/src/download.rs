@@ -26,6 +26,7 @@ use tracker::TrackerClient;
 
 use crate::connection::{ConnError, Connection};
 use crate::manifest::{FileId, Manifest, ManifestError, MAX_CHUNK_SIZE};
+use crate::punch::Dialer;
 use crate::store::{check_name, NameError, PartialFile, ShareDir, StoreError};
 use crate::wire::{bits, ErrorCode, Frame, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN, VERSION};
 
@@ -110,8 +111,8 @@ pub enum DownloadError {
     Unsupported(String, u32),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{name}: no peer gave a manifest matching {id} ({tried} tried)")]
-    NoManifest { name: String, id: FileId, tried: usize },
+    #[error("{name}: no peer gave a manifest matching {id} ({tried} tried; last: {last})")]
+    NoManifest { name: String, id: FileId, tried: usize, last: String },
     #[error("{name}: no peer delivered anything for {secs} s; {have}/{total} chunks verified and kept for a later resume")]
     Stalled { name: String, have: u32, total: u32, secs: u64 },
     #[error("{name}: writing {path}: {source}")]
@@ -127,6 +128,9 @@ pub struct Context {
     pub announce: SocketAddr,
     pub config: DownloadConfig,
     pub peer_id: [u8; PEER_ID_LEN],
+    /// Reaches peers behind NATs (direct connect, then hole punching); without it peers are
+    /// only connected to directly.
+    pub dialer: Option<Arc<Dialer>>,
 }
 
 /// Connects to a peer's serving address. Hole punching plugs in here.
@@ -200,6 +204,7 @@ pub async fn download(
         sched: Mutex::new(Scheduler::new(&partial)),
         config: ctx.config.clone(),
         peer_id: ctx.peer_id,
+        dialer: ctx.dialer.clone(),
         fetched: Default::default(),
     });
 
@@ -228,6 +233,7 @@ async fn fetch_manifest(
     peers: &mut Peers,
 ) -> Result<Manifest, DownloadError> {
     let mut tried = 0;
+    let mut last = String::from("no peer listed");
     for round in 0..3 {
         if round > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -241,16 +247,18 @@ async fn fetch_manifest(
                 Ok(m) => return Ok(m),
                 Err(PeerError::Hostile(why)) => {
                     log::warn!("{addr}: dropped for {name}: {why}");
+                    last = format!("{addr}: {why}");
                     peers.hostile.insert(addr);
                 }
                 Err(e) => {
                     log::info!("{addr}: no manifest for {name}: {e}");
+                    last = format!("{addr}: {e}");
                     peers.failed(addr);
                 }
             }
         }
     }
-    Err(DownloadError::NoManifest { name: name.to_owned(), id, tried })
+    Err(DownloadError::NoManifest { name: name.to_owned(), id, tried, last })
 }
 
 async fn manifest_from(
@@ -261,7 +269,7 @@ async fn manifest_from(
     chunk_size: u32,
     id: FileId,
 ) -> Result<Manifest, PeerError> {
-    let (mut conn, _) = open(addr, name, id, ctx.peer_id, ctx.config.connect_timeout).await?;
+    let (mut conn, _) = open(ctx.dialer.as_deref(), addr, name, id, ctx.peer_id, ctx.config.connect_timeout).await?;
     let count = crate::manifest::chunk_count(size, chunk_size);
     let count = u32::try_from(count).map_err(|_| PeerError::Hostile("file too large".into()))?;
     let mut hashes = Vec::with_capacity(count as usize);
@@ -298,6 +306,8 @@ enum PeerError {
     Remote(ErrorCode, String),
     #[error("misbehaved: {0}")]
     Hostile(String),
+    #[error("{0}")]
+    Unreachable(String),
     #[error("writing the download: {0}")]
     Write(io::Error),
 }
@@ -310,13 +320,20 @@ impl From<io::Error> for PeerError {
 
 /// Connects, exchanges HANDSHAKEs and returns the connection with the peer's BITFIELD.
 async fn open(
+    dialer: Option<&Dialer>,
     addr: SocketAddr,
     name: &str,
     id: FileId,
     peer_id: [u8; PEER_ID_LEN],
     limit: Duration,
 ) -> Result<(Connection, Vec<u8>), PeerError> {
-    let stream = dial(addr, limit).await?;
+    let stream = match dialer {
+        Some(d) => {
+            let file = check_name(name).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            d.connect(&file, addr).await.map_err(|e| PeerError::Unreachable(e.to_string()))?
+        }
+        None => dial(addr, limit).await?,
+    };
     let mut conn = Connection::new(stream);
     conn.queue(&Frame::Handshake { version: VERSION, peer_id, file_id: id, name: name.to_owned() });
     conn.flush().await?;
@@ -396,6 +413,7 @@ struct Shared {
     sched: Mutex<Scheduler>,
     config: DownloadConfig,
     peer_id: [u8; PEER_ID_LEN],
+    dialer: Option<Arc<Dialer>>,
     fetched: std::sync::atomic::AtomicU64,
 }
 
@@ -427,6 +445,15 @@ impl Run<'_> {
         let mut need_refresh = false;
         loop {
             if self.shared.partial.is_complete() {
+                // Connections notice completion within their idle poll; collect what each delivered.
+                let drain = async {
+                    while let Some(joined) = tasks.join_next().await {
+                        if let Ok((addr, _, got)) = joined {
+                            *peers.delivered.entry(addr).or_default() += got;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
                 tasks.shutdown().await;
                 self.publish(&mut rate, 0);
                 return Ok(());
@@ -566,7 +593,8 @@ async fn fetch_from(shared: &Shared, addr: SocketAddr, got: &mut u64) -> Result<
     let cfg = &shared.config;
     let manifest = shared.partial.manifest().clone();
     let total = manifest.chunk_count();
-    let (mut conn, mut peer_bits) = open(addr, &shared.name, shared.id, shared.peer_id, cfg.connect_timeout).await?;
+    let (mut conn, mut peer_bits) =
+        open(shared.dialer.as_deref(), addr, &shared.name, shared.id, shared.peer_id, cfg.connect_timeout).await?;
     if !bits::well_formed(&peer_bits, total) {
         return Err(PeerError::Hostile(format!("BITFIELD of {} bytes for {total} chunks", peer_bits.len())));
     }
