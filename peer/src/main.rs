@@ -17,7 +17,8 @@ use tracker::TrackerClient;
 
 use peer::daemon::{self, Node};
 use peer::download::{self, Context, DownloadConfig, Progress};
-use peer::serve::new_peer_id;
+use peer::punch::{Dialer, OwnNat, PunchConfig};
+use peer::serve::{new_peer_id, ServerConfig};
 use peer::share;
 use peer::store::ShareDir;
 
@@ -47,6 +48,9 @@ struct Cli {
     /// request's source IP when --listen has an unspecified IP.
     #[arg(long, global = true, value_name = "IP:PORT")]
     announce: Option<SocketAddr>,
+    /// Upload limit per connection, in bytes per second (0: unlimited).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
+    upload_rate: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,17 +109,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cli = &cli;
     let dir = Arc::new(ShareDir::open(&cli.dir)?);
     let tracker = Arc::new(connect_tracker(&cli.tracker, &dir).await?);
-    match cli.command {
+    match &cli.command {
         Command::Share { file, heartbeat } => {
             if let Some(at) = daemon::running_daemon(&dir) {
-                let (name, m) = share::share(&dir, &tracker, &file, at).await?;
+                let (name, m) = share::share(&dir, &tracker, file, at).await?;
                 println!("shared {name} ({} bytes, {}) through the daemon at {at}", m.size(), m.id());
                 return Ok(());
             }
-            let node = start_node(&cli.listen, cli.announce, dir.clone(), tracker.clone())?;
-            let (name, m) = match share::share(&dir, &tracker, &file, node.announce).await {
+            let node = start_node(&cli, dir.clone(), tracker.clone())?;
+            let (name, m) = match share::share(&dir, &tracker, file, node.announce).await {
                 Ok(r) => r,
                 Err(e) => {
                     node.stop().await;
@@ -124,28 +129,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!("shared {name} ({} bytes, {})", m.size(), m.id());
             flush();
-            daemon::run(node, Duration::from_secs(heartbeat.max(1))).await
+            daemon::run(node, Duration::from_secs((*heartbeat).max(1))).await
         }
         Command::Daemon { heartbeat } => {
-            let node = start_node(&cli.listen, cli.announce, dir, tracker)?;
-            daemon::run(node, Duration::from_secs(heartbeat.max(1))).await
+            let node = start_node(&cli, dir, tracker)?;
+            daemon::run(node, Duration::from_secs((*heartbeat).max(1))).await
         }
         Command::Get { names, max_peers, give_up } => {
             let config = DownloadConfig {
-                max_peers: max_peers.max(1),
-                give_up_after: Duration::from_secs(give_up.max(1)),
+                max_peers: (*max_peers).max(1),
+                give_up_after: Duration::from_secs((*give_up).max(1)),
                 ..DownloadConfig::default()
             };
             let (node, announce) = match daemon::running_daemon(&dir) {
                 Some(at) => (None, at),
                 None => {
-                    let node = start_node(&cli.listen, cli.announce, dir.clone(), tracker.clone())?;
+                    let node = start_node(&cli, dir.clone(), tracker.clone())?;
                     let at = node.announce;
                     (Some(node), at)
                 }
             };
-            let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id() };
-            let result = get_all(&ctx, &names).await;
+            // Hole punching starts from our own serving port, so it needs our own server.
+            let dialer = node.as_ref().map(|n| {
+                let (_, announced) = watch::channel(n.announce);
+                Arc::new(Dialer::new(tracker.clone(), n.listen, announced, OwnNat::Unknown, PunchConfig::default()))
+            });
+            let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id(), dialer };
+            let result = get_all(&ctx, names).await;
             if let Some(node) = node {
                 node.stop().await;
             }
@@ -159,13 +169,9 @@ fn flush() {
 }
 
 /// Starts serving and prints the startup line tests and scripts wait for.
-fn start_node(
-    listen: &SocketAddr,
-    announce: Option<SocketAddr>,
-    dir: Arc<ShareDir>,
-    tracker: Arc<TrackerClient>,
-) -> anyhow::Result<Node> {
-    let node = Node::start(dir, tracker, *listen, announce)?;
+fn start_node(cli: &Cli, dir: Arc<ShareDir>, tracker: Arc<TrackerClient>) -> anyhow::Result<Node> {
+    let config = ServerConfig { upload_rate: Some(cli.upload_rate).filter(|r| *r > 0), ..ServerConfig::default() };
+    let node = Node::start(dir, tracker, cli.listen, cli.announce, config)?;
     println!("peer listening on {}", node.listen);
     flush();
     Ok(node)
