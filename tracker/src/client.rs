@@ -29,7 +29,9 @@ use crate::proto::{
 /// How the client talks to the tracker.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The peer's identity across address changes, sent as `key=` on every request.
+    /// The peer's identity across address changes, sent as `key=` on every request. Two
+    /// clients with the same key are one peer to the tracker: its rows follow the latest
+    /// announced address. Persist it to keep a peer's identity across restarts.
     pub key: PeerKey,
     /// Wait for the first attempt; each retry doubles it.
     pub timeout: Duration,

@@ -63,6 +63,7 @@ impl Drop for TrackerProcess {
 }
 
 /// Sends `request` from `socket` and returns the answer text (None on silence within `wait`).
+/// PUNCH notices arriving meanwhile are skipped.
 pub async fn ask_within(
     socket: &UdpSocket,
     to: SocketAddr,
@@ -73,7 +74,8 @@ pub async fn ask_within(
     let mut buf = vec![0u8; 65_536];
     loop {
         match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) if from == to => {
+            // PUNCH notices relayed to this socket are not answers.
+            Ok(Ok((n, from))) if from == to && !buf[..n].starts_with(b"PUNCH ") => {
                 return Some(String::from_utf8(buf[..n].to_vec()).expect("tracker sends UTF-8"))
             }
             Ok(Ok(_)) => continue,

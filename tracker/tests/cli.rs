@@ -1,0 +1,62 @@
+//! The `tracker` command line: help, bad options and bind failures give clear messages.
+
+use std::process::Command;
+
+fn tracker(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
+        .args(args)
+        .output()
+        .expect("run tracker");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_every_option() {
+    let (ok, out, _) = tracker(&["--help"]);
+    assert!(ok);
+    for opt in [
+        "--bind",
+        "--port",
+        "--ttl",
+        "--trust-ip-field",
+        "--max-response-bytes",
+        "--require-cookies",
+        "--max-files",
+        "--max-peers-per-file",
+        "--max-bitfield-mib",
+        "--punch-rate",
+        "--stun",
+        "--stun-tcp",
+        "--workers",
+    ] {
+        assert!(out.contains(opt), "--help lacks {opt}");
+    }
+    assert!(out.contains("0.0.0.0:80"));
+}
+
+#[test]
+fn bad_values_are_refused_with_a_reason() {
+    let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--ttl=-1"]);
+    assert!(!ok);
+    assert!(err.contains("--ttl must be a positive number"), "{err}");
+    let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--max-response-bytes", "100"]);
+    assert!(!ok);
+    assert!(err.contains("--max-response-bytes"), "{err}");
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let (ok, out, err) = tracker(&["--bind", "127.0.0.1:80", "--port", &port]);
+    assert!(!ok);
+    assert!(out.is_empty(), "no startup line on failure: {out}");
+    assert!(
+        err.contains(&format!("cannot listen on UDP 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
