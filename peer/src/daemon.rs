@@ -65,6 +65,7 @@ impl Node {
         tracker: Arc<TrackerClient>,
         listen: SocketAddr,
         announce_override: Option<SocketAddr>,
+        config: ServerConfig,
     ) -> io::Result<Node> {
         let listener = serve::bind(listen).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {listen}: {e} (choose another with --listen)"))
@@ -78,7 +79,7 @@ impl Node {
             listener,
             punched_rx,
             dir.clone(),
-            ServerConfig::default(),
+            config,
             stats.clone(),
             shutdown.clone(),
         ));

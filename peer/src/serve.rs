@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How often a connection about a file still downloading checks for new chunks to announce.
     pub have_interval: Duration,
+    /// Upload limit per connection in bytes per second (`None`: as fast as the client reads).
+    pub upload_rate: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             have_interval: Duration::from_secs(1),
+            upload_rate: None,
         }
     }
 }
@@ -204,6 +207,8 @@ async fn serve_connection(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle = tokio::time::Instant::now();
     let mut buf = Vec::new();
+    let pace_start = tokio::time::Instant::now();
+    let mut total_sent = 0u64;
     loop {
         let frame = tokio::select! {
             f = conn.read_frame() => f?,
@@ -256,6 +261,11 @@ async fn serve_connection(
         conn.flush().await?;
         if sent > 0 {
             stats.add(&name, sent);
+            total_sent += sent;
+            if let Some(rate) = config.upload_rate.filter(|r| *r > 0) {
+                let due = pace_start + Duration::from_secs_f64(total_sent as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+            }
         }
     }
 }
