@@ -8,9 +8,13 @@
 //! each choice to the async runtime; background output goes through [`output::Output`], which
 //! prints above the prompt instead of through it.
 
+pub mod commands;
+pub mod local;
 pub mod menu;
 pub mod output;
 pub mod progress;
+pub mod session;
+pub mod show;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,7 +25,8 @@ use rustyline::{Config, DefaultEditor};
 use tokio::runtime::Handle;
 
 use crate::stats::FileStats;
-use menu::{check_file_name, parse_choice, Choice, MENU};
+use crate::store::check_name;
+use menu::{parse_choice, Choice, MENU};
 use output::Output;
 use progress::ProgressTicker;
 
@@ -145,7 +150,8 @@ fn fill_in(editor: &mut DefaultEditor, choice: Choice) -> anyhow::Result<Option<
         let Some(name) = given.map(Ok).or_else(|| ask(editor, "file name: ").transpose()) else {
             return Ok(None);
         };
-        Ok(Some(check_file_name(&name?)?.to_owned()))
+        let name = name?;
+        Ok(Some(check_name(name.trim())?.as_str().to_owned()))
     };
     Ok(match choice {
         Choice::Download(name) => named(editor, name)?.map(|n| Choice::Download(Some(n))),

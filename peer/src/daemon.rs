@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracker::proto::ErrorCode as TrackerCode;
@@ -120,22 +120,59 @@ async fn answer_punches(
 
 /// Announce address of a daemon running on `dir`, if one is alive.
 pub fn running_daemon(dir: &ShareDir) -> Option<SocketAddr> {
+    running_daemon_process(dir).map(|(addr, _)| addr)
+}
+
+/// Announce address and process id of a daemon running on `dir`, if one is alive (`peer exit`
+/// stops it with SIGTERM so that it leaves the swarm itself).
+pub fn running_daemon_process(dir: &ShareDir) -> Option<(SocketAddr, u32)> {
     let text = fs::read_to_string(dir.state_dir().join(STATE_FILE)).ok()?;
     let mut it = text.split_whitespace();
     let addr: SocketAddr = it.next()?.parse().ok()?;
     let pid: u32 = it.next()?.parse().ok()?;
-    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(addr)
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some((addr, pid))
 }
 
-/// Runs the daemon on a started node until SIGINT or SIGTERM: announces every complete file,
-/// heartbeats every `heartbeat`, rescans the directory each time, then leaves the swarm.
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM.
+pub fn stop_signal() -> io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => log::info!("SIGINT received"),
+            _ = terminate.recv() => log::info!("SIGTERM received"),
+        }
+    })
+}
+
+/// Runs the daemon on a started node until SIGINT or SIGTERM, announcing a fixed address.
 pub async fn run(node: Node, heartbeat: Duration) -> anyhow::Result<()> {
+    let (_fixed, address) = watch::channel(node.announce);
+    run_until(node, heartbeat, address, stop_signal()?).await
+}
+
+/// Runs the daemon on a started node until `stop` resolves: announces every complete file,
+/// heartbeats every `heartbeat`, rescans the directory each time, then leaves the swarm.
+///
+/// `address` carries the announce address as STUN refresh learns it (see [`crate::address`]).
+/// When it moves, one heartbeat (flag 9) under the new address moves every row of this peer at
+/// once: the tracker matches the peer by its key, so the old address stops being listed at
+/// that moment instead of lingering until the TTL.
+pub async fn run_until(
+    mut node: Node,
+    heartbeat: Duration,
+    mut address: watch::Receiver<SocketAddr>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let state = node.dir.state_dir().join(STATE_FILE);
-    fs::write(&state, format!("{} {}\n", node.announce, std::process::id()))?;
+    let record = |announce: SocketAddr| fs::write(&state, format!("{} {}\n", announce, std::process::id()));
+    record(node.announce)?;
     let mut announced: HashMap<String, FileId> = HashMap::new();
     let mut ticker = tokio::time::interval(heartbeat);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut first = true;
+    let mut address_open = true;
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -152,8 +189,29 @@ pub async fn run(node: Node, heartbeat: Duration) -> anyhow::Result<()> {
                 first = false;
                 announce_new(&node, &mut announced).await;
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
+            changed = address.changed(), if address_open => {
+                if changed.is_err() {
+                    // No refresher (no STUN server, or --announce fixed the address).
+                    address_open = false;
+                    continue;
+                }
+                let to = *address.borrow_and_update();
+                if to == node.announce {
+                    continue;
+                }
+                log::info!("announce address moved from {} to {to}; moving every row", node.announce);
+                node.announce = to;
+                if let Err(e) = record(to) {
+                    log::warn!("updating {}: {e}", state.display());
+                }
+                match node.tracker.heartbeat(to).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => announced.clear(),
+                    Err(e) => log::warn!("moving to {to}: {e}"),
+                }
+                announce_new(&node, &mut announced).await;
+            }
+            _ = &mut stop => break,
         }
     }
     log::info!("stopping: leaving the swarm");

@@ -17,15 +17,22 @@ pub enum FileState {
     Downloading,
     /// Every chunk is verified; the file is served to others.
     Seeding,
+    /// Every chunk is verified, but no daemon serves the directory right now.
+    Idle,
+    /// Chunks are missing and nothing is fetching them; the resume record keeps the verified ones.
+    Stopped,
     /// The download stopped on an error; resume state is kept on disk.
     Failed(String),
 }
 
 impl FileState {
-    fn label(&self) -> &str {
+    /// The word shown in the `Status` column and in `--json` output.
+    pub fn label(&self) -> &str {
         match self {
             FileState::Downloading => "Downloading",
             FileState::Seeding => "Seeding",
+            FileState::Idle => "Idle",
+            FileState::Stopped => "Stopped",
             FileState::Failed(_) => "Failed",
         }
     }
@@ -147,9 +154,9 @@ pub fn format_duration(duration: Duration) -> String {
 
 fn format_eta(stats: &FileStats) -> String {
     match (&stats.state, stats.eta()) {
-        (FileState::Seeding, _) => "Done".to_owned(),
+        (FileState::Seeding | FileState::Idle, _) => "Done".to_owned(),
         (_, Some(eta)) if eta.is_zero() => "Done".to_owned(),
-        (FileState::Failed(_), _) | (_, None) => "Unknown".to_owned(),
+        (FileState::Failed(_) | FileState::Stopped, _) | (_, None) => "Unknown".to_owned(),
         (_, Some(eta)) => format_duration(eta),
     }
 }

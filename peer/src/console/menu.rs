@@ -4,7 +4,8 @@
 //! the same numbers here; letters cover what the protocol has no flag for. A choice may carry
 //! its argument on the same line (`1 movie.bin`), otherwise the console prompts for it. Parsing
 //! is pure and total: every line maps to a choice or to an error whose text tells the user what
-//! to type instead.
+//! to type instead. File names are checked by [`crate::store::check_name`], the rule the rest
+//! of the peer applies.
 
 use std::fmt;
 
@@ -110,54 +111,6 @@ pub fn parse_choice(line: &str) -> Result<Option<Choice>, ChoiceError> {
     }
 }
 
-/// Why a file name the user typed cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameError {
-    Empty,
-    TooLong(usize),
-    /// Path separators, `..`, or control characters: the tracker and peers only know plain names.
-    NotPlain(String),
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => write!(f, "the file name must not be empty"),
-            NameError::TooLong(n) => {
-                write!(f, "the file name is {n} bytes long; the limit is {MAX_NAME_BYTES}")
-            }
-            NameError::NotPlain(name) => write!(
-                f,
-                "\"{}\" is not a plain file name: no '/', '\\\\', '..', spaces or control characters",
-                name.escape_debug()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NameError {}
-
-/// Longest name accepted, as most file systems allow.
-pub const MAX_NAME_BYTES: usize = 255;
-
-/// Checks a name typed for flags 1, 2 and 7 before any datagram goes out, so the user gets a
-/// precise message instead of the tracker's generic refusal. The tracker protocol separates
-/// tokens by single spaces, so a name cannot contain whitespace either.
-pub fn check_file_name(name: &str) -> Result<&str, NameError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(NameError::TooLong(name.len()));
-    }
-    let bad_char = |c: char| c == '/' || c == '\\' || c.is_control() || c.is_whitespace();
-    if name == "." || name == ".." || name.contains(bad_char) {
-        return Err(NameError::NotPlain(name.to_owned()));
-    }
-    Ok(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,23 +150,10 @@ mod tests {
         assert!(err.to_string().contains("takes no argument"), "{err}");
     }
 
-    #[test]
-    fn names_must_be_plain() {
-        assert_eq!(check_file_name(" movie.bin "), Ok("movie.bin"));
-        assert_eq!(check_file_name(""), Err(NameError::Empty));
-        assert_eq!(check_file_name("  "), Err(NameError::Empty));
-        for bad in ["a/b", "..", "a\\b", "a b", "a\u{7}"] {
-            assert!(matches!(check_file_name(bad), Err(NameError::NotPlain(_))), "{bad}");
-        }
-        assert_eq!(check_file_name(&"x".repeat(256)), Err(NameError::TooLong(256)));
-        assert!(check_file_name("..hidden").is_ok());
-    }
-
     proptest::proptest! {
         #[test]
         fn parse_never_panics(line in "\\PC*") {
             let _ = parse_choice(&line);
-            let _ = check_file_name(&line);
         }
     }
 }
