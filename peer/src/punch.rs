@@ -17,9 +17,10 @@
 //! symmetric NAT gives every destination a new public port, so the port the other side was told
 //! is not the one our SYN comes from; attempts then fail and the error says so.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -135,6 +136,10 @@ pub struct Dialer {
     announce: watch::Receiver<SocketAddr>,
     nat: OwnNat,
     config: PunchConfig,
+    /// Peers a direct connect did not reach: the next connection to them (a download opens
+    /// one for the manifest, then one per fetch) punches at once instead of waiting out
+    /// `direct_timeout` again.
+    filtered: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Dialer {
@@ -154,7 +159,15 @@ impl Dialer {
             announce,
             nat,
             config,
+            filtered: Mutex::default(),
         }
+    }
+
+    fn remembered_filtered(&self, target: SocketAddr) -> bool {
+        self.filtered
+            .lock()
+            .map(|f| f.contains(&target))
+            .unwrap_or(false)
     }
 
     /// A TCP connection to `target`, a peer of `file`'s swarm, on which this peer is the client.
@@ -163,19 +176,22 @@ impl Dialer {
         file: &FileName,
         target: SocketAddr,
     ) -> Result<TcpStream, DialError> {
-        let direct = match tokio::time::timeout(
-            self.config.direct_timeout,
-            TcpStream::connect(target),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!(
-                "no answer within {} ms",
-                self.config.direct_timeout.as_millis()
-            ),
+        let direct = if self.remembered_filtered(target) {
+            String::from("skipped, it failed before")
+        } else {
+            match tokio::time::timeout(self.config.direct_timeout, TcpStream::connect(target)).await
+            {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "no answer within {} ms",
+                    self.config.direct_timeout.as_millis()
+                ),
+            }
         };
+        if let Ok(mut filtered) = self.filtered.lock() {
+            filtered.insert(target);
+        }
         let me = *self.announce.borrow();
         info!("{target}: direct connection failed ({direct}); punching from {} (announced as {me}) for {file}", self.local);
         // Our SYN leaves before the tracker relays the request, so the target's SYN finds this
@@ -345,7 +361,10 @@ impl PunchAnswerer {
             let _permit = permit;
             info!("punch: {from} asks for {file}; connecting from {local}");
             match simultaneous_open(local, from, &config, OwnNat::Unknown).await {
-                Ok(stream) => serve(stream),
+                Ok(stream) => {
+                    info!("punch: connected to {from} for {file}");
+                    serve(stream)
+                }
                 // The requester's SYN may already have reached our listener, which then owns the
                 // one connection this 4-tuple can carry; our own attempts fail and that is fine.
                 Err(e) => {
