@@ -79,7 +79,8 @@ impl Binding {
     }
 }
 
-/// Why a transaction gave no mapped address.
+/// Why a transaction gave no mapped address. Messages carry the underlying error, so `{e}`
+/// alone is a complete explanation for logs and users.
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
     #[error("no answer from STUN server {server} over {protocol} after {requests} request(s) in {waited:?}")]
@@ -95,20 +96,18 @@ pub enum BindingError {
         code: u16,
         reason: String,
     },
-    #[error("malformed reply from STUN server {server}: {source}")]
+    #[error("malformed reply from STUN server {server}: {error}")]
     Malformed {
         server: SocketAddr,
-        #[source]
-        source: DecodeError,
+        error: DecodeError,
     },
     #[error("STUN server {server} answered without a mapped address")]
     NoAddress { server: SocketAddr },
-    #[error("cannot talk to STUN server {server} over {protocol}: {source}")]
+    #[error("cannot talk to STUN server {server} over {protocol}: {error}")]
     Io {
         server: SocketAddr,
         protocol: Protocol,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -127,10 +126,10 @@ pub async fn binding_udp(
     server: SocketAddr,
     config: &BindingConfig,
 ) -> Result<Binding, BindingError> {
-    let io_error = |source| BindingError::Io {
+    let io_error = |error| BindingError::Io {
         server,
         protocol: Protocol::Udp,
-        source,
+        error,
     };
     let local = socket.local_addr().map_err(io_error)?;
     let transaction_id = new_transaction_id();
@@ -173,7 +172,7 @@ pub async fn binding_udp(
         wait = wait.saturating_mul(2);
     }
     Err(match broken_reply {
-        Some(source) => BindingError::Malformed { server, source },
+        Some(error) => BindingError::Malformed { server, error },
         None => BindingError::Timeout {
             server,
             protocol: Protocol::Udp,
@@ -190,10 +189,10 @@ pub async fn binding_tcp(
     server: SocketAddr,
     config: &BindingConfig,
 ) -> Result<Binding, BindingError> {
-    let io_error = |source| BindingError::Io {
+    let io_error = |error| BindingError::Io {
         server,
         protocol: Protocol::Tcp,
-        source,
+        error,
     };
     let transaction = async {
         let socket = reusable_tcp_socket(local_for(local, server)).map_err(io_error)?;
@@ -214,8 +213,8 @@ pub async fn binding_tcp(
                         "server closed the connection before answering",
                     )))
                 }
-                Err(FrameError::Invalid(source)) => {
-                    return Err(BindingError::Malformed { server, source })
+                Err(FrameError::Invalid(error)) => {
+                    return Err(BindingError::Malformed { server, error })
                 }
             };
             match decode_reply(&message, &transaction_id) {
@@ -224,7 +223,7 @@ pub async fn binding_tcp(
                     debug!("ignoring STUN message of another transaction from {server}");
                 }
                 Err(DecodeError::NoAddress) => return Err(BindingError::NoAddress { server }),
-                Err(source) => return Err(BindingError::Malformed { server, source }),
+                Err(error) => return Err(BindingError::Malformed { server, error }),
             }
         }
     };

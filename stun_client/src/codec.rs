@@ -51,7 +51,7 @@ pub enum DecodeError {
         class: MessageClass,
     },
     #[error("invalid STUN attributes: {0}")]
-    Attributes(#[from] StunDecodeError),
+    Attributes(StunDecodeError),
     #[error("unknown comprehension-required attributes {0:04x?}")]
     UnknownRequired(Vec<u16>),
     #[error("FINGERPRINT does not match the message")]
@@ -231,7 +231,7 @@ fn check_framing(bytes: &[u8]) -> Result<(), DecodeError> {
 
 fn decode_message(bytes: &[u8]) -> Result<StunMessage, DecodeError> {
     let decoder = MessageDecoderBuilder::default().build();
-    let (msg, _) = decoder.decode(bytes)?;
+    let (msg, _) = decoder.decode(bytes).map_err(DecodeError::Attributes)?;
     if let Some(attr) = msg.get::<Fingerprint>() {
         let valid = match (attr, stun_rs::get_input_text::<Fingerprint>(bytes)) {
             (StunAttribute::Fingerprint(fingerprint), Some(input)) => fingerprint.validate(&input),

@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod codec;
+pub mod nat;
 pub mod responder;
 
 pub use binding::{

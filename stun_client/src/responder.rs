@@ -1,6 +1,24 @@
-//! A minimal STUN Binding responder, embedded in the tracker (`tracker --stun`).
+//! A minimal STUN Binding responder, embedded in the tracker (`tracker --stun`): a small network
+//! needs no separate STUN server.
+//!
+//! It answers well-formed Binding requests and nothing else (no TURN, no RFC 5780 CHANGE-REQUEST:
+//! one address cannot offer them). Answers are small, so the responder is no useful reflection
+//! amplifier; malformed input gets silence (UDP) or a closed connection (TCP).
 
+use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, warn};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+use crate::binding::{read_message, FrameError};
+use crate::codec::{decode_request, encode_binding_error, encode_binding_success, Request};
 
 /// STUN magic cookie (RFC 5389 §6).
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
@@ -11,17 +29,95 @@ pub fn is_stun(datagram: &[u8]) -> bool {
     datagram.len() >= 20 && datagram[0] & 0xC0 == 0 && datagram[4..8] == MAGIC_COOKIE
 }
 
-/// The Binding success response to `request` received from `source`, or `None` when `request`
-/// is not a well-formed Binding request (such input is never answered).
+/// The Binding response to `request` received from `source`, or `None` when `request` is not a
+/// well-formed Binding request (such input is never answered). A Binding request with unknown
+/// comprehension-required attributes gets the 420 error RFC 8489 §6.3.1 asks for.
 pub fn answer_binding(request: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
-    let _ = (request, source);
-    None
+    match decode_request(request) {
+        Ok(Request::Binding(transaction_id)) => {
+            Some(encode_binding_success(&transaction_id, source))
+        }
+        Ok(Request::UnknownAttributes(transaction_id, unknown)) => Some(encode_binding_error(
+            &transaction_id,
+            420,
+            "Unknown Attribute",
+            &unknown,
+        )),
+        Err(e) => {
+            debug!("not answering STUN message from {source}: {e}");
+            None
+        }
+    }
 }
 
-/// Serves STUN Binding over TCP (RFC 5389 §7.2.2 framing) on `listener` until the task is dropped.
-pub async fn serve_tcp(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 256;
+
+/// A Binding request is 20 bytes plus optional attributes; anything longer is not worth reading.
+const MAX_REQUEST_SIZE: usize = 2048;
+
+/// A client that says nothing for this long is disconnected, so idle connections cannot pin
+/// all connection slots.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves STUN Binding over TCP (RFC 8489 §6.2.2 framing) on `listener` until the future is
+/// dropped, which also ends every connection it serves. Returns an error only when accepting
+/// keeps failing after backing off (as mini-redis does: 1, 2, 4 ... 32 s).
+pub async fn serve_tcp(listener: TcpListener) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::from_secs(1);
     loop {
-        let (stream, _) = listener.accept().await?;
-        drop(stream);
+        // Finished connections are reaped here, so the set holds live ones only.
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            // The semaphore is never closed; a closed one would mean nothing can be served.
+            return Ok(());
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_secs(1);
+                connections.spawn(async move {
+                    serve_connection(stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) if backoff > Duration::from_secs(32) => return Err(e),
+            Err(e) => {
+                warn!("STUN over TCP: accept failed, retrying in {backoff:?}: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr) {
+    loop {
+        let request = match timeout(IDLE_TIMEOUT, read_message(&mut stream, MAX_REQUEST_SIZE)).await
+        {
+            Ok(Ok(request)) => request,
+            Ok(Err(FrameError::Closed)) => return,
+            Ok(Err(FrameError::Io(e))) => {
+                debug!("STUN over TCP from {peer}: {e}");
+                return;
+            }
+            Ok(Err(FrameError::Invalid(e))) => {
+                debug!("STUN over TCP from {peer}: closing, {e}");
+                return;
+            }
+            Err(_) => {
+                debug!("STUN over TCP from {peer}: idle, closing");
+                return;
+            }
+        };
+        // Well-framed messages that are not Binding requests (indications, responses) are
+        // skipped; the stream is still in sync.
+        if let Some(answer) = answer_binding(&request, peer) {
+            if let Err(e) = stream.write_all(&answer).await {
+                debug!("STUN over TCP to {peer}: {e}");
+                return;
+            }
+        }
     }
 }
