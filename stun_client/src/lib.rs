@@ -8,6 +8,7 @@
 pub mod binding;
 pub mod codec;
 pub mod nat;
+pub mod refresher;
 pub mod responder;
 
 pub use binding::{
