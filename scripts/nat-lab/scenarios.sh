@@ -52,4 +52,210 @@ lab_check_topology() {
     [ "$CHECKS_FAILED" = 0 ] || die "topology checks failed ($CHECKS_FAILED); the lab itself is broken"
 }
 
-lab_test_all() { :; }
+# Our STUN client through every NAT: UDP and TCP from the peer port give the router's public
+# address, and --probe-nat names the NAT type (only the symmetric routers as symmetric).
+check_stun_probe() {
+    echo "== stun-probe through each NAT"
+    local lan type want_ip out mapped nat tcp_mapped want_nat
+    for lan in "${LAN_NAMES[@]}"; do
+        type="$(lan_type "$lan")"
+        want_ip="$(lan_public_ip "$lan")"
+        out="$(in_ns "$(ns_host "$lan")" timeout 30 "$BIN/stun-probe" "$STUN_IP1:$STUN_PORT" --probe-nat 2>&1 || true)"
+        mapped="$(sed -n 's/^mapped: //p' <<<"$out")"
+        nat="$(sed -n 's/^nat: //p' <<<"$out")"
+        case "$type" in
+            none) want_nat="not behind NAT" ;;
+            sym) want_nat="symmetric" ;;
+            *) want_nat="endpoint-independent" ;;
+        esac
+        if [ "${mapped%:*}" = "$want_ip" ] && grep -q "$want_nat" <<<"$nat"; then
+            check_ok "$lan: udp mapped $mapped, nat: $nat"
+        else
+            check_fail "$lan: udp mapped '${mapped:-none}' nat '${nat:-none}', expected $want_ip and '$want_nat' ($(tr '\n' ' ' <<<"$out"))"
+        fi
+        out="$(in_ns "$(ns_host "$lan")" timeout 30 "$BIN/stun-probe" "$STUN_IP1:$STUN_PORT" --tcp --local-port "$PEER_PORT" 2>&1 || true)"
+        tcp_mapped="$(sed -n 's/^mapped: //p' <<<"$out")"
+        if [ "$type" = sym ] && [ "${tcp_mapped%:*}" = "$want_ip" ]; then
+            check_ok "$lan: tcp from port $PEER_PORT mapped to $tcp_mapped (port randomised)"
+        elif [ "$tcp_mapped" = "$want_ip:$PEER_PORT" ]; then
+            check_ok "$lan: tcp from port $PEER_PORT mapped to $tcp_mapped"
+        else
+            check_fail "$lan: tcp from port $PEER_PORT mapped to '${tcp_mapped:-none}' ($(tr '\n' ' ' <<<"$out"))"
+        fi
+    done
+}
+
+# Size of every test file: large enough for many pipelined chunks, small enough for a quick lab.
+FILE_BYTES=$((4 * 1024 * 1024))
+# Refresh period of the daemons' STUN refresh in the lab (the default is 30 s).
+LAB_REFRESH=2
+# Hang guard for one `peer get`; the peer's own bounds end a failing pair well before it.
+GET_TIMEOUT=${NAT_LAB_GET_TIMEOUT:-150}
+
+peer_args() {
+    printf '%s\n' --tracker "$TRACKER_IP:$TRACKER_PORT" \
+        --stun "$STUN_IP1:$STUN_PORT" --stun "$STUN_IP2:$STUN_PORT" --refresh "$LAB_REFRESH"
+}
+
+# Runs `peer` inside the host namespace of LAN $1 with the lab's tracker and STUN servers,
+# killed after GET_TIMEOUT seconds if it has not finished by itself.
+peer_in() {
+    local lan="$1"; shift
+    local args
+    mapfile -t args < <(peer_args)
+    in_ns "$(ns_host "$lan")" timeout -k 5 "$GET_TIMEOUT" env RUST_LOG="${RUST_LOG:-info}" \
+        "$BIN/peer" "${args[@]}" "$@"
+}
+
+# Starts a seeding daemon in LAN s-$1 over $DIR/s-$1, which holds one file per leecher type.
+start_seeder() {
+    local type="$1" lan="s-$1" other args
+    mkdir -p "$DIR/$lan"
+    for other in "${NAT_TYPES[@]}"; do
+        head -c "$FILE_BYTES" /dev/urandom >"$DIR/$lan/m-$type-$other.bin"
+    done
+    mapfile -t args < <(peer_args)
+    spawn "$(ns_host "$lan")" "$lan" env RUST_LOG="${RUST_LOG:-info}" "$BIN/peer" "${args[@]}" \
+        --dir "$DIR/$lan" daemon --heartbeat 2
+    wait_for_line "$DIR/$lan.log" '^peer listening on ' "$DIR/$lan.pid" >/dev/null \
+        || die "seeder daemon in $lan did not start"
+}
+
+# The addresses the tracker lists for FILE, one per line, asked from the public segment.
+tracker_peers_of() {
+    mkdir -p "$DIR/query"
+    in_ns "$NS_PUB" timeout 20 env RUST_LOG=warn "$BIN/peer" --tracker "$TRACKER_IP:$TRACKER_PORT" \
+        --dir "$DIR/query" --stun none peers "$1" --json 2>/dev/null |
+        grep -oE '"(addr|address)" *: *"[0-9.]+:[0-9]+"' | grep -oE '[0-9.]+:[0-9]+' || true
+}
+
+# Waits until the tracker lists FILE at an address with IP $2 (and, with $3, not at $3).
+# Prints the listed address.
+wait_listed_at() {
+    local file="$1" ip="$2" not="${3:-}" deadline=$((SECONDS + ${4:-$READY_TIMEOUT})) peers
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        peers="$(tracker_peers_of "$file")"
+        if printf '%s\n' "$peers" | grep -q "^$ip:" && { [ -z "$not" ] || ! printf '%s\n' "$peers" | grep -qx "$not"; }; then
+            printf '%s\n' "$peers" | grep "^$ip:" | head -n1
+            return 0
+        fi
+        sleep 0.5
+    done
+    log "tracker lists $file at: ${peers:-nothing} (wanted $ip${not:+, without $not})"
+    return 1
+}
+
+# Requirement: peers in private LANs announce the public address STUN reported for their
+# serving port, never their 10.x address.
+check_announcements() {
+    echo "== announced addresses (asked from the tracker)"
+    local type lan want got
+    for type in "${NAT_TYPES[@]}"; do
+        lan="s-$type"; want="$(lan_public_ip "$lan")"
+        if got="$(wait_listed_at "m-$type-none.bin" "$want")"; then
+            case "$type" in
+                sym) check_ok "$lan ($(lan_private_ip "$lan")) listed at $got (router's public IP; port from STUN)" ;;
+                *) if [ "$got" = "$want:$PEER_PORT" ]; then
+                       check_ok "$lan ($(lan_private_ip "$lan")) listed at $got"
+                   else
+                       check_fail "$lan listed at $got, expected $want:$PEER_PORT"
+                   fi ;;
+            esac
+        else
+            check_fail "$lan: tracker never listed m-$type-none.bin at $want"
+        fi
+    done
+}
+
+# One pair of the matrix: leecher in l-$2 downloads m-$1-$2.bin from the seeder in s-$1.
+# Writes "outcome|seconds|detail" to $DIR/result-$1-$2.
+run_pair() {
+    local s="$1" l="$2" file="m-$1-$2.bin" start end rc secs log detail outcome
+    log="$DIR/pair-$s-$l.log"
+    mkdir -p "$DIR/l-$l"
+    start=$(date +%s.%N)
+    rc=0
+    peer_in "l-$l" --dir "$DIR/l-$l" get "$file" --give-up 30 >"$log" 2>&1 </dev/null || rc=$?
+    end=$(date +%s.%N)
+    secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" = 0 ] && cmp -s "$DIR/s-$s/$file" "$DIR/l-$l/$file"; then
+        if grep -q 'punching from' "$log"; then outcome="ok punched"; else outcome="ok direct"; fi
+        detail="byte-identical"
+    elif [ "$rc" = 0 ]; then
+        outcome="FAIL corrupt"; detail="exit 0 but the file differs or is missing"
+    else
+        detail="$(grep -E '^error: ' "$log" | grep -v 'downloads failed' | tail -n1 | cut -c1-400)"
+        [ -n "$detail" ] || detail="exit $rc, no error line (see $log)"
+        if { [ "$s" = sym ] || [ "$l" = sym ]; } && grep -qi 'symmetric' <<<"$detail"; then
+            outcome="refused, NAT named"
+        else
+            outcome="FAIL exit $rc"
+        fi
+    fi
+    printf '%s|%s|%s\n' "$outcome" "$secs" "$detail" >"$DIR/result-$s-$l"
+}
+
+# Every seeder NAT x every leecher NAT. Leecher LANs run in parallel, each one pair at a time.
+run_matrix() {
+    echo "== transfer matrix: $((FILE_BYTES / 1024 / 1024)) MiB file, seeder NAT x leecher NAT"
+    local l s pids=()
+    for l in "${NAT_TYPES[@]}"; do
+        ( for s in "${NAT_TYPES[@]}"; do run_pair "$s" "$l"; done ) &
+        pids+=($!)
+    done
+    local pid
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
+    printf '  %-7s %-8s %-20s %7s  %s\n' seeder leecher outcome seconds detail
+    local r outcome secs detail
+    for s in "${NAT_TYPES[@]}"; do
+        for l in "${NAT_TYPES[@]}"; do
+            r="$(cat "$DIR/result-$s-$l" 2>/dev/null || echo 'FAIL no result||')"
+            IFS='|' read -r outcome secs detail <<<"$r"
+            printf '  %-7s %-8s %-20s %7s  %s\n' "$s" "$l" "$outcome" "$secs" "$detail"
+            case "$outcome" in
+                ok*) CHECKS_PASSED=$((CHECKS_PASSED + 1)) ;;
+                refused*) CHECKS_PASSED=$((CHECKS_PASSED + 1)) ;;
+                *) CHECKS_FAILED=$((CHECKS_FAILED + 1)) ;;
+            esac
+        done
+    done
+}
+
+# Requirement: the NAT's public address changes mid-run; the daemon notices within a refresh
+# period or so, re-announces, and a new downloader succeeds against the new address.
+run_mapping_change() {
+    local lan=s-prc r wan old new file=m-prc-full.bin t0 got secs
+    echo "== mapping change: $lan's router gets a new public address"
+    r="$(ns_router "$lan")"; wan="$(if_wan "$lan")"
+    old="$(lan_public_ip "$lan")"; new="$LAB_NET.$((100 + $(lan_index "$lan")))"
+    t0=$SECONDS
+    in_ns "$r" ip addr del "$old/24" dev "$wan"
+    in_ns "$r" ip addr add "$new/24" dev "$wan"
+    in_ns "$r" conntrack -F >/dev/null 2>&1 || true
+    if got="$(wait_listed_at "$file" "$new" "$old:$PEER_PORT" $((6 * LAB_REFRESH + 20)))"; then
+        secs=$((SECONDS - t0))
+        check_ok "tracker lists $lan at $got instead of $old:$PEER_PORT after ${secs}s (refresh period ${LAB_REFRESH}s)"
+    else
+        check_fail "tracker did not move $lan from $old to $new"
+        return
+    fi
+    local fresh=l-full
+    rm -rf "$DIR/l-$fresh-again"; mkdir -p "$DIR/l-$fresh-again"
+    if peer_in "$fresh" --dir "$DIR/l-$fresh-again" get "$file" --give-up 30 >"$DIR/mapping-change-get.log" 2>&1 </dev/null &&
+        cmp -s "$DIR/$lan/$file" "$DIR/l-$fresh-again/$file"; then
+        check_ok "a new downloader in $fresh fetched $file from $got, byte-identical"
+    else
+        check_fail "new downloader in $fresh failed against $got: $(grep -E '^error' "$DIR/mapping-change-get.log" | tail -n1)"
+    fi
+}
+
+lab_test_all() {
+    local type
+    check_stun_probe
+    for type in "${NAT_TYPES[@]}"; do start_seeder "$type"; done
+    check_announcements
+    run_matrix
+    run_mapping_change
+    echo "$CHECKS_PASSED passed, $CHECKS_FAILED failed"
+    [ "$CHECKS_FAILED" = 0 ]
+}
