@@ -17,13 +17,21 @@ pub mod session;
 pub mod show;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use crate::daemon::{self, Node};
+use crate::download::DownloadConfig;
+use crate::punch::{Dialer, OwnNat, PunchConfig};
+use crate::serve::new_peer_id;
 use crate::stats::FileStats;
 use crate::store::check_name;
 use menu::{parse_choice, Choice, MENU};
@@ -62,7 +70,7 @@ const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// Blocks the calling thread, which must not be a runtime worker: the console sits in the line
 /// editor and passes each choice to `runtime`.
 pub fn run<A: Actions>(
-    actions: std::sync::Arc<A>,
+    actions: Arc<A>,
     runtime: Handle,
     banner: &str,
     history: Option<PathBuf>,
@@ -78,6 +86,7 @@ pub fn run<A: Actions>(
         .ok()
         .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
     let output = Output::new(printer);
+    output::route_logs(&output);
     output.print(format!("{banner}\n{MENU}"));
     output.flush();
 
@@ -185,7 +194,7 @@ async fn perform<A: Actions>(actions: &A, choice: Choice) -> anyhow::Result<Stri
 }
 
 /// Samples the engine once a second and prints what [`ProgressTicker`] finds worth saying.
-async fn report_progress<A: Actions>(actions: std::sync::Arc<A>, output: Output) {
+async fn report_progress<A: Actions>(actions: Arc<A>, output: Output) {
     let mut ticker = ProgressTicker::new();
     let mut ticks = tokio::time::interval(SAMPLE_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -196,4 +205,78 @@ async fn report_progress<A: Actions>(actions: std::sync::Arc<A>, output: Output)
             output.print(line);
         }
     }
+}
+
+/// What `peer` without a subcommand starts the console with.
+pub struct Launch {
+    /// The started server; the console runs the daemon on it in the background.
+    pub node: Node,
+    /// The announce address as STUN refresh learns it.
+    pub address: watch::Receiver<SocketAddr>,
+    pub heartbeat: Duration,
+    /// STUN servers, for the status screen.
+    pub stun: Vec<String>,
+    pub download: DownloadConfig,
+}
+
+/// Runs the daemon in the background and the console in front until the user quits or a
+/// SIGINT/SIGTERM arrives; both ways out stop the downloads (their verified chunks stay on disk)
+/// and send flag 5.
+pub async fn open(launch: Launch) -> anyhow::Result<()> {
+    let Launch { node, address, heartbeat, stun, download } = launch;
+    let stop = CancellationToken::new();
+    let banner = format!(
+        "peer console: serving {} on {}, tracker {}. Pick a number (h shows the menu again).",
+        node.dir.root().display(),
+        node.listen,
+        node.tracker.tracker()
+    );
+    let history = Some(node.dir.state_dir().join("history"));
+    let dialer = Arc::new(Dialer::new(
+        node.tracker.clone(),
+        node.listen,
+        address.clone(),
+        OwnNat::Unknown,
+        PunchConfig::default(),
+    ));
+    let parts = session::SessionParts {
+        dir: node.dir.clone(),
+        tracker: node.tracker.clone(),
+        listen: node.listen,
+        announce: address.clone(),
+        uploads: node.stats.clone(),
+        stun,
+        download,
+        peer_id: new_peer_id(),
+        dialer: Some(dialer),
+        stop: stop.clone(),
+        daemon: tokio::spawn(daemon::run_until(node, heartbeat, address, stop.cancelled_owned())),
+    };
+    let session = Arc::new(session::Session::new(parts));
+
+    // A signal arrives while the line editor holds the terminal in raw mode and blocks its
+    // thread: leave from here, put the terminal back as it was, and end the process.
+    let terminal = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let signalled = daemon::stop_signal()?;
+    let on_signal = session.clone();
+    tokio::spawn(async move {
+        signalled.await;
+        on_signal.leave().await;
+        if let Some(mode) = terminal {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &mode,
+            );
+        }
+        println!("\nleft the swarm (flag 5); verified chunks of unfinished downloads are kept");
+        std::process::exit(0);
+    });
+
+    let runtime = Handle::current();
+    let actions = session.clone();
+    let result = tokio::task::spawn_blocking(move || run(actions, runtime, &banner, history)).await;
+    // Every way out of the loop leaves the swarm; after 5 or q this finds nothing left to do.
+    session.leave().await;
+    result?
 }

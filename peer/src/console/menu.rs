@@ -64,16 +64,16 @@ impl fmt::Display for ChoiceError {
 impl std::error::Error for ChoiceError {}
 
 /// The menu as printed at start and on `h`.
-pub const MENU: &str = "\
-  1  Download a file               (flag 1)
-  2  Refresh a file's peer list    (flag 2)
-  3  Show chunk reports/progress   (flag 3)
-  4  Share a new file              (flag 4)
-  5  Exit the swarm and quit       (flag 5)
-  6  List files on the tracker     (flag 6)
-  7  Query a file                  (flag 7)
-  s  Status    t  Statistics    h  Help    q  Quit
-";
+pub const MENU: &str = concat!(
+    "  1  Download a file               (flag 1)\n",
+    "  2  Refresh a file's peer list    (flag 2)\n",
+    "  3  Show chunk reports/progress   (flag 3)\n",
+    "  4  Share a new file              (flag 4)\n",
+    "  5  Exit the swarm and quit       (flag 5)\n",
+    "  6  List files on the tracker     (flag 6)\n",
+    "  7  Query a file                  (flag 7)\n",
+    "  s  Status    t  Statistics    h  Help    q  Quit\n",
+);
 
 /// Parses one input line. `Ok(None)` for a blank line: the prompt simply comes back, as in a shell.
 pub fn parse_choice(line: &str) -> Result<Option<Choice>, ChoiceError> {

@@ -7,8 +7,8 @@
 //! a terminal (pipes, scripts, tests) lines go to stdout in the same order through the same
 //! thread.
 
-use std::io::Write as _;
-use std::sync::mpsc;
+use std::io::{self, Write};
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 
 use rustyline::ExternalPrinter;
@@ -82,4 +82,30 @@ fn write_text(printer: &mut Option<Box<dyn ExternalPrinter + Send>>, text: Strin
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// Where log records go once the console is open.
+static LOG_OUTPUT: OnceLock<Output> = OnceLock::new();
+
+/// Sends log records through `output` from now on, so warnings (an unreachable STUN server, a
+/// failed heartbeat) appear above the prompt instead of through it.
+pub fn route_logs(output: &Output) {
+    let _ = LOG_OUTPUT.set(output.clone());
+}
+
+/// The `env_logger` target of the console: stderr until [`route_logs`], the console after.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match LOG_OUTPUT.get() {
+            Some(output) => output.print(String::from_utf8_lossy(buf).trim_end().to_owned()),
+            None => io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
 }

@@ -35,19 +35,29 @@ impl ProgressTicker {
     }
 
     /// The lines to print for snapshot `files` taken at `now`. Files seeding from the start
-    /// (shared, not downloaded) never produce lines: their progress is not news.
+    /// (shared, not downloaded in this session) never produce lines: their progress is not news.
     pub fn update(&mut self, now: Instant, files: &[FileStats]) -> Vec<String> {
         let mut lines = Vec::new();
         for f in files {
             let tenth = if f.chunks_total == 0 { 10 } else { f.chunks_have * 10 / f.chunks_total };
             let Some(seen) = self.seen.get_mut(&f.name) else {
-                if f.state == FileState::Downloading {
-                    lines.push(format!("started: {}", format_progress_line(f)));
-                    self.seen.insert(
-                        f.name.clone(),
-                        Seen { started: now, last_line: now, tenth, state: f.state.clone() },
-                    );
+                match f.state {
+                    FileState::Downloading => {
+                        lines.push(format!("started: {}", format_progress_line(f)));
+                    }
+                    // Fetched between two samples: still news, unlike a file shared from disk.
+                    FileState::Seeding if f.downloaded > 0 => lines.push(format!(
+                        "complete: {} ({}, {} chunks verified); now seeding",
+                        f.name,
+                        format_bytes(f.size),
+                        f.chunks_total
+                    )),
+                    _ => {}
                 }
+                self.seen.insert(
+                    f.name.clone(),
+                    Seen { started: now, last_line: now, tenth, state: f.state.clone() },
+                );
                 continue;
             };
             match (&seen.state, &f.state) {
@@ -132,7 +142,11 @@ mod tests {
     fn shared_files_are_silent_and_failures_are_reported() {
         let t0 = Instant::now();
         let mut ticker = ProgressTicker::new();
-        assert!(ticker.update(t0, &snapshot(100, FileState::Seeding)).is_empty());
+        let mut shared = snapshot(100, FileState::Seeding);
+        shared[0].downloaded = 0;
+        assert!(ticker.update(t0, &shared).is_empty());
+        let lines = ProgressTicker::new().update(t0, &snapshot(100, FileState::Seeding));
+        assert!(lines[0].starts_with("complete: a.bin (200.0 KiB, 100 chunks verified)"), "{lines:?}");
         let mut ticker = ProgressTicker::new();
         ticker.update(t0, &snapshot(3, FileState::Downloading));
         let lines = ticker.update(t0, &snapshot(3, FileState::Failed("no peers".into())));

@@ -226,15 +226,15 @@ impl Actions for Session {
 
     async fn status(&self) -> anyhow::Result<String> {
         let announce = self.announce();
-        let public = if announce.ip().is_unspecified() {
-            "not known yet (no STUN answer): the tracker uses our datagrams' source IP".to_owned()
+        let announced = if announce.ip().is_unspecified() {
+            format!("{announce} (the tracker fills in our datagrams' source IP)")
         } else {
             announce.to_string()
         };
         let files = self.snapshot().await;
         let count = |state: &FileState| files.iter().filter(|f| f.state == *state).count();
         Ok(format!(
-            "listening on   {} (TCP)\nannounced as   {announce}\npublic address {public}\n\
+            "listening on   {} (TCP)\nannounced as   {announced}\n\
              tracker        {} (UDP)\nSTUN servers   {}\ndirectory      {}\n\
              files          {} seeding, {} downloading, {} stopped\nconnections    {} open\n\
              in swarm       {}",
