@@ -149,3 +149,33 @@ async fn concrete_local(local: SocketAddr, server: SocketAddr) -> Result<SocketA
     let routed = probe.local_addr().map_err(error)?;
     Ok(SocketAddr::new(routed.ip(), local.port()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn classifies_mappings() {
+        let local = addr("10.0.0.2:6881");
+        assert_eq!(classify(local, local, None), Mapping::NotBehindNat);
+        let ipv6_mapped = addr("[::ffff:10.0.0.2]:6881");
+        assert_eq!(classify(ipv6_mapped, local, None), Mapping::NotBehindNat);
+        let public = addr("203.0.113.5:40000");
+        assert_eq!(classify(local, public, None), Mapping::EndpointIndependent);
+        assert_eq!(
+            classify(local, public, Some(public)),
+            Mapping::EndpointIndependent
+        );
+        let other = addr("203.0.113.5:40001");
+        assert_eq!(
+            classify(local, public, Some(other)),
+            Mapping::EndpointDependent
+        );
+        assert!(Mapping::EndpointDependent.is_symmetric());
+        assert!(!Mapping::EndpointIndependent.is_symmetric());
+    }
+}

@@ -209,3 +209,63 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::Protocol;
+
+    fn timeout() -> BindingError {
+        BindingError::Timeout {
+            server: "127.0.0.1:3478".parse().unwrap(),
+            protocol: Protocol::Udp,
+            requests: 7,
+            waited: Duration::from_millis(39_500),
+        }
+    }
+
+    #[test]
+    fn reports_first_mapping_changes_outages_and_recovery() {
+        let a: SocketAddr = "203.0.113.1:1000".parse().unwrap();
+        let b: SocketAddr = "203.0.113.1:2000".parse().unwrap();
+        let mut state = MappingState::default();
+        assert!(matches!(state.observe(Ok(a))[..], [MappingEvent::Mapped(x)] if x == a));
+        assert!(state.observe(Ok(a)).is_empty());
+        assert!(matches!(
+            state.observe(Ok(b))[..],
+            [MappingEvent::Changed { old, new }] if old == a && new == b
+        ));
+        assert!(matches!(
+            state.observe(Err(timeout()))[..],
+            [MappingEvent::Unreachable { last_known: Some(x), .. }] if x == b
+        ));
+        assert!(
+            state.observe(Err(timeout())).is_empty(),
+            "one event per outage"
+        );
+        assert_eq!(state.last_known(), Some(b));
+        assert!(matches!(state.observe(Ok(b))[..], [MappingEvent::Back(x)] if x == b));
+        state.observe(Err(timeout()));
+        assert!(matches!(
+            state.observe(Ok(a))[..],
+            [MappingEvent::Back(x), MappingEvent::Changed { old, new }] if x == a && old == b && new == a
+        ));
+    }
+
+    #[test]
+    fn outage_before_any_mapping_then_first_mapping() {
+        let a: SocketAddr = "203.0.113.1:1000".parse().unwrap();
+        let mut state = MappingState::default();
+        assert!(matches!(
+            state.observe(Err(timeout()))[..],
+            [MappingEvent::Unreachable {
+                last_known: None,
+                ..
+            }]
+        ));
+        assert!(matches!(
+            state.observe(Ok(a))[..],
+            [MappingEvent::Back(x), MappingEvent::Mapped(y)] if x == a && y == a
+        ));
+    }
+}

@@ -121,3 +121,53 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_reply, encode_binding_request, new_transaction_id, Reply};
+    use proptest::prelude::*;
+
+    fn source() -> SocketAddr {
+        "203.0.113.7:40000".parse().unwrap()
+    }
+
+    #[test]
+    fn tells_stun_from_tracker_text() {
+        let request = encode_binding_request(&new_transaction_id());
+        assert!(is_stun(&request));
+        assert!(!is_stun(b"REQUEST 6 tid=1 and some more text"));
+        assert!(!is_stun(&request[..19]));
+    }
+
+    #[test]
+    fn answers_a_binding_request_with_the_source_address() {
+        let tid = new_transaction_id();
+        let answer = answer_binding(&encode_binding_request(&tid), source()).unwrap();
+        assert!(
+            matches!(decode_reply(&answer, &tid), Ok(Reply::Success(s)) if s.mapped == source())
+        );
+        // Small answers: no reflection amplification worth the name.
+        assert_eq!(answer.len(), 32);
+    }
+
+    #[test]
+    fn stays_silent_on_anything_else() {
+        let tid = new_transaction_id();
+        let response = answer_binding(&encode_binding_request(&tid), source()).unwrap();
+        assert_eq!(answer_binding(&response, source()), None);
+        let request = encode_binding_request(&tid);
+        assert_eq!(answer_binding(&request[..19], source()), None);
+        let mut padded = request.clone();
+        padded.extend_from_slice(&[0; 4]);
+        assert_eq!(answer_binding(&padded, source()), None);
+        assert_eq!(answer_binding(b"REQUEST 6", source()), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = answer_binding(&bytes, source());
+        }
+    }
+}
