@@ -8,14 +8,15 @@
 //! until its TTL runs out.
 //!
 //! The policy (what to announce, what counts as a change, what several STUN servers saying
-//! different things means) is pure and lives in [`AddressBook`]; [`watch_mapping`] is the thin
-//! loop that feeds it with STUN answers.
+//! different things means) is pure and lives in [`AddressBook`] and [`classify`]; STUN itself
+//! is `stun_client`'s [`Refresher`], one per server; [`follow`] combines their answers.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use stun_client::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
+use stun_client::BindingConfig;
+use tokio::sync::{mpsc, watch};
 
 /// Default period between two STUN queries.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -93,48 +94,120 @@ impl AddressBook {
     }
 }
 
-/// Asks `probe` for the current mapping every `period` (the first time at once) and publishes
-/// the announce address on `tx` whenever it moves. Returns when every receiver is gone.
-///
-/// `probe` runs one STUN round over the serving port against every configured server and
-/// returns the addresses that came back; failures are the probe's to log.
-pub async fn watch_mapping<P, F>(
+/// What one STUN server's refresher says now: its index among the servers and the mapping it
+/// last saw (kept through an outage, as the refresher does).
+pub type Sighting = (usize, SocketAddr);
+
+/// Combines the servers' sightings into the announce address and publishes it on `tx` whenever
+/// it moves. With one server this follows that server; with several, the first server's view
+/// wins and disagreement is reported as a per-destination (symmetric) NAT. Returns when the
+/// sightings end or every receiver is gone.
+pub async fn follow(
     mut book: AddressBook,
-    period: Duration,
-    mut probe: P,
+    servers: usize,
+    mut sightings: mpsc::Receiver<Sighting>,
     tx: watch::Sender<SocketAddr>,
-) where
-    P: FnMut() -> F,
-    F: Future<Output = Vec<SocketAddr>>,
-{
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+) {
+    let mut seen: Vec<Option<SocketAddr>> = vec![None; servers];
     let mut warned_symmetric = false;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
+        let (index, mapped) = tokio::select! {
+            sighting = sightings.recv() => match sighting {
+                Some(s) => s,
+                None => return,
+            },
             _ = tx.closed() => return,
+        };
+        if let Some(slot) = seen.get_mut(index) {
+            *slot = Some(mapped);
         }
-        let answers = probe().await;
+        let answers: Vec<SocketAddr> = seen.iter().flatten().copied().collect();
         let mapping = classify(&answers);
-        match &mapping {
-            None => log::warn!("no STUN server answered; still announcing {}", book.announce()),
-            Some(Mapping::PerDestination(addrs)) if !warned_symmetric => {
+        if let Some(Mapping::PerDestination(addrs)) = &mapping {
+            if !warned_symmetric {
                 warned_symmetric = true;
                 log::warn!(
                     "STUN servers see different public addresses {addrs:?}: the NAT maps per \
                      destination (symmetric), so other peers may not reach this one"
                 );
             }
-            Some(_) => {}
         }
-        if let Some(moved) = book.observe(mapping.as_ref()) {
+        // The first server's view is the one to announce; `classify` sorts, so pick it here.
+        let preferred = seen.iter().flatten().next().copied().map(Mapping::Stable);
+        let chosen = match mapping {
+            Some(Mapping::PerDestination(_)) => preferred,
+            other => other,
+        };
+        if let Some(moved) = book.observe(chosen.as_ref()) {
             log::info!("public address moved from {} to {}", moved.from, moved.to);
             if tx.send(moved.to).is_err() {
                 return;
             }
         }
     }
+}
+
+/// Port of the STUN server assumed when only a host is known (RFC 8489's default).
+pub const DEFAULT_STUN_PORT: u16 = 3478;
+
+/// Time one STUN query may take: short against the refresh period, so a silent server does
+/// not delay the next round.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts STUN refresh for a server listening on `listen`: every `period` each of `servers` is
+/// asked over TCP from the serving port (one [`Refresher`] each). The receiver starts at
+/// `initial` and follows the public address; with no usable server it never changes (its
+/// sender is gone at once).
+pub async fn start_refresh(
+    listen: SocketAddr,
+    initial: SocketAddr,
+    servers: Vec<String>,
+    period: Duration,
+) -> watch::Receiver<SocketAddr> {
+    let (tx, rx) = watch::channel(initial);
+    let mut resolved = Vec::new();
+    for spec in &servers {
+        match tokio::net::lookup_host(spec.as_str()).await.ok().and_then(|mut a| a.next()) {
+            Some(server) => resolved.push(server),
+            None => log::warn!("cannot resolve STUN server {spec:?} (expected HOST:PORT); skipping it"),
+        }
+    }
+    if resolved.is_empty() {
+        return rx;
+    }
+    let config = RefresherConfig {
+        period,
+        binding: BindingConfig { tcp_timeout: QUERY_TIMEOUT, ..BindingConfig::default() },
+    };
+    let (sight_tx, sight_rx) = mpsc::channel(16);
+    for (index, server) in resolved.iter().copied().enumerate() {
+        let mut refresher = Refresher::spawn(Transport::Tcp(listen), server, config.clone());
+        let sight_tx = sight_tx.clone();
+        // Drains the refresher's events (it would stall on a full queue) and passes mappings on.
+        tokio::spawn(async move {
+            while let Some(event) = refresher.next_event().await {
+                let mapped = match event {
+                    MappingEvent::Mapped(addr) | MappingEvent::Changed { new: addr, .. } => addr,
+                    MappingEvent::Unreachable { last_known, error } => {
+                        log::warn!(
+                            "STUN server {server}: {error}; still announcing {}",
+                            last_known.map_or("the listening port".to_owned(), |a| a.to_string())
+                        );
+                        continue;
+                    }
+                    MappingEvent::Back(_) => {
+                        log::info!("STUN server {server} answers again");
+                        continue;
+                    }
+                };
+                if sight_tx.send((index, mapped)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::spawn(follow(AddressBook::new(listen.port()), resolved.len(), sight_rx, tx));
+    rx
 }
 
 #[cfg(test)]
@@ -180,25 +253,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn watcher_publishes_only_changes() {
-        let answers = [addr("192.0.2.1:1"), addr("192.0.2.1:1"), addr("192.0.2.2:2")];
-        let mut round = 0usize;
+    async fn follower_publishes_moves_and_prefers_the_first_server() {
+        let (sight_tx, sight_rx) = mpsc::channel(16);
         let (tx, mut rx) = watch::channel(addr("0.0.0.0:6881"));
-        let task = tokio::spawn(watch_mapping(
-            AddressBook::new(6881),
-            Duration::from_millis(5),
-            move || {
-                let answer = answers.get(round).copied();
-                round += 1;
-                async move { answer.into_iter().collect() }
-            },
-            tx,
-        ));
+        let task = tokio::spawn(follow(AddressBook::new(6881), 2, sight_rx, tx));
+        sight_tx.send((1, addr("192.0.2.1:1"))).await.unwrap();
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), addr("192.0.2.1:1"));
+        // The first server disagrees: symmetric NAT, and its view wins.
+        sight_tx.send((0, addr("192.0.2.9:9"))).await.unwrap();
         rx.changed().await.unwrap();
-        assert_eq!(*rx.borrow_and_update(), addr("192.0.2.2:2"));
-        drop(rx);
+        assert_eq!(*rx.borrow_and_update(), addr("192.0.2.9:9"));
+        // The same sighting again is no move; a later real move is.
+        sight_tx.send((0, addr("192.0.2.9:9"))).await.unwrap();
+        sight_tx.send((0, addr("192.0.2.9:10"))).await.unwrap();
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), addr("192.0.2.9:10"));
+        drop(sight_tx);
         task.await.unwrap();
     }
 }

@@ -15,6 +15,8 @@ use tracker::client::ClientConfig;
 use tracker::proto::PeerKey;
 use tracker::TrackerClient;
 
+use peer::address;
+use peer::console::{self, commands::{self, Format}};
 use peer::daemon::{self, Node};
 use peer::download::{self, Context, DownloadConfig, Progress};
 use peer::punch::{Dialer, OwnNat, PunchConfig};
@@ -51,8 +53,19 @@ struct Cli {
     /// Upload limit per connection, in bytes per second (0: unlimited).
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
     upload_rate: u64,
+    /// STUN server asked, over TCP from the serving port, for this peer's public address;
+    /// repeat for several (servers that disagree reveal a symmetric NAT). `none` turns STUN
+    /// off. Ignored with --announce. [default: the tracker's host, port 3478]
+    #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
+    stun: Vec<String>,
+    /// Seconds between two STUN queries; when the public address changes, every row at the
+    /// tracker moves to the new one at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = address::DEFAULT_REFRESH.as_secs())]
+    refresh: u64,
+    /// Without a subcommand, `peer` opens the interactive console (a numbered menu of the
+    /// tracker flags) with the daemon running underneath.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,11 +100,47 @@ enum Command {
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
     },
+    /// List the files the tracker knows, with size and swarm counts (flag 6).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one file as the tracker knows it: size, chunks, id, seeders, leechers (flag 7).
+    Query {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who holds which chunks of a file (flag 2).
+    Peers {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leave the swarm (flag 5): stops the daemon serving --dir, which leaves on its way out,
+    /// or, without one, removes this directory's peer from the tracker.
+    Exit,
+    /// Show the files of --dir from disk: done %, chunks held, state (complete, or stopped
+    /// downloads with their resume record) and whether a daemon serves them.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    // The console shows only what deserves attention, above its prompt (RUST_LOG still rules).
+    let default_level = if cli.command.is_none() { "warn" } else { "info" };
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    if cli.command.is_none() {
+        logger.target(env_logger::Target::Pipe(Box::new(peer::console::output::LogWriter)));
+    }
+    logger.init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -112,7 +161,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cli = &cli;
     let dir = Arc::new(ShareDir::open(&cli.dir)?);
     let tracker = Arc::new(connect_tracker(&cli.tracker, &dir).await?);
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        let node = start_node(cli, dir, tracker)?;
+        let address = start_refresh(cli, &node).await;
+        return console::open(console::Launch {
+            node,
+            address,
+            heartbeat: daemon::DEFAULT_HEARTBEAT,
+            stun: stun_servers(cli),
+            download: DownloadConfig::default(),
+        })
+        .await;
+    };
+    match command {
+        Command::List { json } => print(commands::list(&tracker, format(*json)).await?),
+        Command::Query { name, json } => print(commands::query(&tracker, name, format(*json)).await?),
+        Command::Peers { name, json } => print(commands::refresh(&tracker, name, format(*json)).await?),
+        Command::Status { json } => print(commands::status(&dir, daemon::running_daemon(&dir), format(*json))),
+        Command::Exit => match daemon::running_daemon_process(&dir) {
+            Some((at, pid)) => {
+                stop_daemon(pid).await?;
+                print(format!("stopped the daemon announced at {at}; it left the swarm (flag 5)"))
+            }
+            None => {
+                tracker.exit(daemon::announce_addr(cli.listen, cli.announce)).await?;
+                print("left the swarm (flag 5): the tracker no longer lists this directory's peer".to_owned())
+            }
+        },
         Command::Share { file, heartbeat } => {
             if let Some(at) = daemon::running_daemon(&dir) {
                 let (name, m) = share::share(&dir, &tracker, file, at).await?;
@@ -129,11 +204,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!("shared {name} ({} bytes, {})", m.size(), m.id());
             flush();
-            daemon::run(node, Duration::from_secs((*heartbeat).max(1))).await
+            let address = start_refresh(cli, &node).await;
+            daemon::run_until(node, Duration::from_secs((*heartbeat).max(1)), address, daemon::stop_signal()?).await
         }
         Command::Daemon { heartbeat } => {
             let node = start_node(&cli, dir, tracker)?;
-            daemon::run(node, Duration::from_secs((*heartbeat).max(1))).await
+            let address = start_refresh(cli, &node).await;
+            daemon::run_until(node, Duration::from_secs((*heartbeat).max(1)), address, daemon::stop_signal()?).await
         }
         Command::Get { names, max_peers, give_up } => {
             let config = DownloadConfig {
@@ -166,6 +243,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn flush() {
     let _ = std::io::stdout().flush();
+}
+
+fn print(text: String) -> anyhow::Result<()> {
+    println!("{text}");
+    flush();
+    Ok(())
+}
+
+fn format(json: bool) -> Format {
+    if json {
+        Format::Json
+    } else {
+        Format::Text
+    }
+}
+
+/// The STUN servers to ask: --stun as given, the tracker's host on port 3478 by default,
+/// none with `--stun none` or a fixed --announce address.
+fn stun_servers(cli: &Cli) -> Vec<String> {
+    if cli.announce.is_some() || cli.stun.iter().any(|s| s == "none") {
+        return Vec::new();
+    }
+    if !cli.stun.is_empty() {
+        return cli.stun.clone();
+    }
+    let host = cli.tracker.rsplit_once(':').map_or(cli.tracker.as_str(), |(host, _)| host);
+    vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
+}
+
+/// Starts STUN refresh for `node`'s serving port; the receiver carries the announce address.
+async fn start_refresh(cli: &Cli, node: &Node) -> watch::Receiver<SocketAddr> {
+    address::start_refresh(
+        node.listen,
+        node.announce,
+        stun_servers(cli),
+        Duration::from_secs(cli.refresh.max(1)),
+    )
+    .await
+}
+
+/// Asks the daemon `pid` to stop (SIGTERM) and waits until it is gone, which is after it sent
+/// flag 5.
+async fn stop_daemon(pid: u32) -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let pid_n = i32::try_from(pid).context("daemon pid out of range")?;
+    kill(Pid::from_raw(pid_n), Signal::SIGTERM).with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+    // Gone, or a zombie its parent has not reaped yet: either way it has finished leaving.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    };
+    for _ in 0..300 {
+        if !alive() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the daemon (pid {pid}) did not stop within 30 s")
 }
 
 /// Starts serving and prints the startup line tests and scripts wait for.
