@@ -26,7 +26,7 @@ use crate::codec::{
 pub struct BindingConfig {
     /// Initial retransmission timeout (RTO); it doubles after every request.
     pub rto: Duration,
-    /// How many requests go out over UDP in total (Rc).
+    /// How many requests go out over UDP in total (Rc); at least one is always sent.
     pub max_requests: u32,
     /// After the last request, wait this many initial RTOs for the answer (Rm).
     pub last_wait_factor: u32,
@@ -132,6 +132,7 @@ pub async fn binding_udp(
         error,
     };
     let local = socket.local_addr().map_err(io_error)?;
+    let target = destination_for(local, server);
     let transaction_id = new_transaction_id();
     let request = encode_binding_request(&transaction_id);
     let started = Instant::now();
@@ -140,7 +141,7 @@ pub async fn binding_udp(
     let mut wait = config.rto;
     let requests = config.max_requests.max(1);
     for sent in 1..=requests {
-        socket.send_to(&request, server).await.map_err(io_error)?;
+        socket.send_to(&request, target).await.map_err(io_error)?;
         if sent == requests {
             wait = config.rto.saturating_mul(config.last_wait_factor);
         }
@@ -254,6 +255,16 @@ pub fn reusable_tcp_socket(local: SocketAddr) -> io::Result<TcpSocket> {
     socket.set_reuseport(true)?;
     socket.bind(local)?;
     Ok(socket)
+}
+
+/// A dual-stack IPv6 socket reaches an IPv4 server at its IPv4-mapped IPv6 address.
+fn destination_for(local: SocketAddr, server: SocketAddr) -> SocketAddr {
+    match (local, server) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        _ => server,
+    }
 }
 
 fn local_for(local: SocketAddr, server: SocketAddr) -> SocketAddr {

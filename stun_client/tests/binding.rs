@@ -376,3 +376,33 @@ async fn tcp_responder_frames_pipelined_requests_and_drops_garbage() {
         "garbage got an answer: {rest:?}"
     );
 }
+
+#[tokio::test]
+async fn udp_from_a_dual_stack_socket_to_an_ipv4_server() {
+    let client = match UdpSocket::bind("[::]:0").await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("no IPv6 sockets here ({e}); dual-stack path not exercised");
+            return;
+        }
+    };
+    let server = udp().await;
+    let server_addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (from, tid) = next_request(&server).await;
+        server
+            .send_to(&encode_binding_success(&tid, from), from)
+            .await
+            .unwrap();
+    });
+    let binding = binding_udp(&client, server_addr, &BindingConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        binding.mapped(),
+        SocketAddr::new(
+            "127.0.0.1".parse().unwrap(),
+            client.local_addr().unwrap().port()
+        )
+    );
+}
