@@ -164,6 +164,19 @@ mod tests {
         assert_eq!(answer_binding(b"REQUEST 6", source()), None);
     }
 
+    #[test]
+    fn unknown_required_attributes_get_420() {
+        let tid = new_transaction_id();
+        let mut request = encode_binding_request(&tid);
+        request[3] = 8;
+        request.extend_from_slice(&[0x7f, 0xf0, 0x00, 0x04, 1, 2, 3, 4]);
+        let answer = answer_binding(&request, source()).unwrap();
+        assert!(matches!(
+            decode_reply(&answer, &tid),
+            Ok(Reply::Error { code: 420, .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
