@@ -7,13 +7,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, warn};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -64,23 +62,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// dropped, which also ends every connection it serves. Returns an error only when accepting
 /// keeps failing after backing off (as mini-redis does: 1, 2, 4 ... 32 s).
 pub async fn serve_tcp(listener: TcpListener) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_secs(1);
     loop {
         // Finished connections are reaped here, so the set holds live ones only.
         while connections.try_join_next().is_some() {}
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            // The semaphore is never closed; a closed one would mean nothing can be served.
-            return Ok(());
-        };
+        if connections.len() >= MAX_CONNECTIONS {
+            connections.join_next().await;
+            continue;
+        }
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_secs(1);
-                connections.spawn(async move {
-                    serve_connection(stream, peer).await;
-                    drop(permit);
-                });
+                connections.spawn(serve_connection(stream, peer));
             }
             Err(e) if backoff > Duration::from_secs(32) => return Err(e),
             Err(e) => {
