@@ -100,8 +100,8 @@ pub async fn probe_udp(
     Ok(report(local, first, Some(second)))
 }
 
-/// Probes the mapping of TCP connections from `local` (typically the serving port, which must be
-/// fixed: with port 0 each connection gets a new port and every NAT looks symmetric).
+/// Probes the mapping of TCP connections from `local`, typically the serving port. Both
+/// connections leave from the same port: with port 0, the second reuses the first one's.
 pub async fn probe_tcp(
     local: SocketAddr,
     server: SocketAddr,
