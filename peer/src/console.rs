@@ -232,13 +232,11 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         node.tracker.tracker()
     );
     let history = Some(node.dir.state_dir().join("history"));
-    let dialer = Arc::new(Dialer::new(
-        node.tracker.clone(),
-        node.listen,
-        address.clone(),
-        OwnNat::Unknown,
-        PunchConfig::default(),
-    ));
+    let dialer = Arc::new(
+        Dialer::new(node.tracker.clone(), node.listen, address.clone(), OwnNat::Unknown, PunchConfig::default())
+            .with_rendezvous(node.rendezvous.clone())
+            .with_stun(stun.clone()),
+    );
     let parts = session::SessionParts {
         dir: node.dir.clone(),
         tracker: node.tracker.clone(),

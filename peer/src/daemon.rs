@@ -23,7 +23,7 @@ use tracker::proto::ErrorCode as TrackerCode;
 use tracker::{FileName, TrackerClient};
 
 use crate::manifest::FileId;
-use crate::punch::{self, PunchAnswerer, PunchConfig};
+use crate::punch::{self, PunchAnswerer, PunchConfig, Rendezvous};
 use crate::serve::{self, ServerConfig, UploadStats};
 use crate::share::{self, ShareError};
 use crate::store::ShareDir;
@@ -43,6 +43,9 @@ pub struct Node {
     pub announce: SocketAddr,
     pub stats: Arc<UploadStats>,
     pub shutdown: CancellationToken,
+    /// Where the server hands incoming connections our own punches wait for; dialers of this
+    /// node take it (`punch::Dialer::with_rendezvous`).
+    pub rendezvous: Arc<Rendezvous>,
     server: JoinHandle<()>,
 }
 
@@ -73,17 +76,18 @@ impl Node {
         let listen = listener.local_addr()?;
         let stats = Arc::new(UploadStats::default());
         let shutdown = CancellationToken::new();
-        let (punched_tx, punched_rx) = mpsc::channel(16);
-        tokio::spawn(answer_punches(dir.clone(), tracker.clone(), listen, punched_tx, shutdown.clone()));
+        let (incoming, outlet) = punch::server_hooks();
+        let rendezvous = outlet.rendezvous.clone();
+        tokio::spawn(answer_punches(dir.clone(), tracker.clone(), listen, outlet.punched, shutdown.clone()));
         let server = tokio::spawn(serve::run(
             listener,
-            punched_rx,
+            incoming,
             dir.clone(),
             config,
             stats.clone(),
             shutdown.clone(),
         ));
-        Ok(Node { announce: announce_addr(listen, announce_override), dir, tracker, listen, stats, shutdown, server })
+        Ok(Node { announce: announce_addr(listen, announce_override), dir, tracker, listen, stats, shutdown, rendezvous, server })
     }
 
     /// Leaves every swarm (flag 5) and stops the server.

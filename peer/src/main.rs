@@ -229,7 +229,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Hole punching starts from our own serving port, so it needs our own server.
             let dialer = node.as_ref().map(|n| {
                 let (_, announced) = watch::channel(n.announce);
-                Arc::new(Dialer::new(tracker.clone(), n.listen, announced, OwnNat::Unknown, PunchConfig::default()))
+                let dialer = Dialer::new(tracker.clone(), n.listen, announced, OwnNat::Unknown, PunchConfig::default());
+                Arc::new(dialer.with_rendezvous(n.rendezvous.clone()).with_stun(stun_servers(cli)))
             });
             let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id(), dialer };
             let result = get_all(&ctx, names).await;

@@ -17,15 +17,15 @@
 //! symmetric NAT gives every destination a new public port, so the port the other side was told
 //! is not the one our SYN comes from; attempts then fail and the error says so.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, OnceCell, Semaphore};
 use tracker::{ClientError, FileName, PunchNotice, TrackerClient};
 
 /// Timing of connection attempts. Every wait is bounded, so a NAT that drops everything costs
@@ -77,15 +77,72 @@ pub enum OwnNat {
 impl OwnNat {
     fn describe(self) -> &'static str {
         match self {
-            OwnNat::Unknown => "this peer's NAT type is unknown (no STUN answer)",
-            OwnNat::NoNat => "this peer is not behind a NAT",
+            OwnNat::Unknown => {
+                "this peer's NAT type is unknown (no STUN answer), so either side may be behind a \
+                 symmetric NAT, or the other peer is gone"
+            }
+            OwnNat::NoNat => {
+                "this peer is not behind a NAT, so the other peer is behind a NAT that drops these \
+                 attempts (symmetric, or filtering without hole punching), or is gone"
+            }
             OwnNat::EndpointIndependent => {
-                "this peer is behind a cone NAT (endpoint-independent mapping), so the other side is \
-                 probably behind a symmetric NAT or drops the attempts"
+                "this peer is behind a cone NAT (endpoint-independent mapping), so the other peer is \
+                 probably behind a symmetric NAT, or is gone"
             }
             OwnNat::Symmetric => {
                 "this peer is behind a symmetric NAT (a new public port per destination), which hole \
-                 punching cannot traverse when the other side filters too"
+                 punching cannot traverse when the other peer's NAT filters too"
+            }
+        }
+    }
+
+    /// Learns our NAT's mapping behaviour (stun-probe --probe-nat) from a throwaway UDP socket:
+    /// the serving port's TCP mapping is the STUN refresher's to ask, and two connections with
+    /// one address pair cannot coexist. A NAT maps UDP and TCP alike in practice (the same
+    /// MASQUERADE rule on Linux routers). `servers[1]`, if given, is the second server;
+    /// otherwise the first one's RFC 5780 OTHER-ADDRESS. Servers are `HOST:PORT`.
+    pub async fn probe(servers: &[String]) -> OwnNat {
+        let mut resolved = Vec::new();
+        for spec in servers.iter().take(2) {
+            let lookup = tokio::net::lookup_host(spec.as_str());
+            match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+                Ok(Ok(mut addrs)) => resolved.extend(addrs.next()),
+                Ok(Err(e)) => debug!("punch: cannot resolve STUN server {spec}: {e}"),
+                Err(_) => debug!("punch: resolving STUN server {spec} timed out"),
+            }
+        }
+        let Some(&first) = resolved.first() else {
+            return OwnNat::Unknown;
+        };
+        let servers = resolved;
+        let any = if first.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        };
+        let socket = match UdpSocket::bind((any, 0)).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!("punch: no UDP socket for the NAT probe: {e}");
+                return OwnNat::Unknown;
+            }
+        };
+        // Short timers: this runs on the failure path, only to explain the failure.
+        let config = stun_client::BindingConfig {
+            rto: Duration::from_millis(250),
+            max_requests: 4,
+            last_wait_factor: 4,
+            ..Default::default()
+        };
+        match stun_client::nat::probe_udp(&socket, first, servers.get(1).copied(), &config).await {
+            Ok(report) => match report.mapping {
+                stun_client::nat::Mapping::NotBehindNat => OwnNat::NoNat,
+                stun_client::nat::Mapping::EndpointIndependent => OwnNat::EndpointIndependent,
+                stun_client::nat::Mapping::EndpointDependent => OwnNat::Symmetric,
+            },
+            Err(e) => {
+                debug!("punch: NAT probe via {first}: {e}");
+                OwnNat::Unknown
             }
         }
     }
@@ -103,29 +160,126 @@ pub enum PunchError {
     },
     #[error(
         "no TCP connection to {remote}: {attempts} simultaneous-open attempts from {local} failed \
-         (last: {last}); {nat}",
-        nat = .nat.describe()
+         (last: {last})"
     )]
     Exhausted {
         local: SocketAddr,
         remote: SocketAddr,
         attempts: u32,
         last: String,
-        nat: OwnNat,
     },
 }
 
 /// Why [`Dialer::connect`] found no way to the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error("direct connection to {target} failed ({direct}) and the tracker would not relay a punch request: {source}")]
+    #[error(
+        "direct connection to {target} failed ({direct}) and the tracker would not relay a punch \
+         request: {source}"
+    )]
     Signal {
         target: SocketAddr,
         direct: String,
         source: ClientError,
     },
-    #[error("direct connection failed ({direct}), then {source}")]
-    Punch { direct: String, source: PunchError },
+    #[error("direct connection failed ({direct}), then {source}; {nat}", nat = .nat.describe())]
+    Punch {
+        direct: String,
+        source: PunchError,
+        nat: OwnNat,
+    },
+}
+
+/// Connections a punch expects on our listener rather than on its own socket.
+///
+/// The target of a punch connects back from its serving port. Behind a symmetric NAT that
+/// connection leaves from a public port nobody could predict, so it cannot match our socket that
+/// connects to the port the target announced; if our NAT lets it in (no NAT, or the serving port
+/// forwarded), it reaches our listener as an ordinary incoming connection. The same happens when
+/// the target's SYN arrives between two of our attempts. The server offers every accepted
+/// connection here first; one from the IP a punch is waiting for goes to that punch.
+#[derive(Default)]
+pub struct Rendezvous {
+    waiting: Mutex<HashMap<IpAddr, Vec<oneshot::Sender<TcpStream>>>>,
+}
+
+impl Rendezvous {
+    /// Hands `stream` to a punch waiting for a connection from `from`'s IP; gives it back when
+    /// none waits, for the server to serve.
+    pub fn claim(&self, stream: TcpStream, from: SocketAddr) -> Option<TcpStream> {
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return Some(stream);
+        };
+        let mut stream = stream;
+        if let Some(list) = waiting.get_mut(&from.ip()) {
+            while let Some(tx) = list.pop() {
+                match tx.send(stream) {
+                    Ok(()) => {
+                        debug!("punch: connection from {from} taken by the punch waiting for it");
+                        if list.is_empty() {
+                            waiting.remove(&from.ip());
+                        }
+                        return None;
+                    }
+                    Err(back) => stream = back,
+                }
+            }
+            waiting.remove(&from.ip());
+        }
+        Some(stream)
+    }
+
+    fn expect(&self, ip: IpAddr) -> oneshot::Receiver<TcpStream> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            let list = waiting.entry(ip).or_default();
+            list.retain(|t| !t.is_closed());
+            list.push(tx);
+        }
+        rx
+    }
+}
+
+/// The server's end of hole punching: connections punched on behalf of notices, to be served
+/// like accepted ones, and the rendezvous accepted connections are offered to first.
+pub struct Incoming {
+    punched: mpsc::Receiver<TcpStream>,
+    rendezvous: Arc<Rendezvous>,
+}
+
+impl Incoming {
+    /// The next connection the answerer punched; `None` once no answerer is left.
+    pub async fn punched(&mut self) -> Option<TcpStream> {
+        self.punched.recv().await
+    }
+
+    /// See [`Rendezvous::claim`].
+    pub fn claim(&self, stream: TcpStream, from: SocketAddr) -> Option<TcpStream> {
+        self.rendezvous.claim(stream, from)
+    }
+}
+
+/// The other end of [`Incoming`]: where punched connections go and the shared rendezvous.
+#[derive(Clone)]
+pub struct Outlet {
+    pub punched: mpsc::Sender<TcpStream>,
+    pub rendezvous: Arc<Rendezvous>,
+}
+
+/// A connected [`Incoming`] / [`Outlet`] pair for one server.
+pub fn server_hooks() -> (Incoming, Outlet) {
+    let (tx, rx) = mpsc::channel(16);
+    let rendezvous = Arc::new(Rendezvous::default());
+    (
+        Incoming {
+            punched: rx,
+            rendezvous: rendezvous.clone(),
+        },
+        Outlet {
+            punched: tx,
+            rendezvous,
+        },
+    )
 }
 
 /// The downloader's way to a peer: a plain connect first, hole punching through the tracker when
@@ -134,7 +288,9 @@ pub struct Dialer {
     tracker: Arc<TrackerClient>,
     local: SocketAddr,
     announce: watch::Receiver<SocketAddr>,
-    nat: OwnNat,
+    rendezvous: Arc<Rendezvous>,
+    stun: Vec<String>,
+    nat: OnceCell<OwnNat>,
     config: PunchConfig,
     /// Peers a direct connect did not reach: the next connection to them (a download opens
     /// one for the manifest, then one per fetch) punches at once instead of waiting out
@@ -144,8 +300,9 @@ pub struct Dialer {
 
 impl Dialer {
     /// `local` is the serving listener's address (punch attempts start from it); `announce` is
-    /// the address this peer announces (the public mapping of `local` once STUN knows it) and
-    /// goes into flag 8 so the target knows where to connect.
+    /// the address this peer announces (the public mapping of `local` once STUN knows it), which
+    /// goes into flag 8 so the target knows where to connect. `nat` is what is known of our NAT;
+    /// when `Unknown`, the servers of [`Dialer::with_stun`] are asked when a punch fails.
     pub fn new(
         tracker: Arc<TrackerClient>,
         local: SocketAddr,
@@ -153,14 +310,33 @@ impl Dialer {
         nat: OwnNat,
         config: PunchConfig,
     ) -> Self {
+        let known = match nat {
+            OwnNat::Unknown => OnceCell::new(),
+            known => OnceCell::new_with(Some(known)),
+        };
         Self {
             tracker,
             local,
             announce,
-            nat,
+            rendezvous: Arc::default(),
+            stun: Vec::new(),
+            nat: known,
             config,
             filtered: Mutex::default(),
         }
+    }
+
+    /// Takes connections the target opens back to our listener (see [`Rendezvous`]); pass the
+    /// rendezvous of the server listening on `local`.
+    pub fn with_rendezvous(mut self, rendezvous: Arc<Rendezvous>) -> Self {
+        self.rendezvous = rendezvous;
+        self
+    }
+
+    /// STUN servers (`HOST:PORT`) asked for our NAT type when a punch fails, to say why.
+    pub fn with_stun(mut self, servers: Vec<String>) -> Self {
+        self.stun = servers;
+        self
     }
 
     fn remembered_filtered(&self, target: SocketAddr) -> bool {
@@ -168,6 +344,10 @@ impl Dialer {
             .lock()
             .map(|f| f.contains(&target))
             .unwrap_or(false)
+    }
+
+    async fn own_nat(&self) -> OwnNat {
+        *self.nat.get_or_init(|| OwnNat::probe(&self.stun)).await
     }
 
     /// A TCP connection to `target`, a peer of `file`'s swarm, on which this peer is the client.
@@ -194,24 +374,42 @@ impl Dialer {
         }
         let me = *self.announce.borrow();
         info!("{target}: direct connection failed ({direct}); punching from {} (announced as {me}) for {file}", self.local);
+        let inbound = self.rendezvous.expect(target.ip());
+        tokio::pin!(inbound);
         // Our SYN leaves before the tracker relays the request, so the target's SYN finds this
         // socket (same address pair) rather than our listener (protocol.txt §4.3 step 2).
-        let punching = simultaneous_open(self.local, target, &self.config, self.nat);
+        let punching = simultaneous_open(self.local, target, &self.config);
         tokio::pin!(punching);
         let signal = self.tracker.punch(file, target, me);
         tokio::pin!(signal);
-        tokio::select! {
-            biased;
-            result = &mut punching => return result.map_err(|source| DialError::Punch { direct, source }),
+        let outcome = tokio::select! {
+            result = &mut punching => result,
+            Ok(stream) = &mut inbound => Ok(stream),
             signalled = &mut signal => {
                 if let Err(source) = signalled {
                     return Err(DialError::Signal { target, direct, source });
                 }
+                tokio::select! {
+                    result = &mut punching => result,
+                    Ok(stream) = &mut inbound => Ok(stream),
+                }
             }
+        };
+        match outcome {
+            Ok(stream) => {
+                info!(
+                    "{target}: punched through, connected as {:?} -> {:?}",
+                    stream.local_addr(),
+                    stream.peer_addr()
+                );
+                Ok(stream)
+            }
+            Err(source) => Err(DialError::Punch {
+                direct,
+                source,
+                nat: self.own_nat().await,
+            }),
         }
-        punching
-            .await
-            .map_err(|source| DialError::Punch { direct, source })
     }
 }
 
@@ -290,7 +488,6 @@ pub async fn simultaneous_open(
     local: SocketAddr,
     remote: SocketAddr,
     config: &PunchConfig,
-    nat: OwnNat,
 ) -> Result<TcpStream, PunchError> {
     let mut last = String::from("no attempt made");
     for attempt in 1..=config.attempts.max(1) {
@@ -314,7 +511,6 @@ pub async fn simultaneous_open(
         remote,
         attempts: config.attempts.max(1),
         last,
-        nat,
     })
 }
 
@@ -360,7 +556,7 @@ impl PunchAnswerer {
         tokio::spawn(async move {
             let _permit = permit;
             info!("punch: {from} asks for {file}; connecting from {local}");
-            match simultaneous_open(local, from, &config, OwnNat::Unknown).await {
+            match simultaneous_open(local, from, &config).await {
                 Ok(stream) => {
                     info!("punch: connected to {from} for {file}");
                     serve(stream)
@@ -415,7 +611,7 @@ mod tests {
             conn.write_all(b"late").await.unwrap();
             from
         });
-        let mut stream = simultaneous_open(local, remote, &cfg, OwnNat::Unknown)
+        let mut stream = simultaneous_open(local, remote, &cfg)
             .await
             .expect("connects once the target listens");
         let mut buf = [0u8; 4];
@@ -436,10 +632,8 @@ mod tests {
         let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target_addr = target.local_addr().unwrap();
         let cfg = quick();
-        let (out, accepted) = tokio::join!(
-            simultaneous_open(local, target_addr, &cfg, OwnNat::Unknown),
-            target.accept()
-        );
+        let (out, accepted) =
+            tokio::join!(simultaneous_open(local, target_addr, &cfg), target.accept());
         assert_eq!(
             out.expect("connect from serving port")
                 .local_addr()
@@ -454,10 +648,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unreachable_target_fails_after_the_configured_attempts_naming_the_nat() {
+    async fn unreachable_target_fails_after_the_configured_attempts() {
         // A bound but not listening socket refuses connections at once: every attempt fails.
         let closed = free_addr();
-        let err = simultaneous_open(free_addr(), closed, &quick(), OwnNat::Symmetric)
+        let err = simultaneous_open(free_addr(), closed, &quick())
             .await
             .expect_err("nobody listens");
         let text = err.to_string();
@@ -465,7 +659,6 @@ mod tests {
             matches!(err, PunchError::Exhausted { attempts: 3, .. }),
             "{text}"
         );
-        assert!(text.contains("symmetric NAT"), "{text}");
         assert!(text.contains(&closed.to_string()), "{text}");
     }
 
@@ -523,7 +716,11 @@ mod tests {
         (addr, task)
     }
 
-    async fn dialer(tracker_addr: SocketAddr, cfg: PunchConfig) -> (Dialer, SocketAddr) {
+    async fn dialer(
+        tracker_addr: SocketAddr,
+        cfg: PunchConfig,
+        stun: Vec<String>,
+    ) -> (Dialer, SocketAddr, Arc<Rendezvous>) {
         let client = TrackerClient::bind(tracker_addr, tracker::ClientConfig::default())
             .await
             .unwrap();
@@ -531,16 +728,11 @@ mod tests {
         let me: SocketAddr = "192.0.2.7:6881".parse().unwrap();
         // borrow() keeps returning the last value after the sender is gone.
         let (_, rx) = watch::channel(me);
-        (
-            Dialer::new(
-                Arc::new(client),
-                local,
-                rx,
-                OwnNat::EndpointIndependent,
-                cfg,
-            ),
-            local,
-        )
+        let rendezvous = Arc::new(Rendezvous::default());
+        let dialer = Dialer::new(Arc::new(client), local, rx, OwnNat::Unknown, cfg)
+            .with_rendezvous(rendezvous.clone())
+            .with_stun(stun);
+        (dialer, local, rendezvous)
     }
 
     #[tokio::test]
@@ -553,7 +745,7 @@ mod tests {
             )
         })
         .await;
-        let (dialer, _) = dialer(tracker_addr, quick()).await;
+        let (dialer, _, _) = dialer(tracker_addr, quick(), vec![]).await;
         let file = FileName::new("f.bin").unwrap();
         let stream = dialer
             .connect(&file, target.local_addr().unwrap())
@@ -577,7 +769,7 @@ mod tests {
         let mut cfg = quick();
         cfg.attempts = 40;
         cfg.retry_delay = Duration::from_millis(100);
-        let (dialer, local) = dialer(tracker_addr, cfg).await;
+        let (dialer, local, _) = dialer(tracker_addr, cfg, vec![]).await;
         // The target "answers the notice" by starting to listen once it has seen flag 8.
         let target = tokio::spawn(async move {
             let request = asked.await.unwrap();
@@ -615,7 +807,7 @@ mod tests {
         .await;
         let mut cfg = quick();
         cfg.attempts = 1000;
-        let (dialer, _) = dialer(tracker_addr, cfg).await;
+        let (dialer, _, _) = dialer(tracker_addr, cfg, vec![]).await;
         let file = FileName::new("f.bin").unwrap();
         let err = dialer
             .connect(&file, free_addr())
@@ -623,5 +815,116 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(err, DialError::Signal { .. }), "{err}");
         assert!(err.to_string().contains("PEER_NOT_FOUND"), "{err}");
+    }
+
+    fn punch_ok(tid: Option<u32>) -> tracker::proto::Response {
+        tracker::proto::Response::new(
+            tid,
+            tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+        )
+    }
+
+    /// A STUN server on loopback answering Binding requests with the requester's address.
+    async fn loopback_stun() -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                if let Some(answer) = stun_client::responder::answer_binding(&buf[..n], from) {
+                    let _ = socket.send_to(&answer, from).await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn failed_punch_says_what_stun_tells_about_our_nat() {
+        let (tracker_addr, _asked) = scripted_tracker(punch_ok).await;
+        let mut cfg = quick();
+        cfg.attempts = 2;
+        // On loopback STUN reports our own address: "not behind a NAT".
+        let (dialer, _, _) =
+            dialer(tracker_addr, cfg, vec![loopback_stun().await.to_string()]).await;
+        let file = FileName::new("f.bin").unwrap();
+        let err = dialer
+            .connect(&file, free_addr())
+            .await
+            .expect_err("nobody there");
+        assert!(
+            matches!(
+                err,
+                DialError::Punch {
+                    nat: OwnNat::NoNat,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not behind a NAT"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn failed_punch_without_stun_says_the_nat_type_is_unknown() {
+        let (tracker_addr, _asked) = scripted_tracker(punch_ok).await;
+        let mut cfg = quick();
+        cfg.attempts = 1;
+        let (dialer, _, _) = dialer(tracker_addr, cfg, vec![]).await;
+        let file = FileName::new("f.bin").unwrap();
+        let err = dialer
+            .connect(&file, free_addr())
+            .await
+            .expect_err("nobody there");
+        assert!(err.to_string().contains("NAT type is unknown"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn target_connecting_back_from_another_port_reaches_the_waiting_punch() {
+        // The target (as behind a symmetric NAT) never answers at the address it announced but
+        // connects back from elsewhere to our listener, which offers the connection to the
+        // rendezvous first.
+        let (tracker_addr, asked) = scripted_tracker(punch_ok).await;
+        let announced_target = free_addr();
+        let mut cfg = quick();
+        cfg.attempts = 40;
+        cfg.retry_delay = Duration::from_millis(100);
+        let (dialer, local, rendezvous) = dialer(tracker_addr, cfg, vec![]).await;
+        let listener = reusable_socket(local).unwrap().listen(16).unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, from) = listener.accept().await.unwrap();
+            assert!(
+                rendezvous.claim(stream, from).is_none(),
+                "claimed by the punch"
+            );
+        });
+        let target = tokio::spawn(async move {
+            asked.await.unwrap();
+            let mut conn = TcpStream::connect(local).await.unwrap();
+            conn.write_all(b"back").await.unwrap();
+            conn.local_addr().unwrap()
+        });
+        let file = FileName::new("f.bin").unwrap();
+        let mut stream = dialer
+            .connect(&file, announced_target)
+            .await
+            .expect("reverse connection");
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"back");
+        assert_eq!(stream.peer_addr().unwrap(), target.await.unwrap());
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_nobody_waits_for_go_back_to_the_server() {
+        let rendezvous = Rendezvous::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A punch that gave up: its receiver is gone.
+        drop(rendezvous.expect(addr.ip()));
+        let (_client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (stream, from) = accepted.unwrap();
+        assert!(rendezvous.claim(stream, from).is_some());
     }
 }

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnError, Connection, FLUSH_THRESHOLD};
 use crate::manifest::FileId;
+use crate::punch::Incoming;
 use crate::store::{check_name, ShareDir, Served, StoreError};
 use crate::wire::{bits, encode_chunk, ErrorCode, Frame, MAX_MANIFEST_HASHES, PEER_ID_LEN, VERSION};
 
@@ -99,10 +100,11 @@ pub fn new_peer_id() -> [u8; PEER_ID_LEN] {
 }
 
 /// Serves `dir` on `listener` until `shutdown` is cancelled. Connections opened by hole
-/// punching (outgoing, see [`crate::punch`]) arrive on `punched` and are served like accepted ones.
+/// punching (outgoing, see [`crate::punch`]) arrive through `punch` and are served like accepted
+/// ones; an accepted connection a punch of ours is waiting for goes to that punch instead.
 pub async fn run(
     listener: TcpListener,
-    mut punched: mpsc::Receiver<TcpStream>,
+    mut punch: Incoming,
     dir: Arc<ShareDir>,
     config: ServerConfig,
     stats: Arc<UploadStats>,
@@ -114,14 +116,15 @@ pub async fn run(
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-            Some(stream) = punched.recv() => stream.peer_addr().map(|addr| (stream, addr)),
+            a = listener.accept() => a.map(|(stream, addr)| (punch.claim(stream, addr), addr)),
+            Some(stream) = punch.punched() => stream.peer_addr().map(|addr| (Some(stream), addr)),
         };
         let (stream, addr) = match accepted {
-            Ok(a) => {
+            Ok((Some(stream), addr)) => {
                 backoff = Duration::from_millis(10);
-                a
+                (stream, addr)
             }
+            Ok((None, _)) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
                 log::warn!("accept failed: {e}");
