@@ -135,6 +135,7 @@ pub async fn follow(
         // The first server's view is the one to announce; `classify` sorts, so pick it here.
         let preferred = seen.iter().flatten().next().copied().map(Mapping::Stable);
         let chosen = match mapping {
+            Some(Mapping::PerDestination(addrs)) if only_ports_differ(book.public(), &addrs) => None,
             Some(Mapping::PerDestination(_)) => preferred,
             other => other,
         };
@@ -145,6 +146,14 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// Whether per-destination mappings are just a symmetric NAT's per-connection ports on the
+/// public IP already announced. That is no move: each STUN connection gets a new port, the
+/// announced one is unreachable either way, and re-announcing would move every row at every
+/// refresh (and make punch requests for the listed address fail). A new IP is a move.
+fn only_ports_differ(public: Option<SocketAddr>, addrs: &[SocketAddr]) -> bool {
+    public.is_some_and(|p| addrs.iter().all(|a| a.ip() == p.ip()))
 }
 
 /// Port of the STUN server assumed when only a host is known (RFC 8489's default).
@@ -250,6 +259,15 @@ mod tests {
         let b = addr("198.51.100.1:2000");
         assert_eq!(classify(&[a, a]), Some(Mapping::Stable(a)));
         assert_eq!(classify(&[b, a, b]), Some(Mapping::PerDestination(vec![a, b])));
+    }
+
+    #[test]
+    fn symmetric_port_churn_on_the_announced_ip_is_no_move() {
+        let public = Some(addr("203.0.113.14:1000"));
+        assert!(only_ports_differ(public, &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]));
+        assert!(!only_ports_differ(public, &[addr("203.0.113.99:2000"), addr("203.0.113.99:3000")]));
+        assert!(!only_ports_differ(public, &[addr("203.0.113.14:2000"), addr("203.0.113.99:3000")]));
+        assert!(!only_ports_differ(None, &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]));
     }
 
     #[tokio::test]
