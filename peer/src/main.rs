@@ -18,6 +18,7 @@ use tracker::TrackerClient;
 use peer::address;
 use peer::console::{self, commands::{self, Format}};
 use peer::daemon::{self, Node};
+use peer::stats::{format_session, SessionStats};
 use peer::download::{self, Context, DownloadConfig, Progress};
 use peer::punch::{Dialer, OwnNat, PunchConfig};
 use peer::serve::{new_peer_id, ServerConfig};
@@ -205,12 +206,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("shared {name} ({} bytes, {})", m.size(), m.id());
             flush();
             let address = start_refresh(cli, &node).await;
-            daemon::run_until(node, Duration::from_secs((*heartbeat).max(1)), address, daemon::stop_signal()?).await
+            serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
         Command::Daemon { heartbeat } => {
             let node = start_node(&cli, dir, tracker)?;
             let address = start_refresh(cli, &node).await;
-            daemon::run_until(node, Duration::from_secs((*heartbeat).max(1)), address, daemon::stop_signal()?).await
+            serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
         Command::Get { names, max_peers, give_up } => {
             let config = DownloadConfig {
@@ -282,6 +283,14 @@ async fn start_refresh(cli: &Cli, node: &Node) -> watch::Receiver<SocketAddr> {
         Duration::from_secs(cli.refresh.max(1)),
     )
     .await
+}
+
+/// Runs the daemon until SIGINT/SIGTERM, then prints the session's upload statistics.
+async fn serve_until_signal(node: Node, heartbeat: Duration, address: watch::Receiver<SocketAddr>) -> anyhow::Result<()> {
+    let uploads = node.stats.clone();
+    let started = std::time::Instant::now();
+    daemon::run_until(node, heartbeat, address, daemon::stop_signal()?).await?;
+    print(format_session(&SessionStats { uploaded: uploads.bytes(), downloaded: 0, duration: started.elapsed() }))
 }
 
 /// Asks the daemon `pid` to stop (SIGTERM) and waits until it is gone, which is after it sent

@@ -11,7 +11,7 @@ use crate::stats::{format_bytes, FileState, FileStats};
 /// Flag 6: the catalogue.
 pub fn files_text(total: u32, files: &[ListedFile]) -> String {
     if files.is_empty() {
-        return "the tracker knows no files yet (share one with 4)".to_owned();
+        return "the tracker lists no files".to_owned();
     }
     let width = files.iter().map(|f| f.name.as_str().chars().count()).max().unwrap_or(0).max(4);
     let mut out = format!(
