@@ -383,22 +383,22 @@ impl Dialer {
         let signal = self.tracker.punch(file, target, me);
         tokio::pin!(signal);
         let outcome = tokio::select! {
-            result = &mut punching => result,
-            Ok(stream) = &mut inbound => Ok(stream),
+            result = &mut punching => result.map(|s| (s, "simultaneous open")),
+            Ok(stream) = &mut inbound => Ok((stream, "it connected back to our listener")),
             signalled = &mut signal => {
                 if let Err(source) = signalled {
                     return Err(DialError::Signal { target, direct, source });
                 }
                 tokio::select! {
-                    result = &mut punching => result,
-                    Ok(stream) = &mut inbound => Ok(stream),
+                    result = &mut punching => result.map(|s| (s, "simultaneous open")),
+                    Ok(stream) = &mut inbound => Ok((stream, "it connected back to our listener")),
                 }
             }
         };
         match outcome {
-            Ok(stream) => {
+            Ok((stream, how)) => {
                 info!(
-                    "{target}: punched through, connected as {:?} -> {:?}",
+                    "{target}: punched through ({how}), connected as {:?} -> {:?}",
                     stream.local_addr(),
                     stream.peer_addr()
                 );
