@@ -34,6 +34,10 @@ use peer::store::ShareDir;
 /// daemon's address and leave the serving to it. Without a daemon, `peer share` keeps serving
 /// in the foreground (as the daemon does) and `peer get` serves while it downloads, then leaves
 /// the swarm (flag 5).
+///
+/// Without a subcommand, `peer` opens the interactive console: a numbered menu of the tracker's
+/// flags (1 download, 2 refresh, 3 progress, 4 share, 5 exit, 6 list, 7 query) with the daemon
+/// running underneath and downloads in the background.
 #[derive(Debug, Parser)]
 #[command(name = "peer", version)]
 struct Cli {
