@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, value_name = "PORT")]
     stun_tcp: Option<u16>,
 
-    /// Receive loops sharing the socket (default: one per CPU core).
+    /// Receive threads sharing the UDP socket (default: one per CPU core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
@@ -92,8 +92,10 @@ fn main() -> Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The UDP receive loops run on their own threads; the runtime only expires peers and
+    // serves STUN over TCP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -6,7 +6,6 @@
 //! (the kernel hands each datagram to one of them) and one task expires silent peers.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,8 +15,8 @@ use tokio::net::UdpSocket;
 
 use crate::cookie::{exempt, CookieJar};
 use crate::proto::{
-    Ack, ErrorCode, FileName, ListedFile, PeerEntry, PunchNotice, Request, RequestKind, Response,
-    ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, FileName, PageBody, PunchNotice, Request, RequestKind, Response, ResponseKind,
+    MAX_REQUEST_BYTES,
 };
 use crate::store::{Announcer, Limits, MemoryStore, StoreError, SwarmStore};
 
@@ -114,20 +113,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Counts bytes a value would print as, without allocating.
-fn display_len(v: &dyn fmt::Display) -> usize {
-    struct Counter(usize);
-    impl fmt::Write for Counter {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0 += s.len();
-            Ok(())
-        }
-    }
-    let mut c = Counter(0);
-    let _ = write!(c, "{v}");
-    c.0
-}
-
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -183,8 +168,9 @@ impl<S: SwarmStore> Tracker<S> {
             Ok(r) => r,
             Err(e) => {
                 debug!("bad request from {source}: {e}");
-                let resp = Response::error(salvage_tid(datagram), e.code(), &e.to_string());
-                return self.guarded(resp, datagram.len(), exempt, source.ip());
+                let tid = salvage_tid(datagram);
+                let text = Response::error(tid, e.code(), &e.to_string()).encode();
+                return self.guarded(text, true, tid, datagram.len(), exempt, source.ip());
             }
         };
         let verified = exempt
@@ -195,37 +181,41 @@ impl<S: SwarmStore> Tracker<S> {
             return self.cookie_required(request.tid, datagram.len(), source.ip());
         }
         let mut punch = None;
-        let kind = match self.apply(&request, source, verified, now, &mut punch) {
-            Ok(kind) => kind,
+        let tid = request.tid;
+        let (text, is_error) = match self.apply(&request, source, verified, now, &mut punch) {
+            Ok(Answer::Text(text)) => (text, false),
+            Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
             Err((code, text)) => {
-                debug!("refused {} from {source}: {text}", request.kind.flag());
-                ResponseKind::Error(crate::proto::ErrorReply::new(code, &text))
+                debug!("refused flag {} from {source}: {text}", request.kind.flag());
+                (Response::error(tid, code, &text).encode(), true)
             }
         };
-        let mut outcome = self.guarded(
-            Response::new(request.tid, kind),
-            datagram.len(),
-            verified,
-            source.ip(),
-        );
+        let mut outcome = self.guarded(text, is_error, tid, datagram.len(), verified, source.ip());
         outcome.punch = punch;
         outcome
     }
 
-    /// Sends `resp` unless it would amplify towards an unverified source (protocol.txt §1.6).
-    fn guarded(&self, resp: Response, request_len: usize, verified: bool, ip: IpAddr) -> Outcome {
-        let text = resp.encode();
+    /// Sends `text` unless it would amplify towards an unverified source (protocol.txt §1.6).
+    fn guarded(
+        &self,
+        text: String,
+        is_error: bool,
+        tid: Option<u32>,
+        request_len: usize,
+        verified: bool,
+        ip: IpAddr,
+    ) -> Outcome {
         if verified || text.len() <= 3 * request_len {
             return Outcome {
                 reply: Some(text.into_bytes()),
                 punch: None,
             };
         }
-        if matches!(resp.kind, ResponseKind::Error(_)) {
+        if is_error {
             debug!("not answering {ip}: error would amplify");
             return Outcome::default();
         }
-        self.cookie_required(resp.tid, request_len, ip)
+        self.cookie_required(tid, request_len, ip)
     }
 
     fn cookie_required(&self, tid: Option<u32>, request_len: usize, ip: IpAddr) -> Outcome {
@@ -274,7 +264,7 @@ impl<S: SwarmStore> Tracker<S> {
         verified: bool,
         now: Instant,
         punch: &mut Option<(SocketAddr, Vec<u8>)>,
-    ) -> Result<ResponseKind, (ErrorCode, String)> {
+    ) -> Result<Answer, (ErrorCode, String)> {
         let store_err = |e: StoreError| (e.code(), e.to_string());
         let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
             Ok(Announcer {
@@ -290,64 +280,29 @@ impl<S: SwarmStore> Tracker<S> {
             }
         }
         let max = self.config.max_response_bytes;
-        Ok(match &request.kind {
+        Ok(Answer::Kind(match &request.kind {
             RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
                 let refresh = matches!(request.kind, RequestKind::Refresh { .. });
                 let summary = store.query(file).map_err(store_err)?;
-                let probe = Response::new(
-                    request.tid.map(|_| u32::MAX),
-                    ResponseKind::Peers {
-                        refresh,
-                        file: summary,
-                        next: Some(u32::MAX),
-                        peers: Vec::new(),
-                    },
-                );
-                let mut used = display_len(&probe);
-                let mut peers: Vec<PeerEntry> = Vec::new();
+                let mut body = PageBody::for_peers(max, refresh, &summary, request.tid);
                 let page = store
-                    .peers(file, *offset, now, &mut |p| {
-                        let line = 1 + display_len(p);
-                        if used + line > max {
-                            return false;
-                        }
-                        used += line;
-                        peers.push(p.clone());
-                        true
-                    })
+                    .peers(file, *offset, now, &mut |p| body.push(p))
                     .map_err(store_err)?;
-                ResponseKind::Peers {
+                return Ok(Answer::Text(body.finish_peers(
                     refresh,
-                    file: page.head,
-                    next: page.next,
-                    peers,
-                }
+                    &page.head,
+                    page.next,
+                    request.tid,
+                )));
             }
             RequestKind::ListFiles { offset } => {
-                let probe = Response::new(
-                    request.tid.map(|_| u32::MAX),
-                    ResponseKind::Files {
-                        total: u32::MAX,
-                        next: Some(u32::MAX),
-                        files: Vec::new(),
-                    },
-                );
-                let mut used = display_len(&probe);
-                let mut files: Vec<ListedFile> = Vec::new();
-                let page = store.files(*offset, &mut |f| {
-                    let line = 1 + display_len(f);
-                    if used + line > max {
-                        return false;
-                    }
-                    used += line;
-                    files.push(f.clone());
-                    true
-                });
-                ResponseKind::Files {
-                    total: page.head,
-                    next: page.next,
-                    files,
-                }
+                let mut body = PageBody::for_files(max, request.tid);
+                let page = store.files(*offset, &mut |f| body.push(f));
+                return Ok(Answer::Text(body.finish_files(
+                    page.head,
+                    page.next,
+                    request.tid,
+                )));
             }
             RequestKind::Query { file } => {
                 ResponseKind::File(store.query(file).map_err(store_err)?)
@@ -388,18 +343,28 @@ impl<S: SwarmStore> Tracker<S> {
                 *punch = Some((target_udp, notice.to_string().into_bytes()));
                 ResponseKind::Ok(Ack::Punch)
             }
-        })
+        }))
     }
 }
 
-/// Serves `tracker` on `socket` with `workers` receive loops until the future is dropped.
+/// An answer as the request logic produces it: a value, or a page already rendered to text.
+enum Answer {
+    Kind(ResponseKind),
+    Text(String),
+}
+
+/// Serves `tracker` on `socket` until a receive loop fails. `workers` threads block in
+/// `recv_from` on the same socket (the kernel hands each datagram to one of them): measured on
+/// loopback, blocking threads answer markedly more requests per second than async tasks, whose
+/// readiness wake-ups cost more than the request itself. Expiry runs as an async task.
 pub async fn serve<S: SwarmStore + 'static>(
     socket: UdpSocket,
     tracker: Arc<Tracker<S>>,
     workers: usize,
 ) -> std::io::Result<()> {
-    let socket = Arc::new(socket);
-    let sweep = (tracker.config.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let socket = socket.into_std()?;
+    socket.set_nonblocking(false)?;
+    let sweep = (tracker.config.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let sweeper = {
         let tracker = Arc::clone(&tracker);
         tokio::spawn(async move {
@@ -410,59 +375,62 @@ pub async fn serve<S: SwarmStore + 'static>(
             }
         })
     };
-    let mut tasks = Vec::new();
-    for _ in 0..workers.max(1) {
-        let socket = Arc::clone(&socket);
+    let _stop_sweeper = AbortOnDrop(sweeper.abort_handle());
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel(workers.max(1));
+    for n in 0..workers.max(1) {
+        let socket = socket.try_clone()?;
         let tracker = Arc::clone(&tracker);
-        tasks.push(tokio::spawn(async move { worker(&socket, &tracker).await }));
+        let failed_tx = failed_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("tracker-udp-{n}"))
+            .spawn(move || {
+                let e = worker(&socket, &tracker);
+                let _ = failed_tx.blocking_send(e);
+            })?;
     }
-    let _abort_on_drop = AbortAll(
-        tasks
-            .iter()
-            .map(|t| t.abort_handle())
-            .chain([sweeper.abort_handle()])
-            .collect(),
-    );
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(e) if e.is_cancelled() => {}
-            Err(e) => return Err(std::io::Error::other(format!("tracker worker failed: {e}"))),
-        }
+    drop(failed_tx);
+    match failed_rx.recv().await {
+        Some(e) => Err(e),
+        None => Err(std::io::Error::other("tracker workers stopped")),
     }
-    Ok(())
 }
 
-struct AbortAll(Vec<tokio::task::AbortHandle>);
+struct AbortOnDrop(tokio::task::AbortHandle);
 
-impl Drop for AbortAll {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
+        self.0.abort();
     }
 }
 
-async fn worker<S: SwarmStore>(socket: &UdpSocket, tracker: &Tracker<S>) -> std::io::Result<()> {
+/// One receive loop; returns only on a socket error that will not go away.
+fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> std::io::Error {
     // One byte more than the largest request, so an oversized one is seen as such.
     let mut buf = vec![0u8; MAX_REQUEST_BYTES + 1];
+    let mut consecutive_errors = 0u32;
     loop {
-        let (len, source) = match socket.recv_from(&mut buf).await {
+        let (len, source) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
-            // ICMP errors from earlier sends and truncation are per-datagram; keep serving.
             Err(e) => {
+                // ICMP errors from earlier sends are per-datagram; a socket that fails every
+                // time is broken.
                 debug!("receive error: {e}");
+                consecutive_errors += 1;
+                if consecutive_errors > 1000 {
+                    return e;
+                }
                 continue;
             }
         };
+        consecutive_errors = 0;
         let outcome = tracker.handle(&buf[..len], source, Instant::now());
         if let Some(reply) = outcome.reply {
-            if let Err(e) = socket.send_to(&reply, source).await {
+            if let Err(e) = socket.send_to(&reply, source) {
                 debug!("cannot answer {source}: {e}");
             }
         }
         if let Some((target, notice)) = outcome.punch {
-            if let Err(e) = socket.send_to(&notice, target).await {
+            if let Err(e) = socket.send_to(&notice, target) {
                 debug!("cannot send PUNCH to {target}: {e}");
             }
         }

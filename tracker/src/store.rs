@@ -6,6 +6,7 @@
 //! (one bit per chunk), and each peer keeps one last-seen time. [`SwarmStore`] is the interface
 //! the server uses; [`MemoryStore`] is the in-memory implementation.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -188,22 +189,15 @@ impl MemoryStore {
                 }
             }
         }
-        if !self.peers.contains_key(&who.addr) {
-            if !create {
-                return false;
-            }
-            self.peers.insert(
-                who.addr,
-                PeerState {
-                    key: None,
-                    udp: who.udp,
-                    last_seen: now,
-                    files: Vec::new(),
-                },
-            );
-        }
-        let Some(peer) = self.peers.get_mut(&who.addr) else {
-            return false;
+        let peer = match self.peers.entry(who.addr) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if !create => return false,
+            Entry::Vacant(e) => e.insert(PeerState {
+                key: None,
+                udp: who.udp,
+                last_seen: now,
+                files: Vec::new(),
+            }),
         };
         if peer.key != who.key {
             if let Some(old_key) = peer.key.take() {
@@ -391,7 +385,8 @@ impl SwarmStore for MemoryStore {
             self.forget_if_empty(who.addr);
             return Err(StoreError::FileNotFound(file.clone()));
         };
-        if !entry.swarm.contains_key(&who.addr) {
+        let joined = !entry.swarm.contains_key(&who.addr);
+        if joined {
             let cost = (total as usize).div_ceil(64) * 8;
             if entry.swarm.len() >= max_peers {
                 self.forget_if_empty(who.addr);
@@ -420,7 +415,9 @@ impl SwarmStore for MemoryStore {
             }
         }
         self.bitfield_bytes -= freed;
-        self.note_membership(who.addr, file);
+        if joined {
+            self.note_membership(who.addr, file);
+        }
         Ok(())
     }
 

@@ -14,7 +14,8 @@ pub mod types;
 pub use error::{ErrorCode, ParseError};
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
-    Ack, ErrorReply, PunchNotice, Response, ResponseKind, TrackerMessage, MAX_DATAGRAM_BYTES,
+    Ack, ErrorReply, PageBody, PunchNotice, Response, ResponseKind, TrackerMessage,
+    MAX_DATAGRAM_BYTES,
 };
 pub use types::{
     parse_peer_addr, AddrError, ChunkRanges, ChunkRangesError, Cookie, FileId, FileIdError,

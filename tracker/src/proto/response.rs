@@ -359,7 +359,7 @@ impl fmt::Display for ListedFile {
     }
 }
 
-fn write_summary(f: &mut fmt::Formatter<'_>, s: &FileSummary) -> fmt::Result {
+fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
     write!(
         f,
         " {} size={} chunks={} chunk={} id={} seeders={} leechers={}",
@@ -373,12 +373,116 @@ fn write_summary(f: &mut fmt::Formatter<'_>, s: &FileSummary) -> fmt::Result {
     )
 }
 
+fn write_tid(f: &mut dyn fmt::Write, tid: Option<u32>) -> fmt::Result {
+    match tid {
+        Some(t) => write!(f, " tid={t}"),
+        None => Ok(()),
+    }
+}
+
+fn write_next(f: &mut dyn fmt::Write, next: Option<u32>) -> fmt::Result {
+    match next {
+        Some(n) => write!(f, " next={n}"),
+        None => Ok(()),
+    }
+}
+
+fn write_peers_header(
+    f: &mut dyn fmt::Write,
+    refresh: bool,
+    file: &FileSummary,
+    next: Option<u32>,
+    tid: Option<u32>,
+) -> fmt::Result {
+    write!(f, "RESPONSE {}", if refresh { 2 } else { 1 })?;
+    write_summary(f, file)?;
+    write_next(f, next)?;
+    write_tid(f, tid)
+}
+
+fn write_files_header(
+    f: &mut dyn fmt::Write,
+    total: u32,
+    next: Option<u32>,
+    tid: Option<u32>,
+) -> fmt::Result {
+    write!(f, "RESPONSE 6 files={total}")?;
+    write_next(f, next)?;
+    write_tid(f, tid)
+}
+
+/// The lines of one page of a listing (flags 1, 2, 6), filled up to a byte budget with each line
+/// formatted once. The tracker builds pages with it; the text is the same as `Response`'s.
+pub struct PageBody {
+    text: String,
+    limit: usize,
+}
+
+impl PageBody {
+    /// A page whose whole answer, header included, must stay within `max` bytes; the header
+    /// is reserved at its longest (`next=` and `tid=` at their widest values).
+    pub fn for_peers(max: usize, refresh: bool, file: &FileSummary, tid: Option<u32>) -> Self {
+        let mut header = String::new();
+        let _ = write_peers_header(
+            &mut header,
+            refresh,
+            file,
+            Some(u32::MAX),
+            tid.map(|_| u32::MAX),
+        );
+        PageBody {
+            text: String::with_capacity(max),
+            limit: max.saturating_sub(header.len()),
+        }
+    }
+
+    /// Like [`PageBody::for_peers`], for the catalogue.
+    pub fn for_files(max: usize, tid: Option<u32>) -> Self {
+        let mut header = String::new();
+        let _ = write_files_header(&mut header, u32::MAX, Some(u32::MAX), tid.map(|_| u32::MAX));
+        PageBody {
+            text: String::with_capacity(max),
+            limit: max.saturating_sub(header.len()),
+        }
+    }
+
+    /// Appends `line` if it fits; `false` (and the page unchanged) when it does not.
+    pub fn push(&mut self, line: &dyn fmt::Display) -> bool {
+        use fmt::Write as _;
+        let mark = self.text.len();
+        let _ = write!(self.text, "\n{line}");
+        if self.text.len() > self.limit {
+            self.text.truncate(mark);
+            return false;
+        }
+        true
+    }
+
+    /// The answer to flag 1 (or 2 when `refresh`) with these lines.
+    pub fn finish_peers(
+        self,
+        refresh: bool,
+        file: &FileSummary,
+        next: Option<u32>,
+        tid: Option<u32>,
+    ) -> String {
+        let mut out = String::with_capacity(self.text.len() + 256);
+        let _ = write_peers_header(&mut out, refresh, file, next, tid);
+        out.push_str(&self.text);
+        out
+    }
+
+    /// The answer to flag 6 with these lines.
+    pub fn finish_files(self, total: u32, next: Option<u32>, tid: Option<u32>) -> String {
+        let mut out = String::with_capacity(self.text.len() + 64);
+        let _ = write_files_header(&mut out, total, next, tid);
+        out.push_str(&self.text);
+        out
+    }
+}
+
 impl fmt::Display for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tid = |f: &mut fmt::Formatter<'_>| match self.tid {
-            Some(t) => write!(f, " tid={t}"),
-            None => Ok(()),
-        };
         match &self.kind {
             ResponseKind::Peers {
                 refresh,
@@ -386,23 +490,14 @@ impl fmt::Display for Response {
                 next,
                 peers,
             } => {
-                write!(f, "RESPONSE {}", if *refresh { 2 } else { 1 })?;
-                write_summary(f, file)?;
-                if let Some(n) = next {
-                    write!(f, " next={n}")?;
-                }
-                tid(f)?;
+                write_peers_header(f, *refresh, file, *next, self.tid)?;
                 for p in peers {
                     write!(f, "\n{p}")?;
                 }
                 Ok(())
             }
             ResponseKind::Files { total, next, files } => {
-                write!(f, "RESPONSE 6 files={total}")?;
-                if let Some(n) = next {
-                    write!(f, " next={n}")?;
-                }
-                tid(f)?;
+                write_files_header(f, *total, *next, self.tid)?;
                 for l in files {
                     write!(f, "\n{l}")?;
                 }
@@ -411,15 +506,15 @@ impl fmt::Display for Response {
             ResponseKind::File(s) => {
                 f.write_str("RESPONSE 7")?;
                 write_summary(f, s)?;
-                tid(f)
+                write_tid(f, self.tid)
             }
             ResponseKind::Ok(ack) => {
                 write!(f, "RESPONSE {} OK", ack.flag())?;
-                tid(f)
+                write_tid(f, self.tid)
             }
             ResponseKind::Alive { files } => {
                 write!(f, "RESPONSE 9 OK files={files}")?;
-                tid(f)
+                write_tid(f, self.tid)
             }
             ResponseKind::Error(e) => {
                 write!(f, "ERROR {} {}", e.code.code(), e.code.name())?;
@@ -429,7 +524,7 @@ impl fmt::Display for Response {
                 if let Some(c) = e.cookie {
                     write!(f, " cookie={c}")?;
                 }
-                tid(f)
+                write_tid(f, self.tid)
             }
         }
     }

@@ -1,0 +1,345 @@
+//! Load benchmark: the release `tracker` binary on loopback under a mix of flags 1, 3 and 6
+//! (40/40/20) from many simulated peers. Prints requests/s, latency percentiles and the
+//! tracker's RSS.
+//!
+//! Phase 1 (capacity): closed loop, each client thread keeps a window of requests in flight.
+//! Phase 2 (latency): open loop at a fixed rate (default: half the phase-1 figure), so latency is
+//! measured without the benchmark's own queueing.
+//!
+//! Environment: LOAD_SCENARIO (`default` or `heavy`, see [`request`]), LOAD_SECS (default 5), LOAD_CLIENTS (client sockets, default 4), LOAD_WINDOW
+//! (in flight per client in phase 1, default 32), LOAD_RATE (phase-2 requests/s),
+//! LOAD_WORKERS (tracker --workers, default: its own default).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FILES: usize = 100;
+const PEERS: u16 = 1000;
+const CHUNKS: u32 = 4096;
+/// Slots of the send-time table; tids wrap around it.
+const SLOTS: usize = 1 << 20;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct TrackerProcess(Child);
+
+impl Drop for TrackerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_tracker() -> (TrackerProcess, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracker"));
+    cmd.args(["--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Ok(w) = std::env::var("LOAD_WORKERS") {
+        cmd.args(["--workers", &w]);
+    }
+    let mut child = cmd.spawn().expect("start tracker");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("startup line");
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("address in startup line");
+    (TrackerProcess(child), addr)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn id() -> String {
+    format!("sha256:{}", "3c".repeat(32))
+}
+
+/// Shares FILES files, each with a seeder and a few partial peers, so flag 1 answers carry
+/// several peer lines from the start and flag 6 a full page.
+fn populate(tracker: SocketAddr) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 2048];
+    let size = u64::from(CHUNKS) * 2048;
+    for f in 0..FILES {
+        let mut reqs = vec![format!(
+            "REQUEST 4 file-{f:03}.bin {CHUNKS} 127.0.0.1:{} size={size} id={}",
+            20000 + f,
+            id()
+        )];
+        for p in 0..4 {
+            reqs.push(format!(
+                "REQUEST 3 file-{f:03}.bin {}-{} 127.0.0.1:{}",
+                p * 100,
+                p * 100 + 99,
+                30000 + p
+            ));
+        }
+        for r in reqs {
+            s.send_to(r.as_bytes(), tracker).unwrap();
+            let (n, _) = s.recv_from(&mut buf).expect("populate answer");
+            assert!(
+                buf[..n].starts_with(b"RESPONSE"),
+                "{}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
+    }
+}
+
+/// The i-th request of the mix, with `tid`. In the default scenario each simulated peer
+/// downloads one file and reports its chunks in order, so swarms hold ~10 peers with compact
+/// chunk ranges. In the `heavy` scenario every peer reports random chunks of random files: each
+/// swarm grows to ~1000 peers with scattered chunks and every flag 1 answer is a full page.
+fn request(i: u64, tid: u32, heavy: bool) -> String {
+    let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+    match i % 5 {
+        0 | 1 => format!("REQUEST 1 file-{:03}.bin tid={tid}", r % FILES as u64),
+        2 | 3 if heavy => {
+            let file = r % FILES as u64;
+            let peer = 40000 + (r >> 8) as u16 % PEERS;
+            let chunk = (r >> 20) as u32 % CHUNKS;
+            format!("REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{peer} tid={tid}")
+        }
+        2 | 3 => {
+            let n = i / 5;
+            let peer = (n % u64::from(PEERS)) as u16;
+            let file = u64::from(peer) % FILES as u64;
+            let chunk = ((n / u64::from(PEERS)) * 2 + i % 5 - 2) as u32 % CHUNKS;
+            format!(
+                "REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{} tid={tid}",
+                40000 + peer
+            )
+        }
+        _ => format!("REQUEST 6 tid={tid}"),
+    }
+}
+
+fn answer_tid(answer: &[u8]) -> Option<u32> {
+    let header = answer.split(|&b| b == b'\n').next()?;
+    let at = header.windows(5).rposition(|w| w == b" tid=")?;
+    std::str::from_utf8(&header[at + 5..]).ok()?.parse().ok()
+}
+
+struct Stats {
+    latencies_ns: Vec<u64>,
+    answered: u64,
+    lost: u64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1e6
+}
+
+fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32) {
+    stats.latencies_ns.sort_unstable();
+    println!(
+        "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, tracker RSS {} KiB",
+        stats.answered as f64 / secs,
+        stats.answered,
+        stats.lost,
+        percentile(&stats.latencies_ns, 0.50),
+        percentile(&stats.latencies_ns, 0.99),
+        percentile(&stats.latencies_ns, 0.999),
+        rss_kib(tracker_pid)
+    );
+}
+
+/// Closed loop: `window` requests in flight per client socket.
+fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy: bool) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.connect(tracker).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let start = Instant::now();
+                let mut sent_at = vec![0u64; SLOTS];
+                let mut tid: u32 = (c as u32) << 24;
+                let mut i = c as u64 * 1_000_003;
+                let mut stats = Stats {
+                    latencies_ns: Vec::with_capacity(1 << 20),
+                    answered: 0,
+                    lost: 0,
+                };
+                let send = |tid: &mut u32, i: &mut u64, sent_at: &mut Vec<u64>| {
+                    *tid = tid.wrapping_add(1);
+                    *i += 1;
+                    sent_at[*tid as usize % SLOTS] = start.elapsed().as_nanos() as u64;
+                    let _ = s.send(request(*i, *tid, heavy).as_bytes());
+                };
+                for _ in 0..window {
+                    send(&mut tid, &mut i, &mut sent_at);
+                }
+                let mut buf = [0u8; 2048];
+                while Instant::now() < deadline {
+                    match s.recv(&mut buf) {
+                        Ok(n) => {
+                            if let Some(t) = answer_tid(&buf[..n]) {
+                                let now = start.elapsed().as_nanos() as u64;
+                                stats.latencies_ns.push(now - sent_at[t as usize % SLOTS]);
+                                stats.answered += 1;
+                            }
+                            send(&mut tid, &mut i, &mut sent_at);
+                        }
+                        Err(_) => {
+                            // The window was lost (socket buffers overflowed): refill it.
+                            stats.lost += window as u64;
+                            for _ in 0..window {
+                                send(&mut tid, &mut i, &mut sent_at);
+                            }
+                        }
+                    }
+                }
+                stats
+            })
+        })
+        .collect();
+    merge(threads)
+}
+
+/// Open loop at `rate` requests/s spread over `clients` sockets, sent in 1 ms batches.
+fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: bool) -> Stats {
+    let per_client_per_ms = (rate as f64 / 1000.0 / clients as f64).max(0.01);
+    let start = Instant::now();
+    let end = Duration::from_secs_f64(secs);
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.connect(tracker).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let rx = s.try_clone().unwrap();
+                let sent_at: Arc<Vec<AtomicU64>> =
+                    Arc::new((0..SLOTS).map(|_| AtomicU64::new(0)).collect());
+                let done = Arc::new(AtomicBool::new(false));
+                let receiver = {
+                    let sent_at = Arc::clone(&sent_at);
+                    let done = Arc::clone(&done);
+                    std::thread::spawn(move || {
+                        let mut stats = Stats {
+                            latencies_ns: Vec::with_capacity(1 << 20),
+                            answered: 0,
+                            lost: 0,
+                        };
+                        let mut buf = [0u8; 2048];
+                        while !done.load(Ordering::Relaxed) {
+                            if let Ok(n) = rx.recv(&mut buf) {
+                                if let Some(t) = answer_tid(&buf[..n]) {
+                                    let now = start.elapsed().as_nanos() as u64;
+                                    let sent = sent_at[t as usize % SLOTS].load(Ordering::Relaxed);
+                                    stats.latencies_ns.push(now.saturating_sub(sent));
+                                    stats.answered += 1;
+                                }
+                            }
+                        }
+                        stats
+                    })
+                };
+                let mut tid: u32 = (c as u32) << 24;
+                let mut i = c as u64 * 1_000_003;
+                let mut due = 0.0f64;
+                let mut sent = 0u64;
+                let mut tick = 0u64;
+                while start.elapsed() < end {
+                    due += per_client_per_ms;
+                    while due >= 1.0 {
+                        due -= 1.0;
+                        tid = tid.wrapping_add(1);
+                        i += 1;
+                        sent_at[tid as usize % SLOTS]
+                            .store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        let _ = s.send(request(i, tid, heavy).as_bytes());
+                        sent += 1;
+                    }
+                    tick += 1;
+                    let next = Duration::from_millis(tick);
+                    if let Some(wait) = next.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                done.store(true, Ordering::Relaxed);
+                let mut stats = receiver.join().expect("receiver thread");
+                stats.lost = sent.saturating_sub(stats.answered);
+                stats
+            })
+        })
+        .collect();
+    merge(threads)
+}
+
+fn merge(threads: Vec<std::thread::JoinHandle<Stats>>) -> Stats {
+    let mut all = Stats {
+        latencies_ns: Vec::new(),
+        answered: 0,
+        lost: 0,
+    };
+    for t in threads {
+        let s = t.join().expect("client thread");
+        all.latencies_ns.extend(s.latencies_ns);
+        all.answered += s.answered;
+        all.lost += s.lost;
+    }
+    all
+}
+
+fn main() {
+    let secs: f64 = env_or("LOAD_SECS", 5.0);
+    let clients: usize = env_or("LOAD_CLIENTS", 4);
+    let window: usize = env_or("LOAD_WINDOW", 32);
+    let heavy = std::env::var("LOAD_SCENARIO").is_ok_and(|s| s == "heavy");
+    let (process, tracker) = start_tracker();
+    let pid = process.0.id();
+    populate(tracker);
+    println!(
+        "tracker load benchmark ({} scenario): {FILES} files, {PEERS} simulated reporting peers, mix 40% flag 1 / 40% flag 3 / 20% flag 6, {clients} client sockets, {} CPUs",
+        if heavy { "heavy" } else { "default" },
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let stats = capacity(tracker, clients, window, secs, heavy);
+    let max_rate = stats.answered as f64 / secs;
+    report(
+        &format!("capacity (closed loop, window {window}/client)"),
+        stats,
+        secs,
+        pid,
+    );
+    let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
+    let stats = fixed_rate(tracker, clients, rate, secs, heavy);
+    report(
+        &format!("fixed rate {rate} requests/s (open loop)"),
+        stats,
+        secs,
+        pid,
+    );
+}
