@@ -125,7 +125,9 @@ pub struct Context {
     pub dir: Arc<ShareDir>,
     pub tracker: Arc<TrackerClient>,
     /// Address reported to the tracker with flag 3 (where our server serves this directory).
-    pub announce: SocketAddr,
+    /// A watch, because STUN refresh may move it mid-download: a report under the old address
+    /// would move this peer's rows back there (the tracker's key rule).
+    pub announce: watch::Receiver<SocketAddr>,
     pub config: DownloadConfig,
     pub peer_id: [u8; PEER_ID_LEN],
     /// Reaches peers behind NATs (direct connect, then hole punching); without it peers are
@@ -179,7 +181,7 @@ pub async fn download(
         return Ok(Outcome { name: name.to_owned(), id, size, resumed: info.chunks(), fetched: 0, per_peer: HashMap::new(), elapsed: started.elapsed() });
     }
 
-    let mut peers = Peers::new(ctx.announce);
+    let mut peers = Peers::new(*ctx.announce.borrow());
     peers.learn(&swarm.peers);
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == id) {
         Some(m) => Arc::new(m),
@@ -553,7 +555,8 @@ impl Run<'_> {
             Err(_) => return,
         };
         let Some(ranges) = ChunkRanges::from_indices(newly) else { return };
-        if let Err(e) = self.ctx.tracker.report_chunks(self.file_name, &ranges, self.ctx.announce).await {
+        let announce = *self.ctx.announce.borrow();
+        if let Err(e) = self.ctx.tracker.report_chunks(self.file_name, &ranges, announce).await {
             log::warn!("{}: reporting chunks to the tracker: {e}", self.shared.name);
         }
     }

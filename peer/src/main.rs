@@ -224,17 +224,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..DownloadConfig::default()
             };
             let (node, announce) = match daemon::running_daemon(&dir) {
-                Some(at) => (None, at),
+                Some(at) => (None, watch::channel(at).1),
                 None => {
                     let node = start_node(&cli, dir.clone(), tracker.clone())?;
-                    let at = node.announce;
-                    (Some(node), at)
+                    let announce = start_refresh(cli, &node).await;
+                    (Some(node), announce)
                 }
             };
             // Hole punching starts from our own serving port, so it needs our own server.
             let dialer = node.as_ref().map(|n| {
-                let (_, announced) = watch::channel(n.announce);
-                let dialer = Dialer::new(tracker.clone(), n.listen, announced, OwnNat::Unknown, PunchConfig::default());
+                let dialer = Dialer::new(tracker.clone(), n.listen, announce.clone(), OwnNat::Unknown, PunchConfig::default());
                 Arc::new(dialer.with_rendezvous(n.rendezvous.clone()).with_stun(stun_servers(cli)))
             });
             let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id(), dialer };

@@ -150,7 +150,7 @@ impl Actions for Session {
         let ctx = Context {
             dir: self.dir.clone(),
             tracker: self.tracker.clone(),
-            announce: self.announce(),
+            announce: self.announce.clone(),
             config: self.download.clone(),
             peer_id: self.peer_id,
             dialer: self.dialer.clone(),
