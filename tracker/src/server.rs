@@ -276,7 +276,7 @@ impl<S: SwarmStore> Tracker<S> {
         let mut store = lock(&self.store);
         if request.kind.announce().is_none() && verified {
             if let Some(key) = &request.key {
-                store.touch_key(key, source, now);
+                store.touch_key(key, now);
             }
         }
         let max = self.config.max_response_bytes;

@@ -102,8 +102,9 @@ pub trait SwarmStore: Send {
     fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant);
     /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
     fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError>;
-    /// Any request carrying a key: refresh that peer's liveness and UDP return address.
-    fn touch_key(&mut self, key: &PeerKey, udp: SocketAddr, now: Instant);
+    /// Any other request carrying a key: refresh that peer's liveness. The UDP return address
+    /// is left alone: one-shot commands of a peer share its key but not its long-lived socket.
+    fn touch_key(&mut self, key: &PeerKey, now: Instant);
     /// Flags 1 and 2.
     fn peers(
         &self,
@@ -437,10 +438,9 @@ impl SwarmStore for MemoryStore {
         Ok(files as u32)
     }
 
-    fn touch_key(&mut self, key: &PeerKey, udp: SocketAddr, now: Instant) {
+    fn touch_key(&mut self, key: &PeerKey, now: Instant) {
         if let Some(addr) = self.keys.get(key) {
             if let Some(peer) = self.peers.get_mut(addr) {
-                peer.udp = udp;
                 peer.last_seen = now;
             }
         }

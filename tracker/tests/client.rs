@@ -243,3 +243,31 @@ async fn long_listings_are_paged_and_followed() {
     assert_eq!(swarm.peers.len(), 120);
     assert_eq!((swarm.file.seeders, swarm.file.leechers), (1, 119));
 }
+
+/// A peer's one-shot commands (same key, another socket) do not divert its PUNCH notices.
+#[tokio::test]
+async fn punch_notices_reach_the_announcing_socket() {
+    let tracker = TrackerProcess::start(&[]);
+    let key = PeerKey::random();
+    let daemon = TrackerClient::bind(tracker.addr, ClientConfig { key, ..config() })
+        .await
+        .unwrap();
+    let f = file("p.bin", 1);
+    let daemon_addr = addr("127.0.0.1:7600");
+    daemon.share(&f, daemon_addr).await.unwrap();
+    let mut notices = daemon.punch_notices();
+    let one_shot = TrackerClient::bind(tracker.addr, ClientConfig { key, ..config() })
+        .await
+        .unwrap();
+    assert_eq!(one_shot.list_files().await.unwrap().len(), 1);
+    let other = TrackerClient::bind(tracker.addr, config()).await.unwrap();
+    other
+        .punch(f.name(), daemon_addr, addr("127.0.0.1:7601"))
+        .await
+        .unwrap();
+    let notice = tokio::time::timeout(PATIENCE, notices.recv())
+        .await
+        .expect("PUNCH arrives")
+        .unwrap();
+    assert_eq!(notice.from, addr("127.0.0.1:7601"));
+}
