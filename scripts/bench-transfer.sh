@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Transfer benchmark on loopback: a SIZE_MIB (default 256) MiB random file in 2048-byte chunks,
+# 1 seeder -> 1 leecher and 4 seeders -> 1 leecher, beside a raw TCP copy (socat) of the same file
+# in the same run. Prints MB/s, CPU and peak RSS of the leecher (and of the raw receiver), then
+# the time to build the manifest of a 1 GiB file.
+#
+#   scripts/bench-transfer.sh            # SIZE_MIB=256 by default
+#   SIZE_MIB=1024 scripts/bench-transfer.sh
+#   BENCH_DIR=/var/tmp scripts/bench-transfer.sh   # files on disk instead of tmpfs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB=${SIZE_MIB:-256}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release -q -p peer -p tracker --bins
+BIN=$CARGO_TARGET_DIR/release
+for tool in socat /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "bench-transfer: $tool is needed" >&2; exit 1; }
+done
+
+# Files live in memory (tmpfs) by default so the figures are about the engine and the network,
+# not this machine's disk; BENCH_DIR=/some/disk/dir measures with the disk in the path.
+BENCH_DIR=${BENCH_DIR:-$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )}
+WORK=$(mktemp -d "$BENCH_DIR/bench-transfer.XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits until FILE has a line starting with PREFIX; prints the rest of that line.
+wait_line() {
+    local file=$1 prefix=$2
+    for _ in $(seq 1 600); do
+        if grep -q "^$prefix" "$file" 2>/dev/null; then
+            sed -n "s/^$prefix//p" "$file" | head -n1
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench-transfer: timed out waiting for '$prefix' in $file" >&2
+    cat "$file" >&2
+    exit 1
+}
+
+# Prints "MB/s  CPU  peak-RSS" from a /usr/bin/time -v report.
+figures() {
+    local report=$1 bytes=$2
+    awk -v bytes="$bytes" -F': ' '
+        /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; wall = s }
+        /Percent of CPU/ { cpu = $2 }
+        /Maximum resident set size/ { rss = $2 }
+        END { printf "%8.1f MB/s  %6.2f s  CPU %5s  peak RSS %6.1f MiB\n", bytes / wall / 1e6, wall, cpu, rss / 1024 }
+    ' "$report"
+}
+
+echo "bench-transfer: ${SIZE_MIB} MiB file, 2048-byte chunks, loopback, $(nproc) cores, files in $BENCH_DIR"
+head -c "${SIZE_MIB}M" /dev/urandom >"$WORK/src.bin"
+BYTES=$(stat -c %s "$WORK/src.bin")
+SUM=$(sha256sum <"$WORK/src.bin" | cut -d' ' -f1)
+
+# Raw TCP copy of the same file with socat (1 MiB buffers), into a file like the leecher and
+# into /dev/null (the loopback ceiling).
+raw_copy() {
+    local dest=$1 label=$2 port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    /usr/bin/time -v -o "$WORK/raw.time" socat -b 1048576 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "$dest" &
+    local raw=$!
+    for _ in $(seq 1 100); do
+        [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && break
+        sleep 0.05
+    done
+    socat -b 1048576 -u "FILE:$WORK/src.bin" "TCP:127.0.0.1:$port"
+    wait "$raw"
+    printf '%-28s' "$label:"
+    figures "$WORK/raw.time" "$BYTES"
+}
+raw_copy "CREATE:$WORK/raw.bin" "raw TCP copy to a file"
+[ "$(sha256sum <"$WORK/raw.bin" | cut -d' ' -f1)" = "$SUM" ] || { echo "raw copy differs" >&2; exit 1; }
+rm -f "$WORK/raw.bin"
+raw_copy "OPEN:/dev/null" "raw TCP copy to /dev/null"
+
+"$BIN/tracker" --bind 127.0.0.1:0 >"$WORK/tracker.out" 2>"$WORK/tracker.err" &
+PIDS+=($!)
+TRACKER=$(wait_line "$WORK/tracker.out" "tracker listening on ")
+
+run_case() {
+    local seeders=$1 label=$2
+    local case_dir="$WORK/case$seeders" spids=()
+    mkdir -p "$case_dir"
+    for i in $(seq 1 "$seeders"); do
+        mkdir -p "$case_dir/s$i"
+        cp "$WORK/src.bin" "$case_dir/s$i/bench$seeders.bin"
+        RUST_LOG=warn "$BIN/peer" --tracker "$TRACKER" --dir "$case_dir/s$i" --listen 127.0.0.1:0 \
+            share "$case_dir/s$i/bench$seeders.bin" >"$case_dir/s$i.out" 2>"$case_dir/s$i.err" &
+        spids+=($!)
+        PIDS+=($!)
+    done
+    for i in $(seq 1 "$seeders"); do wait_line "$case_dir/s$i.out" "shared " >/dev/null; done
+    mkdir -p "$case_dir/leech"
+    RUST_LOG=warn /usr/bin/time -v -o "$case_dir/leech.time" "$BIN/peer" --tracker "$TRACKER" \
+        --dir "$case_dir/leech" --listen 127.0.0.1:0 get "bench$seeders.bin" >"$case_dir/leech.out" 2>"$case_dir/leech.err" || {
+        echo "leecher failed:" >&2; cat "$case_dir/leech.err" >&2; exit 1; }
+    [ "$(sha256sum <"$case_dir/leech/bench$seeders.bin" | cut -d' ' -f1)" = "$SUM" ] || { echo "download differs" >&2; exit 1; }
+    printf '%-28s' "$label:"
+    figures "$case_dir/leech.time" "$BYTES"
+    for p in "${spids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$case_dir"
+}
+
+run_case 1 "peer 1 seeder -> 1 leecher"
+run_case 4 "peer 4 seeders -> 1 leecher"
+echo "(peer figures are end to end: tracker query, manifest, transfer, fsyncs, final re-verify and rename)"
+
+echo
+cargo bench -q -p peer --bench manifest
