@@ -5,7 +5,7 @@
 #
 #   scripts/nat-lab.sh up          build the lab, start tracker + coturn, print the run id; stays up
 #   scripts/nat-lab.sh down ID     remove everything of run ID (processes, namespaces, run dir)
-#   scripts/nat-lab.sh check ID    verify the topology of a running lab (ping, TCP, STUN through NATs)
+#   scripts/nat-lab.sh check ID    verify a running lab with coturn's tools (mapping through each NAT)
 #   scripts/nat-lab.sh test        up + check + transfer matrix + mapping change, always torn down
 #   scripts/nat-lab.sh list        run ids with namespaces still present
 #

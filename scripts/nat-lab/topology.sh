@@ -96,6 +96,8 @@ spawn() {
     local ns="$1" name="$2"; shift 2
     ip netns exec "$ns" "$@" >"$DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$DIR/$name.pid"
+    # lab_down ends it by pid; no job-control chatter when it does.
+    disown $!
 }
 
 # Waits until file $1 contains a line matching $2; prints the first match. Fails after
@@ -237,26 +239,36 @@ lab_up() {
     log "run $LAB_ID: tracker $TRACKER_IP:$TRACKER_PORT, STUN $STUN_IP1:$STUN_PORT + $STUN_IP2:$STUN_PORT"
 }
 
+# Sends SIGTERM to every process inside namespaces "$@" (ours: nothing else runs there), waits
+# up to $STOP_GRACE seconds, then SIGKILLs what is left.
+STOP_GRACE=10
+stop_processes_in() {
+    local ns pid pids=()
+    for ns in "$@"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do pids+=("$pid"); done
+    done
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_GRACE)) alive
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 1 ] || return 0
+        sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
 # Removes every process, namespace and the run dir of run $1. Safe to call twice and on a
 # half-built lab: it looks only at what exists.
 lab_down() {
     lab_load "$1"
-    local nss ns pid pids=()
+    local nss ns
     nss="$(ip netns list | awk '{print $1}' | grep "^nl$LAB_ID-" || true)"
-    for ns in $nss; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do pids+=("$pid"); done
-    done
-    if [ "${#pids[@]}" -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        local deadline=$((SECONDS + 5))
-        while [ "$SECONDS" -lt "$deadline" ]; do
-            local alive=0
-            for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-            [ "$alive" = 1 ] || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-    fi
+    # Peers first, so that they can still tell the tracker they leave (flag 5).
+    # shellcheck disable=SC2046
+    stop_processes_in $(grep -v -- '-pub$' <<<"$nss" || true)
+    stop_processes_in "$NS_PUB"
     for ns in $nss; do ip netns del "$ns" 2>/dev/null || log "could not delete namespace $ns"; done
     if [ "${NAT_LAB_KEEP:-0}" = 1 ]; then
         [ -d "$DIR" ] && log "kept $DIR (NAT_LAB_KEEP=1)"
