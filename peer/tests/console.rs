@@ -104,7 +104,9 @@ fn console_survives_an_unreachable_tracker_and_leaves_on_sigterm() {
     // A port nobody answers on: bound, then released.
     let silent = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port");
     let (mut console, _) = open_console(silent, &tmp.sub("console"));
-    choose(&mut console, "6", "error: tracker 127.0.0.1");
+    console.send_line("6").expect("type 6");
+    console.exp_regex("error: [^\r\n]*tracker").expect("a clear error about the tracker");
+    console.exp_string(PROMPT).expect("the prompt after the error");
     choose(&mut console, "h", "7  Query a file");
 
     let (_tracker, tracker) = start_tracker();
@@ -122,4 +124,36 @@ fn console_survives_an_unreachable_tracker_and_leaves_on_sigterm() {
     console.exp_string("left the swarm (flag 5)").expect("the goodbye on SIGTERM");
     console.exp_eof().expect("the console ends");
     assert!(!peers_of(tracker, &probe, "notes.txt").contains(&serving), "still listed after SIGTERM");
+}
+
+#[test]
+fn console_shows_live_progress_while_the_prompt_stays_usable() {
+    let tmp = TempDir::new("console-progress");
+    let (_tracker, tracker) = start_tracker();
+    let (seed_dir, console_dir) = (tmp.sub("seed"), tmp.sub("console"));
+    let original = random_file(&tmp.join("big.bin"), 8 << 20, 13);
+    // A slow seeder (1 MiB/s), so the download lasts long enough to be watched.
+    let (_seeder, _) =
+        start_seeder(tracker, &seed_dir, &tmp.join("big.bin"), &["--stun", "none", "--upload-rate", "1048576"]);
+
+    let (mut console, _) = open_console(tracker, &console_dir);
+    console.send_line("1 big.bin").expect("type 1 big.bin");
+    // The start line comes from a background task: before or after the answer.
+    let before = console
+        .exp_string("downloading big.bin (8.0 MiB, 4096 chunks) from 1 peer")
+        .expect("the download starts");
+    if !before.contains("started: big.bin") {
+        console.exp_string("started: big.bin").expect("a start line");
+    }
+    console.exp_string(PROMPT).expect("the prompt during the download");
+    // While it runs, the menu still answers; the table shows it downloading.
+    choose(&mut console, "3", "Downloading");
+    console
+        .exp_regex(r"big\.bin  [0-9]+\.[0-9]%  [0-9]+/4096 chunks  down [0-9.]+ [KM]iB/s  up [^ ]+ [^ ]+  ETA [0-9]")
+        .expect("a progress line with percent, chunks, rates and ETA");
+    console.exp_string("complete: big.bin (8.0 MiB, 4096 chunks verified").expect("the completion line");
+    console.exp_string(PROMPT).expect("the prompt is redrawn");
+    assert_eq!(std::fs::read(console_dir.join("big.bin")).expect("downloaded file"), original);
+    console.send_line("q").expect("type q");
+    console.exp_eof().expect("the console ends");
 }
