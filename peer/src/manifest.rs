@@ -143,6 +143,45 @@ impl Manifest {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
+    /// Hashes the file at `path` again (all cores, as [`Manifest::from_file`]) and tells whether
+    /// every chunk matches, without holding a second manifest in memory.
+    pub fn verify_file(&self, path: &Path) -> io::Result<bool> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() != self.size {
+            return Ok(false);
+        }
+        let count = self.hashes.len();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = count.div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .hashes
+                .chunks(per_thread)
+                .enumerate()
+                .map(|(i, want)| {
+                    let file = &file;
+                    let first = (i * per_thread) as u64;
+                    scope.spawn(move || {
+                        let mut got = [[0u8; HASH_LEN]; 512];
+                        for (k, part) in want.chunks(got.len()).enumerate() {
+                            let start = first + (k * got.len()) as u64;
+                            hash_range(file, self.size, self.chunk_size, start, &mut got[..part.len()])?;
+                            if got[..part.len()] != *part {
+                                return Ok(false);
+                            }
+                        }
+                        Ok(true)
+                    })
+                })
+                .collect();
+            let mut all = true;
+            for w in workers {
+                all &= w.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))?;
+            }
+            Ok(all)
+        })
+    }
+
     /// Fails unless this manifest is the one `id` names.
     pub fn check_id(&self, id: FileId) -> Result<(), ManifestError> {
         if self.id != id {
@@ -257,6 +296,11 @@ mod tests {
         assert_eq!(from_file.chunk_len(5), 77);
         assert!(from_file.verify(5, &data[5 * 2048..]));
         assert!(!from_file.verify(4, &data[5 * 2048..]));
+        assert!(from_file.verify_file(&path).unwrap());
+        let mut bad = data.clone();
+        bad[3 * 2048 + 5] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(!from_file.verify_file(&path).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

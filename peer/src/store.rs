@@ -497,8 +497,7 @@ impl PartialFile {
     fn finish(&self) -> Result<(), StoreError> {
         self.persist().map_err(io_err(&self.part))?;
         self.file.sync_all().map_err(io_err(&self.part))?;
-        let check = Manifest::from_file(&self.part, self.manifest.chunk_size()).map_err(io_err(&self.part))?;
-        if check.id() != self.manifest.id() {
+        if !self.manifest.verify_file(&self.part).map_err(io_err(&self.part))? {
             return Err(StoreError::VerifyFailed { name: self.name.clone() });
         }
         if self.complete.exists() {

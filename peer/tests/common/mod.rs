@@ -173,6 +173,8 @@ pub fn peer_cmd(tracker: SocketAddr, dir: &Path) -> Command {
         .arg(dir)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        // Loopback needs no STUN; keeps the tests independent of any STUN server on the machine.
+        .args(["--stun", "none"])
         .env("RUST_LOG", "info");
     c
 }
