@@ -72,6 +72,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        });
+    ticks.unwrap_or(0) as f64 / 100.0
+}
+
 fn id() -> String {
     format!("sha256:{}", "3c".repeat(32))
 }
@@ -157,17 +170,19 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e6
 }
 
-fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32) {
+fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cpu: f64) {
     stats.latencies_ns.sort_unstable();
     println!(
-        "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, tracker RSS {} KiB",
+        "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, tracker RSS {} KiB, tracker CPU {:.1} µs per request ({:.0}% of a core)",
         stats.answered as f64 / secs,
         stats.answered,
         stats.lost,
         percentile(&stats.latencies_ns, 0.50),
         percentile(&stats.latencies_ns, 0.99),
         percentile(&stats.latencies_ns, 0.999),
-        rss_kib(tracker_pid)
+        rss_kib(tracker_pid),
+        tracker_cpu * 1e6 / stats.answered.max(1) as f64,
+        tracker_cpu / secs * 100.0
     );
 }
 
@@ -326,20 +341,21 @@ fn main() {
         if heavy { "heavy" } else { "default" },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let cpu = cpu_secs(pid);
     let stats = capacity(tracker, clients, window, secs, heavy);
+    let cpu = cpu_secs(pid) - cpu;
     let max_rate = stats.answered as f64 / secs;
-    report(
-        &format!("capacity (closed loop, window {window}/client)"),
-        stats,
-        secs,
-        pid,
-    );
+    let label = format!("capacity (closed loop, window {window}/client)");
+    report(&label, stats, secs, pid, cpu);
     let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
+    let cpu = cpu_secs(pid);
     let stats = fixed_rate(tracker, clients, rate, secs, heavy);
+    let cpu = cpu_secs(pid) - cpu;
     report(
         &format!("fixed rate {rate} requests/s (open loop)"),
         stats,
         secs,
         pid,
+        cpu,
     );
 }

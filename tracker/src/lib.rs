@@ -1,6 +1,8 @@
 //! The UDP tracker of the p2p file-sharing system: the text protocol codec ([`proto`]), the
 //! swarm store, the UDP server and the async client peers use ([`client`]).
 
+#[cfg(target_os = "linux")]
+mod batch;
 pub mod client;
 pub mod cookie;
 pub mod proto;

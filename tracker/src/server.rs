@@ -153,6 +153,9 @@ impl<S: SwarmStore> Tracker<S> {
 
     /// Handles one datagram from `source`.
     pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
+        // Decisions use the canonical form (an IPv4 client of a dual-stack socket is its IPv4
+        // address); datagrams go back to the address exactly as the socket reported it.
+        let reply_to = source;
         let source = SocketAddr::new(source.ip().to_canonical(), source.port());
         if stun_client::responder::is_stun(datagram) {
             let reply = if self.config.stun {
@@ -182,14 +185,15 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let mut punch = None;
         let tid = request.tid;
-        let (text, is_error) = match self.apply(&request, source, verified, now, &mut punch) {
-            Ok(Answer::Text(text)) => (text, false),
-            Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
-            Err((code, text)) => {
-                debug!("refused flag {} from {source}: {text}", request.kind.flag());
-                (Response::error(tid, code, &text).encode(), true)
-            }
-        };
+        let (text, is_error) =
+            match self.apply(&request, source, reply_to, verified, now, &mut punch) {
+                Ok(Answer::Text(text)) => (text, false),
+                Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
+                Err((code, text)) => {
+                    debug!("refused flag {} from {source}: {text}", request.kind.flag());
+                    (Response::error(tid, code, &text).encode(), true)
+                }
+            };
         let mut outcome = self.guarded(text, is_error, tid, datagram.len(), verified, source.ip());
         outcome.punch = punch;
         outcome
@@ -261,6 +265,7 @@ impl<S: SwarmStore> Tracker<S> {
         &self,
         request: &Request,
         source: SocketAddr,
+        reply_to: SocketAddr,
         verified: bool,
         now: Instant,
         punch: &mut Option<(SocketAddr, Vec<u8>)>,
@@ -270,7 +275,7 @@ impl<S: SwarmStore> Tracker<S> {
             Ok(Announcer {
                 addr: self.announced(addr, source)?,
                 key: request.key,
-                udp: source,
+                udp: reply_to,
             })
         };
         let mut store = lock(&self.store);
@@ -404,35 +409,80 @@ impl Drop for AbortOnDrop {
 }
 
 /// One receive loop; returns only on a socket error that will not go away.
+#[cfg(target_os = "linux")]
 fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> std::io::Error {
-    // One byte more than the largest request, so an oversized one is seen as such.
+    use crate::batch::{send_all, RecvBatch};
+    let mut batch = RecvBatch::new();
+    let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(2 * crate::batch::BATCH);
+    let mut errors = ErrorStreak::default();
+    loop {
+        let n = match batch.recv(socket) {
+            Ok(n) => n,
+            Err(e) => match errors.note(e) {
+                Some(fatal) => return fatal,
+                None => continue,
+            },
+        };
+        errors.reset();
+        let now = Instant::now();
+        out.clear();
+        for i in 0..n {
+            let Some((datagram, source)) = batch.get(i) else {
+                continue;
+            };
+            let outcome = tracker.handle(datagram, source, now);
+            if let Some(reply) = outcome.reply {
+                out.push((source, reply));
+            }
+            out.extend(outcome.punch);
+        }
+        for (to, e) in send_all(socket, &out) {
+            debug!("cannot send to {to}: {e}");
+        }
+    }
+}
+
+/// One receive loop; returns only on a socket error that will not go away.
+#[cfg(not(target_os = "linux"))]
+fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> std::io::Error {
     let mut buf = vec![0u8; MAX_REQUEST_BYTES + 1];
-    let mut consecutive_errors = 0u32;
+    let mut errors = ErrorStreak::default();
     loop {
         let (len, source) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e) => {
-                // ICMP errors from earlier sends are per-datagram; a socket that fails every
-                // time is broken.
-                debug!("receive error: {e}");
-                consecutive_errors += 1;
-                if consecutive_errors > 1000 {
-                    return e;
-                }
-                continue;
-            }
+            Err(e) => match errors.note(e) {
+                Some(fatal) => return fatal,
+                None => continue,
+            },
         };
-        consecutive_errors = 0;
+        errors.reset();
         let outcome = tracker.handle(&buf[..len], source, Instant::now());
-        if let Some(reply) = outcome.reply {
-            if let Err(e) = socket.send_to(&reply, source) {
-                debug!("cannot answer {source}: {e}");
+        for (to, datagram) in outcome
+            .reply
+            .map(|r| (source, r))
+            .into_iter()
+            .chain(outcome.punch)
+        {
+            if let Err(e) = socket.send_to(&datagram, to) {
+                debug!("cannot send to {to}: {e}");
             }
         }
-        if let Some((target, notice)) = outcome.punch {
-            if let Err(e) = socket.send_to(&notice, target) {
-                debug!("cannot send PUNCH to {target}: {e}");
-            }
-        }
+    }
+}
+
+/// Receive errors in a row. ICMP errors from earlier sends surface as receive errors and are
+/// per-datagram; a socket that fails every time is broken.
+#[derive(Default)]
+struct ErrorStreak(u32);
+
+impl ErrorStreak {
+    fn note(&mut self, e: std::io::Error) -> Option<std::io::Error> {
+        debug!("receive error: {e}");
+        self.0 += 1;
+        (self.0 > 1000).then_some(e)
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
     }
 }
