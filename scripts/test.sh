@@ -8,3 +8,35 @@ cd "$(dirname "$0")/.."
 # so every binary is built before any test runs.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+
+# The NAT lab (scripts/nat-lab.sh test): real peers behind emulated NATs in network namespaces,
+# a few minutes. It needs root and namespaces with veth pairs and iptables NAT; where it cannot
+# run it is skipped LOUDLY. NAT_LAB=require makes a skip fail the suite, NAT_LAB=skip skips it.
+nat_lab_unavailable() {
+    [ "$(id -u)" = 0 ] || { echo "not running as root"; return; }
+    local c probe="nlprobe$$"
+    for c in ip iptables conntrack turnserver turnutils_stunclient turnutils_natdiscovery; do
+        command -v "$c" >/dev/null || { echo "'$c' not installed (apt-get install iproute2 iptables conntrack coturn)"; return; }
+    done
+    ip netns add "$probe" 2>/dev/null || { echo "cannot create network namespaces"; return; }
+    if ! ip -n "$probe" link add name nlpa type veth peer name nlpb 2>/dev/null; then
+        echo "cannot create veth pairs"
+    elif ! ip netns exec "$probe" iptables -t nat -A POSTROUTING -o nlpa -j MASQUERADE --random-fully 2>/dev/null; then
+        echo "iptables NAT does not work inside a network namespace"
+    fi
+    ip netns del "$probe"
+}
+nat_lab_reason="$(nat_lab_unavailable)"
+[ "${NAT_LAB:-auto}" != skip ] || nat_lab_reason="NAT_LAB=skip"
+if [ -z "$nat_lab_reason" ]; then
+    scripts/nat-lab.sh test
+else
+    {
+        echo "################################################################################"
+        echo "##  NAT LAB SKIPPED: $nat_lab_reason"
+        echo "##  The NAT traversal tests (scripts/nat-lab.sh test) did NOT run."
+        echo "##  Run this script as root with iproute2, iptables, conntrack and coturn."
+        echo "################################################################################"
+    } >&2
+    [ "${NAT_LAB:-auto}" != require ] || exit 1
+fi
