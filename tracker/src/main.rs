@@ -56,6 +56,10 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_peers_per_file, value_name = "N")]
     max_peers_per_file: usize,
 
+    /// Most rows (one peer in one file's swarm) across all files.
+    #[arg(long, default_value_t = Limits::default().max_rows, value_name = "N")]
+    max_rows: usize,
+
     /// Memory for partial peers' chunk bitfields, in MiB (seeders cost none).
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     max_bitfield_mib: usize,
@@ -122,6 +126,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         limits: Limits {
             max_files: args.max_files,
             max_peers_per_file: args.max_peers_per_file,
+            max_rows: args.max_rows,
             max_bitfield_bytes: args.max_bitfield_mib.saturating_mul(1 << 20),
         },
         punch_rate: args.punch_rate,

@@ -28,6 +28,8 @@ pub const MAX_LISTED_RANGES_BYTES: usize = 200;
 pub struct Limits {
     pub max_files: usize,
     pub max_peers_per_file: usize,
+    /// Rows (a peer in a file's swarm) across all files: bounds memory whatever the mix.
+    pub max_rows: usize,
     /// Bytes of partial-peer bitfields across all files.
     pub max_bitfield_bytes: usize,
 }
@@ -37,6 +39,7 @@ impl Default for Limits {
         Limits {
             max_files: 100_000,
             max_peers_per_file: 10_000,
+            max_rows: 1_000_000,
             max_bitfield_bytes: 512 << 20,
         }
     }
@@ -154,6 +157,7 @@ pub struct MemoryStore {
     peers: HashMap<SocketAddr, PeerState>,
     keys: HashMap<PeerKey, SocketAddr>,
     bitfield_bytes: usize,
+    rows: usize,
 }
 
 impl MemoryStore {
@@ -165,6 +169,7 @@ impl MemoryStore {
             peers: HashMap::new(),
             keys: HashMap::new(),
             bitfield_bytes: 0,
+            rows: 0,
         }
     }
 
@@ -260,8 +265,14 @@ impl MemoryStore {
                 continue;
             };
             match entry.swarm.remove(&addr) {
-                Some(Holding::Seeder) => entry.seeders -= 1,
-                Some(Holding::Partial(bits)) => self.bitfield_bytes -= bitfield_cost(&bits),
+                Some(Holding::Seeder) => {
+                    entry.seeders -= 1;
+                    self.rows -= 1;
+                }
+                Some(Holding::Partial(bits)) => {
+                    self.bitfield_bytes -= bitfield_cost(&bits);
+                    self.rows -= 1;
+                }
                 None => {}
             }
             if entry.swarm.is_empty() {
@@ -336,6 +347,13 @@ impl SwarmStore for MemoryStore {
             }
             _ => {}
         }
+        let new_row = self
+            .files
+            .get(info.name())
+            .is_none_or(|e| !e.swarm.contains_key(&who.addr));
+        if new_row && self.rows >= self.limits.max_rows {
+            return Err(StoreError::Capacity("rows"));
+        }
         self.resolve(who, now, true);
         let entry = self
             .files
@@ -351,7 +369,10 @@ impl SwarmStore for MemoryStore {
                 self.bitfield_bytes -= bitfield_cost(&bits);
                 entry.seeders += 1;
             }
-            None => entry.seeders += 1,
+            None => {
+                entry.seeders += 1;
+                self.rows += 1;
+            }
         }
         self.note_membership(who.addr, info.name());
         Ok(())
@@ -382,6 +403,7 @@ impl SwarmStore for MemoryStore {
             .max_bitfield_bytes
             .saturating_sub(self.bitfield_bytes);
         let max_peers = self.limits.max_peers_per_file;
+        let rows_full = self.rows >= self.limits.max_rows;
         let Some(entry) = self.files.get_mut(file) else {
             self.forget_if_empty(who.addr);
             return Err(StoreError::FileNotFound(file.clone()));
@@ -397,10 +419,15 @@ impl SwarmStore for MemoryStore {
                 self.forget_if_empty(who.addr);
                 return Err(StoreError::Capacity("bitfield memory"));
             }
+            if rows_full {
+                self.forget_if_empty(who.addr);
+                return Err(StoreError::Capacity("rows"));
+            }
             let bits: BitBox<u64, Lsb0> =
                 BitVec::repeat(false, total as usize).into_boxed_bitslice();
             self.bitfield_bytes += bitfield_cost(&bits);
             entry.swarm.insert(who.addr, Holding::Partial(bits));
+            self.rows += 1;
         }
         let mut freed = 0;
         if let Some(holding) = entry.swarm.get_mut(&who.addr) {
@@ -654,6 +681,7 @@ mod tests {
         let limits = Limits {
             max_files: 1,
             max_peers_per_file: 1,
+            max_rows: 10,
             max_bitfield_bytes: 0,
         };
         let mut s = MemoryStore::new(Duration::from_secs(90), limits);
@@ -674,5 +702,41 @@ mod tests {
             Err(StoreError::HashMismatch(_))
         ));
         assert_eq!(s.peers.len(), 1);
+    }
+
+    #[test]
+    fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
+        let now = Instant::now();
+        let limits = Limits {
+            max_rows: 3,
+            ..Limits::default()
+        };
+        let mut s = MemoryStore::new(Duration::from_secs(90), limits);
+        s.share(who("10.0.0.1:1", None), &info("a", 10), now)
+            .unwrap();
+        s.share(who("10.0.0.1:1", None), &info("b", 10), now)
+            .unwrap();
+        let a = FileName::new("a").unwrap();
+        s.report(who("10.0.0.2:1", Some(1)), &a, &"1".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!(
+            s.report(who("10.0.0.3:1", None), &a, &"1".parse().unwrap(), now),
+            Err(StoreError::Capacity("rows"))
+        );
+        assert_eq!(
+            s.share(who("10.0.0.3:1", None), &info("c", 10), now),
+            Err(StoreError::Capacity("rows"))
+        );
+        // Existing rows still change; a key move keeps the count.
+        s.report(who("10.0.0.2:1", Some(1)), &a, &"2".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!(s.heartbeat(who("10.0.0.4:1", Some(1)), now), Ok(1));
+        assert_eq!(s.rows, 3);
+        s.exit(who("10.0.0.1:1", None), None, now);
+        assert_eq!(s.rows, 1);
+        s.share(who("10.0.0.3:1", None), &info("c", 10), now)
+            .unwrap();
+        assert_eq!(s.rows, 2);
+        assert!(s.peers.contains_key(&"10.0.0.3:1".parse().unwrap()));
     }
 }

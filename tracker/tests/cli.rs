@@ -27,6 +27,7 @@ fn help_explains_every_option() {
         "--require-cookies",
         "--max-files",
         "--max-peers-per-file",
+        "--max-rows",
         "--max-bitfield-mib",
         "--punch-rate",
         "--stun",
