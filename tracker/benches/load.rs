@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracker::batch::{send_all, RecvBatch};
+
 const FILES: usize = 100;
 const PEERS: u16 = 1000;
 const CHUNKS: u32 = 4096;
@@ -186,14 +188,14 @@ fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cp
     );
 }
 
-/// Closed loop: `window` requests in flight per client socket.
+/// Closed loop: `window` requests in flight per client socket. Clients batch their system
+/// calls like the tracker does, so the generator leaves the CPU to the tracker.
 fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy: bool) -> Stats {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             std::thread::spawn(move || {
                 let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.connect(tracker).unwrap();
                 s.set_read_timeout(Some(Duration::from_millis(200)))
                     .unwrap();
                 let start = Instant::now();
@@ -205,34 +207,39 @@ fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy
                     answered: 0,
                     lost: 0,
                 };
-                let send = |tid: &mut u32, i: &mut u64, sent_at: &mut Vec<u64>| {
-                    *tid = tid.wrapping_add(1);
-                    *i += 1;
-                    sent_at[*tid as usize % SLOTS] = start.elapsed().as_nanos() as u64;
-                    let _ = s.send(request(*i, *tid, heavy).as_bytes());
-                };
-                for _ in 0..window {
-                    send(&mut tid, &mut i, &mut sent_at);
-                }
-                let mut buf = [0u8; 2048];
-                while Instant::now() < deadline {
-                    match s.recv(&mut buf) {
-                        Ok(n) => {
-                            if let Some(t) = answer_tid(&buf[..n]) {
-                                let now = start.elapsed().as_nanos() as u64;
-                                stats.latencies_ns.push(now - sent_at[t as usize % SLOTS]);
-                                stats.answered += 1;
-                            }
-                            send(&mut tid, &mut i, &mut sent_at);
+                let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(window);
+                let mut next =
+                    |n: usize, out: &mut Vec<(SocketAddr, Vec<u8>)>, sent_at: &mut [u64]| {
+                        out.clear();
+                        let now = start.elapsed().as_nanos() as u64;
+                        for _ in 0..n {
+                            tid = tid.wrapping_add(1);
+                            i += 1;
+                            sent_at[tid as usize % SLOTS] = now;
+                            out.push((tracker, request(i, tid, heavy).into_bytes()));
                         }
+                    };
+                next(window, &mut out, &mut sent_at);
+                send_all(&s, &out);
+                let mut batch = RecvBatch::new();
+                while Instant::now() < deadline {
+                    let n = match batch.recv(&s) {
+                        Ok(n) => n,
                         Err(_) => {
                             // The window was lost (socket buffers overflowed): refill it.
                             stats.lost += window as u64;
-                            for _ in 0..window {
-                                send(&mut tid, &mut i, &mut sent_at);
-                            }
+                            window
+                        }
+                    };
+                    let now = start.elapsed().as_nanos() as u64;
+                    for k in 0..n {
+                        if let Some(t) = batch.get(k).and_then(|(d, _)| answer_tid(d)) {
+                            stats.latencies_ns.push(now - sent_at[t as usize % SLOTS]);
+                            stats.answered += 1;
                         }
                     }
+                    next(n, &mut out, &mut sent_at);
+                    send_all(&s, &out);
                 }
                 stats
             })

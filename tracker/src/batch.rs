@@ -1,6 +1,7 @@
-//! Batched UDP I/O for the tracker's receive threads (Linux `recvmmsg`/`sendmmsg`): when the
-//! socket is busy, one system call moves up to [`BATCH`] datagrams instead of one, which is
-//! where most of a small request's cost goes on loopback.
+//! Batched UDP I/O (Linux `recvmmsg`/`sendmmsg`) for the tracker's receive threads and its
+//! load benchmark: when a socket is busy, one system call moves up to [`BATCH`] datagrams
+//! instead of one, which is where most of a small request's cost goes on loopback. Datagrams
+//! longer than the largest request are cut (and then refused as TOO_LONG by the tracker).
 
 use std::io;
 use std::mem::{size_of, zeroed};

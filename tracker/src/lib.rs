@@ -2,7 +2,7 @@
 //! swarm store, the UDP server and the async client peers use ([`client`]).
 
 #[cfg(target_os = "linux")]
-mod batch;
+pub mod batch;
 pub mod client;
 pub mod cookie;
 pub mod proto;
