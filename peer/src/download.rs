@@ -25,7 +25,7 @@ use tracker::proto::{ChunkRanges, ErrorCode as TrackerCode, FileName, PeerEntry}
 use tracker::TrackerClient;
 
 use crate::connection::{ConnError, Connection};
-use crate::manifest::{FileId, Manifest, ManifestError, MAX_CHUNK_SIZE};
+use crate::manifest::{ChunkHash, FileId, Manifest, MAX_CHUNK_SIZE};
 use crate::punch::Dialer;
 use crate::store::{check_name, NameError, PartialFile, ShareDir, StoreError};
 use crate::wire::{bits, ErrorCode, Frame, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN, VERSION};
@@ -274,7 +274,8 @@ async fn manifest_from(
     let (mut conn, _) = open(ctx.dialer.as_deref(), addr, name, id, ctx.peer_id, ctx.config.connect_timeout).await?;
     let count = crate::manifest::chunk_count(size, chunk_size);
     let count = u32::try_from(count).map_err(|_| PeerError::Hostile("file too large".into()))?;
-    let mut hashes = Vec::with_capacity(count as usize);
+    let local = |e: StoreError| PeerError::Write(io::Error::other(e));
+    let mut sink = ctx.dir.manifest_sink(name, size, chunk_size).map_err(local)?;
     let mut start = 0u32;
     while start < count {
         let n = (count - start).min(MAX_MANIFEST_HASHES);
@@ -283,7 +284,7 @@ async fn manifest_from(
         loop {
             match conn.read_frame_within(ctx.config.stall_timeout).await? {
                 Frame::Manifest { start: s, hashes: h } if s == start && h.len() == n as usize => {
-                    hashes.extend(h);
+                    sink.push(&h).map_err(PeerError::Write)?;
                     break;
                 }
                 Frame::Manifest { .. } => return Err(PeerError::Hostile("MANIFEST for another range".into())),
@@ -294,9 +295,7 @@ async fn manifest_from(
         }
         start += n;
     }
-    let m = Manifest::from_hashes(size, chunk_size, hashes).map_err(|e| PeerError::Hostile(e.to_string()))?;
-    m.check_id(id).map_err(|e: ManifestError| PeerError::Hostile(e.to_string()))?;
-    Ok(m)
+    sink.finish(id).map_err(local)?.ok_or_else(|| PeerError::Hostile(format!("manifest does not match {id}")))
 }
 
 /// Why one peer connection ended.
@@ -628,6 +627,8 @@ async fn exchange(
     let mut pending: Vec<u8> = Vec::with_capacity(run_len as usize * manifest.chunk_size() as usize);
     let mut pending_first = 0u32;
     let mut pending_next = 0u32;
+    let mut expected: Vec<ChunkHash> = Vec::new();
+    let mut expected_start = 0u32;
     loop {
         while outstanding < cfg.window {
             let Some((first, count)) = shared.sched().pick(peer_bits, run_len) else { break };
@@ -661,7 +662,12 @@ async fn exchange(
                     if index != first {
                         return Err(PeerError::Hostile(format!("CHUNK {index} out of order, expected {first}")));
                     }
-                    if !manifest.verify(index, &data) {
+                    if !(expected_start..expected_start + expected.len() as u32).contains(&index) {
+                        // One read of the hashes of the rest of this request, not one per chunk.
+                        expected = manifest.hashes(index, count).map_err(PeerError::Write)?;
+                        expected_start = index;
+                    }
+                    if !manifest.matches(index, &data, &expected[(index - expected_start) as usize]) {
                         return Err(PeerError::Hostile(format!("chunk {index} does not match the manifest")));
                     }
                     if pending.is_empty() {

@@ -4,6 +4,11 @@
 //! file id (`sha256:` of the manifest), any peer may hand over the manifest, and every chunk is
 //! checked against it before it is written or served. Hashing is the only CPU-heavy step of
 //! sharing, so [`Manifest::from_file`] spreads it over every core.
+//!
+//! A manifest is 32 bytes per chunk (16 MiB for a 1 GiB file), so the ones kept for a long time
+//! (downloads, served files) stay in their file on disk and hashes are read as needed; only
+//! freshly computed manifests live in memory. That keeps a peer's memory flat whatever the size
+//! of the files it moves.
 
 use std::fmt;
 use std::fs::File;
@@ -31,7 +36,7 @@ pub enum ManifestError {
     #[error("chunk size {0} is outside 1..={MAX_CHUNK_SIZE}")]
     BadChunkSize(u32),
     #[error("manifest has {got} hashes but a {size}-byte file in {chunk_size}-byte chunks has {want}")]
-    WrongCount { got: usize, want: u64, size: u64, chunk_size: u32 },
+    WrongCount { got: u64, want: u64, size: u64, chunk_size: u32 },
     #[error("manifest bytes are not a whole number of {HASH_LEN}-byte hashes")]
     Ragged,
     #[error("manifest does not match file id {0}")]
@@ -53,21 +58,38 @@ fn check_chunk_size(chunk_size: u32) -> Result<(), ManifestError> {
     Ok(())
 }
 
+/// Where the hashes are.
+enum Hashes {
+    Memory(Vec<ChunkHash>),
+    /// Concatenated hashes in `file` from byte `offset`, checked against the id when opened.
+    File { file: File, offset: u64 },
+}
+
 /// The chunk hashes of one file plus the geometry needed to interpret them.
-#[derive(Clone, PartialEq, Eq)]
 pub struct Manifest {
     size: u64,
     chunk_size: u32,
-    hashes: Vec<ChunkHash>,
+    count: u32,
+    hashes: Hashes,
     id: FileId,
 }
+
+/// Two manifests are equal when they describe the same content the same way (the id covers
+/// every hash).
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.size, self.chunk_size) == (other.id, other.size, other.chunk_size)
+    }
+}
+
+impl Eq for Manifest {}
 
 impl fmt::Debug for Manifest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manifest")
             .field("size", &self.size)
             .field("chunk_size", &self.chunk_size)
-            .field("chunks", &self.hashes.len())
+            .field("chunks", &self.count)
             .field("id", &self.id)
             .finish()
     }
@@ -81,29 +103,31 @@ impl Manifest {
         chunk_size: u32,
         hashes: Vec<ChunkHash>,
     ) -> Result<Self, ManifestError> {
-        check_chunk_size(chunk_size)?;
-        let want = chunk_count(size, chunk_size);
-        if hashes.len() as u64 != want {
-            return Err(ManifestError::WrongCount { got: hashes.len(), want, size, chunk_size });
-        }
+        let count = check_geometry(size, chunk_size, hashes.len() as u64)?;
         let id = id_of(&hashes);
-        Ok(Manifest { size, chunk_size, hashes, id })
+        Ok(Manifest { size, chunk_size, count, hashes: Hashes::Memory(hashes), id })
     }
 
-    /// Parses concatenated hashes (the MANIFEST payloads put together) for a file of known size.
-    pub fn from_bytes(size: u64, chunk_size: u32, bytes: &[u8]) -> Result<Self, ManifestError> {
-        if bytes.len() % HASH_LEN != 0 {
-            return Err(ManifestError::Ragged);
+    /// A manifest whose hashes stay in `file` from byte `offset` on. Reads them once to compute
+    /// the id, so a damaged file shows up as another id, never as chunks that fail to verify.
+    pub fn from_file_region(file: File, offset: u64, size: u64, chunk_size: u32) -> io::Result<Self> {
+        let invalid = |e: ManifestError| io::Error::new(io::ErrorKind::InvalidData, e);
+        let len = file.metadata()?.len().saturating_sub(offset);
+        if len % HASH_LEN as u64 != 0 {
+            return Err(invalid(ManifestError::Ragged));
         }
-        let hashes = bytes
-            .chunks_exact(HASH_LEN)
-            .map(|h| {
-                let mut a = [0u8; HASH_LEN];
-                a.copy_from_slice(h);
-                a
-            })
-            .collect();
-        Self::from_hashes(size, chunk_size, hashes)
+        let count = check_geometry(size, chunk_size, len / HASH_LEN as u64).map_err(invalid)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (len - pos).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], offset + pos)?;
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+        let id = FileId(h.finalize().into());
+        Ok(Manifest { size, chunk_size, count, hashes: Hashes::File { file, offset }, id })
     }
 
     /// Hashes data held in memory (tests and small files).
@@ -150,25 +174,26 @@ impl Manifest {
         if file.metadata()?.len() != self.size {
             return Ok(false);
         }
-        let count = self.hashes.len();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = self.count;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         let per_thread = count.div_ceil(threads.max(1)).max(1);
         std::thread::scope(|scope| {
-            let workers: Vec<_> = self
-                .hashes
-                .chunks(per_thread)
-                .enumerate()
-                .map(|(i, want)| {
+            let workers: Vec<_> = (0..count.div_ceil(per_thread))
+                .map(|i| {
                     let file = &file;
-                    let first = (i * per_thread) as u64;
+                    let first = i * per_thread;
+                    let end = (first + per_thread).min(count);
                     scope.spawn(move || {
                         let mut got = [[0u8; HASH_LEN]; 512];
-                        for (k, part) in want.chunks(got.len()).enumerate() {
-                            let start = first + (k * got.len()) as u64;
-                            hash_range(file, self.size, self.chunk_size, start, &mut got[..part.len()])?;
-                            if got[..part.len()] != *part {
+                        let mut start = first;
+                        while start < end {
+                            let want = self.hashes(start, (end - start).min(got.len() as u32))?;
+                            let got = &mut got[..want.len()];
+                            hash_range(file, self.size, self.chunk_size, u64::from(start), got)?;
+                            if *got != *want {
                                 return Ok(false);
                             }
+                            start += want.len() as u32;
                         }
                         Ok(true)
                     })
@@ -203,12 +228,21 @@ impl Manifest {
     }
 
     pub fn chunk_count(&self) -> u32 {
-        // `from_hashes` callers come from files or the wire; the wire bounds counts to u32.
-        u32::try_from(self.hashes.len()).unwrap_or(u32::MAX)
+        self.count
     }
 
-    pub fn hashes(&self) -> &[ChunkHash] {
-        &self.hashes
+    /// Hashes of chunks `start..start + count`, cut short at the last chunk.
+    pub fn hashes(&self, start: u32, count: u32) -> io::Result<Vec<ChunkHash>> {
+        let from = start.min(self.count) as usize;
+        let to = (start as usize).saturating_add(count as usize).min(self.count as usize);
+        match &self.hashes {
+            Hashes::Memory(v) => Ok(v[from..to].to_vec()),
+            Hashes::File { file, offset } => {
+                let mut bytes = vec![0u8; (to - from) * HASH_LEN];
+                file.read_exact_at(&mut bytes, offset + (from * HASH_LEN) as u64)?;
+                Ok(bytes.chunks_exact(HASH_LEN).map(to_hash).collect())
+            }
+        }
     }
 
     /// Byte offset of chunk `index` in the file.
@@ -225,18 +259,47 @@ impl Manifest {
         (self.size - start).min(u64::from(self.chunk_size)) as usize
     }
 
-    /// True when `data` is exactly chunk `index`.
-    pub fn verify(&self, index: u32, data: &[u8]) -> bool {
-        match self.hashes.get(index as usize) {
-            Some(want) => data.len() == self.chunk_len(index) && hash_chunk(data) == *want,
-            None => false,
+    /// True when `data` is exactly chunk `index`; errors only when the manifest cannot be read.
+    pub fn verify(&self, index: u32, data: &[u8]) -> io::Result<bool> {
+        match self.hashes(index, 1)?.first() {
+            Some(want) => Ok(self.matches(index, data, want)),
+            None => Ok(false),
         }
     }
 
-    /// The manifest as bytes: concatenated hashes, the form the id is computed over.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.hashes.concat()
+    /// True when `data` is chunk `index` whose hash is `want` (from [`Manifest::hashes`]), for
+    /// callers that read the hashes of a whole run at once.
+    pub fn matches(&self, index: u32, data: &[u8], want: &ChunkHash) -> bool {
+        data.len() == self.chunk_len(index) && hash_chunk(data) == *want
     }
+
+    /// Writes the concatenated hashes (the form the id is computed over) to `out`.
+    pub fn write_hashes(&self, out: &mut impl io::Write) -> io::Result<()> {
+        let mut start = 0;
+        while start < self.count {
+            for h in self.hashes(start, 4096)? {
+                out.write_all(&h)?;
+            }
+            start = start.saturating_add(4096);
+        }
+        Ok(())
+    }
+}
+
+fn to_hash(b: &[u8]) -> ChunkHash {
+    let mut a = [0u8; HASH_LEN];
+    a.copy_from_slice(b);
+    a
+}
+
+/// Checks that `hashes` hashes describe a `size`-byte file in `chunk_size` chunks; the count.
+fn check_geometry(size: u64, chunk_size: u32, hashes: u64) -> Result<u32, ManifestError> {
+    check_chunk_size(chunk_size)?;
+    let want = chunk_count(size, chunk_size);
+    if hashes != want {
+        return Err(ManifestError::WrongCount { got: hashes, want, size, chunk_size });
+    }
+    u32::try_from(want).map_err(|_| ManifestError::WrongCount { got: hashes, want: u64::from(u32::MAX), size, chunk_size })
 }
 
 /// SHA-256 of one chunk.
@@ -294,8 +357,16 @@ mod tests {
         assert_eq!(from_file, from_mem);
         assert_eq!(from_file.chunk_count(), 6);
         assert_eq!(from_file.chunk_len(5), 77);
-        assert!(from_file.verify(5, &data[5 * 2048..]));
-        assert!(!from_file.verify(4, &data[5 * 2048..]));
+        assert!(from_file.verify(5, &data[5 * 2048..]).unwrap());
+        assert!(!from_file.verify(4, &data[5 * 2048..]).unwrap());
+        let mut region = Vec::from(*b"header");
+        from_file.write_hashes(&mut region).unwrap();
+        std::fs::write(dir.join("m"), &region).unwrap();
+        let on_disk = Manifest::from_file_region(File::open(dir.join("m")).unwrap(), 6, from_file.size(), 2048).unwrap();
+        assert_eq!(on_disk, from_file);
+        assert!(on_disk.verify(5, &data[5 * 2048..]).unwrap());
+        assert_eq!(on_disk.hashes(4, 10).unwrap(), from_file.hashes(4, 2).unwrap());
+        assert!(Manifest::from_file_region(File::open(dir.join("m")).unwrap(), 5, from_file.size(), 2048).is_err());
         assert!(from_file.verify_file(&path).unwrap());
         let mut bad = data.clone();
         bad[3 * 2048 + 5] ^= 1;
@@ -309,14 +380,14 @@ mod tests {
         let m = Manifest::from_data(b"hello world, in chunks", 4).unwrap();
         let text = m.id().to_string();
         assert_eq!(text.parse::<FileId>().unwrap(), m.id());
-        let back = Manifest::from_bytes(m.size(), 4, &m.to_bytes()).unwrap();
+        let hashes = m.hashes(0, u32::MAX).unwrap();
+        let back = Manifest::from_hashes(m.size(), 4, hashes.clone()).unwrap();
         assert!(back.check_id(m.id()).is_ok());
-        let mut bytes = m.to_bytes();
-        bytes[3] ^= 1;
-        let forged = Manifest::from_bytes(m.size(), 4, &bytes).unwrap();
-        assert!(forged.check_id(m.id()).is_err());
-        assert!(Manifest::from_bytes(m.size(), 4, &bytes[1..]).is_err());
-        assert!(Manifest::from_bytes(m.size() + 4, 4, &m.to_bytes()).is_err());
+        let mut forged = hashes.clone();
+        forged[0][3] ^= 1;
+        assert!(Manifest::from_hashes(m.size(), 4, forged).unwrap().check_id(m.id()).is_err());
+        assert!(Manifest::from_hashes(m.size(), 4, hashes[1..].to_vec()).is_err());
+        assert!(Manifest::from_hashes(m.size() + 4, 4, hashes).is_err());
         assert!("sha256:zz".parse::<FileId>().is_err());
         assert!("md5:00".parse::<FileId>().is_err());
     }

@@ -235,10 +235,8 @@ async fn serve_connection(
                     sent += answer_request(conn, &served, index, count, &mut buf).await?;
                 }
                 Frame::GetManifest { start, count } => {
-                    let hashes = served.manifest.hashes();
-                    let from = (start as usize).min(hashes.len());
-                    let to = from + (count.min(MAX_MANIFEST_HASHES) as usize).min(hashes.len() - from);
-                    conn.queue(&Frame::Manifest { start, hashes: hashes[from..to].to_vec() });
+                    let hashes = served.manifest.hashes(start, count.min(MAX_MANIFEST_HASHES))?;
+                    conn.queue(&Frame::Manifest { start, hashes });
                 }
                 Frame::Error { code, message } => {
                     log::info!("peer reported error {code:?}: {message}");

@@ -214,13 +214,14 @@ impl ShareDir {
             }
         }
         let cache_path = self.manifest_path(name);
-        let manifest = match read_manifest_file(&cache_path) {
-            Some((s, m)) if s == stamp => m,
-            _ => {
+        let manifest = match read_manifest_file(&cache_path, Some(stamp)) {
+            Some(m) => m,
+            None => {
                 log::info!("hashing {}", path.display());
                 let m = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).map_err(io_err(&path))?;
                 write_manifest_file(&cache_path, stamp, &m)?;
-                m
+                // Keep the on-disk copy rather than 32 bytes per chunk in memory.
+                read_manifest_file(&cache_path, Some(stamp)).unwrap_or(m)
             }
         };
         let manifest = Arc::new(manifest);
@@ -301,7 +302,7 @@ impl ShareDir {
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        let Some(manifest) = read_manifest_file(&self.part_manifest_path(name)).map(|(_, m)| m) else {
+        let Some(manifest) = self.partial_manifest(name) else {
             return Err(StoreError::NotFound(name.to_owned()));
         };
         let have = self.read_record(name, &manifest).ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
@@ -318,7 +319,20 @@ impl ShareDir {
 
     /// The manifest of an unfinished download of `name`, if one was saved.
     pub fn partial_manifest(&self, name: &str) -> Option<Manifest> {
-        read_manifest_file(&self.part_manifest_path(name)).map(|(_, m)| m)
+        read_manifest_file(&self.part_manifest_path(name), None)
+    }
+
+    /// Where a manifest received from a peer for download `name` is written page by page, so it
+    /// never has to be held in memory whole.
+    pub fn manifest_sink(&self, name: &str, size: u64, chunk_size: u32) -> Result<ManifestSink, StoreError> {
+        check_name(name)?;
+        let dest = self.part_manifest_path(name);
+        let mut tmp = dest.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut out = io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
+        out.write_all(&manifest_header(Stamp { size: 0, mtime_ns: 0 }, size, chunk_size)).map_err(io_err(&tmp))?;
+        Ok(ManifestSink { out, tmp, dest })
     }
 
     /// Opens (or creates) the download of `name` with the given manifest, keeping the chunks a
@@ -328,20 +342,16 @@ impl ShareDir {
         check_name(name)?;
         let part = self.part_path(name);
         let record = self.record_path(name);
-        let saved = self.partial_manifest(name);
-        let have = match saved {
-            Some(m) if m.id() == manifest.id() => self.read_record(name, &manifest),
-            _ => None,
-        };
-        let have = match have {
-            Some(h) => h,
-            None => {
-                let _ = fs::remove_file(&record);
-                let _ = fs::remove_file(&part);
-                write_manifest_file(&self.part_manifest_path(name), Stamp { size: 0, mtime_ns: 0 }, &manifest)?;
-                vec![0u8; bits::len_for(manifest.chunk_count())]
-            }
-        };
+        let same = self.partial_manifest(name).is_some_and(|m| m.id() == manifest.id());
+        if !same {
+            let _ = fs::remove_file(&record);
+            let _ = fs::remove_file(&part);
+            write_manifest_file(&self.part_manifest_path(name), Stamp { size: 0, mtime_ns: 0 }, &manifest)?;
+        }
+        let have = same
+            .then(|| self.read_record(name, &manifest))
+            .flatten()
+            .unwrap_or_else(|| vec![0u8; bits::len_for(manifest.chunk_count())]);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&part).map_err(io_err(&part))?;
         file.set_len(manifest.size()).map_err(io_err(&part))?;
         let count = (0..manifest.chunk_count()).filter(|&i| bits::get(&have, i)).count() as u32;
@@ -368,6 +378,42 @@ impl ShareDir {
         partial.finish()?;
         self.forget(&partial.name);
         Ok(())
+    }
+}
+
+/// A manifest being received: hashes are appended as they arrive, then checked against the id.
+#[derive(Debug)]
+pub struct ManifestSink {
+    out: io::BufWriter<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl ManifestSink {
+    pub fn push(&mut self, hashes: &[crate::manifest::ChunkHash]) -> io::Result<()> {
+        for h in hashes {
+            self.out.write_all(h)?;
+        }
+        Ok(())
+    }
+
+    /// The manifest, when what was pushed is the whole manifest named by `id`; `None` when it is
+    /// not (the sender lied), in which case nothing is kept.
+    pub fn finish(self, id: FileId) -> Result<Option<Manifest>, StoreError> {
+        let ManifestSink { out, tmp, dest } = self;
+        let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_data().map_err(io_err(&tmp))?;
+        drop(file);
+        match read_manifest_file(&tmp, None) {
+            Some(m) if m.id() == id => {
+                fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+                Ok(read_manifest_file(&dest, None))
+            }
+            _ => {
+                let _ = fs::remove_file(&tmp);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -541,32 +587,62 @@ fn write_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
     fs::rename(tmp, dest)
 }
 
-fn write_manifest_file(path: &Path, stamp: Stamp, m: &Manifest) -> Result<(), StoreError> {
-    let mut data = Vec::with_capacity(64 + m.hashes().len() * HASH_LEN);
-    data.extend_from_slice(MANIFEST_MAGIC);
-    data.push(FORMAT_VERSION);
-    data.extend_from_slice(&stamp.size.to_be_bytes());
-    data.extend_from_slice(&stamp.mtime_ns.to_be_bytes());
-    data.extend_from_slice(&m.size().to_be_bytes());
-    data.extend_from_slice(&m.chunk_size().to_be_bytes());
-    data.extend_from_slice(&m.to_bytes());
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    write_atomically(Path::new(&tmp), path, &data).map_err(io_err(path))
+/// Bytes before the hashes in a manifest file.
+const MANIFEST_HEAD: u64 = 4 + 1 + 8 + 16 + 8 + 4;
+
+/// Manifests up to this many bytes of hashes are kept in memory; larger ones stay in their file.
+const IN_MEMORY_MANIFEST: u64 = 64 * 1024;
+
+fn manifest_header(stamp: Stamp, size: u64, chunk_size: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(MANIFEST_HEAD as usize);
+    h.extend_from_slice(MANIFEST_MAGIC);
+    h.push(FORMAT_VERSION);
+    h.extend_from_slice(&stamp.size.to_be_bytes());
+    h.extend_from_slice(&stamp.mtime_ns.to_be_bytes());
+    h.extend_from_slice(&size.to_be_bytes());
+    h.extend_from_slice(&chunk_size.to_be_bytes());
+    h
 }
 
-fn read_manifest_file(path: &Path) -> Option<(Stamp, Manifest)> {
-    let data = fs::read(path).ok()?;
-    let head = 4 + 1 + 8 + 16 + 8 + 4;
-    if data.len() < head || &data[..4] != MANIFEST_MAGIC || data[4] != FORMAT_VERSION {
+/// Writes a manifest file atomically: header (what the file looked like, its geometry), hashes.
+fn write_manifest_file(path: &Path, stamp: Stamp, m: &Manifest) -> Result<(), StoreError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        out.write_all(&manifest_header(stamp, m.size(), m.chunk_size()))?;
+        m.write_hashes(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(io_err(path))
+}
+
+/// Opens a manifest file; `None` when it is missing, damaged, or (with `expect`) describes
+/// another state of the file than `expect`.
+fn read_manifest_file(path: &Path, expect: Option<Stamp>) -> Option<Manifest> {
+    let file = File::open(path).ok()?;
+    let mut head = [0u8; MANIFEST_HEAD as usize];
+    file.read_exact_at(&mut head, 0).ok()?;
+    if &head[..4] != MANIFEST_MAGIC || head[4] != FORMAT_VERSION {
         return None;
     }
-    let size = u64::from_be_bytes(data[5..13].try_into().ok()?);
-    let mtime_ns = u128::from_be_bytes(data[13..29].try_into().ok()?);
-    let file_size = u64::from_be_bytes(data[29..37].try_into().ok()?);
-    let chunk_size = u32::from_be_bytes(data[37..41].try_into().ok()?);
-    let m = Manifest::from_bytes(file_size, chunk_size, &data[head..]).ok()?;
-    Some((Stamp { size, mtime_ns }, m))
+    let stamp = Stamp {
+        size: u64::from_be_bytes(head[5..13].try_into().ok()?),
+        mtime_ns: u128::from_be_bytes(head[13..29].try_into().ok()?),
+    };
+    if expect.is_some_and(|e| e != stamp) {
+        return None;
+    }
+    let file_size = u64::from_be_bytes(head[29..37].try_into().ok()?);
+    let chunk_size = u32::from_be_bytes(head[37..41].try_into().ok()?);
+    let small = file.metadata().ok()?.len() <= MANIFEST_HEAD + IN_MEMORY_MANIFEST;
+    let m = Manifest::from_file_region(file, MANIFEST_HEAD, file_size, chunk_size).ok()?;
+    if small {
+        return Manifest::from_hashes(file_size, chunk_size, m.hashes(0, u32::MAX).ok()?).ok();
+    }
+    Some(m)
 }
 
 #[cfg(test)]

@@ -37,19 +37,33 @@ pub fn start(tracker: SocketAddr, name: &str, data: Vec<u8>, lie: Lie) -> Liar {
     let counter = connections.clone();
     let name = name.to_owned();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind liar");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind liar");
             let addr = listener.local_addr().expect("liar addr");
             let manifest = Arc::new(Manifest::from_data(&data, 2048).expect("manifest"));
-            let client = TrackerClient::bind(tracker, ClientConfig::default()).await.expect("client");
-            let info = FileInfo::new(FileName::new(&name).expect("name"), manifest.size(), 2048, manifest.id())
-                .expect("info");
+            let client = TrackerClient::bind(tracker, ClientConfig::default())
+                .await
+                .expect("client");
+            let info = FileInfo::new(
+                FileName::new(&name).expect("name"),
+                manifest.size(),
+                2048,
+                manifest.id(),
+            )
+            .expect("info");
             client.share(&info, addr).await.expect("liar announce");
             tx.send(addr).expect("report addr");
             let data = Arc::new(data);
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (manifest, data, counter) = (manifest.clone(), data.clone(), counter.clone());
                 tokio::spawn(async move {
                     let _ = lie_to(Connection::new(stream), &manifest, &data, lie, &counter).await;
@@ -68,9 +82,16 @@ async fn lie_to(
     lie: Lie,
     counter: &AtomicU32,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let Frame::Handshake { name, file_id, .. } = conn.read_frame().await? else { return Ok(()) };
+    let Frame::Handshake { name, file_id, .. } = conn.read_frame().await? else {
+        return Ok(());
+    };
     counter.fetch_add(1, Ordering::Relaxed);
-    conn.queue(&Frame::Handshake { version: VERSION, peer_id: [7; 16], file_id, name });
+    conn.queue(&Frame::Handshake {
+        version: VERSION,
+        peer_id: [7; 16],
+        file_id,
+        name,
+    });
     let n = manifest.chunk_count() as usize;
     let mut field = vec![0xffu8; n.div_ceil(8)];
     let spare = field.len() * 8 - n;
@@ -83,18 +104,23 @@ async fn lie_to(
         match conn.read_frame().await? {
             Frame::GetManifest { start, count } => {
                 let hashes: Vec<[u8; 32]> = manifest
-                    .hashes()
-                    .iter()
-                    .skip(start as usize)
-                    .take(count as usize)
-                    .map(|h| if lie == Lie::WrongManifest { [0x5a; 32] } else { *h })
+                    .hashes(start, count)?
+                    .into_iter()
+                    .map(|h| {
+                        if lie == Lie::WrongManifest {
+                            [0x5a; 32]
+                        } else {
+                            h
+                        }
+                    })
                     .collect();
                 conn.queue(&Frame::Manifest { start, hashes });
             }
             Frame::Request { index, count } => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![index]));
-                    conn.out().extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]);
+                    conn.out()
+                        .extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]);
                     conn.flush().await?;
                     return Ok(());
                 }
@@ -102,7 +128,10 @@ async fn lie_to(
                     let start = manifest.offset(i) as usize;
                     let mut chunk = data[start..start + manifest.chunk_len(i)].to_vec();
                     chunk[0] ^= 0x01;
-                    conn.queue(&Frame::Chunk { index: i, data: Bytes::from(chunk) });
+                    conn.queue(&Frame::Chunk {
+                        index: i,
+                        data: Bytes::from(chunk),
+                    });
                 }
             }
             _ => {}
