@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
-use tracker::server::{serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
+use tracker::server::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
 use tracker::store::Limits;
 
 /// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
@@ -76,7 +76,8 @@ struct Args {
     #[arg(long, value_name = "PORT")]
     stun_tcp: Option<u16>,
 
-    /// Receive threads sharing the UDP socket (default: one per CPU core).
+    /// Receive threads, each with its own SO_REUSEPORT socket on the UDP port (default: one
+    /// per CPU core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
@@ -111,10 +112,8 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     if let Some(port) = args.port {
         bind.set_port(port);
     }
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| bind_error(e, bind, "UDP"))?;
-    let local = socket
+    let sockets = bind_sockets(bind, workers).map_err(|e| bind_error(e, bind, "UDP"))?;
+    let local = sockets[0]
         .local_addr()
         .context("cannot read the bound UDP address")?;
     let config = ServerConfig {
@@ -155,7 +154,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     );
 
     let tracker = Arc::new(Tracker::new(config));
-    let udp = serve(socket, tracker, workers);
+    let udp = serve(sockets, tracker);
     match stun_tcp {
         Some(listener) => tokio::select! {
             r = udp => r.context("tracker UDP service failed"),

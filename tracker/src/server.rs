@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
-use tokio::net::UdpSocket;
 
 use crate::cookie::{exempt, CookieJar};
 use crate::proto::{
@@ -358,17 +357,42 @@ enum Answer {
     Text(String),
 }
 
-/// Serves `tracker` on `socket` until a receive loop fails. `workers` threads block in
-/// `recv_from` on the same socket (the kernel hands each datagram to one of them): measured on
-/// loopback, blocking threads answer markedly more requests per second than async tasks, whose
-/// readiness wake-ups cost more than the request itself. Expiry runs as an async task.
+/// Receive buffer asked for each tracker socket.
+const RECV_BUFFER_BYTES: usize = 4 << 20;
+
+/// Binds `workers` UDP sockets to one address with SO_REUSEPORT (the first may pick the port
+/// when `addr` has port 0), so the kernel spreads datagrams over them by source address and each
+/// receive thread waits on its own socket: threads sharing one socket are all woken for each
+/// datagram and all but one go back to sleep.
+pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(workers.max(1));
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        // Room for bursts while a thread is descheduled (the kernel caps it at rmem_max).
+        if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
+            debug!("cannot enlarge the receive buffer: {e}");
+        }
+        socket.bind(&addr.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        if addr.port() == 0 {
+            addr = socket.local_addr()?;
+        }
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Serves `tracker` on `sockets` (from [`bind_sockets`]), one receive thread per socket, until
+/// a receive loop fails. Blocking threads with batched system calls answer markedly more
+/// requests per second on loopback than async tasks, whose readiness wake-ups cost more than the
+/// request itself. Expiry runs as an async task.
 pub async fn serve<S: SwarmStore + 'static>(
-    socket: UdpSocket,
+    sockets: Vec<std::net::UdpSocket>,
     tracker: Arc<Tracker<S>>,
-    workers: usize,
 ) -> std::io::Result<()> {
-    let socket = socket.into_std()?;
-    socket.set_nonblocking(false)?;
     let sweep = (tracker.config.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let sweeper = {
         let tracker = Arc::clone(&tracker);
@@ -381,9 +405,9 @@ pub async fn serve<S: SwarmStore + 'static>(
         })
     };
     let _stop_sweeper = AbortOnDrop(sweeper.abort_handle());
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel(workers.max(1));
-    for n in 0..workers.max(1) {
-        let socket = socket.try_clone()?;
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel(sockets.len().max(1));
+    for (n, socket) in sockets.into_iter().enumerate() {
+        socket.set_nonblocking(false)?;
         let tracker = Arc::clone(&tracker);
         let failed_tx = failed_tx.clone();
         std::thread::Builder::new()
