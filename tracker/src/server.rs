@@ -366,6 +366,11 @@ const RECV_BUFFER_BYTES: usize = 4 << 20;
 /// datagram and all but one go back to sleep.
 pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second tracker of the same user share the port and half the
+        // traffic; a plain bind first makes that case the usual "address in use" error.
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
     let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(workers.max(1));
     let mut addr = addr;
     for _ in 0..workers.max(1) {

@@ -61,3 +61,24 @@ fn a_busy_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_tracker_cannot_share_the_port() {
+    use std::io::{BufRead, BufReader};
+    let mut first = Command::new(env!("CARGO_BIN_EXE_tracker"))
+        .args(["--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run tracker");
+    let mut line = String::new();
+    BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--port", &port]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!ok);
+    assert!(err.contains("cannot listen on UDP"), "{err}");
+}
