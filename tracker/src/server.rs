@@ -152,6 +152,41 @@ impl<S: SwarmStore> Tracker<S> {
 
     /// Handles one datagram from `source`.
     pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
+        match self.prepare(datagram, source) {
+            Prepared::Done(outcome) => outcome,
+            Prepared::Apply(p) => self.finish(&mut lock(&self.store), p, now),
+        }
+    }
+
+    /// Handles many datagrams, taking the store's lock once for all of them: receive threads
+    /// would otherwise contend for it on every request. Answers (and PUNCH notices) are
+    /// appended to `out` as (destination, datagram).
+    pub fn handle_batch<'a>(
+        &self,
+        datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+        now: Instant,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        let mut pending = Vec::new();
+        for (datagram, source) in datagrams {
+            match self.prepare(datagram, source) {
+                Prepared::Done(outcome) => push_outcome(out, source, outcome),
+                Prepared::Apply(p) => pending.push(p),
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let mut store = lock(&self.store);
+        for p in pending {
+            let reply_to = p.reply_to;
+            let outcome = self.finish(&mut store, p, now);
+            push_outcome(out, reply_to, outcome);
+        }
+    }
+
+    /// Everything that needs no store: STUN, parsing, cookies.
+    fn prepare(&self, datagram: &[u8], source: SocketAddr) -> Prepared {
         // Decisions use the canonical form (an IPv4 client of a dual-stack socket is its IPv4
         // address); datagrams go back to the address exactly as the socket reported it.
         let reply_to = source;
@@ -163,7 +198,7 @@ impl<S: SwarmStore> Tracker<S> {
                 debug!("dropping STUN datagram from {source}: --stun is off");
                 None
             };
-            return Outcome { reply, punch: None };
+            return Prepared::Done(Outcome { reply, punch: None });
         }
         let exempt = !self.config.require_cookies && exempt(source.ip());
         let request = match Request::parse(datagram) {
@@ -172,7 +207,14 @@ impl<S: SwarmStore> Tracker<S> {
                 debug!("bad request from {source}: {e}");
                 let tid = salvage_tid(datagram);
                 let text = Response::error(tid, e.code(), &e.to_string()).encode();
-                return self.guarded(text, true, tid, datagram.len(), exempt, source.ip());
+                return Prepared::Done(self.guarded(
+                    text,
+                    true,
+                    tid,
+                    datagram.len(),
+                    exempt,
+                    source.ip(),
+                ));
             }
         };
         let verified = exempt
@@ -180,20 +222,35 @@ impl<S: SwarmStore> Tracker<S> {
                 .cookie
                 .is_some_and(|c| self.cookies.check(source.ip(), c, unix_secs()));
         if !verified && matches!(request.kind.flag(), 3 | 4 | 5 | 8 | 9) {
-            return self.cookie_required(request.tid, datagram.len(), source.ip());
+            return Prepared::Done(self.cookie_required(request.tid, datagram.len(), source.ip()));
         }
+        Prepared::Apply(Parsed {
+            request,
+            source,
+            reply_to,
+            verified,
+            len: datagram.len(),
+        })
+    }
+
+    /// Applies a parsed request to the store and renders the answer.
+    fn finish(&self, store: &mut S, p: Parsed, now: Instant) -> Outcome {
         let mut punch = None;
-        let tid = request.tid;
-        let (text, is_error) =
-            match self.apply(&request, source, reply_to, verified, now, &mut punch) {
-                Ok(Answer::Text(text)) => (text, false),
-                Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
-                Err((code, text)) => {
-                    debug!("refused flag {} from {source}: {text}", request.kind.flag());
-                    (Response::error(tid, code, &text).encode(), true)
-                }
-            };
-        let mut outcome = self.guarded(text, is_error, tid, datagram.len(), verified, source.ip());
+        let tid = p.request.tid;
+        let applied = self.apply(store, &p, now, &mut punch);
+        let (text, is_error) = match applied {
+            Ok(Answer::Text(text)) => (text, false),
+            Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
+            Err((code, text)) => {
+                debug!(
+                    "refused flag {} from {}: {text}",
+                    p.request.kind.flag(),
+                    p.source
+                );
+                (Response::error(tid, code, &text).encode(), true)
+            }
+        };
+        let mut outcome = self.guarded(text, is_error, tid, p.len, p.verified, p.source.ip());
         outcome.punch = punch;
         outcome
     }
@@ -262,13 +319,12 @@ impl<S: SwarmStore> Tracker<S> {
 
     fn apply(
         &self,
-        request: &Request,
-        source: SocketAddr,
-        reply_to: SocketAddr,
-        verified: bool,
+        store: &mut S,
+        parsed: &Parsed,
         now: Instant,
         punch: &mut Option<(SocketAddr, Vec<u8>)>,
     ) -> Result<Answer, (ErrorCode, String)> {
+        let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
         let store_err = |e: StoreError| (e.code(), e.to_string());
         let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
             Ok(Announcer {
@@ -277,8 +333,7 @@ impl<S: SwarmStore> Tracker<S> {
                 udp: reply_to,
             })
         };
-        let mut store = lock(&self.store);
-        if request.kind.announce().is_none() && verified {
+        if request.kind.announce().is_none() && parsed.verified {
             if let Some(key) = &request.key {
                 store.touch_key(key, now);
             }
@@ -336,7 +391,6 @@ impl<S: SwarmStore> Tracker<S> {
             RequestKind::Punch { file, target, me } => {
                 let me = self.announced(*me, source)?;
                 let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
-                drop(store);
                 if !lock(&self.punches).allow(source.ip(), self.config.punch_rate, now) {
                     return Err((ErrorCode::RateLimited, "too many punch requests".into()));
                 }
@@ -349,6 +403,27 @@ impl<S: SwarmStore> Tracker<S> {
             }
         }))
     }
+}
+
+/// A request that passed parsing and the cookie check, waiting for the store.
+struct Parsed {
+    request: Request,
+    source: SocketAddr,
+    reply_to: SocketAddr,
+    verified: bool,
+    len: usize,
+}
+
+enum Prepared {
+    Done(Outcome),
+    Apply(Parsed),
+}
+
+fn push_outcome(out: &mut Vec<(SocketAddr, Vec<u8>)>, reply_to: SocketAddr, outcome: Outcome) {
+    if let Some(reply) = outcome.reply {
+        out.push((reply_to, reply));
+    }
+    out.extend(outcome.punch);
 }
 
 /// An answer as the request logic produces it: a value, or a page already rendered to text.
@@ -453,18 +528,12 @@ fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> 
             },
         };
         errors.reset();
-        let now = Instant::now();
         out.clear();
-        for i in 0..n {
-            let Some((datagram, source)) = batch.get(i) else {
-                continue;
-            };
-            let outcome = tracker.handle(datagram, source, now);
-            if let Some(reply) = outcome.reply {
-                out.push((source, reply));
-            }
-            out.extend(outcome.punch);
-        }
+        tracker.handle_batch(
+            (0..n).filter_map(|i| batch.get(i)),
+            Instant::now(),
+            &mut out,
+        );
         for (to, e) in send_all(socket, &out) {
             debug!("cannot send to {to}: {e}");
         }
