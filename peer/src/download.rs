@@ -91,7 +91,7 @@ pub struct Outcome {
     pub size: u64,
     /// Chunks that were already verified on disk from an earlier run.
     pub resumed: u32,
-    /// Chunks fetched in this run.
+    /// Chunks received and verified in this run (an endgame duplicate counts twice).
     pub fetched: u32,
     /// Chunk bytes fetched per peer.
     pub per_peer: HashMap<SocketAddr, u64>,
@@ -208,6 +208,7 @@ pub async fn download(
         peer_id: ctx.peer_id,
         dialer: ctx.dialer.clone(),
         fetched: Default::default(),
+        fetched_chunks: Default::default(),
     });
 
     let run = Run { ctx, file_name: &file_name, shared: &shared, progress };
@@ -217,7 +218,7 @@ pub async fn download(
     result?;
 
     let dir = ctx.dir.clone();
-    let fetched = manifest.chunk_count() - resumed;
+    let fetched = shared.fetched_chunks.load(std::sync::atomic::Ordering::Relaxed);
     tokio::task::spawn_blocking(move || dir.finish(&partial))
         .await
         .map_err(|e| StoreError::Io { path: name.into(), source: io::Error::other(e) })??;
@@ -416,6 +417,7 @@ struct Shared {
     peer_id: [u8; PEER_ID_LEN],
     dialer: Option<Arc<Dialer>>,
     fetched: std::sync::atomic::AtomicU64,
+    fetched_chunks: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -640,7 +642,15 @@ async fn exchange(
             if shared.partial.is_complete() {
                 return Ok(());
             }
-            // Nothing this peer has is missing and unclaimed: wait for HAVEs or released chunks.
+            // Endgame: everything is claimed; ask this idle peer too for chunks others still owe,
+            // so one slow or stalled peer does not hold up the end of the download.
+            if let Some((first, count)) = shared.sched().endgame(peer_bits, run_len) {
+                conn.queue(&Frame::Request { index: first, count });
+                inflight.push_back((first, count));
+                outstanding += count;
+                continue;
+            }
+            // Nothing this peer has is missing: wait for HAVEs or released chunks.
             conn.flush().await?;
             match tokio::time::timeout(Duration::from_millis(500), conn.read_frame()).await {
                 Err(_) => continue,
@@ -680,6 +690,7 @@ async fn exchange(
                     pending_next = index + 1;
                     *got += data.len() as u64;
                     shared.fetched.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    shared.fetched_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     outstanding -= 1;
                     advance(inflight, first, count, 1);
                 }
@@ -849,6 +860,19 @@ impl Scheduler {
 
     fn candidate(&self, field: &[u8], i: u32) -> bool {
         self.state[i as usize] == MISSING && bits::get(field, i)
+    }
+
+    /// In the endgame (no chunk left unclaimed), a run of chunks claimed by other peers that a
+    /// peer with `field` also has, picked at random; `None` while unclaimed chunks remain.
+    fn endgame(&self, field: &[u8], run_len: u32) -> Option<(u32, u32)> {
+        if self.open.iter().any(|&o| o > 0) {
+            return None;
+        }
+        let owed = |i: u32| self.state[i as usize] == REQUESTED && bits::get(field, i);
+        let options: Vec<u32> = (0..self.state.len() as u32).filter(|&i| owed(i)).collect();
+        let first = *options.get(rand::rng().random_range(0..options.len().max(1)))?;
+        let count = (first..).take(run_len as usize).take_while(|&i| (i as usize) < self.state.len() && owed(i)).count();
+        Some((first, count as u32))
     }
 
     /// Claims the next run (first chunk, count) to request from a peer with `field`.

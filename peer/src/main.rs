@@ -97,6 +97,9 @@ enum Command {
         /// Give up when no peer delivered anything for this many seconds.
         #[arg(long, default_value_t = DownloadConfig::default().give_up_after.as_secs(), value_name = "SECS")]
         give_up: u64,
+        /// Drop a peer that leaves requests unanswered this many seconds; its chunks go to others.
+        #[arg(long, default_value_t = DownloadConfig::default().stall_timeout.as_secs(), value_name = "SECS")]
+        stall_timeout: u64,
     },
     /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or
     /// SIGTERM, which leave the swarm (flag 5).
@@ -217,10 +220,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let address = start_refresh(cli, &node).await;
             serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
-        Command::Get { names, max_peers, give_up } => {
+        Command::Get { names, max_peers, give_up, stall_timeout } => {
             let config = DownloadConfig {
                 max_peers: (*max_peers).max(1),
                 give_up_after: Duration::from_secs((*give_up).max(1)),
+                stall_timeout: Duration::from_secs((*stall_timeout).max(1)),
                 ..DownloadConfig::default()
             };
             let (node, announce) = match daemon::running_daemon(&dir) {

@@ -22,7 +22,9 @@ fn three_seeders_one_leecher_get_a_byte_identical_file() {
     assert!(fs::read(leech.join("big.bin")).unwrap() == data, "downloaded file differs");
     assert!(!leech.join("big.bin.part").exists());
     let (fetched, peers, resumed) = summary(&stdout(&out), "big.bin");
-    assert_eq!((fetched, resumed), (8192, 0));
+    assert_eq!(resumed, 0);
+    // Endgame duplicates (the last chunks asked of two peers) may count twice.
+    assert!(fetched >= 8192, "only {fetched} chunks fetched");
     assert!(peers >= 2, "only {peers} of 3 seeders used");
 }
 

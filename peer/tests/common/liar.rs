@@ -21,6 +21,8 @@ pub enum Lie {
     WrongManifest,
     /// Answers requests with bytes that are not a frame (an absurd length prefix).
     Garbage,
+    /// Takes requests and never answers them (a stalled peer).
+    Silent,
 }
 
 /// A running liar; it lives as long as the test process.
@@ -116,6 +118,7 @@ async fn lie_to(
                     .collect();
                 conn.queue(&Frame::Manifest { start, hashes });
             }
+            Frame::Request { .. } if lie == Lie::Silent => {}
             Frame::Request { index, count } => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![index]));
