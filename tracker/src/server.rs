@@ -345,7 +345,7 @@ impl<S: SwarmStore> Tracker<S> {
                 let summary = store.query(file).map_err(store_err)?;
                 let mut body = PageBody::for_peers(max, refresh, &summary, request.tid);
                 let page = store
-                    .peers(file, *offset, now, &mut |p| body.push(p))
+                    .peers(file, *offset, &mut |p| body.push(p))
                     .map_err(store_err)?;
                 return Ok(Answer::Text(body.finish_peers(
                     refresh,

@@ -108,12 +108,12 @@ pub trait SwarmStore: Send {
     /// Any other request carrying a key: refresh that peer's liveness. The UDP return address
     /// is left alone: one-shot commands of a peer share its key but not its long-lived socket.
     fn touch_key(&mut self, key: &PeerKey, now: Instant);
-    /// Flags 1 and 2.
+    /// Flags 1 and 2. Peers past the TTL are listed until the next [`SwarmStore::expire`]: the
+    /// server runs it at least every second, which spares a liveness lookup per listed peer.
     fn peers(
         &self,
         file: &FileName,
         offset: u32,
-        now: Instant,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError>;
     /// Flag 6: `head` is the total number of files.
@@ -324,9 +324,9 @@ fn listed_chunks(bits: &BitBox<u64, Lsb0>) -> PeerChunks {
         ranges.push((start as u32, end as u32));
         pos = end + 1;
     }
-    match ChunkRanges::from_ranges(ranges) {
-        Ok(r) => PeerChunks::Ranges(r),
-        Err(_) => PeerChunks::Count(0),
+    match ChunkRanges::from_sorted(ranges) {
+        Some(r) => PeerChunks::Ranges(r),
+        None => PeerChunks::Count(0),
     }
 }
 
@@ -477,7 +477,6 @@ impl SwarmStore for MemoryStore {
         &self,
         file: &FileName,
         offset: u32,
-        now: Instant,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError> {
         let entry = self
@@ -486,9 +485,6 @@ impl SwarmStore for MemoryStore {
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
         let mut next = None;
         for (i, (addr, holding)) in entry.swarm.iter().enumerate().skip(offset as usize) {
-            if !self.alive(addr, now) {
-                continue;
-            }
             let chunks = match holding {
                 Holding::Seeder => PeerChunks::Seeder,
                 Holding::Partial(bits) => listed_chunks(bits),
@@ -596,10 +592,10 @@ mod tests {
         .unwrap()
     }
 
-    fn listing(store: &MemoryStore, name: &str, now: Instant) -> Vec<PeerEntry> {
+    fn listing(store: &MemoryStore, name: &str) -> Vec<PeerEntry> {
         let mut out = Vec::new();
         store
-            .peers(&FileName::new(name).unwrap(), 0, now, &mut |p| {
+            .peers(&FileName::new(name).unwrap(), 0, &mut |p| {
                 out.push(p.clone());
                 true
             })
@@ -622,7 +618,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.bitfield_bytes(), 16);
-        let l = listing(&s, "a", now);
+        let l = listing(&s, "a");
         assert_eq!(l[1].chunks, PeerChunks::Ranges("0-49".parse().unwrap()));
         s.report(
             who("10.0.0.2:1", None),
@@ -651,7 +647,7 @@ mod tests {
         let odd = ChunkRanges::from_indices((1..1000).step_by(2)).unwrap();
         s.report(who("10.0.0.2:1", None), f.name(), &odd, now)
             .unwrap();
-        assert_eq!(listing(&s, "a", now)[1].chunks, PeerChunks::Count(500));
+        assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(500));
     }
 
     #[test]
@@ -661,7 +657,7 @@ mod tests {
         let f = info("a", 10);
         s.share(who("10.0.0.1:1", Some(7)), &f, t0).unwrap();
         assert_eq!(s.heartbeat(who("10.0.0.9:2", Some(7)), t0), Ok(1));
-        let l = listing(&s, "a", t0);
+        let l = listing(&s, "a");
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].addr, "10.0.0.9:2".parse().unwrap());
         assert_eq!(
@@ -669,7 +665,6 @@ mod tests {
             Err(StoreError::PeerNotFound("10.0.0.1:1".parse().unwrap()))
         );
         let later = t0 + Duration::from_secs(91);
-        assert!(listing(&s, "a", later).is_empty());
         s.expire(later);
         assert!(s.query(f.name()).is_err());
         assert!(s.peers.is_empty() && s.keys.is_empty());

@@ -153,6 +153,14 @@ impl ChunkRanges {
         Ok(ChunkRanges(merged))
     }
 
+    /// Ranges already sorted, merged and in bounds (as read off a bitfield), without re-sorting;
+    /// `None` when empty.
+    pub(crate) fn from_sorted(ranges: Vec<(u32, u32)>) -> Option<Self> {
+        debug_assert!(ranges.iter().all(|&(s, e)| s <= e && e < MAX_CHUNKS));
+        debug_assert!(ranges.windows(2).all(|w| w[0].1.saturating_add(1) < w[1].0));
+        (!ranges.is_empty()).then_some(ChunkRanges(ranges))
+    }
+
     /// The set of the given indices; `None` when there are none.
     pub fn from_indices(indices: impl IntoIterator<Item = u32>) -> Option<Self> {
         ChunkRanges::from_ranges(indices.into_iter().map(|i| (i, i))).ok()
