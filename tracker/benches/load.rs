@@ -3,12 +3,13 @@
 //! tracker's RSS.
 //!
 //! Phase 1 (capacity): closed loop, each client thread keeps a window of requests in flight.
-//! Phase 2 (latency): open loop at a fixed rate (default: half the phase-1 figure), so latency is
-//! measured without the benchmark's own queueing.
+//! Phase 2 (latency): open loop at a fixed rate (default: half the phase-1 figure) in 250 µs
+//! batches, so latency is measured without the closed loop's own queueing.
 //!
-//! Environment: LOAD_SCENARIO (`default` or `heavy`, see [`request`]), LOAD_SECS (default 5), LOAD_CLIENTS (client sockets, default 4), LOAD_WINDOW
-//! (in flight per client in phase 1, default 32), LOAD_RATE (phase-2 requests/s),
-//! LOAD_WORKERS (tracker --workers, default: its own default).
+//! Environment: LOAD_SCENARIO (`default` or `heavy`, see [`request`]), LOAD_SECS (default 5),
+//! LOAD_CLIENTS (phase-1 client sockets, default 4), LOAD_WINDOW (in flight per client in phase
+//! 1, default 32), LOAD_RATE (phase-2 requests/s), LOAD_RATE_CLIENTS (phase-2 client sockets,
+//! default 8), LOAD_WORKERS (tracker --workers, default: its own default).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -248,18 +249,20 @@ fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy
     merge(threads)
 }
 
-/// Open loop at `rate` requests/s spread over `clients` sockets, sent in 1 ms batches.
+/// Open loop at `rate` requests/s spread over `clients` sockets, sent in batches every
+/// 250 µs; a second thread per socket receives the answers.
 fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: bool) -> Stats {
-    let per_client_per_ms = (rate as f64 / 1000.0 / clients as f64).max(0.01);
+    const TICK: Duration = Duration::from_micros(250);
+    let per_client_per_tick = (rate as f64 * TICK.as_secs_f64() / clients as f64).max(0.001);
     let start = Instant::now();
     let end = Duration::from_secs_f64(secs);
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             std::thread::spawn(move || {
                 let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.connect(tracker).unwrap();
                 s.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
+                let _ = socket2::SockRef::from(&s).set_recv_buffer_size(4 << 20);
                 let rx = s.try_clone().unwrap();
                 let sent_at: Arc<Vec<AtomicU64>> =
                     Arc::new((0..SLOTS).map(|_| AtomicU64::new(0)).collect());
@@ -273,11 +276,12 @@ fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: 
                             answered: 0,
                             lost: 0,
                         };
-                        let mut buf = [0u8; 2048];
+                        let mut batch = RecvBatch::new();
                         while !done.load(Ordering::Relaxed) {
-                            if let Ok(n) = rx.recv(&mut buf) {
-                                if let Some(t) = answer_tid(&buf[..n]) {
-                                    let now = start.elapsed().as_nanos() as u64;
+                            let Ok(n) = batch.recv(&rx) else { continue };
+                            let now = start.elapsed().as_nanos() as u64;
+                            for k in 0..n {
+                                if let Some(t) = batch.get(k).and_then(|(d, _)| answer_tid(d)) {
                                     let sent = sent_at[t as usize % SLOTS].load(Ordering::Relaxed);
                                     stats.latencies_ns.push(now.saturating_sub(sent));
                                     stats.answered += 1;
@@ -291,21 +295,23 @@ fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: 
                 let mut i = c as u64 * 1_000_003;
                 let mut due = 0.0f64;
                 let mut sent = 0u64;
-                let mut tick = 0u64;
+                let mut tick = 0u32;
+                let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
                 while start.elapsed() < end {
-                    due += per_client_per_ms;
+                    due += per_client_per_tick;
+                    out.clear();
+                    let now = start.elapsed().as_nanos() as u64;
                     while due >= 1.0 {
                         due -= 1.0;
                         tid = tid.wrapping_add(1);
                         i += 1;
-                        sent_at[tid as usize % SLOTS]
-                            .store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                        let _ = s.send(request(i, tid, heavy).as_bytes());
-                        sent += 1;
+                        sent_at[tid as usize % SLOTS].store(now, Ordering::Relaxed);
+                        out.push((tracker, request(i, tid, heavy).into_bytes()));
                     }
+                    send_all(&s, &out);
+                    sent += out.len() as u64;
                     tick += 1;
-                    let next = Duration::from_millis(tick);
-                    if let Some(wait) = next.checked_sub(start.elapsed()) {
+                    if let Some(wait) = (TICK * tick).checked_sub(start.elapsed()) {
                         std::thread::sleep(wait);
                     }
                 }
@@ -339,6 +345,9 @@ fn main() {
     let secs: f64 = env_or("LOAD_SECS", 5.0);
     let clients: usize = env_or("LOAD_CLIENTS", 4);
     let window: usize = env_or("LOAD_WINDOW", 32);
+    // More sockets in phase 2: the tracker spreads sources over its receive threads by
+    // address hash, and a few sources can land unevenly.
+    let rate_clients: usize = env_or("LOAD_RATE_CLIENTS", 8);
     let heavy = std::env::var("LOAD_SCENARIO").is_ok_and(|s| s == "heavy");
     let (process, tracker) = start_tracker();
     let pid = process.0.id();
@@ -356,7 +365,7 @@ fn main() {
     report(&label, stats, secs, pid, cpu);
     let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
     let cpu = cpu_secs(pid);
-    let stats = fixed_rate(tracker, clients, rate, secs, heavy);
+    let stats = fixed_rate(tracker, rate_clients, rate, secs, heavy);
     let cpu = cpu_secs(pid) - cpu;
     report(
         &format!("fixed rate {rate} requests/s (open loop)"),
