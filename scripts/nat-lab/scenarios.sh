@@ -148,21 +148,27 @@ wait_listed_at() {
 # Requirement: peers in private LANs announce the public address STUN reported for their
 # serving port, never their 10.x address.
 check_announcements() {
-    echo "== announced addresses (asked from the tracker)"
-    local type lan want got
+    echo "== announced addresses (asked from the tracker, compared with what STUN told the daemon)"
+    local type lan want got learned deadline
     for type in "${NAT_TYPES[@]}"; do
         lan="s-$type"; want="$(lan_public_ip "$lan")"
-        if got="$(wait_listed_at "m-$type-none.bin" "$want")"; then
-            case "$type" in
-                sym) check_ok "$lan ($(lan_private_ip "$lan")) listed at $got (router's public IP; port from STUN)" ;;
-                *) if [ "$got" = "$want:$PEER_PORT" ]; then
-                       check_ok "$lan ($(lan_private_ip "$lan")) listed at $got"
-                   else
-                       check_fail "$lan listed at $got, expected $want:$PEER_PORT"
-                   fi ;;
-            esac
-        else
+        # Until STUN answers, a daemon announces 0.0.0.0:port (the tracker fills in the source
+        # IP); wait for the listing to show what STUN told it.
+        deadline=$((SECONDS + READY_TIMEOUT))
+        while :; do
+            learned="$(sed -n 's/.*public address moved from .* to \([0-9.:]*\)$/\1/p' "$DIR/$lan.log" | tail -n1)"
+            got="$(tracker_peers_of "m-$type-none.bin" | grep "^$want:" | head -n1 || true)"
+            if { [ -n "$learned" ] && [ "$got" = "$learned" ]; } || [ "$SECONDS" -ge "$deadline" ]; then break; fi
+            sleep 0.5
+        done
+        if [ -z "$got" ]; then
             check_fail "$lan: tracker never listed m-$type-none.bin at $want"
+        elif [ "$got" != "$learned" ]; then
+            check_fail "$lan listed at $got, but STUN told its daemon ${learned:-nothing}"
+        elif [ "$type" != sym ] && [ "$got" != "$want:$PEER_PORT" ]; then
+            check_fail "$lan listed at $got, expected $want:$PEER_PORT"
+        else
+            check_ok "$lan ($(lan_private_ip "$lan"):$PEER_PORT) listed at $got, the address STUN reported"
         fi
     done
 }
@@ -265,6 +271,41 @@ run_mapping_change() {
     fi
 }
 
+# Bad input: a tracker nobody answers at, a STUN server nobody answers at. Clear errors,
+# bounded waits, and a daemon that still serves (announcing its port at the source IP).
+run_bad_input() {
+    echo "== unreachable tracker and STUN server"
+    local lan=l-prc dead_tracker="$LAB_NET.250:$TRACKER_PORT" dead_stun="$LAB_NET.251:$STUN_PORT" t0 out rc got
+    t0=$SECONDS; rc=0
+    out="$(in_ns "$(ns_host "$lan")" timeout 120 "$BIN/peer" --tracker "$dead_tracker" --stun none \
+        --dir "$DIR/bad-tracker" get m-none-prc.bin 2>&1)" || rc=$?
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "did not answer" <<<"$out"; then
+        check_ok "get with a dead tracker fails after $((SECONDS - t0))s: $(grep '^error: ' <<<"$out" | head -n1)"
+    else
+        check_fail "get with a dead tracker: exit $rc: $(tail -n2 <<<"$out")"
+    fi
+    t0=$SECONDS; rc=0
+    out="$(in_ns "$(ns_host "$lan")" timeout 60 "$BIN/stun-probe" "$dead_stun" --rto-ms 200 --requests 3 2>&1)" || rc=$?
+    if [ "$rc" = 1 ] && [ -n "$out" ]; then
+        check_ok "stun-probe of a dead STUN server fails after $((SECONDS - t0))s: $(tail -n1 <<<"$out")"
+    else
+        check_fail "stun-probe of a dead STUN server: exit $rc: $out"
+    fi
+    local dir="$DIR/bad-stun" port=$((PEER_PORT + 1))
+    mkdir -p "$dir"
+    head -c 65536 /dev/urandom >"$dir/lonely.bin"
+    spawn "$(ns_host "$lan")" bad-stun env RUST_LOG=info "$BIN/peer" --tracker "$TRACKER_IP:$TRACKER_PORT" \
+        --stun "$dead_stun" --refresh "$LAB_REFRESH" --listen "0.0.0.0:$port" --dir "$dir" daemon --heartbeat 2
+    if wait_for_line "$DIR/bad-stun.log" '^peer listening on ' "$DIR/bad-stun.pid" >/dev/null &&
+        got="$(wait_listed_at lonely.bin "$(lan_public_ip "$lan")")" &&
+        wait_for_line "$DIR/bad-stun.log" "STUN server $dead_stun" >/dev/null; then
+        check_ok "daemon with a dead STUN server serves, warns, and is listed at $got"
+    else
+        check_fail "daemon with a dead STUN server (see $DIR/bad-stun.log)"
+    fi
+    kill -TERM "$(cat "$DIR/bad-stun.pid")" 2>/dev/null || true
+}
+
 lab_test_all() {
     local type
     check_stun_probe
@@ -272,6 +313,7 @@ lab_test_all() {
     check_announcements
     run_matrix
     run_mapping_change
+    run_bad_input
     echo "$CHECKS_PASSED passed, $CHECKS_FAILED failed"
     [ "$CHECKS_FAILED" = 0 ]
 }
