@@ -2,8 +2,9 @@
 //! silence) and relays PUNCH notices.
 //!
 //! [`Tracker::handle`] is the whole request logic, without I/O: bytes and source in, an
-//! [`Outcome`] out. [`serve`] is the socket loop around it: a few worker tasks share the socket
-//! (the kernel hands each datagram to one of them) and one task expires silent peers.
+//! [`Outcome`] out ([`Tracker::handle_batch`] does many under one lock of the store). [`serve`]
+//! is the socket loop around it: one receive thread per SO_REUSEPORT socket, with batched
+//! system calls, and an async task that expires silent peers.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,9 +52,10 @@ impl Default for ServerConfig {
     }
 }
 
-/// Smallest accepted `max_response_bytes`: a peer-list header with a 255-byte name and one peer
-/// line must fit.
-pub const MIN_RESPONSE_BYTES: usize = 600;
+/// Smallest accepted `max_response_bytes`: the longest peer-list header (255-byte name, every
+/// number at its widest: 467 bytes) and the longest peer line (IPv6 address and 200 bytes of
+/// ranges: 249 bytes) must fit, or a page could hold nothing.
+pub const MIN_RESPONSE_BYTES: usize = 768;
 
 /// What to send after handling one datagram.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -582,5 +584,61 @@ impl ErrorStreak {
 
     fn reset(&mut self) {
         self.0 = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
+    /// name, IPv6 peers, scattered chunks, every header number wide.
+    #[test]
+    fn smallest_pages_hold_at_least_one_line() {
+        let config = ServerConfig {
+            max_response_bytes: MIN_RESPONSE_BYTES,
+            trust_ip_field: true,
+            ..ServerConfig::default()
+        };
+        let tracker = Tracker::new(config);
+        let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let now = Instant::now();
+        let name = "n".repeat(255);
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let share = format!("REQUEST 4 {name} 4194303 [ffff::1]:65535 size=8589932544 id={id}");
+        let out = tracker.handle(share.as_bytes(), source, now);
+        assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 4 OK"[..]));
+        // Twelve two-chunk ranges: the longest range list still listed as ranges.
+        let scattered: Vec<String> = (0..12)
+            .map(|i| format!("{}-{}", 4_194_000 + i * 7, 4_194_001 + i * 7))
+            .collect();
+        for p in 0..20 {
+            let addr = format!("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:{p:x}]:65535");
+            let report = format!("REQUEST 3 {name} {} {addr}", scattered.join(","));
+            let out = tracker.handle(report.as_bytes(), source, now);
+            assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 3 OK"[..]));
+        }
+        let (mut offset, mut listed) = (0u32, 0usize);
+        loop {
+            let req = format!("REQUEST 1 {name} offset={offset} tid=4294967295");
+            let reply = tracker.handle(req.as_bytes(), source, now).reply.unwrap();
+            let text = String::from_utf8(reply).unwrap();
+            assert!(!text.contains("have="), "ranges expected: {text}");
+            assert!(text.len() <= MIN_RESPONSE_BYTES, "{} bytes", text.len());
+            let lines = text.lines().count() - 1;
+            assert!(lines >= 1, "empty page: {text}");
+            listed += lines;
+            match text
+                .lines()
+                .next()
+                .unwrap()
+                .split(' ')
+                .find_map(|w| w.strip_prefix("next="))
+            {
+                Some(n) => offset = n.parse().unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(listed, 21);
     }
 }

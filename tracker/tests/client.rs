@@ -206,7 +206,7 @@ async fn a_key_moves_rows_to_a_new_address() {
 
 #[tokio::test]
 async fn long_listings_are_paged_and_followed() {
-    let tracker = TrackerProcess::start(&["--max-response-bytes", "600"]);
+    let tracker = TrackerProcess::start(&["--max-response-bytes", "800"]);
     let client = TrackerClient::bind(tracker.addr, config()).await.unwrap();
     for i in 0..150 {
         client
