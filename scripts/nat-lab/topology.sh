@@ -79,7 +79,7 @@ in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
 lab_preflight() {
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, iptables)"
     local c
-    for c in ip iptables conntrack turnserver turnutils_stunclient turnutils_natdiscovery timeout sha256sum; do
+    for c in ip iptables conntrack turnserver turnutils_stunclient turnutils_natdiscovery timeout cmp awk; do
         command -v "$c" >/dev/null || die "'$c' not found; install iproute2 iptables conntrack coturn coreutils"
     done
     for c in "$@"; do
