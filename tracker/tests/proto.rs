@@ -182,6 +182,42 @@ proptest! {
     }
 
     #[test]
+    fn pages_render_like_responses(
+        file in summary(),
+        peers in prop::collection::vec(peer_entry(), 0..8),
+        files in prop::collection::vec(listed(), 0..8),
+        refresh in any::<bool>(),
+        next in prop::option::of(any::<u32>()),
+        tid in prop::option::of(any::<u32>()),
+    ) {
+        let mut body = PageBody::for_peers(usize::MAX, refresh, &file, tid);
+        for p in &peers {
+            prop_assert!(body.push(p));
+        }
+        let expected = Response::new(tid, ResponseKind::Peers { refresh, file: file.clone(), next, peers });
+        prop_assert_eq!(body.finish_peers(refresh, &file, next, tid), expected.encode());
+        let mut body = PageBody::for_files(usize::MAX, tid);
+        for f in &files {
+            prop_assert!(body.push(f));
+        }
+        let expected = Response::new(tid, ResponseKind::Files { total: 99, next, files });
+        prop_assert_eq!(body.finish_files(99, next, tid), expected.encode());
+    }
+
+    #[test]
+    fn pages_stay_within_their_budget(
+        file in summary(),
+        peers in prop::collection::vec(peer_entry(), 0..40),
+        max in 768usize..2000,
+    ) {
+        let mut body = PageBody::for_peers(max, false, &file, Some(1));
+        let taken = peers.iter().take_while(|p| body.push(*p)).count();
+        let text = body.finish_peers(false, &file, Some(u32::MAX), Some(u32::MAX));
+        prop_assert!(text.len() <= max, "{} > {}", text.len(), max);
+        prop_assert_eq!(text.lines().count() - 1, taken);
+    }
+
+    #[test]
     fn punch_round_trips(file in file_name(), from in addr()) {
         let notice = PunchNotice { file, from };
         let text = notice.to_string();

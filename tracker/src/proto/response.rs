@@ -431,7 +431,7 @@ impl PageBody {
             tid.map(|_| u32::MAX),
         );
         PageBody {
-            text: String::with_capacity(max),
+            text: String::with_capacity(max.min(MAX_DATAGRAM_BYTES)),
             limit: max.saturating_sub(header.len()),
         }
     }
@@ -441,7 +441,7 @@ impl PageBody {
         let mut header = String::new();
         let _ = write_files_header(&mut header, u32::MAX, Some(u32::MAX), tid.map(|_| u32::MAX));
         PageBody {
-            text: String::with_capacity(max),
+            text: String::with_capacity(max.min(MAX_DATAGRAM_BYTES)),
             limit: max.saturating_sub(header.len()),
         }
     }
