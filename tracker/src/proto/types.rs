@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -24,8 +25,9 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const DEFAULT_PEER_PORT: u16 = 6881;
 
 /// A plain file name: what a peer shares from its share directory and what the tracker indexes.
+/// Shared (`Arc`): the tracker copies names into every listing and peer record.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileName(Box<str>);
+pub struct FileName(Arc<str>);
 
 /// Why a string is not an acceptable [`FileName`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
