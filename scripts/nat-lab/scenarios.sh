@@ -271,6 +271,42 @@ run_mapping_change() {
     fi
 }
 
+# The same under the symmetric NAT: flushing its conntrack table gives every new connection (and
+# every STUN refresh) a new public port; that alone is no move (the listing stays put), a new
+# public IP is, and a leecher that lets connections in still gets the file (reverse connection).
+run_symmetric_change() {
+    local lan=s-sym r wan old new file=m-sym-full.bin before after got
+    echo "== symmetric NAT: conntrack flushed, then a new public address"
+    r="$(ns_router "$lan")"; wan="$(if_wan "$lan")"
+    old="$(lan_public_ip "$lan")"; new="$LAB_NET.$((100 + $(lan_index "$lan")))"
+    before="$(tracker_peers_of "$file" | grep "^$old:" | head -n1 || true)"
+    in_ns "$r" conntrack -F >/dev/null 2>&1 || true
+    # Nothing to wait for but time: three refresh periods in which nothing may move.
+    sleep $((3 * LAB_REFRESH + 1))
+    after="$(tracker_peers_of "$file" | grep "^$old:" | head -n1 || true)"
+    if [ -n "$before" ] && [ "$before" = "$after" ]; then
+        check_ok "after a conntrack flush $lan is still listed at $after (new ports on the same IP are no move)"
+    else
+        check_fail "$lan listed at '${before:-nothing}' before the conntrack flush, '${after:-nothing}' after"
+    fi
+    in_ns "$r" ip addr del "$old/24" dev "$wan"
+    in_ns "$r" ip addr add "$new/24" dev "$wan"
+    in_ns "$r" conntrack -F >/dev/null 2>&1 || true
+    if got="$(wait_listed_at "$file" "$new" "$after" $((6 * LAB_REFRESH + 20)))"; then
+        check_ok "tracker lists $lan at $got after its public IP changed"
+    else
+        check_fail "tracker did not move $lan from $old to $new"
+        return
+    fi
+    rm -rf "$DIR/l-full-sym"; mkdir -p "$DIR/l-full-sym"
+    if peer_in l-full --dir "$DIR/l-full-sym" get "$file" --give-up 30 >"$DIR/symmetric-change-get.log" 2>&1 </dev/null &&
+        cmp -s "$DIR/$lan/$file" "$DIR/l-full-sym/$file"; then
+        check_ok "a new downloader in l-full fetched $file from $got, byte-identical"
+    else
+        check_fail "new downloader in l-full failed against $got: $(grep -E '^error' "$DIR/symmetric-change-get.log" | head -n1)"
+    fi
+}
+
 # Bad input: a tracker nobody answers at, a STUN server nobody answers at. Clear errors,
 # bounded waits, and a daemon that still serves (announcing its port at the source IP).
 run_bad_input() {
@@ -313,6 +349,7 @@ lab_test_all() {
     check_announcements
     run_matrix
     run_mapping_change
+    run_symmetric_change
     run_bad_input
     echo "$CHECKS_PASSED passed, $CHECKS_FAILED failed"
     [ "$CHECKS_FAILED" = 0 ]
