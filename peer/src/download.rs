@@ -277,11 +277,18 @@ async fn manifest_from(
     let count = u32::try_from(count).map_err(|_| PeerError::Hostile("file too large".into()))?;
     let local = |e: StoreError| PeerError::Write(io::Error::other(e));
     let mut sink = ctx.dir.manifest_sink(name, size, chunk_size).map_err(local)?;
+    // Pages are requested a few ahead, so a long manifest costs a few round trips, not one per page.
+    let ahead = 8 * MAX_MANIFEST_HASHES;
+    let mut asked = 0u32;
     let mut start = 0u32;
     while start < count {
-        let n = (count - start).min(MAX_MANIFEST_HASHES);
-        conn.queue(&Frame::GetManifest { start, count: n });
+        while asked < count && asked - start < ahead {
+            let n = (count - asked).min(MAX_MANIFEST_HASHES);
+            conn.queue(&Frame::GetManifest { start: asked, count: n });
+            asked += n;
+        }
         conn.flush().await?;
+        let n = (count - start).min(MAX_MANIFEST_HASHES);
         loop {
             match conn.read_frame_within(ctx.config.stall_timeout).await? {
                 Frame::Manifest { start: s, hashes: h } if s == start && h.len() == n as usize => {
