@@ -15,7 +15,15 @@
 //!
 //! This works through endpoint-independent mappings (full and port-restricted cones). A
 //! symmetric NAT gives every destination a new public port, so the port the other side was told
-//! is not the one our SYN comes from; attempts then fail and the error says so.
+//! is not the one our SYN comes from. When the requester's side lets connections in, the
+//! target's connection back still arrives, at the requester's listener: the [`Rendezvous`]
+//! hands it to the waiting punch ("reverse connection"). Otherwise the attempts fail and the
+//! error names our NAT type as STUN sees it ([`OwnNat`]).
+//!
+//! Who does what: [`Dialer`] (the requester; the download engine's way to every peer),
+//! [`PunchAnswerer`] + [`answer_notices`] (the target, run by every serving node), and
+//! [`Incoming`] (the server's end: punched connections to serve, accepted ones to offer to the
+//! rendezvous first).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
