@@ -79,6 +79,48 @@ fn two_files_at_once_each_from_several_peers() {
     }
 }
 
+#[test]
+fn a_leecher_serves_its_verified_chunks_while_it_downloads() {
+    let t = TempDir::new("leecher-source");
+    let (_tracker, tracker) = start_tracker();
+    let data = random_file(&t.join("big.bin"), 8 * MIB, 10);
+    let (_seeder, seeder) = start_seeder(tracker, &t.sub("s"), &t.join("big.bin"), &["--upload-rate", "800000"]);
+    let first = t.sub("first");
+    let mut early = Proc::spawn("first leecher", peer_cmd(tracker, &first).args(["get", "big.bin"]));
+    let early_addr: std::net::SocketAddr = early.wait_line("peer listening on ").parse().unwrap();
+    wait_until("the first leecher listed with chunks", || {
+        peers_of(tracker, "big.bin").iter().any(|(a, seeder)| *a == early_addr && !seeder)
+    });
+    let second = t.sub("second");
+    let out = run(peer_cmd(tracker, &second).args(["get", "big.bin"]));
+    assert!(out.status.success(), "second get failed:\n{}", stderr(&out));
+    assert!(fs::read(second.join("big.bin")).unwrap() == data, "second download differs");
+    let (_, peers, _) = summary(&stdout(&out), "big.bin");
+    assert_eq!(peers, 2, "the second leecher did not get chunks from the first (seeder {seeder})");
+    wait_exit(&mut early);
+    assert!(fs::read(first.join("big.bin")).unwrap() == data, "first download differs");
+}
+
+#[test]
+fn share_through_a_running_daemon_then_download() {
+    let t = TempDir::new("via-daemon");
+    let (_tracker, tracker) = start_tracker();
+    let data = random_file(&t.join("doc.bin"), 300_000, 11);
+    let dir = t.sub("d");
+    let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, &dir).arg("daemon"));
+    let at = daemon.wait_line("peer listening on ");
+    wait_until("the daemon's state file", || dir.join(".peer").join("daemon").exists());
+    let out = run(peer_cmd(tracker, &dir).arg("share").arg(t.join("doc.bin")));
+    assert!(out.status.success(), "share failed:\n{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("through the daemon at {at}")), "{}", stdout(&out));
+    assert!(fs::read(dir.join("doc.bin")).unwrap() == data, "file not placed in the share dir");
+    let leech = t.sub("leech");
+    let out = run(peer_cmd(tracker, &leech).args(["get", "doc.bin"]));
+    assert!(out.status.success(), "get failed:\n{}", stderr(&out));
+    assert!(fs::read(leech.join("doc.bin")).unwrap() == data, "downloaded file differs");
+    assert!(daemon.terminate().success(), "daemon did not exit cleanly on SIGTERM");
+}
+
 fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
@@ -98,6 +140,22 @@ fn seeders_of(tracker: std::net::SocketAddr, file: &str) -> u32 {
         match client.query(&tracker::FileName::new(file).unwrap()).await {
             Ok(summary) => summary.seeders,
             Err(_) => 0,
+        }
+    })
+}
+
+/// Peers the tracker lists for `file` (flag 1) with their seeder mark.
+fn peers_of(tracker: std::net::SocketAddr, file: &str) -> Vec<(std::net::SocketAddr, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = tracker::TrackerClient::bind(tracker, Default::default()).await.unwrap();
+        match client.peers(&tracker::FileName::new(file).unwrap()).await {
+            Ok(swarm) => swarm
+                .peers
+                .iter()
+                .map(|p| (p.addr, matches!(p.chunks, tracker::PeerChunks::Seeder)))
+                .collect(),
+            Err(_) => Vec::new(),
         }
     })
 }
