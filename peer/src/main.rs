@@ -59,8 +59,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
     upload_rate: u64,
     /// STUN server asked, over TCP from the serving port, for this peer's public address;
-    /// repeat for several (servers that disagree reveal a symmetric NAT). `none` turns STUN
-    /// off. Ignored with --announce. [default: the tracker's host, port 3478]
+    /// repeat for several (servers that disagree reveal a symmetric NAT). `none` alone turns
+    /// STUN off. Ignored with --announce. [default: the tracker's host, port 3478]
     #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
     stun: Vec<String>,
     /// Seconds between two STUN queries; when the public address changes, every row at the
@@ -269,13 +269,15 @@ fn format(json: bool) -> Format {
 }
 
 /// The STUN servers to ask: --stun as given, the tracker's host on port 3478 by default,
-/// none with `--stun none` or a fixed --announce address.
+/// none with only `--stun none` or a fixed --announce address. `none` beside real servers is
+/// dropped, so a script's `--stun none` default can be overridden by adding a server.
 fn stun_servers(cli: &Cli) -> Vec<String> {
-    if cli.announce.is_some() || cli.stun.iter().any(|s| s == "none") {
+    let given: Vec<String> = cli.stun.iter().filter(|s| *s != "none").cloned().collect();
+    if cli.announce.is_some() || (given.is_empty() && !cli.stun.is_empty()) {
         return Vec::new();
     }
-    if !cli.stun.is_empty() {
-        return cli.stun.clone();
+    if !given.is_empty() {
+        return given;
     }
     let host = cli.tracker.rsplit_once(':').map_or(cli.tracker.as_str(), |(host, _)| host);
     vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
