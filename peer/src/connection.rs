@@ -51,10 +51,6 @@ impl Connection {
         }
     }
 
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.stream.peer_addr()
-    }
-
     /// A frame already in the read buffer, without touching the socket.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         match Frame::check(&self.rbuf)? {

@@ -39,8 +39,6 @@ pub enum ManifestError {
     WrongCount { got: u64, want: u64, size: u64, chunk_size: u32 },
     #[error("manifest bytes are not a whole number of {HASH_LEN}-byte hashes")]
     Ragged,
-    #[error("manifest does not match file id {0}")]
-    IdMismatch(FileId),
 }
 
 /// `sha256:` of the concatenated chunk hashes; the same type the tracker protocol carries.
@@ -205,14 +203,6 @@ impl Manifest {
             }
             Ok(all)
         })
-    }
-
-    /// Fails unless this manifest is the one `id` names.
-    pub fn check_id(&self, id: FileId) -> Result<(), ManifestError> {
-        if self.id != id {
-            return Err(ManifestError::IdMismatch(id));
-        }
-        Ok(())
     }
 
     pub fn id(&self) -> FileId {
@@ -382,10 +372,10 @@ mod tests {
         assert_eq!(text.parse::<FileId>().unwrap(), m.id());
         let hashes = m.hashes(0, u32::MAX).unwrap();
         let back = Manifest::from_hashes(m.size(), 4, hashes.clone()).unwrap();
-        assert!(back.check_id(m.id()).is_ok());
+        assert_eq!(back.id(), m.id());
         let mut forged = hashes.clone();
         forged[0][3] ^= 1;
-        assert!(Manifest::from_hashes(m.size(), 4, forged).unwrap().check_id(m.id()).is_err());
+        assert_ne!(Manifest::from_hashes(m.size(), 4, forged).unwrap().id(), m.id());
         assert!(Manifest::from_hashes(m.size(), 4, hashes[1..].to_vec()).is_err());
         assert!(Manifest::from_hashes(m.size() + 4, 4, hashes).is_err());
         assert!("sha256:zz".parse::<FileId>().is_err());

@@ -458,10 +458,6 @@ pub struct PartialFile {
 }
 
 impl PartialFile {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
     }
