@@ -7,11 +7,17 @@ use std::time::Instant;
 use peer::manifest::{Manifest, DEFAULT_CHUNK_SIZE};
 
 fn main() -> std::io::Result<()> {
-    let size: usize = std::env::var("MANIFEST_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024) << 20;
+    let size: usize = std::env::var("MANIFEST_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+        << 20;
     let path = std::env::temp_dir().join(format!("manifest-bench-{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&path)?;
-        let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let block: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for i in 0..size >> 20 {
             let mut b = block.clone();
             b[0] = i as u8;

@@ -74,7 +74,9 @@ impl Connection {
 
     /// Like [`Connection::read_frame`] but gives up after `limit` without a whole frame.
     pub async fn read_frame_within(&mut self, limit: Duration) -> Result<Frame, ConnError> {
-        tokio::time::timeout(limit, self.read_frame()).await.map_err(|_| ConnError::Timeout(limit))?
+        tokio::time::timeout(limit, self.read_frame())
+            .await
+            .map_err(|_| ConnError::Timeout(limit))?
     }
 
     /// Encodes a frame into the output buffer; nothing is sent until [`Connection::flush`].
@@ -103,7 +105,10 @@ impl Connection {
 
     /// Queues a fatal ERROR and sends it, ignoring failures: the connection is ending anyway.
     pub async fn send_error(&mut self, code: crate::wire::ErrorCode, message: &str) {
-        self.queue(&Frame::Error { code, message: message.to_owned() });
+        self.queue(&Frame::Error {
+            code,
+            message: message.to_owned(),
+        });
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
     }
 }

@@ -28,7 +28,9 @@ use crate::connection::{ConnError, Connection};
 use crate::manifest::{ChunkHash, FileId, Manifest, MAX_CHUNK_SIZE};
 use crate::punch::Dialer;
 use crate::store::{check_name, NameError, PartialFile, ShareDir, StoreError};
-use crate::wire::{bits, ErrorCode, Frame, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN, VERSION};
+use crate::wire::{
+    bits, ErrorCode, Frame, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN, VERSION,
+};
 
 /// Knobs of the downloader; the defaults suit both loopback and the Internet.
 #[derive(Debug, Clone)]
@@ -112,11 +114,25 @@ pub enum DownloadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{name}: no peer gave a manifest matching {id} ({tried} tried; last: {last})")]
-    NoManifest { name: String, id: FileId, tried: usize, last: String },
+    NoManifest {
+        name: String,
+        id: FileId,
+        tried: usize,
+        last: String,
+    },
     #[error("{name}: no peer delivered anything for {secs} s; {have}/{total} chunks verified and kept for a later resume")]
-    Stalled { name: String, have: u32, total: u32, secs: u64 },
+    Stalled {
+        name: String,
+        have: u32,
+        total: u32,
+        secs: u64,
+    },
     #[error("{name}: writing {path}: {source}")]
-    Write { name: String, path: String, source: io::Error },
+    Write {
+        name: String,
+        path: String,
+        source: io::Error,
+    },
 }
 
 /// Everything a download needs from its surroundings.
@@ -139,7 +155,10 @@ pub struct Context {
 pub async fn dial(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
     match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
         Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect to {addr} timed out"),
+        )),
     }
 }
 
@@ -163,22 +182,44 @@ pub async fn download(
     if chunk_size > MAX_CHUNK_SIZE {
         return Err(DownloadError::Unsupported(name.to_owned(), chunk_size));
     }
-    progress.send_replace(Progress { name: name.to_owned(), total: info.chunks(), size, ..Progress::default() });
+    progress.send_replace(Progress {
+        name: name.to_owned(),
+        total: info.chunks(),
+        size,
+        ..Progress::default()
+    });
 
     if ctx.dir.complete_path(name).exists() {
         let dir = ctx.dir.clone();
         let n = name.to_owned();
         let have = tokio::task::spawn_blocking(move || dir.complete_manifest(&n))
             .await
-            .map_err(|e| StoreError::Io { path: name.into(), source: io::Error::other(e) })??;
+            .map_err(|e| StoreError::Io {
+                path: name.into(),
+                source: io::Error::other(e),
+            })??;
         if have.id() != id {
-            return Err(StoreError::NameTaken { name: name.to_owned(), dir: ctx.dir.root().to_owned(), have: have.id(), want: id }.into());
+            return Err(StoreError::NameTaken {
+                name: name.to_owned(),
+                dir: ctx.dir.root().to_owned(),
+                have: have.id(),
+                want: id,
+            }
+            .into());
         }
         progress.send_modify(|p| {
             p.have = p.total;
             p.done = true;
         });
-        return Ok(Outcome { name: name.to_owned(), id, size, resumed: info.chunks(), fetched: 0, per_peer: HashMap::new(), elapsed: started.elapsed() });
+        return Ok(Outcome {
+            name: name.to_owned(),
+            id,
+            size,
+            resumed: info.chunks(),
+            fetched: 0,
+            per_peer: HashMap::new(),
+            elapsed: started.elapsed(),
+        });
     }
 
     let mut peers = Peers::new(*ctx.announce.borrow());
@@ -192,12 +233,18 @@ pub async fn download(
         let (n, m) = (name.to_owned(), manifest.clone());
         tokio::task::spawn_blocking(move || dir.open_partial(&n, m))
             .await
-            .map_err(|e| StoreError::Io { path: name.into(), source: io::Error::other(e) })??
+            .map_err(|e| StoreError::Io {
+                path: name.into(),
+                source: io::Error::other(e),
+            })??
     };
     let partial = Arc::new(partial);
     let resumed = partial.have_count();
     if resumed > 0 {
-        log::info!("{name}: resuming with {resumed}/{} chunks verified", manifest.chunk_count());
+        log::info!(
+            "{name}: resuming with {resumed}/{} chunks verified",
+            manifest.chunk_count()
+        );
     }
     let shared = Arc::new(Shared {
         name: name.to_owned(),
@@ -211,19 +258,37 @@ pub async fn download(
         fetched_chunks: Default::default(),
     });
 
-    let run = Run { ctx, file_name: &file_name, shared: &shared, progress };
+    let run = Run {
+        ctx,
+        file_name: &file_name,
+        shared: &shared,
+        progress,
+    };
     let result = run.drive(&mut peers).await;
     // Whatever happened, what was verified is made durable and reported.
     run.persist_and_report().await;
     result?;
 
     let dir = ctx.dir.clone();
-    let fetched = shared.fetched_chunks.load(std::sync::atomic::Ordering::Relaxed);
+    let fetched = shared
+        .fetched_chunks
+        .load(std::sync::atomic::Ordering::Relaxed);
     tokio::task::spawn_blocking(move || dir.finish(&partial))
         .await
-        .map_err(|e| StoreError::Io { path: name.into(), source: io::Error::other(e) })??;
+        .map_err(|e| StoreError::Io {
+            path: name.into(),
+            source: io::Error::other(e),
+        })??;
     progress.send_modify(|p| p.done = true);
-    Ok(Outcome { name: name.to_owned(), id, size, resumed, fetched, per_peer: peers.delivered, elapsed: started.elapsed() })
+    Ok(Outcome {
+        name: name.to_owned(),
+        id,
+        size,
+        resumed,
+        fetched,
+        per_peer: peers.delivered,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Gets the manifest from the first peer whose copy matches `id`; peers that lie are marked.
@@ -261,7 +326,12 @@ async fn fetch_manifest(
             }
         }
     }
-    Err(DownloadError::NoManifest { name: name.to_owned(), id, tried, last })
+    Err(DownloadError::NoManifest {
+        name: name.to_owned(),
+        id,
+        tried,
+        last,
+    })
 }
 
 async fn manifest_from(
@@ -272,11 +342,22 @@ async fn manifest_from(
     chunk_size: u32,
     id: FileId,
 ) -> Result<Manifest, PeerError> {
-    let (mut conn, _) = open(ctx.dialer.as_deref(), addr, name, id, ctx.peer_id, ctx.config.connect_timeout).await?;
+    let (mut conn, _) = open(
+        ctx.dialer.as_deref(),
+        addr,
+        name,
+        id,
+        ctx.peer_id,
+        ctx.config.connect_timeout,
+    )
+    .await?;
     let count = crate::manifest::chunk_count(size, chunk_size);
     let count = u32::try_from(count).map_err(|_| PeerError::Hostile("file too large".into()))?;
     let local = |e: StoreError| PeerError::Write(io::Error::other(e));
-    let mut sink = ctx.dir.manifest_sink(name, size, chunk_size).map_err(local)?;
+    let mut sink = ctx
+        .dir
+        .manifest_sink(name, size, chunk_size)
+        .map_err(local)?;
     // Pages are requested a few ahead, so a long manifest costs a few round trips, not one per page.
     let ahead = 8 * MAX_MANIFEST_HASHES;
     let mut asked = 0u32;
@@ -284,26 +365,40 @@ async fn manifest_from(
     while start < count {
         while asked < count && asked - start < ahead {
             let n = (count - asked).min(MAX_MANIFEST_HASHES);
-            conn.queue(&Frame::GetManifest { start: asked, count: n });
+            conn.queue(&Frame::GetManifest {
+                start: asked,
+                count: n,
+            });
             asked += n;
         }
         conn.flush().await?;
         let n = (count - start).min(MAX_MANIFEST_HASHES);
         loop {
             match conn.read_frame_within(ctx.config.stall_timeout).await? {
-                Frame::Manifest { start: s, hashes: h } if s == start && h.len() == n as usize => {
+                Frame::Manifest {
+                    start: s,
+                    hashes: h,
+                } if s == start && h.len() == n as usize => {
                     sink.push(&h).map_err(PeerError::Write)?;
                     break;
                 }
-                Frame::Manifest { .. } => return Err(PeerError::Hostile("MANIFEST for another range".into())),
+                Frame::Manifest { .. } => {
+                    return Err(PeerError::Hostile("MANIFEST for another range".into()))
+                }
                 Frame::Have(_) => {}
                 Frame::Error { code, message } => return Err(PeerError::Remote(code, message)),
-                _ => return Err(PeerError::Hostile("unexpected frame while fetching the manifest".into())),
+                _ => {
+                    return Err(PeerError::Hostile(
+                        "unexpected frame while fetching the manifest".into(),
+                    ))
+                }
             }
         }
         start += n;
     }
-    sink.finish(id).map_err(local)?.ok_or_else(|| PeerError::Hostile(format!("manifest does not match {id}")))
+    sink.finish(id)
+        .map_err(local)?
+        .ok_or_else(|| PeerError::Hostile(format!("manifest does not match {id}")))
 }
 
 /// Why one peer connection ended.
@@ -339,26 +434,51 @@ async fn open(
     let stream = match dialer {
         Some(d) => {
             let file = check_name(name).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-            d.connect(&file, addr).await.map_err(|e| PeerError::Unreachable(e.to_string()))?
+            d.connect(&file, addr)
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?
         }
         None => dial(addr, limit).await?,
     };
     let mut conn = Connection::new(stream);
-    conn.queue(&Frame::Handshake { version: VERSION, peer_id, file_id: id, name: name.to_owned() });
+    conn.queue(&Frame::Handshake {
+        version: VERSION,
+        peer_id,
+        file_id: id,
+        name: name.to_owned(),
+    });
     conn.flush().await?;
-    match conn.read_frame_within(limit).await.map_err(hostile_if_garbage)? {
-        Frame::Handshake { version, file_id, name: n, .. } => {
+    match conn
+        .read_frame_within(limit)
+        .await
+        .map_err(hostile_if_garbage)?
+    {
+        Frame::Handshake {
+            version,
+            file_id,
+            name: n,
+            ..
+        } => {
             if version != VERSION {
-                return Err(PeerError::Remote(ErrorCode::UnsupportedVersion, format!("version {version}")));
+                return Err(PeerError::Remote(
+                    ErrorCode::UnsupportedVersion,
+                    format!("version {version}"),
+                ));
             }
             if file_id != id || n != name {
-                return Err(PeerError::Hostile(format!("handshake for {n} {file_id}, asked for {name} {id}")));
+                return Err(PeerError::Hostile(format!(
+                    "handshake for {n} {file_id}, asked for {name} {id}"
+                )));
             }
         }
         Frame::Error { code, message } => return Err(PeerError::Remote(code, message)),
         _ => return Err(PeerError::Hostile("expected HANDSHAKE".into())),
     }
-    match conn.read_frame_within(limit).await.map_err(hostile_if_garbage)? {
+    match conn
+        .read_frame_within(limit)
+        .await
+        .map_err(hostile_if_garbage)?
+    {
         Frame::Bitfield(b) => Ok((conn, b.to_vec())),
         Frame::Error { code, message } => Err(PeerError::Remote(code, message)),
         _ => Err(PeerError::Hostile("expected BITFIELD".into())),
@@ -384,7 +504,14 @@ struct Peers {
 
 impl Peers {
     fn new(me: SocketAddr) -> Self {
-        Peers { me, known: Vec::new(), active: HashSet::new(), hostile: HashSet::new(), failures: HashMap::new(), delivered: HashMap::new() }
+        Peers {
+            me,
+            known: Vec::new(),
+            active: HashSet::new(),
+            hostile: HashSet::new(),
+            failures: HashMap::new(),
+            delivered: HashMap::new(),
+        }
     }
 
     fn learn(&mut self, entries: &[PeerEntry]) {
@@ -477,7 +604,9 @@ impl Run<'_> {
                     (addr, r, got)
                 });
             }
-            if (need_refresh || peers.active.is_empty()) && last_refresh.elapsed() >= Duration::from_secs(1) {
+            if (need_refresh || peers.active.is_empty())
+                && last_refresh.elapsed() >= Duration::from_secs(1)
+            {
                 last_refresh = Instant::now();
                 need_refresh = false;
                 match self.ctx.tracker.refresh(self.file_name).await {
@@ -538,7 +667,10 @@ impl Run<'_> {
 
     /// Publishes progress; true when bytes arrived since the last call.
     fn publish(&self, rate: &mut RateMeter, peers: usize) -> bool {
-        let bytes = self.shared.fetched.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes = self
+            .shared
+            .fetched
+            .load(std::sync::atomic::Ordering::Relaxed);
         let moved = rate.sample(bytes);
         let have = self.shared.partial.have_count();
         self.progress.send_modify(|p| {
@@ -562,9 +694,16 @@ impl Run<'_> {
             }
             Err(_) => return,
         };
-        let Some(ranges) = ChunkRanges::from_indices(newly) else { return };
+        let Some(ranges) = ChunkRanges::from_indices(newly) else {
+            return;
+        };
         let announce = *self.ctx.announce.borrow();
-        if let Err(e) = self.ctx.tracker.report_chunks(self.file_name, &ranges, announce).await {
+        if let Err(e) = self
+            .ctx
+            .tracker
+            .report_chunks(self.file_name, &ranges, announce)
+            .await
+        {
             log::warn!("{}: reporting chunks to the tracker: {e}", self.shared.name);
         }
     }
@@ -577,14 +716,18 @@ struct RateMeter {
 
 impl RateMeter {
     fn new() -> Self {
-        RateMeter { samples: VecDeque::new() }
+        RateMeter {
+            samples: VecDeque::new(),
+        }
     }
 
     fn sample(&mut self, total: u64) -> bool {
         let moved = self.samples.back().is_none_or(|&(_, b)| b != total);
         let now = Instant::now();
         self.samples.push_back((now, total));
-        while self.samples.len() > 2 && now.duration_since(self.samples[0].0) > Duration::from_secs(3) {
+        while self.samples.len() > 2
+            && now.duration_since(self.samples[0].0) > Duration::from_secs(3)
+        {
             self.samples.pop_front();
         }
         moved
@@ -592,7 +735,9 @@ impl RateMeter {
 
     fn rate(&self) -> f64 {
         match (self.samples.front(), self.samples.back()) {
-            (Some(&(t0, b0)), Some(&(t1, b1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0).as_secs_f64(),
+            (Some(&(t0, b0)), Some(&(t1, b1))) if t1 > t0 => {
+                (b1 - b0) as f64 / (t1 - t0).as_secs_f64()
+            }
             _ => 0.0,
         }
     }
@@ -604,14 +749,32 @@ async fn fetch_from(shared: &Shared, addr: SocketAddr, got: &mut u64) -> Result<
     let cfg = &shared.config;
     let manifest = shared.partial.manifest().clone();
     let total = manifest.chunk_count();
-    let (mut conn, mut peer_bits) =
-        open(shared.dialer.as_deref(), addr, &shared.name, shared.id, shared.peer_id, cfg.connect_timeout).await?;
+    let (mut conn, mut peer_bits) = open(
+        shared.dialer.as_deref(),
+        addr,
+        &shared.name,
+        shared.id,
+        shared.peer_id,
+        cfg.connect_timeout,
+    )
+    .await?;
     if !bits::well_formed(&peer_bits, total) {
-        return Err(PeerError::Hostile(format!("BITFIELD of {} bytes for {total} chunks", peer_bits.len())));
+        return Err(PeerError::Hostile(format!(
+            "BITFIELD of {} bytes for {total} chunks",
+            peer_bits.len()
+        )));
     }
     shared.sched().add_peer(&peer_bits);
     let mut inflight: VecDeque<(u32, u32)> = VecDeque::new();
-    let result = exchange(shared, &manifest, &mut conn, &mut peer_bits, &mut inflight, got).await;
+    let result = exchange(
+        shared,
+        &manifest,
+        &mut conn,
+        &mut peer_bits,
+        &mut inflight,
+        got,
+    )
+    .await;
     let mut s = shared.sched();
     s.remove_peer(&peer_bits);
     for &(first, count) in &inflight {
@@ -633,15 +796,21 @@ async fn exchange(
     let run_len = cfg.run_len.clamp(1, MAX_REQUEST_CHUNKS);
     let mut outstanding = 0u32;
     // Consecutive verified chunks not yet written: one positioned write per run.
-    let mut pending: Vec<u8> = Vec::with_capacity(run_len as usize * manifest.chunk_size() as usize);
+    let mut pending: Vec<u8> =
+        Vec::with_capacity(run_len as usize * manifest.chunk_size() as usize);
     let mut pending_first = 0u32;
     let mut pending_next = 0u32;
     let mut expected: Vec<ChunkHash> = Vec::new();
     let mut expected_start = 0u32;
     loop {
         while outstanding < cfg.window {
-            let Some((first, count)) = shared.sched().pick(peer_bits, run_len) else { break };
-            conn.queue(&Frame::Request { index: first, count });
+            let Some((first, count)) = shared.sched().pick(peer_bits, run_len) else {
+                break;
+            };
+            conn.queue(&Frame::Request {
+                index: first,
+                count,
+            });
             inflight.push_back((first, count));
             outstanding += count;
         }
@@ -652,7 +821,10 @@ async fn exchange(
             // Endgame: everything is claimed; ask this idle peer too for chunks others still owe,
             // so one slow or stalled peer does not hold up the end of the download.
             if let Some((first, count)) = shared.sched().endgame(peer_bits, run_len) {
-                conn.queue(&Frame::Request { index: first, count });
+                conn.queue(&Frame::Request {
+                    index: first,
+                    count,
+                });
                 inflight.push_back((first, count));
                 outstanding += count;
                 continue;
@@ -668,7 +840,10 @@ async fn exchange(
             }
         }
         conn.flush().await?;
-        let frame = conn.read_frame_within(cfg.stall_timeout).await.map_err(hostile_if_garbage)?;
+        let frame = conn
+            .read_frame_within(cfg.stall_timeout)
+            .await
+            .map_err(hostile_if_garbage)?;
         let mut next = Some(frame);
         while let Some(frame) = next {
             match frame {
@@ -677,15 +852,20 @@ async fn exchange(
                         return Err(PeerError::Hostile(format!("unrequested CHUNK {index}")));
                     };
                     if index != first {
-                        return Err(PeerError::Hostile(format!("CHUNK {index} out of order, expected {first}")));
+                        return Err(PeerError::Hostile(format!(
+                            "CHUNK {index} out of order, expected {first}"
+                        )));
                     }
                     if !(expected_start..expected_start + expected.len() as u32).contains(&index) {
                         // One read of the hashes of the rest of this request, not one per chunk.
                         expected = manifest.hashes(index, count).map_err(PeerError::Write)?;
                         expected_start = index;
                     }
-                    if !manifest.matches(index, &data, &expected[(index - expected_start) as usize]) {
-                        return Err(PeerError::Hostile(format!("chunk {index} does not match the manifest")));
+                    if !manifest.matches(index, &data, &expected[(index - expected_start) as usize])
+                    {
+                        return Err(PeerError::Hostile(format!(
+                            "chunk {index} does not match the manifest"
+                        )));
                     }
                     if pending.is_empty() {
                         pending_first = index;
@@ -696,8 +876,12 @@ async fn exchange(
                     pending.extend_from_slice(&data);
                     pending_next = index + 1;
                     *got += data.len() as u64;
-                    shared.fetched.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    shared.fetched_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared
+                        .fetched
+                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    shared
+                        .fetched_chunks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     outstanding -= 1;
                     advance(inflight, first, count, 1);
                 }
@@ -706,7 +890,9 @@ async fn exchange(
                         return Err(PeerError::Hostile("unrequested REJECT".into()));
                     };
                     if index != first || n > count {
-                        return Err(PeerError::Hostile(format!("REJECT {index}+{n} out of order")));
+                        return Err(PeerError::Hostile(format!(
+                            "REJECT {index}+{n} out of order"
+                        )));
                     }
                     let mut s = shared.sched();
                     s.release(index, n);
@@ -739,8 +925,13 @@ fn advance(inflight: &mut VecDeque<(u32, u32)>, first: u32, count: u32, by: u32)
 }
 
 fn write_pending(shared: &Shared, pending: &mut Vec<u8>, first: u32) -> Result<(), PeerError> {
-    shared.partial.write_verified(first, pending).map_err(PeerError::Write)?;
-    let n = pending.len().div_ceil(shared.partial.manifest().chunk_size() as usize) as u32;
+    shared
+        .partial
+        .write_verified(first, pending)
+        .map_err(PeerError::Write)?;
+    let n = pending
+        .len()
+        .div_ceil(shared.partial.manifest().chunk_size() as usize) as u32;
     shared.sched().mark_have(first, n);
     pending.clear();
     Ok(())
@@ -753,13 +944,20 @@ fn clear_bit(field: &mut [u8], i: u32) {
 }
 
 /// Frames that may arrive at any time: HAVE updates the peer's field; anything else is wrong.
-fn on_idle_frame(shared: &Shared, frame: Frame, peer_bits: &mut [u8], total: u32) -> Result<(), PeerError> {
+fn on_idle_frame(
+    shared: &Shared,
+    frame: Frame,
+    peer_bits: &mut [u8],
+    total: u32,
+) -> Result<(), PeerError> {
     match frame {
         Frame::Have(list) => {
             let mut s = shared.sched();
             for i in list {
                 if i >= total {
-                    return Err(PeerError::Hostile(format!("HAVE {i} beyond {total} chunks")));
+                    return Err(PeerError::Hostile(format!(
+                        "HAVE {i} beyond {total} chunks"
+                    )));
                 }
                 if !bits::get(peer_bits, i) {
                     bits::set(peer_bits, i);
@@ -800,7 +998,9 @@ impl Scheduler {
     fn new(partial: &PartialFile) -> Self {
         let n = partial.manifest().chunk_count();
         let have = partial.have_bits();
-        let state: Vec<u8> = (0..n).map(|i| if bits::get(&have, i) { HAVE } else { MISSING }).collect();
+        let state: Vec<u8> = (0..n)
+            .map(|i| if bits::get(&have, i) { HAVE } else { MISSING })
+            .collect();
         let blocks = n.div_ceil(BLOCK) as usize;
         let mut open = vec![0u32; blocks];
         for (i, s) in state.iter().enumerate() {
@@ -808,7 +1008,12 @@ impl Scheduler {
                 open[i / BLOCK as usize] += 1;
             }
         }
-        Scheduler { state, avail: vec![0; n as usize], open, first_pick: partial.have_count() == 0 }
+        Scheduler {
+            state,
+            avail: vec![0; n as usize],
+            open,
+            first_pick: partial.have_count() == 0,
+        }
     }
 
     fn add_peer(&mut self, field: &[u8]) {
@@ -878,7 +1083,10 @@ impl Scheduler {
         let owed = |i: u32| self.state[i as usize] == REQUESTED && bits::get(field, i);
         let options: Vec<u32> = (0..self.state.len() as u32).filter(|&i| owed(i)).collect();
         let first = *options.get(rand::rng().random_range(0..options.len().max(1)))?;
-        let count = (first..).take(run_len as usize).take_while(|&i| (i as usize) < self.state.len() && owed(i)).count();
+        let count = (first..)
+            .take(run_len as usize)
+            .take_while(|&i| (i as usize) < self.state.len() && owed(i))
+            .count();
         Some((first, count as u32))
     }
 
@@ -909,7 +1117,9 @@ impl Scheduler {
             }
             let lo = b as u32 * BLOCK;
             let hi = (lo + BLOCK).min(n);
-            let Some(i) = (lo..hi).find(|&i| self.candidate(field, i)) else { continue };
+            let Some(i) = (lo..hi).find(|&i| self.candidate(field, i)) else {
+                continue;
+            };
             let rarity = self.avail[i as usize];
             if best.is_none_or(|(r, _)| rarity < r) {
                 best = Some((rarity, i));

@@ -35,8 +35,15 @@ pub type ChunkHash = [u8; HASH_LEN];
 pub enum ManifestError {
     #[error("chunk size {0} is outside 1..={MAX_CHUNK_SIZE}")]
     BadChunkSize(u32),
-    #[error("manifest has {got} hashes but a {size}-byte file in {chunk_size}-byte chunks has {want}")]
-    WrongCount { got: u64, want: u64, size: u64, chunk_size: u32 },
+    #[error(
+        "manifest has {got} hashes but a {size}-byte file in {chunk_size}-byte chunks has {want}"
+    )]
+    WrongCount {
+        got: u64,
+        want: u64,
+        size: u64,
+        chunk_size: u32,
+    },
     #[error("manifest bytes are not a whole number of {HASH_LEN}-byte hashes")]
     Ragged,
 }
@@ -60,7 +67,10 @@ fn check_chunk_size(chunk_size: u32) -> Result<(), ManifestError> {
 enum Hashes {
     Memory(Vec<ChunkHash>),
     /// Concatenated hashes in `file` from byte `offset`, checked against the id when opened.
-    File { file: File, offset: u64 },
+    File {
+        file: File,
+        offset: u64,
+    },
 }
 
 /// The chunk hashes of one file plus the geometry needed to interpret them.
@@ -103,12 +113,23 @@ impl Manifest {
     ) -> Result<Self, ManifestError> {
         let count = check_geometry(size, chunk_size, hashes.len() as u64)?;
         let id = id_of(&hashes);
-        Ok(Manifest { size, chunk_size, count, hashes: Hashes::Memory(hashes), id })
+        Ok(Manifest {
+            size,
+            chunk_size,
+            count,
+            hashes: Hashes::Memory(hashes),
+            id,
+        })
     }
 
     /// A manifest whose hashes stay in `file` from byte `offset` on. Reads them once to compute
     /// the id, so a damaged file shows up as another id, never as chunks that fail to verify.
-    pub fn from_file_region(file: File, offset: u64, size: u64, chunk_size: u32) -> io::Result<Self> {
+    pub fn from_file_region(
+        file: File,
+        offset: u64,
+        size: u64,
+        chunk_size: u32,
+    ) -> io::Result<Self> {
         let invalid = |e: ManifestError| io::Error::new(io::ErrorKind::InvalidData, e);
         let len = file.metadata()?.len().saturating_sub(offset);
         if len % HASH_LEN as u64 != 0 {
@@ -125,7 +146,13 @@ impl Manifest {
             pos += n as u64;
         }
         let id = FileId(h.finalize().into());
-        Ok(Manifest { size, chunk_size, count, hashes: Hashes::File { file, offset }, id })
+        Ok(Manifest {
+            size,
+            chunk_size,
+            count,
+            hashes: Hashes::File { file, offset },
+            id,
+        })
     }
 
     /// Hashes data held in memory (tests and small files).
@@ -158,7 +185,8 @@ impl Manifest {
                 })
                 .collect();
             workers.into_iter().try_for_each(|w| {
-                w.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
             })
         })?;
         Self::from_hashes(size, chunk_size, hashes)
@@ -199,7 +227,9 @@ impl Manifest {
                 .collect();
             let mut all = true;
             for w in workers {
-                all &= w.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))?;
+                all &= w
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))?;
             }
             Ok(all)
         })
@@ -224,7 +254,9 @@ impl Manifest {
     /// Hashes of chunks `start..start + count`, cut short at the last chunk.
     pub fn hashes(&self, start: u32, count: u32) -> io::Result<Vec<ChunkHash>> {
         let from = start.min(self.count) as usize;
-        let to = (start as usize).saturating_add(count as usize).min(self.count as usize);
+        let to = (start as usize)
+            .saturating_add(count as usize)
+            .min(self.count as usize);
         match &self.hashes {
             Hashes::Memory(v) => Ok(v[from..to].to_vec()),
             Hashes::File { file, offset } => {
@@ -287,9 +319,19 @@ fn check_geometry(size: u64, chunk_size: u32, hashes: u64) -> Result<u32, Manife
     check_chunk_size(chunk_size)?;
     let want = chunk_count(size, chunk_size);
     if hashes != want {
-        return Err(ManifestError::WrongCount { got: hashes, want, size, chunk_size });
+        return Err(ManifestError::WrongCount {
+            got: hashes,
+            want,
+            size,
+            chunk_size,
+        });
     }
-    u32::try_from(want).map_err(|_| ManifestError::WrongCount { got: hashes, want: u64::from(u32::MAX), size, chunk_size })
+    u32::try_from(want).map_err(|_| ManifestError::WrongCount {
+        got: hashes,
+        want: u64::from(u32::MAX),
+        size,
+        chunk_size,
+    })
 }
 
 /// SHA-256 of one chunk.
@@ -341,7 +383,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("manifest-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f");
-        std::fs::File::create(&path).unwrap().write_all(&data).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
         let from_file = Manifest::from_file(&path, 2048).unwrap();
         let from_mem = Manifest::from_data(&data, 2048).unwrap();
         assert_eq!(from_file, from_mem);
@@ -352,11 +397,26 @@ mod tests {
         let mut region = Vec::from(*b"header");
         from_file.write_hashes(&mut region).unwrap();
         std::fs::write(dir.join("m"), &region).unwrap();
-        let on_disk = Manifest::from_file_region(File::open(dir.join("m")).unwrap(), 6, from_file.size(), 2048).unwrap();
+        let on_disk = Manifest::from_file_region(
+            File::open(dir.join("m")).unwrap(),
+            6,
+            from_file.size(),
+            2048,
+        )
+        .unwrap();
         assert_eq!(on_disk, from_file);
         assert!(on_disk.verify(5, &data[5 * 2048..]).unwrap());
-        assert_eq!(on_disk.hashes(4, 10).unwrap(), from_file.hashes(4, 2).unwrap());
-        assert!(Manifest::from_file_region(File::open(dir.join("m")).unwrap(), 5, from_file.size(), 2048).is_err());
+        assert_eq!(
+            on_disk.hashes(4, 10).unwrap(),
+            from_file.hashes(4, 2).unwrap()
+        );
+        assert!(Manifest::from_file_region(
+            File::open(dir.join("m")).unwrap(),
+            5,
+            from_file.size(),
+            2048
+        )
+        .is_err());
         assert!(from_file.verify_file(&path).unwrap());
         let mut bad = data.clone();
         bad[3 * 2048 + 5] ^= 1;
@@ -375,7 +435,10 @@ mod tests {
         assert_eq!(back.id(), m.id());
         let mut forged = hashes.clone();
         forged[0][3] ^= 1;
-        assert_ne!(Manifest::from_hashes(m.size(), 4, forged).unwrap().id(), m.id());
+        assert_ne!(
+            Manifest::from_hashes(m.size(), 4, forged).unwrap().id(),
+            m.id()
+        );
         assert!(Manifest::from_hashes(m.size(), 4, hashes[1..].to_vec()).is_err());
         assert!(Manifest::from_hashes(m.size() + 4, 4, hashes).is_err());
         assert!("sha256:zz".parse::<FileId>().is_err());

@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::{ConnError, Connection, FLUSH_THRESHOLD};
 use crate::manifest::FileId;
 use crate::punch::Incoming;
-use crate::store::{check_name, ShareDir, Served, StoreError};
-use crate::wire::{bits, encode_chunk, ErrorCode, Frame, MAX_MANIFEST_HASHES, PEER_ID_LEN, VERSION};
+use crate::store::{check_name, Served, ShareDir, StoreError};
+use crate::wire::{
+    bits, encode_chunk, ErrorCode, Frame, MAX_MANIFEST_HASHES, PEER_ID_LEN, VERSION,
+};
 
 /// Limits of the server; every one is a guard against a misbehaving or hostile client.
 #[derive(Debug, Clone)]
@@ -75,19 +77,31 @@ impl UploadStats {
 
     /// Chunk bytes sent per file since start.
     pub fn per_file(&self) -> HashMap<String, u64> {
-        self.per_file.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.per_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn add(&self, name: &str, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
-        *self.per_file.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_owned()).or_default() += n;
+        *self
+            .per_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default() += n;
     }
 }
 
 /// Binds a listening socket with SO_REUSEADDR and SO_REUSEPORT, so outgoing connections (hole
 /// punching, STUN over TCP) can use the serving port too.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
@@ -136,11 +150,13 @@ pub async fn run(
         let mut conn = Connection::new(stream);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tokio::spawn(async move {
-                conn.send_error(ErrorCode::ConnectionRefused, "too many connections").await;
+                conn.send_error(ErrorCode::ConnectionRefused, "too many connections")
+                    .await;
             });
             continue;
         };
-        let (dir, config, stats, shutdown) = (dir.clone(), config.clone(), stats.clone(), shutdown.clone());
+        let (dir, config, stats, shutdown) =
+            (dir.clone(), config.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(async move {
             stats.connections.fetch_add(1, Ordering::Relaxed);
             let result = tokio::select! {
@@ -165,9 +181,15 @@ async fn serve_connection(
     peer_id: [u8; PEER_ID_LEN],
 ) -> Result<(), ConnError> {
     let (version, file_id, name) = match conn.read_frame_within(config.handshake_timeout).await {
-        Ok(Frame::Handshake { version, file_id, name, .. }) => (version, file_id, name),
+        Ok(Frame::Handshake {
+            version,
+            file_id,
+            name,
+            ..
+        }) => (version, file_id, name),
         Ok(_) => {
-            conn.send_error(ErrorCode::BadFrame, "expected HANDSHAKE").await;
+            conn.send_error(ErrorCode::BadFrame, "expected HANDSHAKE")
+                .await;
             return Ok(());
         }
         Err(ConnError::Wire(e)) => {
@@ -177,32 +199,53 @@ async fn serve_connection(
         Err(e) => return Err(e),
     };
     if version != VERSION {
-        conn.send_error(ErrorCode::UnsupportedVersion, &format!("this peer speaks version {VERSION}"))
-            .await;
+        conn.send_error(
+            ErrorCode::UnsupportedVersion,
+            &format!("this peer speaks version {VERSION}"),
+        )
+        .await;
         return Ok(());
     }
     if let Err(e) = check_name(&name) {
-        conn.send_error(ErrorCode::FileNotFound, &e.to_string()).await;
+        conn.send_error(ErrorCode::FileNotFound, &e.to_string())
+            .await;
         return Ok(());
     }
     let mut served = match dir.served(&name) {
         Ok(s) => s,
         Err(StoreError::NotFound(_)) => {
-            conn.send_error(ErrorCode::FileNotFound, &format!("{name} is not shared here")).await;
+            conn.send_error(
+                ErrorCode::FileNotFound,
+                &format!("{name} is not shared here"),
+            )
+            .await;
             return Ok(());
         }
         Err(e) => {
             log::warn!("cannot serve {name}: {e}");
-            conn.send_error(ErrorCode::FileNotFound, &format!("{name} cannot be read here")).await;
+            conn.send_error(
+                ErrorCode::FileNotFound,
+                &format!("{name} cannot be read here"),
+            )
+            .await;
             return Ok(());
         }
     };
     let ours = served.manifest.id();
     if file_id != ours {
-        conn.send_error(ErrorCode::HashMismatch, &format!("{name} here is {ours}, not {file_id}")).await;
+        conn.send_error(
+            ErrorCode::HashMismatch,
+            &format!("{name} here is {ours}, not {file_id}"),
+        )
+        .await;
         return Ok(());
     }
-    conn.queue(&Frame::Handshake { version: VERSION, peer_id, file_id: ours, name: name.clone() });
+    conn.queue(&Frame::Handshake {
+        version: VERSION,
+        peer_id,
+        file_id: ours,
+        name: name.clone(),
+    });
     conn.queue(&Frame::Bitfield(Bytes::from(served.bitfield())));
     conn.flush().await?;
 
@@ -235,7 +278,9 @@ async fn serve_connection(
                     sent += answer_request(conn, &served, index, count, &mut buf).await?;
                 }
                 Frame::GetManifest { start, count } => {
-                    let hashes = served.manifest.hashes(start, count.min(MAX_MANIFEST_HASHES))?;
+                    let hashes = served
+                        .manifest
+                        .hashes(start, count.min(MAX_MANIFEST_HASHES))?;
                     conn.queue(&Frame::Manifest { start, hashes });
                 }
                 Frame::Error { code, message } => {
@@ -244,7 +289,11 @@ async fn serve_connection(
                 }
                 Frame::Have(_) | Frame::Bitfield(_) => {}
                 other => {
-                    conn.send_error(ErrorCode::BadFrame, &format!("unexpected {}", frame_name(&other))).await;
+                    conn.send_error(
+                        ErrorCode::BadFrame,
+                        &format!("unexpected {}", frame_name(&other)),
+                    )
+                    .await;
                     return Ok(());
                 }
             }
@@ -296,7 +345,11 @@ async fn answer_request(
 ) -> Result<u64, ConnError> {
     let total = served.manifest.chunk_count();
     if index >= total || count > total - index {
-        conn.send_error(ErrorCode::BadFrame, &format!("request {index}+{count} beyond {total} chunks")).await;
+        conn.send_error(
+            ErrorCode::BadFrame,
+            &format!("request {index}+{count} beyond {total} chunks"),
+        )
+        .await;
         return Err(ConnError::Closed);
     }
     let end = index + count;
@@ -323,7 +376,10 @@ async fn answer_request(
             }
             sent += len as u64;
         } else {
-            conn.queue(&Frame::Reject { index: i, count: j - i });
+            conn.queue(&Frame::Reject {
+                index: i,
+                count: j - i,
+            });
         }
         i = j;
     }
@@ -338,7 +394,9 @@ async fn refresh_have(
     served: &mut Served,
     id: FileId,
 ) -> Result<(), ConnError> {
-    let Some(old) = served.have.as_ref() else { return Ok(()) };
+    let Some(old) = served.have.as_ref() else {
+        return Ok(());
+    };
     let now = match dir.read_record(name, &served.manifest) {
         Some(bits) => Some(bits),
         // The download finished (record gone): if the complete file is this one, it is all there.

@@ -30,7 +30,12 @@ pub enum ShareError {
 
 /// The tracker's description of a file we hold.
 pub fn file_info(name: &str, manifest: &Manifest) -> Result<FileInfo, ShareError> {
-    Ok(FileInfo::new(check_name(name)?, manifest.size(), manifest.chunk_size(), manifest.id())?)
+    Ok(FileInfo::new(
+        check_name(name)?,
+        manifest.size(),
+        manifest.chunk_size(),
+        manifest.id(),
+    )?)
 }
 
 /// Announces a complete file of the share directory (flag 4) as served at `announce`.
@@ -42,9 +47,9 @@ pub async fn announce(
 ) -> Result<(), ShareError> {
     let info = file_info(name, manifest)?;
     match tracker.share(&info, announce).await {
-        Err(e) if e.code() == Some(TrackerCode::HashMismatch) => {
-            Err(ShareError::HashMismatch { name: name.to_owned() })
-        }
+        Err(e) if e.code() == Some(TrackerCode::HashMismatch) => Err(ShareError::HashMismatch {
+            name: name.to_owned(),
+        }),
         r => Ok(r?),
     }
 }
@@ -58,10 +63,12 @@ pub async fn share(
     announce_at: SocketAddr,
 ) -> Result<(String, Arc<Manifest>), ShareError> {
     let (d, p) = (dir.clone(), path.to_owned());
-    let staged = tokio::task::spawn_blocking(move || d.stage(&p)).await.map_err(|e| StoreError::Io {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })??;
+    let staged = tokio::task::spawn_blocking(move || d.stage(&p))
+        .await
+        .map_err(|e| StoreError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })??;
     announce(tracker, &staged.name, &staged.manifest, announce_at).await?;
     Ok(dir.commit(staged)?)
 }

@@ -50,7 +50,8 @@ pub enum NameError {
 /// Checks that `name` is a plain file name this peer can share and download: what the tracker
 /// accepts (no path, no whitespace, ...), minus the names this directory layout reserves.
 pub fn check_name(name: &str) -> Result<FileName, NameError> {
-    let valid = FileName::new(name).map_err(|e| NameError::Invalid(name.chars().take(300).collect(), e))?;
+    let valid =
+        FileName::new(name).map_err(|e| NameError::Invalid(name.chars().take(300).collect(), e))?;
     if name.starts_with('.') {
         return Err(NameError::Hidden(name.to_owned()));
     }
@@ -72,13 +73,23 @@ pub enum StoreError {
     #[error(
         "a different file named {name} already exists in {dir} (HASH_MISMATCH: ids {have} and {want})"
     )]
-    NameTaken { name: String, dir: PathBuf, have: FileId, want: FileId },
-    #[error("{name}: the downloaded file did not re-verify against its manifest; the .part was kept")]
+    NameTaken {
+        name: String,
+        dir: PathBuf,
+        have: FileId,
+        want: FileId,
+    },
+    #[error(
+        "{name}: the downloaded file did not re-verify against its manifest; the .part was kept"
+    )]
     VerifyFailed { name: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What a complete file looked like when its manifest was cached: a change means rehash.
@@ -90,9 +101,15 @@ struct Stamp {
 
 impl Stamp {
     fn of(meta: &fs::Metadata) -> Stamp {
-        let mtime_ns =
-            meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        Stamp { size: meta.len(), mtime_ns }
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Stamp {
+            size: meta.len(),
+            mtime_ns,
+        }
     }
 }
 
@@ -108,7 +125,8 @@ pub struct Served {
 impl Served {
     /// True when chunk `index` is verified and may be sent.
     pub fn has(&self, index: u32) -> bool {
-        index < self.manifest.chunk_count() && self.have.as_ref().is_none_or(|h| bits::get(h, index))
+        index < self.manifest.chunk_count()
+            && self.have.as_ref().is_none_or(|h| bits::get(h, index))
     }
 
     /// The BITFIELD of this file.
@@ -145,7 +163,11 @@ impl ShareDir {
         let root = root.canonicalize().map_err(io_err(root))?;
         let state = root.join(STATE_DIR);
         fs::create_dir_all(&state).map_err(io_err(&state))?;
-        Ok(ShareDir { root, state, cache: Mutex::new(HashMap::new()) })
+        Ok(ShareDir {
+            root,
+            state,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -182,7 +204,9 @@ impl ShareDir {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
             let entry = entry.map_err(io_err(&self.root))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if check_name(&name).is_err() {
                 continue;
             }
@@ -225,7 +249,8 @@ impl ShareDir {
             }
         };
         let manifest = Arc::new(manifest);
-        self.lock_cache().insert(name.to_owned(), (stamp, manifest.clone()));
+        self.lock_cache()
+            .insert(name.to_owned(), (stamp, manifest.clone()));
         Ok(manifest)
     }
 
@@ -240,27 +265,44 @@ impl ShareDir {
         let name = src
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| io_err(src)(io::Error::new(io::ErrorKind::InvalidInput, "not a file name in UTF-8")))?
+            .ok_or_else(|| {
+                io_err(src)(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a file name in UTF-8",
+                ))
+            })?
             .to_owned();
         check_name(&name)?;
         let meta = fs::metadata(src).map_err(io_err(src))?;
         if !meta.is_file() {
-            return Err(io_err(src)(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
+            return Err(io_err(src)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
         }
         let dest = self.complete_path(&name);
-        let in_place = matches!((src.canonicalize(), dest.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        let in_place =
+            matches!((src.canonicalize(), dest.canonicalize()), (Ok(a), Ok(b)) if a == b);
         if in_place {
             let manifest = self.complete_manifest(&name)?;
-            return Ok(Staged { name, manifest, tmp: None });
+            return Ok(Staged {
+                name,
+                manifest,
+                tmp: None,
+            });
         }
         let tmp = self.state.join(format!("{name}.import"));
         let _ = fs::remove_file(&tmp);
         // A copy, not a hard link: editing the original later must not change what is served.
         fs::copy(src, &tmp).map_err(io_err(&tmp))?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&tmp))?;
         let staged = Staged {
             name: name.clone(),
-            manifest: Arc::new(Manifest::from_file(&tmp, DEFAULT_CHUNK_SIZE).map_err(io_err(&tmp))?),
+            manifest: Arc::new(
+                Manifest::from_file(&tmp, DEFAULT_CHUNK_SIZE).map_err(io_err(&tmp))?,
+            ),
             tmp: Some(tmp),
         };
         if dest.exists() {
@@ -284,7 +326,8 @@ impl ShareDir {
             let stamp = Stamp::of(&fs::metadata(&tmp).map_err(io_err(&tmp))?);
             write_manifest_file(&self.manifest_path(&staged.name), stamp, &staged.manifest)?;
             fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-            self.lock_cache().insert(staged.name.clone(), (stamp, staged.manifest.clone()));
+            self.lock_cache()
+                .insert(staged.name.clone(), (stamp, staged.manifest.clone()));
         }
         Ok((staged.name.clone(), staged.manifest.clone()))
     }
@@ -297,7 +340,11 @@ impl ShareDir {
             Ok(manifest) => {
                 let path = self.complete_path(name);
                 let file = File::open(&path).map_err(io_err(&path))?;
-                return Ok(Served { manifest, file, have: None });
+                return Ok(Served {
+                    manifest,
+                    file,
+                    have: None,
+                });
             }
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -305,10 +352,16 @@ impl ShareDir {
         let Some(manifest) = self.partial_manifest(name) else {
             return Err(StoreError::NotFound(name.to_owned()));
         };
-        let have = self.read_record(name, &manifest).ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
+        let have = self
+            .read_record(name, &manifest)
+            .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
         let path = self.part_path(name);
         let file = File::open(&path).map_err(|_| StoreError::NotFound(name.to_owned()))?;
-        Ok(Served { manifest: Arc::new(manifest), file, have: Some(have) })
+        Ok(Served {
+            manifest: Arc::new(manifest),
+            file,
+            have: Some(have),
+        })
     }
 
     /// The verified chunks of download `name` as last recorded, if its record matches `manifest`.
@@ -324,37 +377,71 @@ impl ShareDir {
 
     /// Where a manifest received from a peer for download `name` is written page by page, so it
     /// never has to be held in memory whole.
-    pub fn manifest_sink(&self, name: &str, size: u64, chunk_size: u32) -> Result<ManifestSink, StoreError> {
+    pub fn manifest_sink(
+        &self,
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+    ) -> Result<ManifestSink, StoreError> {
         check_name(name)?;
         let dest = self.part_manifest_path(name);
         let mut tmp = dest.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let mut out = io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
-        out.write_all(&manifest_header(Stamp { size: 0, mtime_ns: 0 }, size, chunk_size)).map_err(io_err(&tmp))?;
+        out.write_all(&manifest_header(
+            Stamp {
+                size: 0,
+                mtime_ns: 0,
+            },
+            size,
+            chunk_size,
+        ))
+        .map_err(io_err(&tmp))?;
         Ok(ManifestSink { out, tmp, dest })
     }
 
     /// Opens (or creates) the download of `name` with the given manifest, keeping the chunks a
     /// previous run verified when its record is for the same content; anything else left over
     /// (another version, no record) starts from scratch.
-    pub fn open_partial(&self, name: &str, manifest: Arc<Manifest>) -> Result<PartialFile, StoreError> {
+    pub fn open_partial(
+        &self,
+        name: &str,
+        manifest: Arc<Manifest>,
+    ) -> Result<PartialFile, StoreError> {
         check_name(name)?;
         let part = self.part_path(name);
         let record = self.record_path(name);
-        let same = self.partial_manifest(name).is_some_and(|m| m.id() == manifest.id());
+        let same = self
+            .partial_manifest(name)
+            .is_some_and(|m| m.id() == manifest.id());
         if !same {
             let _ = fs::remove_file(&record);
             let _ = fs::remove_file(&part);
-            write_manifest_file(&self.part_manifest_path(name), Stamp { size: 0, mtime_ns: 0 }, &manifest)?;
+            write_manifest_file(
+                &self.part_manifest_path(name),
+                Stamp {
+                    size: 0,
+                    mtime_ns: 0,
+                },
+                &manifest,
+            )?;
         }
         let have = same
             .then(|| self.read_record(name, &manifest))
             .flatten()
             .unwrap_or_else(|| vec![0u8; bits::len_for(manifest.chunk_count())]);
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&part).map_err(io_err(&part))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .map_err(io_err(&part))?;
         file.set_len(manifest.size()).map_err(io_err(&part))?;
-        let count = (0..manifest.chunk_count()).filter(|&i| bits::get(&have, i)).count() as u32;
+        let count = (0..manifest.chunk_count())
+            .filter(|&i| bits::get(&have, i))
+            .count() as u32;
         Ok(PartialFile {
             name: name.to_owned(),
             manifest,
@@ -364,7 +451,11 @@ impl ShareDir {
             tmp: self.state.join(format!("{name}{PART_SUFFIX}.have.tmp")),
             complete: self.complete_path(name),
             complete_manifest: self.manifest_path(name),
-            progress: Mutex::new(Progress { have, unrecorded: Vec::new(), count }),
+            progress: Mutex::new(Progress {
+                have,
+                unrecorded: Vec::new(),
+                count,
+            }),
         })
     }
 
@@ -539,13 +630,23 @@ impl PartialFile {
     fn finish(&self) -> Result<(), StoreError> {
         self.persist().map_err(io_err(&self.part))?;
         self.file.sync_all().map_err(io_err(&self.part))?;
-        if !self.manifest.verify_file(&self.part).map_err(io_err(&self.part))? {
-            return Err(StoreError::VerifyFailed { name: self.name.clone() });
+        if !self
+            .manifest
+            .verify_file(&self.part)
+            .map_err(io_err(&self.part))?
+        {
+            return Err(StoreError::VerifyFailed {
+                name: self.name.clone(),
+            });
         }
         if self.complete.exists() {
             return Err(StoreError::NameTaken {
                 name: self.name.clone(),
-                dir: self.complete.parent().map(Path::to_path_buf).unwrap_or_default(),
+                dir: self
+                    .complete
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
                 have: FileId([0; HASH_LEN]),
                 want: self.manifest.id(),
             });
@@ -654,7 +755,9 @@ mod tests {
     #[test]
     fn names() {
         assert!(check_name("movie.mkv").is_ok());
-        for bad in ["", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part"] {
+        for bad in [
+            "", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_name(&"a".repeat(256)).is_err());
@@ -694,7 +797,10 @@ mod tests {
         let p = dir.open_partial("g", m).unwrap();
         p.write_verified(0, &data).unwrap();
         p.file.write_all_at(b"X", 10).unwrap();
-        assert!(matches!(dir.finish(&p), Err(StoreError::VerifyFailed { .. })));
+        assert!(matches!(
+            dir.finish(&p),
+            Err(StoreError::VerifyFailed { .. })
+        ));
         assert!(!root.join("g").exists());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -708,12 +814,28 @@ mod tests {
         fs::write(src.join("a.txt"), b"one").unwrap();
         let (name, m) = dir.commit(dir.stage(&src.join("a.txt")).unwrap()).unwrap();
         assert_eq!(name, "a.txt");
-        assert_eq!(dir.commit(dir.stage(&src.join("a.txt")).unwrap()).unwrap().1.id(), m.id());
-        assert_eq!(dir.stage(&root.join("a.txt")).unwrap().manifest.id(), m.id());
+        assert_eq!(
+            dir.commit(dir.stage(&src.join("a.txt")).unwrap())
+                .unwrap()
+                .1
+                .id(),
+            m.id()
+        );
+        assert_eq!(
+            dir.stage(&root.join("a.txt")).unwrap().manifest.id(),
+            m.id()
+        );
         fs::write(src.join("a.txt"), b"two").unwrap();
-        assert!(matches!(dir.stage(&src.join("a.txt")), Err(StoreError::NameTaken { .. })));
+        assert!(matches!(
+            dir.stage(&src.join("a.txt")),
+            Err(StoreError::NameTaken { .. })
+        ));
         drop(dir.stage(&src.join("b.txt")));
-        assert_eq!(fs::read_dir(root.join(STATE_DIR)).unwrap().count(), 1, "only a.txt's manifest");
+        assert_eq!(
+            fs::read_dir(root.join(STATE_DIR)).unwrap().count(),
+            1,
+            "only a.txt's manifest"
+        );
         assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"one");
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&src).unwrap();

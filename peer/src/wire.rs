@@ -89,7 +89,12 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// First frame in each direction: who I am and which file this connection is about.
-    Handshake { version: u8, peer_id: [u8; PEER_ID_LEN], file_id: FileId, name: String },
+    Handshake {
+        version: u8,
+        peer_id: [u8; PEER_ID_LEN],
+        file_id: FileId,
+        name: String,
+    },
     /// Which chunks the sender has verified, bit i = byte i/8, mask 0x80 >> (i % 8).
     Bitfield(Bytes),
     /// Chunks the sender verified since its BITFIELD.
@@ -170,7 +175,12 @@ impl Frame {
                     return Err(WireError::Malformed(NAME));
                 }
                 let name = std::str::from_utf8(&p).map_err(|_| WireError::Malformed(NAME))?;
-                Ok(Frame::Handshake { version, peer_id, file_id: FileId(id), name: name.to_owned() })
+                Ok(Frame::Handshake {
+                    version,
+                    peer_id,
+                    file_id: FileId(id),
+                    name: name.to_owned(),
+                })
             }
             ty::BITFIELD => Ok(Frame::Bitfield(p)),
             ty::HAVE => {
@@ -188,8 +198,7 @@ impl Frame {
             }
             ty::MANIFEST => {
                 let n = p.len().wrapping_sub(4);
-                if p.len() < 4 || n % HASH_LEN != 0 || n / HASH_LEN > MAX_MANIFEST_HASHES as usize
-                {
+                if p.len() < 4 || n % HASH_LEN != 0 || n / HASH_LEN > MAX_MANIFEST_HASHES as usize {
                     return Err(WireError::Malformed("MANIFEST"));
                 }
                 let start = p.get_u32();
@@ -240,9 +249,18 @@ impl Frame {
     /// limits (a too long name or message) are truncated to the limit, never sent oversized.
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {
-            Frame::Handshake { version, peer_id, file_id, name } => {
+            Frame::Handshake {
+                version,
+                peer_id,
+                file_id,
+                name,
+            } => {
                 let name = truncate_utf8(name, MAX_NAME_LEN);
-                put_header(dst, ty::HANDSHAKE, 4 + 1 + PEER_ID_LEN + HASH_LEN + 1 + name.len());
+                put_header(
+                    dst,
+                    ty::HANDSHAKE,
+                    4 + 1 + PEER_ID_LEN + HASH_LEN + 1 + name.len(),
+                );
                 dst.put_slice(&MAGIC);
                 dst.put_u8(*version);
                 dst.put_slice(peer_id);
@@ -336,7 +354,8 @@ pub mod bits {
     }
 
     pub fn get(bits: &[u8], i: u32) -> bool {
-        bits.get(i as usize / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+        bits.get(i as usize / 8)
+            .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
     }
 
     pub fn set(bits: &mut [u8], i: u32) {
@@ -368,25 +387,38 @@ mod tests {
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (any::<u8>(), any::<[u8; 16]>(), any::<[u8; 32]>(), "[a-zA-Z0-9._-]{1,60}").prop_map(
-                |(version, peer_id, id, name)| Frame::Handshake {
+            (
+                any::<u8>(),
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                "[a-zA-Z0-9._-]{1,60}"
+            )
+                .prop_map(|(version, peer_id, id, name)| Frame::Handshake {
                     version,
                     peer_id,
                     file_id: FileId(id),
                     name
-                }
-            ),
+                }),
             proptest::collection::vec(any::<u8>(), 0..300)
                 .prop_map(|v| Frame::Bitfield(Bytes::from(v))),
             proptest::collection::vec(any::<u32>(), 1..50).prop_map(Frame::Have),
             (any::<u32>(), 1..=MAX_MANIFEST_HASHES)
                 .prop_map(|(start, count)| Frame::GetManifest { start, count }),
-            (any::<u32>(), proptest::collection::vec(any::<[u8; 32]>(), 0..20))
+            (
+                any::<u32>(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..20)
+            )
                 .prop_map(|(start, hashes)| Frame::Manifest { start, hashes }),
             (any::<u32>(), 1..=MAX_REQUEST_CHUNKS)
                 .prop_map(|(index, count)| Frame::Request { index, count }),
-            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..3000))
-                .prop_map(|(index, d)| Frame::Chunk { index, data: Bytes::from(d) }),
+            (
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..3000)
+            )
+                .prop_map(|(index, d)| Frame::Chunk {
+                    index,
+                    data: Bytes::from(d)
+                }),
             (any::<u32>(), 1..=MAX_REQUEST_CHUNKS)
                 .prop_map(|(index, count)| Frame::Reject { index, count }),
             (any::<u16>(), "[ -~]{0,100}").prop_map(|(c, message)| Frame::Error {
@@ -420,10 +452,19 @@ mod tests {
     fn oversized_and_unknown_frames_are_refused_from_the_header() {
         let mut huge = (MAX_FRAME_LEN + 1).to_be_bytes().to_vec();
         huge.push(ty::CHUNK);
-        assert_eq!(Frame::check(&huge), Err(WireError::BadLength(MAX_FRAME_LEN + 1)));
+        assert_eq!(
+            Frame::check(&huge),
+            Err(WireError::BadLength(MAX_FRAME_LEN + 1))
+        );
         assert_eq!(Frame::check(&[0, 0, 0, 0, 1]), Err(WireError::BadLength(0)));
-        assert_eq!(Frame::check(&[0, 0, 0, 1, 0x7f]), Err(WireError::UnknownType(0x7f)));
-        assert_eq!(Frame::check(b"GET / HTTP/1.1\r\n"), Err(WireError::BadLength(0x47455420)));
+        assert_eq!(
+            Frame::check(&[0, 0, 0, 1, 0x7f]),
+            Err(WireError::UnknownType(0x7f))
+        );
+        assert_eq!(
+            Frame::check(b"GET / HTTP/1.1\r\n"),
+            Err(WireError::BadLength(0x47455420))
+        );
     }
 
     #[test]
@@ -434,23 +475,41 @@ mod tests {
             b.put_slice(payload);
             Frame::parse(b.freeze())
         };
-        assert_eq!(parse(ty::REQUEST, &[0; 7]), Err(WireError::Malformed("REQUEST")));
-        assert_eq!(parse(ty::REQUEST, &[0, 0, 0, 0, 0, 0, 0, 0]), Err(WireError::Malformed("REQUEST")));
+        assert_eq!(
+            parse(ty::REQUEST, &[0; 7]),
+            Err(WireError::Malformed("REQUEST"))
+        );
+        assert_eq!(
+            parse(ty::REQUEST, &[0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::Malformed("REQUEST"))
+        );
         assert_eq!(parse(ty::HAVE, &[0; 5]), Err(WireError::Malformed("HAVE")));
-        assert_eq!(parse(ty::MANIFEST, &[0; 5 + 32]), Err(WireError::Malformed("MANIFEST")));
-        assert_eq!(parse(ty::CHUNK, &[0; 3]), Err(WireError::Malformed("CHUNK")));
+        assert_eq!(
+            parse(ty::MANIFEST, &[0; 5 + 32]),
+            Err(WireError::Malformed("MANIFEST"))
+        );
+        assert_eq!(
+            parse(ty::CHUNK, &[0; 3]),
+            Err(WireError::Malformed("CHUNK"))
+        );
         let mut hs = b"XXXX".to_vec();
         hs.extend_from_slice(&[0; 1 + 16 + 32 + 1 + 1]);
         assert_eq!(parse(ty::HANDSHAKE, &hs), Err(WireError::BadMagic));
         let mut hs = MAGIC.to_vec();
         hs.extend_from_slice(&[1; 1 + 16 + 32]);
         hs.extend_from_slice(&[3, b'a']);
-        assert_eq!(parse(ty::HANDSHAKE, &hs), Err(WireError::Malformed("HANDSHAKE")));
+        assert_eq!(
+            parse(ty::HANDSHAKE, &hs),
+            Err(WireError::Malformed("HANDSHAKE"))
+        );
     }
 
     #[test]
     fn chunk_frame_layout_is_byte_exact() {
-        let b = encoded(&Frame::Chunk { index: 0x01020304, data: Bytes::from_static(b"ab") });
+        let b = encoded(&Frame::Chunk {
+            index: 0x01020304,
+            data: Bytes::from_static(b"ab"),
+        });
         assert_eq!(&b[..], &[0, 0, 0, 7, 0x07, 1, 2, 3, 4, b'a', b'b']);
     }
 

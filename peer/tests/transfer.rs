@@ -14,12 +14,16 @@ fn three_seeders_one_leecher_get_a_byte_identical_file() {
     let t = TempDir::new("swarm");
     let (_tracker, tracker) = start_tracker();
     let data = random_file(&t.join("big.bin"), 16 * MIB, 1);
-    let _seeders: Vec<_> =
-        (0..3).map(|i| start_seeder(tracker, &t.sub(&format!("s{i}")), &t.join("big.bin"), &[])).collect();
+    let _seeders: Vec<_> = (0..3)
+        .map(|i| start_seeder(tracker, &t.sub(&format!("s{i}")), &t.join("big.bin"), &[]))
+        .collect();
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "big.bin"]));
     assert!(out.status.success(), "get failed:\n{}", stderr(&out));
-    assert!(fs::read(leech.join("big.bin")).unwrap() == data, "downloaded file differs");
+    assert!(
+        fs::read(leech.join("big.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
     assert!(!leech.join("big.bin.part").exists());
     let (fetched, peers, resumed) = summary(&stdout(&out), "big.bin");
     assert_eq!(resumed, 0);
@@ -35,17 +39,35 @@ fn download_survives_a_seeder_killed_mid_transfer() {
     let data = random_file(&t.join("big.bin"), 16 * MIB, 2);
     // Slow seeders (1 MB/s per connection) so the kill lands while chunks are still missing.
     let mut seeders: Vec<_> = (0..3)
-        .map(|i| start_seeder(tracker, &t.sub(&format!("s{i}")), &t.join("big.bin"), &["--upload-rate", "1000000"]))
+        .map(|i| {
+            start_seeder(
+                tracker,
+                &t.sub(&format!("s{i}")),
+                &t.join("big.bin"),
+                &["--upload-rate", "1000000"],
+            )
+        })
         .collect();
     let leech = t.sub("leech");
-    let mut getter = Proc::spawn("leecher", peer_cmd(tracker, &leech).args(["get", "big.bin"]));
-    wait_until("first recorded chunks", || recorded_chunks(&leech, "big.bin") > 0);
+    let mut getter = Proc::spawn(
+        "leecher",
+        peer_cmd(tracker, &leech).args(["get", "big.bin"]),
+    );
+    wait_until("first recorded chunks", || {
+        recorded_chunks(&leech, "big.bin") > 0
+    });
     seeders[0].0.kill();
     let at_kill = recorded_chunks(&leech, "big.bin");
-    assert!(at_kill < 8192, "download finished before the seeder was killed");
+    assert!(
+        at_kill < 8192,
+        "download finished before the seeder was killed"
+    );
     let status = wait_exit(&mut getter);
     assert!(status.success(), "leecher failed after a seeder died");
-    assert!(fs::read(leech.join("big.bin")).unwrap() == data, "downloaded file differs");
+    assert!(
+        fs::read(leech.join("big.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
 }
 
 #[test]
@@ -66,7 +88,9 @@ fn two_files_at_once_each_from_several_peers() {
         daemons.push(p);
     }
     wait_until("both daemons listed for both files", || {
-        ["a.bin", "b.bin"].iter().all(|f| seeders_of(tracker, f) == 2)
+        ["a.bin", "b.bin"]
+            .iter()
+            .all(|f| seeders_of(tracker, f) == 2)
     });
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "a.bin", "b.bin"]));
@@ -84,21 +108,40 @@ fn a_leecher_serves_its_verified_chunks_while_it_downloads() {
     let t = TempDir::new("leecher-source");
     let (_tracker, tracker) = start_tracker();
     let data = random_file(&t.join("big.bin"), 8 * MIB, 10);
-    let (_seeder, seeder) = start_seeder(tracker, &t.sub("s"), &t.join("big.bin"), &["--upload-rate", "800000"]);
+    let (_seeder, seeder) = start_seeder(
+        tracker,
+        &t.sub("s"),
+        &t.join("big.bin"),
+        &["--upload-rate", "800000"],
+    );
     let first = t.sub("first");
-    let mut early = Proc::spawn("first leecher", peer_cmd(tracker, &first).args(["get", "big.bin"]));
+    let mut early = Proc::spawn(
+        "first leecher",
+        peer_cmd(tracker, &first).args(["get", "big.bin"]),
+    );
     let early_addr: std::net::SocketAddr = early.wait_line("peer listening on ").parse().unwrap();
     wait_until("the first leecher listed with chunks", || {
-        peers_of(tracker, "big.bin").iter().any(|(a, seeder)| *a == early_addr && !seeder)
+        peers_of(tracker, "big.bin")
+            .iter()
+            .any(|(a, seeder)| *a == early_addr && !seeder)
     });
     let second = t.sub("second");
     let out = run(peer_cmd(tracker, &second).args(["get", "big.bin"]));
     assert!(out.status.success(), "second get failed:\n{}", stderr(&out));
-    assert!(fs::read(second.join("big.bin")).unwrap() == data, "second download differs");
+    assert!(
+        fs::read(second.join("big.bin")).unwrap() == data,
+        "second download differs"
+    );
     let (_, peers, _) = summary(&stdout(&out), "big.bin");
-    assert_eq!(peers, 2, "the second leecher did not get chunks from the first (seeder {seeder})");
+    assert_eq!(
+        peers, 2,
+        "the second leecher did not get chunks from the first (seeder {seeder})"
+    );
     wait_exit(&mut early);
-    assert!(fs::read(first.join("big.bin")).unwrap() == data, "first download differs");
+    assert!(
+        fs::read(first.join("big.bin")).unwrap() == data,
+        "first download differs"
+    );
 }
 
 #[test]
@@ -109,16 +152,31 @@ fn share_through_a_running_daemon_then_download() {
     let dir = t.sub("d");
     let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, &dir).arg("daemon"));
     let at = daemon.wait_line("peer listening on ");
-    wait_until("the daemon's state file", || dir.join(".peer").join("daemon").exists());
+    wait_until("the daemon's state file", || {
+        dir.join(".peer").join("daemon").exists()
+    });
     let out = run(peer_cmd(tracker, &dir).arg("share").arg(t.join("doc.bin")));
     assert!(out.status.success(), "share failed:\n{}", stderr(&out));
-    assert!(stdout(&out).contains(&format!("through the daemon at {at}")), "{}", stdout(&out));
-    assert!(fs::read(dir.join("doc.bin")).unwrap() == data, "file not placed in the share dir");
+    assert!(
+        stdout(&out).contains(&format!("through the daemon at {at}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        fs::read(dir.join("doc.bin")).unwrap() == data,
+        "file not placed in the share dir"
+    );
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "doc.bin"]));
     assert!(out.status.success(), "get failed:\n{}", stderr(&out));
-    assert!(fs::read(leech.join("doc.bin")).unwrap() == data, "downloaded file differs");
-    assert!(daemon.terminate().success(), "daemon did not exit cleanly on SIGTERM");
+    assert!(
+        fs::read(leech.join("doc.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
+    assert!(
+        daemon.terminate().success(),
+        "daemon did not exit cleanly on SIGTERM"
+    );
 }
 
 fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
@@ -127,16 +185,25 @@ fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
         if let Ok(Some(s)) = p.child.try_wait() {
             return s;
         }
-        assert!(std::time::Instant::now() < deadline, "{} did not finish", p.name);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not finish",
+            p.name
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Seeders the tracker lists for `file` (flag 7), 0 when it does not know the file.
 fn seeders_of(tracker: std::net::SocketAddr, file: &str) -> u32 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let client = tracker::TrackerClient::bind(tracker, Default::default()).await.unwrap();
+        let client = tracker::TrackerClient::bind(tracker, Default::default())
+            .await
+            .unwrap();
         match client.query(&tracker::FileName::new(file).unwrap()).await {
             Ok(summary) => summary.seeders,
             Err(_) => 0,
@@ -146,9 +213,14 @@ fn seeders_of(tracker: std::net::SocketAddr, file: &str) -> u32 {
 
 /// Peers the tracker lists for `file` (flag 1) with their seeder mark.
 fn peers_of(tracker: std::net::SocketAddr, file: &str) -> Vec<(std::net::SocketAddr, bool)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let client = tracker::TrackerClient::bind(tracker, Default::default()).await.unwrap();
+        let client = tracker::TrackerClient::bind(tracker, Default::default())
+            .await
+            .unwrap();
         match client.peers(&tracker::FileName::new(file).unwrap()).await {
             Ok(swarm) => swarm
                 .peers

@@ -19,15 +19,29 @@ fn liars_are_dropped_and_the_file_still_arrives_intact() {
         .map(|lie| (lie, liar::start(tracker, "f.bin", data.clone(), lie)))
         .collect();
     // The honest seeder is slow so that the liars get requests too.
-    let _honest = start_seeder(tracker, &t.sub("s"), &t.join("f.bin"), &["--upload-rate", "1000000"]);
+    let _honest = start_seeder(
+        tracker,
+        &t.sub("s"),
+        &t.join("f.bin"),
+        &["--upload-rate", "1000000"],
+    );
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "f.bin"]));
     let err = stderr(&out);
     assert!(out.status.success(), "get failed:\n{err}");
-    assert!(fs::read(leech.join("f.bin")).unwrap() == data, "downloaded file differs");
+    assert!(
+        fs::read(leech.join("f.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
     for (lie, l) in &liars {
-        assert!(l.connections.load(Ordering::Relaxed) > 0, "{lie:?} liar was never contacted");
-        assert!(err.contains(&format!("{}: dropped for f.bin", l.addr)), "{lie:?} liar not dropped:\n{err}");
+        assert!(
+            l.connections.load(Ordering::Relaxed) > 0,
+            "{lie:?} liar was never contacted"
+        );
+        assert!(
+            err.contains(&format!("{}: dropped for f.bin", l.addr)),
+            "{lie:?} liar not dropped:\n{err}"
+        );
     }
 }
 
@@ -37,13 +51,24 @@ fn a_stalled_peer_is_dropped_and_its_chunks_fetched_elsewhere() {
     let (_tracker, tracker) = start_tracker();
     let data = random_file(&t.join("f.bin"), 2 << 20, 9);
     let silent = liar::start(tracker, "f.bin", data.clone(), Lie::Silent);
-    let _honest = start_seeder(tracker, &t.sub("s"), &t.join("f.bin"), &["--upload-rate", "2000000"]);
+    let _honest = start_seeder(
+        tracker,
+        &t.sub("s"),
+        &t.join("f.bin"),
+        &["--upload-rate", "2000000"],
+    );
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "--stall-timeout", "2", "f.bin"]));
     let err = stderr(&out);
     assert!(out.status.success(), "get failed:\n{err}");
-    assert!(fs::read(leech.join("f.bin")).unwrap() == data, "downloaded file differs");
-    assert!(silent.connections.load(Ordering::Relaxed) > 0, "the silent peer was never contacted");
+    assert!(
+        fs::read(leech.join("f.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
+    assert!(
+        silent.connections.load(Ordering::Relaxed) > 0,
+        "the silent peer was never contacted"
+    );
     let (_, peers, _) = summary(&stdout(&out), "f.bin");
     assert_eq!(peers, 1, "only the honest seeder delivered");
 }

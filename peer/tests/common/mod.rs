@@ -93,7 +93,9 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -105,7 +107,11 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines: rx, name: name.to_owned() }
+        Proc {
+            child,
+            lines: rx,
+            name: name.to_owned(),
+        }
     }
 
     /// Waits for a stdout line starting with `prefix` and returns the rest of it.
@@ -125,7 +131,11 @@ impl Proc {
                     if let Some(mut e) = self.child.stderr.take() {
                         let _ = e.read_to_string(&mut err);
                     }
-                    panic!("{}: no line {prefix:?} (exited: {:?}); stderr:\n{err}", self.name, self.child.try_wait());
+                    panic!(
+                        "{}: no line {prefix:?} (exited: {:?}); stderr:\n{err}",
+                        self.name,
+                        self.child.try_wait()
+                    );
                 }
             }
         }
@@ -138,7 +148,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -159,8 +172,14 @@ impl Drop for Proc {
 
 /// Starts a tracker on an ephemeral loopback port.
 pub fn start_tracker() -> (Proc, SocketAddr) {
-    let mut p = Proc::spawn("tracker", Command::new(tracker_bin()).args(["--bind", "127.0.0.1:0"]));
-    let addr = p.wait_line("tracker listening on ").parse().expect("tracker address");
+    let mut p = Proc::spawn(
+        "tracker",
+        Command::new(tracker_bin()).args(["--bind", "127.0.0.1:0"]),
+    );
+    let addr = p
+        .wait_line("tracker listening on ")
+        .parse()
+        .expect("tracker address");
     (p, addr)
 }
 
@@ -180,18 +199,28 @@ pub fn peer_cmd(tracker: SocketAddr, dir: &Path) -> Command {
 }
 
 /// `peer share FILE` serving in the foreground; returns once the file is announced.
-pub fn start_seeder(tracker: SocketAddr, dir: &Path, file: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+pub fn start_seeder(
+    tracker: SocketAddr,
+    dir: &Path,
+    file: &Path,
+    extra: &[&str],
+) -> (Proc, SocketAddr) {
     let mut cmd = peer_cmd(tracker, dir);
     cmd.args(extra).arg("share").arg(file);
     let mut p = Proc::spawn("seeder", &mut cmd);
-    let addr = p.wait_line("peer listening on ").parse().expect("peer address");
+    let addr = p
+        .wait_line("peer listening on ")
+        .parse()
+        .expect("peer address");
     p.wait_line("shared ");
     (p, addr)
 }
 
 /// Runs a command to completion (bounded by [`PATIENCE`]) and returns its output.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -201,7 +230,10 @@ pub fn run(cmd: &mut Command) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
-            panic!("command timed out; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "command timed out; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -223,16 +255,26 @@ pub fn summary(out: &str, name: &str) -> (u32, u32, u32) {
         .unwrap_or_else(|| panic!("no summary for {name} in:\n{out}"));
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| -> u32 {
-        let i = words.iter().position(|x| *x == w).unwrap_or_else(|| panic!("{w:?} in {line}"));
-        words[i - 1].trim_start_matches("):").parse().unwrap_or_else(|_| panic!("number before {w:?} in {line}"))
+        let i = words
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("{w:?} in {line}"));
+        words[i - 1]
+            .trim_start_matches("):")
+            .parse()
+            .unwrap_or_else(|_| panic!("number before {w:?} in {line}"))
     };
     (after("chunks"), after("peers,"), after("resumed,"))
 }
 
 /// Number of chunks listed in a download's resume record (0 when there is none yet).
 pub fn recorded_chunks(dir: &Path, name: &str) -> u32 {
-    let Ok(bytes) = std::fs::read(dir.join(".peer").join(format!("{name}.part.have"))) else { return 0 };
-    bytes.get(41..).map_or(0, |b| b.iter().map(|x| x.count_ones()).sum())
+    let Ok(bytes) = std::fs::read(dir.join(".peer").join(format!("{name}.part.have"))) else {
+        return 0;
+    };
+    bytes
+        .get(41..)
+        .map_or(0, |b| b.iter().map(|x| x.count_ones()).sum())
 }
 
 /// Polls `cond` every 20 ms until it holds, panicking with `what` after [`PATIENCE`].
