@@ -241,7 +241,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Arc::new(dialer.with_rendezvous(n.rendezvous.clone()).with_stun(stun_servers(cli)))
             });
             let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id(), dialer };
-            let result = get_all(&ctx, names).await;
+            // SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and still leave
+            // the swarm below, instead of leaving rows behind until the tracker's TTL.
+            let stop = daemon::stop_signal()?;
+            let result = tokio::select! {
+                result = get_all(&ctx, names) => result,
+                () = stop => Err(anyhow::anyhow!(
+                    "interrupted: verified chunks are kept; the same command resumes the download"
+                )),
+            };
             if let Some(node) = node {
                 node.stop().await;
             }

@@ -118,3 +118,32 @@ fn peer_exit_stops_the_daemon_of_a_directory() {
     let text = stdout(&status_out);
     assert!(text.contains("no daemon serves it") && text.contains("Idle"), "{text}");
 }
+
+#[test]
+fn interrupted_get_leaves_the_swarm_and_keeps_its_verified_chunks() {
+    let tmp = TempDir::new("daemon-sigint-get");
+    let (_tracker, tracker) = start_tracker();
+    let (seed_dir, get_dir, probe_dir) = (tmp.sub("seed"), tmp.sub("get"), tmp.sub("probe"));
+    let original = random_file(&tmp.join("slow.bin"), 4 << 20, 9);
+    let (_seeder, seeder) =
+        common::start_seeder(tracker, &seed_dir, &tmp.join("slow.bin"), &["--upload-rate", "262144"]);
+
+    let mut get = Proc::spawn("get", peer_cmd(tracker, &get_dir).args(["get", "slow.bin"]));
+    let leecher = get.wait_line("peer listening on ");
+    wait_until("the leecher reports chunks", || listed(tracker, &probe_dir, "slow.bin").contains(&leecher));
+
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &get.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    wait_until("peer get ends", || matches!(get.child.try_wait(), Ok(Some(_))));
+    assert_eq!(listed(tracker, &probe_dir, "slow.bin"), [seeder.to_string()], "the leecher is still listed");
+    let kept = common::recorded_chunks(&get_dir, "slow.bin");
+    assert!(kept > 0, "no verified chunk was kept");
+
+    // The same command resumes and completes.
+    let out = run(peer_cmd(tracker, &get_dir).args(["get", "slow.bin"]));
+    assert!(out.status.success(), "resume failed: {}", common::stderr(&out));
+    assert_eq!(std::fs::read(get_dir.join("slow.bin")).expect("downloaded file"), original);
+}
