@@ -63,15 +63,20 @@ pub struct Moved {
 
 impl AddressBook {
     pub fn new(serving_port: u16) -> Self {
-        Self { serving_port, public: None }
+        Self {
+            serving_port,
+            public: None,
+        }
     }
 
     /// What to put in announcements: the STUN-learned public address when known, otherwise
     /// `0.0.0.0:<serving port>`, which the tracker reads as "the datagram's source IP, this
     /// port" (right on a LAN and on loopback, where there is no NAT).
     pub fn announce(&self) -> SocketAddr {
-        self.public
-            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.serving_port))
+        self.public.unwrap_or(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            self.serving_port,
+        ))
     }
 
     /// The public address learned from STUN, if any.
@@ -135,7 +140,9 @@ pub async fn follow(
         // The first server's view is the one to announce; `classify` sorts, so pick it here.
         let preferred = seen.iter().flatten().next().copied().map(Mapping::Stable);
         let chosen = match mapping {
-            Some(Mapping::PerDestination(addrs)) if only_ports_differ(book.public(), &addrs) => None,
+            Some(Mapping::PerDestination(addrs)) if only_ports_differ(book.public(), &addrs) => {
+                None
+            }
             Some(Mapping::PerDestination(_)) => preferred,
             other => other,
         };
@@ -176,9 +183,15 @@ pub async fn start_refresh(
     let (tx, rx) = watch::channel(initial);
     let mut resolved = Vec::new();
     for spec in &servers {
-        match tokio::net::lookup_host(spec.as_str()).await.ok().and_then(|mut a| a.next()) {
+        match tokio::net::lookup_host(spec.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+        {
             Some(server) => resolved.push(server),
-            None => log::warn!("cannot resolve STUN server {spec:?} (expected HOST:PORT); skipping it"),
+            None => {
+                log::warn!("cannot resolve STUN server {spec:?} (expected HOST:PORT); skipping it")
+            }
         }
     }
     if resolved.is_empty() {
@@ -186,7 +199,10 @@ pub async fn start_refresh(
     }
     let config = RefresherConfig {
         period,
-        binding: BindingConfig { tcp_timeout: QUERY_TIMEOUT, ..BindingConfig::default() },
+        binding: BindingConfig {
+            tcp_timeout: QUERY_TIMEOUT,
+            ..BindingConfig::default()
+        },
     };
     let (sight_tx, sight_rx) = mpsc::channel(16);
     for (index, server) in resolved.iter().copied().enumerate() {
@@ -215,7 +231,12 @@ pub async fn start_refresh(
             }
         });
     }
-    tokio::spawn(follow(AddressBook::new(listen.port()), resolved.len(), sight_rx, tx));
+    tokio::spawn(follow(
+        AddressBook::new(listen.port()),
+        resolved.len(),
+        sight_rx,
+        tx,
+    ));
     rx
 }
 
@@ -240,7 +261,10 @@ mod tests {
         let a = Mapping::Stable(addr("203.0.113.5:40000"));
         assert_eq!(
             book.observe(Some(&a)),
-            Some(Moved { from: addr("0.0.0.0:6881"), to: addr("203.0.113.5:40000") })
+            Some(Moved {
+                from: addr("0.0.0.0:6881"),
+                to: addr("203.0.113.5:40000")
+            })
         );
         assert_eq!(book.observe(Some(&a)), None, "same mapping is no change");
         assert_eq!(book.observe(None), None, "an outage keeps the address");
@@ -248,7 +272,10 @@ mod tests {
         let b = Mapping::Stable(addr("203.0.113.5:40001"));
         assert_eq!(
             book.observe(Some(&b)),
-            Some(Moved { from: addr("203.0.113.5:40000"), to: addr("203.0.113.5:40001") })
+            Some(Moved {
+                from: addr("203.0.113.5:40000"),
+                to: addr("203.0.113.5:40001")
+            })
         );
     }
 
@@ -258,16 +285,31 @@ mod tests {
         let a = addr("198.51.100.1:1000");
         let b = addr("198.51.100.1:2000");
         assert_eq!(classify(&[a, a]), Some(Mapping::Stable(a)));
-        assert_eq!(classify(&[b, a, b]), Some(Mapping::PerDestination(vec![a, b])));
+        assert_eq!(
+            classify(&[b, a, b]),
+            Some(Mapping::PerDestination(vec![a, b]))
+        );
     }
 
     #[test]
     fn symmetric_port_churn_on_the_announced_ip_is_no_move() {
         let public = Some(addr("203.0.113.14:1000"));
-        assert!(only_ports_differ(public, &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]));
-        assert!(!only_ports_differ(public, &[addr("203.0.113.99:2000"), addr("203.0.113.99:3000")]));
-        assert!(!only_ports_differ(public, &[addr("203.0.113.14:2000"), addr("203.0.113.99:3000")]));
-        assert!(!only_ports_differ(None, &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]));
+        assert!(only_ports_differ(
+            public,
+            &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]
+        ));
+        assert!(!only_ports_differ(
+            public,
+            &[addr("203.0.113.99:2000"), addr("203.0.113.99:3000")]
+        ));
+        assert!(!only_ports_differ(
+            public,
+            &[addr("203.0.113.14:2000"), addr("203.0.113.99:3000")]
+        ));
+        assert!(!only_ports_differ(
+            None,
+            &[addr("203.0.113.14:2000"), addr("203.0.113.14:3000")]
+        ));
     }
 
     #[tokio::test]

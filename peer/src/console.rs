@@ -75,7 +75,10 @@ pub fn run<A: Actions>(
     banner: &str,
     history: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let config = Config::builder().auto_add_history(true).max_history_size(1000)?.build();
+    let config = Config::builder()
+        .auto_add_history(true)
+        .max_history_size(1000)?
+        .build();
     let mut editor = DefaultEditor::with_config(config)?;
     if let Some(path) = &history {
         // A missing history file is the normal first run.
@@ -155,13 +158,17 @@ fn fill_in(editor: &mut DefaultEditor, choice: Choice) -> anyhow::Result<Option<
         Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(None),
         Err(e) => Err(anyhow::Error::from(e)),
     };
-    let named = |editor: &mut DefaultEditor, given: Option<String>| -> anyhow::Result<Option<String>> {
-        let Some(name) = given.map(Ok).or_else(|| ask(editor, "file name: ").transpose()) else {
-            return Ok(None);
+    let named =
+        |editor: &mut DefaultEditor, given: Option<String>| -> anyhow::Result<Option<String>> {
+            let Some(name) = given
+                .map(Ok)
+                .or_else(|| ask(editor, "file name: ").transpose())
+            else {
+                return Ok(None);
+            };
+            let name = name?;
+            Ok(Some(check_name(name.trim())?.as_str().to_owned()))
         };
-        let name = name?;
-        Ok(Some(check_name(name.trim())?.as_str().to_owned()))
-    };
     Ok(match choice {
         Choice::Download(name) => named(editor, name)?.map(|n| Choice::Download(Some(n))),
         Choice::Refresh(name) => named(editor, name)?.map(|n| Choice::Refresh(Some(n))),
@@ -187,7 +194,10 @@ async fn perform<A: Actions>(actions: &A, choice: Choice) -> anyhow::Result<Stri
         Choice::Status => actions.status().await,
         Choice::Statistics => actions.statistics().await,
         Choice::Help => Ok(MENU.trim_end().to_owned()),
-        Choice::Download(None) | Choice::Refresh(None) | Choice::Query(None) | Choice::Share(None) => {
+        Choice::Download(None)
+        | Choice::Refresh(None)
+        | Choice::Query(None)
+        | Choice::Share(None) => {
             anyhow::bail!("a file name is needed")
         }
     }
@@ -223,7 +233,13 @@ pub struct Launch {
 /// SIGINT/SIGTERM arrives; both ways out stop the downloads (their verified chunks stay on disk)
 /// and send flag 5.
 pub async fn open(launch: Launch) -> anyhow::Result<()> {
-    let Launch { node, address, heartbeat, stun, download } = launch;
+    let Launch {
+        node,
+        address,
+        heartbeat,
+        stun,
+        download,
+    } = launch;
     let stop = CancellationToken::new();
     let banner = format!(
         "peer console: serving {} on {}, tracker {}. Pick a number (h shows the menu again).",
@@ -233,9 +249,15 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     );
     let history = Some(node.dir.state_dir().join("history"));
     let dialer = Arc::new(
-        Dialer::new(node.tracker.clone(), node.listen, address.clone(), OwnNat::Unknown, PunchConfig::default())
-            .with_rendezvous(node.rendezvous.clone())
-            .with_stun(stun.clone()),
+        Dialer::new(
+            node.tracker.clone(),
+            node.listen,
+            address.clone(),
+            OwnNat::Unknown,
+            PunchConfig::default(),
+        )
+        .with_rendezvous(node.rendezvous.clone())
+        .with_stun(stun.clone()),
     );
     let parts = session::SessionParts {
         dir: node.dir.clone(),
@@ -248,7 +270,12 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         peer_id: new_peer_id(),
         dialer: Some(dialer),
         stop: stop.clone(),
-        daemon: tokio::spawn(daemon::run_until(node, heartbeat, address, stop.cancelled_owned())),
+        daemon: tokio::spawn(daemon::run_until(
+            node,
+            heartbeat,
+            address,
+            stop.cancelled_owned(),
+        )),
     };
     let session = Arc::new(session::Session::new(parts));
 

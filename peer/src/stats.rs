@@ -170,7 +170,12 @@ fn format_ratio(ratio: Option<f64>) -> String {
 
 /// The per-file table (`transmission-remote -l`): one row per file, then a `Sum:` row.
 pub fn format_file_table(files: &[FileStats]) -> String {
-    let name_width = files.iter().map(|f| f.name.chars().count()).max().unwrap_or(0).max(4);
+    let name_width = files
+        .iter()
+        .map(|f| f.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -256,7 +261,10 @@ pub struct RateMeter {
 
 impl RateMeter {
     pub fn new(window: Duration) -> Self {
-        Self { window, samples: VecDeque::new() }
+        Self {
+            window,
+            samples: VecDeque::new(),
+        }
     }
 
     /// Records the cumulative counter `total` as of `now`.
@@ -300,7 +308,11 @@ mod tests {
             down_rate,
             up_rate: 0.0,
             peers: 3,
-            state: if have == total { FileState::Seeding } else { FileState::Downloading },
+            state: if have == total {
+                FileState::Seeding
+            } else {
+                FileState::Downloading
+            },
         }
     }
 
@@ -320,7 +332,10 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert_eq!(format_duration(Duration::from_secs(185)), "3m 05s");
         assert_eq!(format_duration(Duration::from_secs(7620)), "2h 07m");
-        assert_eq!(format_duration(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d 04h");
+        assert_eq!(
+            format_duration(Duration::from_secs(3 * 86_400 + 4 * 3600)),
+            "3d 04h"
+        );
     }
 
     #[test]
@@ -342,7 +357,12 @@ mod tests {
         let f = file(10, 10, 0.0);
         assert_eq!(f.have_bytes(), f.size);
         assert_eq!(file(1, 10, 0.0).have_bytes(), 2048);
-        let empty = FileStats { size: 0, chunks_total: 0, chunks_have: 0, ..f };
+        let empty = FileStats {
+            size: 0,
+            chunks_total: 0,
+            chunks_have: 0,
+            ..f
+        };
         assert_eq!(empty.percent_done(), 100.0);
         assert_eq!(empty.have_bytes(), 0);
     }
@@ -353,18 +373,36 @@ mod tests {
         let table = format_file_table(&files);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
-        assert!(lines[0].starts_with("Name") && lines[0].ends_with("Status"), "{table}");
-        assert!(lines[1].contains(" 50.0%") && lines[1].contains("5/10"), "{table}");
-        assert!(lines[1].contains("Downloading") && lines[1].contains("2.0 KiB/s"), "{table}");
+        assert!(
+            lines[0].starts_with("Name") && lines[0].ends_with("Status"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains(" 50.0%") && lines[1].contains("5/10"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("Downloading") && lines[1].contains("2.0 KiB/s"),
+            "{table}"
+        );
         assert!(lines[1].contains("0.10"), "ratio 1024/10240: {table}");
-        assert!(lines[2].contains("100.0%") && lines[2].contains("Done"), "{table}");
-        assert!(lines[3].starts_with("Sum:") && lines[3].contains("2.0 KiB/s"), "{table}");
+        assert!(
+            lines[2].contains("100.0%") && lines[2].contains("Done"),
+            "{table}"
+        );
+        assert!(
+            lines[3].starts_with("Sum:") && lines[3].contains("2.0 KiB/s"),
+            "{table}"
+        );
     }
 
     #[test]
     fn one_chunk_short_never_shows_complete() {
         let line = format_progress_line(&file(1999, 2000, 0.0));
-        assert!(line.contains("99.9%") && line.contains("ETA Unknown"), "{line}");
+        assert!(
+            line.contains("99.9%") && line.contains("ETA Unknown"),
+            "{line}"
+        );
     }
 
     #[test]

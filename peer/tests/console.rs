@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{peer_bin, peer_cmd, random_file, run, start_seeder, start_tracker, stdout, TempDir};
-use rexpect::session::{spawn_with_options, PtySession};
 use rexpect::reader::Options;
+use rexpect::session::{spawn_with_options, PtySession};
 
 const PROMPT: &str = "peer> ";
 
@@ -25,9 +25,13 @@ fn open_console(tracker: SocketAddr, dir: &Path) -> (PtySession, String) {
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--stun", "none"])
         .env_remove("RUST_LOG");
-    let options = Options::new().timeout_ms(Some(TIMEOUT_MS)).strip_ansi_escape_codes(true);
+    let options = Options::new()
+        .timeout_ms(Some(TIMEOUT_MS))
+        .strip_ansi_escape_codes(true);
     let mut console = spawn_with_options(cmd, options).expect("spawn the console in a pty");
-    let (_, serving) = console.exp_regex(r"peer listening on [0-9.]+:[0-9]+").expect("startup line");
+    let (_, serving) = console
+        .exp_regex(r"peer listening on [0-9.]+:[0-9]+")
+        .expect("startup line");
     let serving = serving.trim_start_matches("peer listening on ").to_owned();
     console.exp_string("1  Download a file").expect("the menu");
     console.exp_string(PROMPT).expect("the prompt");
@@ -40,20 +44,30 @@ fn choose(console: &mut PtySession, line: &str, expect: &str) {
     console
         .exp_string(expect)
         .unwrap_or_else(|e| panic!("after typing {line:?}, expected {expect:?}: {e}"));
-    console.exp_string(PROMPT).unwrap_or_else(|e| panic!("no prompt after {line:?}: {e}"));
+    console
+        .exp_string(PROMPT)
+        .unwrap_or_else(|e| panic!("no prompt after {line:?}: {e}"));
 }
 
 fn peers_of(tracker: SocketAddr, dir: &Path, name: &str) -> String {
-    stdout(&run(peer_cmd(tracker, dir).args(["--stun", "none", "peers", name])))
+    stdout(&run(
+        peer_cmd(tracker, dir).args(["--stun", "none", "peers", name])
+    ))
 }
 
 #[test]
 fn console_menu_lists_queries_downloads_and_leaves() {
     let tmp = TempDir::new("console-menu");
     let (_tracker, tracker) = start_tracker();
-    let (seed_dir, console_dir, probe_dir) = (tmp.sub("seed"), tmp.sub("console"), tmp.sub("probe"));
+    let (seed_dir, console_dir, probe_dir) =
+        (tmp.sub("seed"), tmp.sub("console"), tmp.sub("probe"));
     let original = random_file(&tmp.join("movie.bin"), 300_000, 11);
-    let (_seeder, _) = start_seeder(tracker, &seed_dir, &tmp.join("movie.bin"), &["--stun", "none"]);
+    let (_seeder, _) = start_seeder(
+        tracker,
+        &seed_dir,
+        &tmp.join("movie.bin"),
+        &["--stun", "none"],
+    );
 
     let (mut console, serving) = open_console(tracker, &console_dir);
 
@@ -62,14 +76,24 @@ fn console_menu_lists_queries_downloads_and_leaves() {
     choose(&mut console, "fetch", "unknown choice \"fetch\"");
     choose(&mut console, "6 extra", "6 (list) takes no argument");
     console.send_line("1").expect("type 1");
-    console.exp_string("file name: ").expect("a prompt for the name");
+    console
+        .exp_string("file name: ")
+        .expect("a prompt for the name");
     choose(&mut console, "", "file name is empty");
     choose(&mut console, "7 a/b", "path separator");
-    choose(&mut console, "7 nothere.bin", "does not know a file named nothere.bin");
+    choose(
+        &mut console,
+        "7 nothere.bin",
+        "does not know a file named nothere.bin",
+    );
 
     // The tracker's view, through flags 6, 7 and 2.
     choose(&mut console, "6", "movie.bin");
-    choose(&mut console, "7 movie.bin", "147 chunks of 2048 bytes, 1 seeder, 0 leechers");
+    choose(
+        &mut console,
+        "7 movie.bin",
+        "147 chunks of 2048 bytes, 1 seeder, 0 leechers",
+    );
     choose(&mut console, "2 movie.bin", "seeder (147/147 chunks)");
 
     // A background download, its progress line above the prompt, then the tables.
@@ -79,19 +103,31 @@ fn console_menu_lists_queries_downloads_and_leaves() {
         .exp_string("downloading movie.bin (293.0 KiB, 147 chunks) from 1 peer")
         .expect("the download starts");
     if !before.contains("complete: movie.bin") {
-        console.exp_string("complete: movie.bin").expect("the completion line");
+        console
+            .exp_string("complete: movie.bin")
+            .expect("the completion line");
     }
-    console.exp_string(PROMPT).expect("the prompt after the download");
+    console
+        .exp_string(PROMPT)
+        .expect("the prompt after the download");
     choose(&mut console, "3", "147/147");
     choose(&mut console, "t", "Downloaded: 293.0 KiB");
     choose(&mut console, "s", &format!("listening on   {serving}"));
     choose(&mut console, "1 movie.bin", "movie.bin is already complete");
-    assert_eq!(std::fs::read(console_dir.join("movie.bin")).expect("downloaded file"), original);
-    assert!(peers_of(tracker, &probe_dir, "movie.bin").contains(&serving), "the console peer seeds");
+    assert_eq!(
+        std::fs::read(console_dir.join("movie.bin")).expect("downloaded file"),
+        original
+    );
+    assert!(
+        peers_of(tracker, &probe_dir, "movie.bin").contains(&serving),
+        "the console peer seeds"
+    );
 
     // q sends flag 5: the tracker lists the seeder only.
     console.send_line("q").expect("type q");
-    console.exp_string("left the swarm (flag 5)").expect("the goodbye");
+    console
+        .exp_string("left the swarm (flag 5)")
+        .expect("the goodbye");
     console.exp_eof().expect("the console ends");
     let peers = peers_of(tracker, &probe_dir, "movie.bin");
     assert!(!peers.contains(&serving), "still listed after q:\n{peers}");
@@ -102,11 +138,17 @@ fn console_menu_lists_queries_downloads_and_leaves() {
 fn console_survives_an_unreachable_tracker_and_leaves_on_sigterm() {
     let tmp = TempDir::new("console-down");
     // A port nobody answers on: bound, then released.
-    let silent = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port");
+    let silent = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port");
     let (mut console, _) = open_console(silent, &tmp.sub("console"));
     console.send_line("6").expect("type 6");
-    console.exp_regex("error: [^\r\n]*tracker").expect("a clear error about the tracker");
-    console.exp_string(PROMPT).expect("the prompt after the error");
+    console
+        .exp_regex("error: [^\r\n]*tracker")
+        .expect("a clear error about the tracker");
+    console
+        .exp_string(PROMPT)
+        .expect("the prompt after the error");
     choose(&mut console, "h", "7  Query a file");
 
     let (_tracker, tracker) = start_tracker();
@@ -115,15 +157,29 @@ fn console_survives_an_unreachable_tracker_and_leaves_on_sigterm() {
     let shared = tmp.join("notes.txt");
     random_file(&shared, 5_000, 12);
     console.send_line("4").expect("type 4");
-    console.exp_string("path of the file to share: ").expect("a prompt for the path");
-    choose(&mut console, shared.to_str().expect("utf-8 path"), "shared notes.txt");
+    console
+        .exp_string("path of the file to share: ")
+        .expect("a prompt for the path");
+    choose(
+        &mut console,
+        shared.to_str().expect("utf-8 path"),
+        "shared notes.txt",
+    );
     let probe = tmp.sub("probe");
     assert!(peers_of(tracker, &probe, "notes.txt").contains(&serving));
 
-    console.process_mut().signal(rexpect::process::Signal::SIGTERM).expect("SIGTERM");
-    console.exp_string("left the swarm (flag 5)").expect("the goodbye on SIGTERM");
+    console
+        .process_mut()
+        .signal(rexpect::process::Signal::SIGTERM)
+        .expect("SIGTERM");
+    console
+        .exp_string("left the swarm (flag 5)")
+        .expect("the goodbye on SIGTERM");
     console.exp_eof().expect("the console ends");
-    assert!(!peers_of(tracker, &probe, "notes.txt").contains(&serving), "still listed after SIGTERM");
+    assert!(
+        !peers_of(tracker, &probe, "notes.txt").contains(&serving),
+        "still listed after SIGTERM"
+    );
 }
 
 #[test]
@@ -133,8 +189,12 @@ fn console_shows_live_progress_while_the_prompt_stays_usable() {
     let (seed_dir, console_dir) = (tmp.sub("seed"), tmp.sub("console"));
     let original = random_file(&tmp.join("big.bin"), 8 << 20, 13);
     // A slow seeder (1 MiB/s), so the download lasts long enough to be watched.
-    let (_seeder, _) =
-        start_seeder(tracker, &seed_dir, &tmp.join("big.bin"), &["--stun", "none", "--upload-rate", "1048576"]);
+    let (_seeder, _) = start_seeder(
+        tracker,
+        &seed_dir,
+        &tmp.join("big.bin"),
+        &["--stun", "none", "--upload-rate", "1048576"],
+    );
 
     let (mut console, _) = open_console(tracker, &console_dir);
     console.send_line("1 big.bin").expect("type 1 big.bin");
@@ -143,17 +203,26 @@ fn console_shows_live_progress_while_the_prompt_stays_usable() {
         .exp_string("downloading big.bin (8.0 MiB, 4096 chunks) from 1 peer")
         .expect("the download starts");
     if !before.contains("started: big.bin") {
-        console.exp_string("started: big.bin").expect("a start line");
+        console
+            .exp_string("started: big.bin")
+            .expect("a start line");
     }
-    console.exp_string(PROMPT).expect("the prompt during the download");
+    console
+        .exp_string(PROMPT)
+        .expect("the prompt during the download");
     // While it runs, the menu still answers; the table shows it downloading.
     choose(&mut console, "3", "Downloading");
     console
         .exp_regex(r"big\.bin  [0-9]+\.[0-9]%  [0-9]+/4096 chunks  down [0-9.]+ [KM]iB/s  up [^ ]+ [^ ]+  ETA [0-9]")
         .expect("a progress line with percent, chunks, rates and ETA");
-    console.exp_string("complete: big.bin (8.0 MiB, 4096 chunks verified").expect("the completion line");
+    console
+        .exp_string("complete: big.bin (8.0 MiB, 4096 chunks verified")
+        .expect("the completion line");
     console.exp_string(PROMPT).expect("the prompt is redrawn");
-    assert_eq!(std::fs::read(console_dir.join("big.bin")).expect("downloaded file"), original);
+    assert_eq!(
+        std::fs::read(console_dir.join("big.bin")).expect("downloaded file"),
+        original
+    );
     console.send_line("q").expect("type q");
     console.exp_eof().expect("the console ends");
 }

@@ -7,14 +7,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use common::{
-    peer_cmd, random_file, recorded_chunks, run, start_seeder, start_tracker, stderr, stdout, wait_until,
-    Proc, TempDir,
+    peer_cmd, random_file, recorded_chunks, run, start_seeder, start_tracker, stderr, stdout,
+    wait_until, Proc, TempDir,
 };
 
 fn json(tracker: SocketAddr, dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = run(peer_cmd(tracker, dir).args(["--stun", "none"]).args(args));
-    assert!(out.status.success(), "peer {args:?} failed: {}", stderr(&out));
-    serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| panic!("peer {args:?}: {e}: {}", stdout(&out)))
+    assert!(
+        out.status.success(),
+        "peer {args:?} failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("peer {args:?}: {e}: {}", stdout(&out)))
 }
 
 #[test]
@@ -23,7 +28,12 @@ fn list_query_and_peers_answer_in_text_and_json() {
     let (_tracker, tracker) = start_tracker();
     let (seed_dir, probe) = (tmp.sub("seed"), tmp.sub("probe"));
     random_file(&tmp.join("song.ogg"), 5_000, 21);
-    let (_seeder, serving) = start_seeder(tracker, &seed_dir, &tmp.join("song.ogg"), &["--stun", "none"]);
+    let (_seeder, serving) = start_seeder(
+        tracker,
+        &seed_dir,
+        &tmp.join("song.ogg"),
+        &["--stun", "none"],
+    );
 
     let list = json(tracker, &probe, &["list", "--json"]);
     assert_eq!(list["total"], 1, "{list}");
@@ -34,24 +44,43 @@ fn list_query_and_peers_answer_in_text_and_json() {
 
     let query = json(tracker, &probe, &["query", "song.ogg", "--json"]);
     assert_eq!(query["chunk_size"], 2048, "{query}");
-    assert!(query["id"].as_str().is_some_and(|id| id.starts_with("sha256:")), "{query}");
+    assert!(
+        query["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:")),
+        "{query}"
+    );
 
     let peers = json(tracker, &probe, &["peers", "song.ogg", "--json"]);
     assert_eq!(peers["peers"][0]["addr"], serving.to_string(), "{peers}");
     assert_eq!(peers["peers"][0]["chunks"], "all", "{peers}");
 
-    let text = stdout(&run(peer_cmd(tracker, &probe).args(["--stun", "none", "list"])));
-    assert!(text.contains("song.ogg") && text.contains("1 file"), "{text}");
+    let text = stdout(&run(
+        peer_cmd(tracker, &probe).args(["--stun", "none", "list"])
+    ));
+    assert!(
+        text.contains("song.ogg") && text.contains("1 file"),
+        "{text}"
+    );
 
     for (args, says) in [
-        (&["query", "missing.ogg"][..], "does not know a file named missing.ogg"),
+        (
+            &["query", "missing.ogg"][..],
+            "does not know a file named missing.ogg",
+        ),
         (&["query", "etc/passwd"][..], "path separator"),
         (&["query", "../x"][..], "contains '..'"),
         (&["peers", ""][..], "file name is empty"),
     ] {
-        let out = run(peer_cmd(tracker, &probe).args(["--stun", "none"]).args(args));
+        let out = run(peer_cmd(tracker, &probe)
+            .args(["--stun", "none"])
+            .args(args));
         assert!(!out.status.success(), "peer {args:?} succeeded");
-        assert!(stderr(&out).contains(says), "peer {args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(says),
+            "peer {args:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -61,11 +90,20 @@ fn status_shows_a_stopped_download_with_its_resume_record() {
     let (_tracker, tracker) = start_tracker();
     let (seed_dir, get_dir) = (tmp.sub("seed"), tmp.sub("get"));
     random_file(&tmp.join("slow.bin"), 4 << 20, 22);
-    let (_seeder, _) =
-        start_seeder(tracker, &seed_dir, &tmp.join("slow.bin"), &["--stun", "none", "--upload-rate", "262144"]);
+    let (_seeder, _) = start_seeder(
+        tracker,
+        &seed_dir,
+        &tmp.join("slow.bin"),
+        &["--stun", "none", "--upload-rate", "262144"],
+    );
 
-    let mut get = Proc::spawn("get", peer_cmd(tracker, &get_dir).args(["--stun", "none", "get", "slow.bin"]));
-    wait_until("some chunks are recorded", || recorded_chunks(&get_dir, "slow.bin") > 0);
+    let mut get = Proc::spawn(
+        "get",
+        peer_cmd(tracker, &get_dir).args(["--stun", "none", "get", "slow.bin"]),
+    );
+    wait_until("some chunks are recorded", || {
+        recorded_chunks(&get_dir, "slow.bin") > 0
+    });
     get.kill();
 
     let status = json(tracker, &get_dir, &["status", "--json"]);
@@ -77,6 +115,11 @@ fn status_shows_a_stopped_download_with_its_resume_record() {
     assert!(have > 0 && have < 2048, "{status}");
     assert_eq!(status["daemon"], serde_json::Value::Null, "{status}");
 
-    let text = stdout(&run(peer_cmd(tracker, &get_dir).args(["--stun", "none", "status"])));
-    assert!(text.contains("Stopped") && text.contains(&format!("{have}/2048")), "{text}");
+    let text = stdout(&run(
+        peer_cmd(tracker, &get_dir).args(["--stun", "none", "status"])
+    ));
+    assert!(
+        text.contains("Stopped") && text.contains(&format!("{have}/2048")),
+        "{text}"
+    );
 }

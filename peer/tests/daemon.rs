@@ -27,7 +27,9 @@ fn fake_stun(mapped: Arc<Mutex<SocketAddr>>) -> SocketAddr {
                 if conn.read_exact(&mut message).is_err() {
                     return;
                 }
-                let Ok(size) = message_size(&message) else { return };
+                let Ok(size) = message_size(&message) else {
+                    return;
+                };
                 message.resize(size, 0);
                 if conn.read_exact(&mut message[HEADER_SIZE..]).is_err() {
                     return;
@@ -47,7 +49,8 @@ fn listed(tracker: SocketAddr, dir: &Path, name: &str) -> Vec<String> {
     if !out.status.success() {
         return Vec::new();
     }
-    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("peers --json is JSON");
+    let value: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("peers --json is JSON");
     value["peers"]
         .as_array()
         .expect("a peers array")
@@ -72,7 +75,13 @@ fn daemon_moves_its_rows_when_the_mapping_changes_and_leaves_on_sigterm() {
 
     let mut daemon = Proc::spawn(
         "daemon",
-        peer_cmd(tracker, &seed_dir).args(["--stun", &stun.to_string(), "--refresh", "1", "daemon"]),
+        peer_cmd(tracker, &seed_dir).args([
+            "--stun",
+            &stun.to_string(),
+            "--refresh",
+            "1",
+            "daemon",
+        ]),
     );
     daemon.wait_line("peer listening on ");
 
@@ -86,9 +95,15 @@ fn daemon_moves_its_rows_when_the_mapping_changes_and_leaves_on_sigterm() {
     });
 
     let status = daemon.terminate();
-    assert!(status.success(), "daemon exit status after SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "daemon exit status after SIGTERM: {status:?}"
+    );
     let left = listed(tracker, &probe_dir, "moving.bin");
-    assert!(left.is_empty(), "the tracker still lists {left:?} after SIGTERM");
+    assert!(
+        left.is_empty(),
+        "the tracker still lists {left:?} after SIGTERM"
+    );
 }
 
 #[test]
@@ -98,25 +113,47 @@ fn peer_exit_stops_the_daemon_of_a_directory() {
     let (seed_dir, probe_dir) = (tmp.sub("seed"), tmp.sub("probe"));
     random_file(&seed_dir.join("exit.bin"), 10_000, 8);
 
-    let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, &seed_dir).args(["--stun", "none", "daemon"]));
+    let mut daemon = Proc::spawn(
+        "daemon",
+        peer_cmd(tracker, &seed_dir).args(["--stun", "none", "daemon"]),
+    );
     let serving = daemon.wait_line("peer listening on ");
-    wait_until("the tracker lists the daemon", || listed(tracker, &probe_dir, "exit.bin") == [serving.clone()]);
+    wait_until("the tracker lists the daemon", || {
+        listed(tracker, &probe_dir, "exit.bin") == [serving.clone()]
+    });
 
     let status_out = run(peer_cmd(tracker, &seed_dir).args(["status", "--json"]));
-    let status: serde_json::Value = serde_json::from_str(stdout(&status_out).trim()).expect("status --json");
+    let status: serde_json::Value =
+        serde_json::from_str(stdout(&status_out).trim()).expect("status --json");
     assert_eq!(status["daemon"], serving.as_str(), "{status}");
     assert_eq!(status["files"][0]["name"], "exit.bin", "{status}");
     assert_eq!(status["files"][0]["state"], "seeding", "{status}");
 
     let out = run(peer_cmd(tracker, &seed_dir).arg("exit"));
-    assert!(out.status.success(), "peer exit failed: {}", common::stderr(&out));
-    assert!(stdout(&out).contains("stopped the daemon"), "{}", stdout(&out));
-    wait_until("the daemon process ends", || matches!(daemon.child.try_wait(), Ok(Some(_))));
-    assert!(listed(tracker, &probe_dir, "exit.bin").is_empty(), "still listed after peer exit");
+    assert!(
+        out.status.success(),
+        "peer exit failed: {}",
+        common::stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("stopped the daemon"),
+        "{}",
+        stdout(&out)
+    );
+    wait_until("the daemon process ends", || {
+        matches!(daemon.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        listed(tracker, &probe_dir, "exit.bin").is_empty(),
+        "still listed after peer exit"
+    );
 
     let status_out = run(peer_cmd(tracker, &seed_dir).arg("status"));
     let text = stdout(&status_out);
-    assert!(text.contains("no daemon serves it") && text.contains("Idle"), "{text}");
+    assert!(
+        text.contains("no daemon serves it") && text.contains("Idle"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -125,25 +162,44 @@ fn interrupted_get_leaves_the_swarm_and_keeps_its_verified_chunks() {
     let (_tracker, tracker) = start_tracker();
     let (seed_dir, get_dir, probe_dir) = (tmp.sub("seed"), tmp.sub("get"), tmp.sub("probe"));
     let original = random_file(&tmp.join("slow.bin"), 4 << 20, 9);
-    let (_seeder, seeder) =
-        common::start_seeder(tracker, &seed_dir, &tmp.join("slow.bin"), &["--upload-rate", "262144"]);
+    let (_seeder, seeder) = common::start_seeder(
+        tracker,
+        &seed_dir,
+        &tmp.join("slow.bin"),
+        &["--upload-rate", "262144"],
+    );
 
     let mut get = Proc::spawn("get", peer_cmd(tracker, &get_dir).args(["get", "slow.bin"]));
     let leecher = get.wait_line("peer listening on ");
-    wait_until("the leecher reports chunks", || listed(tracker, &probe_dir, "slow.bin").contains(&leecher));
+    wait_until("the leecher reports chunks", || {
+        listed(tracker, &probe_dir, "slow.bin").contains(&leecher)
+    });
 
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &get.child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(interrupted.success());
-    wait_until("peer get ends", || matches!(get.child.try_wait(), Ok(Some(_))));
-    assert_eq!(listed(tracker, &probe_dir, "slow.bin"), [seeder.to_string()], "the leecher is still listed");
+    wait_until("peer get ends", || {
+        matches!(get.child.try_wait(), Ok(Some(_)))
+    });
+    assert_eq!(
+        listed(tracker, &probe_dir, "slow.bin"),
+        [seeder.to_string()],
+        "the leecher is still listed"
+    );
     let kept = common::recorded_chunks(&get_dir, "slow.bin");
     assert!(kept > 0, "no verified chunk was kept");
 
     // The same command resumes and completes.
     let out = run(peer_cmd(tracker, &get_dir).args(["get", "slow.bin"]));
-    assert!(out.status.success(), "resume failed: {}", common::stderr(&out));
-    assert_eq!(std::fs::read(get_dir.join("slow.bin")).expect("downloaded file"), original);
+    assert!(
+        out.status.success(),
+        "resume failed: {}",
+        common::stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(get_dir.join("slow.bin")).expect("downloaded file"),
+        original
+    );
 }

@@ -40,28 +40,48 @@ fn render(format: Format, text: String, json: impl FnOnce() -> serde_json::Value
 pub async fn list(tracker: &TrackerClient, format: Format) -> anyhow::Result<String> {
     let files = tracker.list_files().await?;
     let total = u32::try_from(files.len()).unwrap_or(u32::MAX);
-    Ok(render(format, show::files_text(total, &files), || show::files_json(total, &files)))
+    Ok(render(format, show::files_text(total, &files), || {
+        show::files_json(total, &files)
+    }))
 }
 
 /// Flag 7: one file's description and swarm counts.
 pub async fn query(tracker: &TrackerClient, name: &str, format: Format) -> anyhow::Result<String> {
     let file = check_name(name.trim())?;
-    let summary = tracker.query(&file).await.map_err(|e| about(file.as_str(), e))?;
-    Ok(render(format, show::summary_text(&summary), || show::summary_json(&summary)))
+    let summary = tracker
+        .query(&file)
+        .await
+        .map_err(|e| about(file.as_str(), e))?;
+    Ok(render(format, show::summary_text(&summary), || {
+        show::summary_json(&summary)
+    }))
 }
 
 /// Flag 2: a fresh peer list.
-pub async fn refresh(tracker: &TrackerClient, name: &str, format: Format) -> anyhow::Result<String> {
+pub async fn refresh(
+    tracker: &TrackerClient,
+    name: &str,
+    format: Format,
+) -> anyhow::Result<String> {
     let file = check_name(name.trim())?;
-    let swarm = tracker.refresh(&file).await.map_err(|e| about(file.as_str(), e))?;
-    Ok(render(format, show::peers_text(&swarm.file, &swarm.peers), || {
-        show::peers_json(&swarm.file, &swarm.peers)
-    }))
+    let swarm = tracker
+        .refresh(&file)
+        .await
+        .map_err(|e| about(file.as_str(), e))?;
+    Ok(render(
+        format,
+        show::peers_text(&swarm.file, &swarm.peers),
+        || show::peers_json(&swarm.file, &swarm.peers),
+    ))
 }
 
 /// `peer status`: what the share directory holds, read from disk, and whether a daemon serves it.
 pub fn status(dir: &ShareDir, daemon: Option<std::net::SocketAddr>, format: Format) -> String {
-    let state = if daemon.is_some() { FileState::Seeding } else { FileState::Idle };
+    let state = if daemon.is_some() {
+        FileState::Seeding
+    } else {
+        FileState::Idle
+    };
     let files = local_files(dir, state);
     match format {
         Format::Json => serde_json::json!({
@@ -94,7 +114,10 @@ mod tests {
     fn unknown_files_get_a_hint() {
         let reply = tracker::proto::ErrorReply::new(ErrorCode::FileNotFound, "no such file");
         let e = about("a.bin", ClientError::Tracker(reply));
-        assert!(e.to_string().contains("does not know a file named a.bin"), "{e}");
+        assert!(
+            e.to_string().contains("does not know a file named a.bin"),
+            "{e}"
+        );
         let reply = tracker::proto::ErrorReply::new(ErrorCode::BadRequest, "x");
         let e = about("a.bin", ClientError::Tracker(reply));
         assert!(e.to_string().starts_with("tracker answered"), "{e}");

@@ -20,7 +20,9 @@ pub fn local_files(dir: &ShareDir, complete_state: FileState) -> Vec<FileStats> 
     match dir.complete_files() {
         Ok(names) => {
             for name in names {
-                let Ok(meta) = fs::metadata(dir.complete_path(&name)) else { continue };
+                let Ok(meta) = fs::metadata(dir.complete_path(&name)) else {
+                    continue;
+                };
                 let chunk_size = crate::manifest::DEFAULT_CHUNK_SIZE;
                 let total = chunk_count(meta.len(), chunk_size);
                 files.push(FileStats {
@@ -43,11 +45,15 @@ pub fn local_files(dir: &ShareDir, complete_state: FileState) -> Vec<FileStats> 
             if check_name(name).is_err() {
                 continue;
             }
-            let Some(manifest) = dir.partial_manifest(name) else { continue };
+            let Some(manifest) = dir.partial_manifest(name) else {
+                continue;
+            };
             let have = dir
                 .read_record(name, &manifest)
                 .map(|record| {
-                    (0..manifest.chunk_count()).filter(|&i| bits::get(&record, i)).count() as u64
+                    (0..manifest.chunk_count())
+                        .filter(|&i| bits::get(&record, i))
+                        .count() as u64
                 })
                 .unwrap_or(0);
             files.push(FileStats {

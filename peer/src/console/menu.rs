@@ -44,7 +44,10 @@ pub enum ChoiceError {
     /// A word that is no choice.
     Unknown(String),
     /// An argument given to a choice that takes none.
-    UnexpectedArgument { choice: &'static str, argument: String },
+    UnexpectedArgument {
+        choice: &'static str,
+        argument: String,
+    },
 }
 
 const PICK: &str = "pick 1-7, s (status), t (statistics), h (help) or q (quit)";
@@ -88,9 +91,10 @@ pub fn parse_choice(line: &str) -> Result<Option<Choice>, ChoiceError> {
     let argument = (!rest.is_empty()).then(|| rest.to_owned());
     let no_argument = |choice: Choice, label: &'static str| match &argument {
         None => Ok(Some(choice)),
-        Some(argument) => {
-            Err(ChoiceError::UnexpectedArgument { choice: label, argument: argument.clone() })
-        }
+        Some(argument) => Err(ChoiceError::UnexpectedArgument {
+            choice: label,
+            argument: argument.clone(),
+        }),
     };
     match word.to_ascii_lowercase().as_str() {
         "1" | "download" | "get" => Ok(Some(Choice::Download(argument))),
@@ -118,17 +122,29 @@ mod tests {
     #[test]
     fn numbers_map_to_protocol_flags() {
         assert_eq!(parse_choice("1"), Ok(Some(Choice::Download(None))));
-        assert_eq!(parse_choice(" 2  a.bin "), Ok(Some(Choice::Refresh(Some("a.bin".into())))));
+        assert_eq!(
+            parse_choice(" 2  a.bin "),
+            Ok(Some(Choice::Refresh(Some("a.bin".into()))))
+        );
         assert_eq!(parse_choice("3"), Ok(Some(Choice::Progress)));
-        assert_eq!(parse_choice("4 /tmp/my file"), Ok(Some(Choice::Share(Some("/tmp/my file".into())))));
+        assert_eq!(
+            parse_choice("4 /tmp/my file"),
+            Ok(Some(Choice::Share(Some("/tmp/my file".into()))))
+        );
         assert_eq!(parse_choice("5"), Ok(Some(Choice::Exit)));
         assert_eq!(parse_choice("6"), Ok(Some(Choice::List)));
-        assert_eq!(parse_choice("7 x"), Ok(Some(Choice::Query(Some("x".into())))));
+        assert_eq!(
+            parse_choice("7 x"),
+            Ok(Some(Choice::Query(Some("x".into()))))
+        );
         assert_eq!(parse_choice("S"), Ok(Some(Choice::Status)));
         assert_eq!(parse_choice("t"), Ok(Some(Choice::Statistics)));
         assert_eq!(parse_choice("?"), Ok(Some(Choice::Help)));
         assert_eq!(parse_choice("quit"), Ok(Some(Choice::Quit)));
-        assert_eq!(parse_choice("download a"), Ok(Some(Choice::Download(Some("a".into())))));
+        assert_eq!(
+            parse_choice("download a"),
+            Ok(Some(Choice::Download(Some("a".into()))))
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl ProgressTicker {
     pub fn update(&mut self, now: Instant, files: &[FileStats]) -> Vec<String> {
         let mut lines = Vec::new();
         for f in files {
-            let tenth = if f.chunks_total == 0 { 10 } else { f.chunks_have * 10 / f.chunks_total };
+            let tenth = if f.chunks_total == 0 {
+                10
+            } else {
+                f.chunks_have * 10 / f.chunks_total
+            };
             let Some(seen) = self.seen.get_mut(&f.name) else {
                 match f.state {
                     FileState::Downloading => {
@@ -56,7 +60,12 @@ impl ProgressTicker {
                 }
                 self.seen.insert(
                     f.name.clone(),
-                    Seen { started: now, last_line: now, tenth, state: f.state.clone() },
+                    Seen {
+                        started: now,
+                        last_line: now,
+                        tenth,
+                        state: f.state.clone(),
+                    },
                 );
                 continue;
             };
@@ -126,16 +135,28 @@ mod tests {
         let mut ticker = ProgressTicker::new();
         let lines = ticker.update(t0, &snapshot(0, FileState::Downloading));
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("started: a.bin  0.0%  0/100 chunks"), "{lines:?}");
-        assert!(ticker.update(s(1), &snapshot(5, FileState::Downloading)).is_empty());
+        assert!(
+            lines[0].starts_with("started: a.bin  0.0%  0/100 chunks"),
+            "{lines:?}"
+        );
+        assert!(ticker
+            .update(s(1), &snapshot(5, FileState::Downloading))
+            .is_empty());
         let lines = ticker.update(s(2), &snapshot(12, FileState::Downloading));
         assert!(lines[0].starts_with("a.bin  12.0%  12/100"), "{lines:?}");
-        assert!(ticker.update(s(3), &snapshot(13, FileState::Downloading)).is_empty());
+        assert!(ticker
+            .update(s(3), &snapshot(13, FileState::Downloading))
+            .is_empty());
         let lines = ticker.update(s(13), &snapshot(14, FileState::Downloading));
         assert_eq!(lines.len(), 1, "a quiet period forces a line");
         let lines = ticker.update(s(14), &snapshot(100, FileState::Seeding));
-        assert!(lines[0].starts_with("complete: a.bin (200.0 KiB, 100 chunks verified, 14s"), "{lines:?}");
-        assert!(ticker.update(s(30), &snapshot(100, FileState::Seeding)).is_empty());
+        assert!(
+            lines[0].starts_with("complete: a.bin (200.0 KiB, 100 chunks verified, 14s"),
+            "{lines:?}"
+        );
+        assert!(ticker
+            .update(s(30), &snapshot(100, FileState::Seeding))
+            .is_empty());
     }
 
     #[test]
@@ -146,11 +167,17 @@ mod tests {
         shared[0].downloaded = 0;
         assert!(ticker.update(t0, &shared).is_empty());
         let lines = ProgressTicker::new().update(t0, &snapshot(100, FileState::Seeding));
-        assert!(lines[0].starts_with("complete: a.bin (200.0 KiB, 100 chunks verified)"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("complete: a.bin (200.0 KiB, 100 chunks verified)"),
+            "{lines:?}"
+        );
         let mut ticker = ProgressTicker::new();
         ticker.update(t0, &snapshot(3, FileState::Downloading));
         let lines = ticker.update(t0, &snapshot(3, FileState::Failed("no peers".into())));
-        assert!(lines[0].contains("failed: a.bin at 3/100 chunks: no peers"), "{lines:?}");
+        assert!(
+            lines[0].contains("failed: a.bin at 3/100 chunks: no peers"),
+            "{lines:?}"
+        );
         let lines = ticker.update(t0, &snapshot(3, FileState::Downloading));
         assert!(lines[0].starts_with("resumed: "), "{lines:?}");
     }

@@ -100,7 +100,10 @@ impl Session {
 
     /// Bytes downloaded by this session's downloads.
     fn downloaded(&self) -> u64 {
-        lock(&self.downloads).values().map(|r| r.progress.borrow().bytes).sum()
+        lock(&self.downloads)
+            .values()
+            .map(|r| r.progress.borrow().bytes)
+            .sum()
     }
 
     /// Stops the downloads (their verified chunks stay on disk) and the daemon, which sends
@@ -133,11 +136,17 @@ impl Actions for Session {
         if self.stop.is_cancelled() {
             anyhow::bail!("this peer left the swarm; start it again to download");
         }
-        if lock(&self.downloads).get(&name).is_some_and(|r| !r.task.is_finished()) {
+        if lock(&self.downloads)
+            .get(&name)
+            .is_some_and(|r| !r.task.is_finished())
+        {
             anyhow::bail!("{name} is already downloading (3 shows its progress)");
         }
         if self.dir.complete_path(&name).is_file() {
-            anyhow::bail!("{name} is already complete in {}", self.dir.root().display());
+            anyhow::bail!(
+                "{name} is already complete in {}",
+                self.dir.root().display()
+            );
         }
         // Asked here and not only by the downloader, so a wrong name is an immediate answer.
         let swarm = match self.tracker.peers(&file).await {
@@ -155,7 +164,10 @@ impl Actions for Session {
             peer_id: self.peer_id,
             dialer: self.dialer.clone(),
         };
-        let (tx, rx) = watch::channel(Progress { name: name.clone(), ..Progress::default() });
+        let (tx, rx) = watch::channel(Progress {
+            name: name.clone(),
+            ..Progress::default()
+        });
         let outcome = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
         let task_name = name.clone();
@@ -166,7 +178,14 @@ impl Actions for Session {
             }
             *lock(&slot) = Some(result.map(|_| ()).map_err(|e| e.to_string()));
         });
-        lock(&self.downloads).insert(name.clone(), Running { progress: rx, outcome, task });
+        lock(&self.downloads).insert(
+            name.clone(),
+            Running {
+                progress: rx,
+                outcome,
+                task,
+            },
+        );
         let info = &swarm.file.info;
         Ok(format!(
             "downloading {name} ({}, {} chunks) from {} peer{} in the background; 3 shows progress",
@@ -240,13 +259,21 @@ impl Actions for Session {
              in swarm       {}",
             self.listen,
             self.tracker.tracker(),
-            if self.stun.is_empty() { "none".to_owned() } else { self.stun.join(", ") },
+            if self.stun.is_empty() {
+                "none".to_owned()
+            } else {
+                self.stun.join(", ")
+            },
             self.dir.root().display(),
             count(&FileState::Seeding),
             count(&FileState::Downloading),
             count(&FileState::Stopped),
             self.uploads.connections(),
-            if self.stop.is_cancelled() { "no (left with 5)" } else { "yes" },
+            if self.stop.is_cancelled() {
+                "no (left with 5)"
+            } else {
+                "yes"
+            },
         ))
     }
 
@@ -303,7 +330,9 @@ impl Actions for Session {
         let mut meters = lock(&self.up_meters);
         for f in &mut files {
             f.uploaded = sent.get(&f.name).copied().unwrap_or(0);
-            let meter = meters.entry(f.name.clone()).or_insert_with(|| RateMeter::new(RATE_WINDOW));
+            let meter = meters
+                .entry(f.name.clone())
+                .or_insert_with(|| RateMeter::new(RATE_WINDOW));
             meter.record(now, f.uploaded);
             f.up_rate = meter.rate();
         }

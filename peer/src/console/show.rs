@@ -13,7 +13,12 @@ pub fn files_text(total: u32, files: &[ListedFile]) -> String {
     if files.is_empty() {
         return "the tracker lists no files".to_owned();
     }
-    let width = files.iter().map(|f| f.name.as_str().chars().count()).max().unwrap_or(0).max(4);
+    let width = files
+        .iter()
+        .map(|f| f.name.as_str().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let mut out = format!(
         "{:<width$}  {:>10}  {:>8}  {:>7}  {:>8}\n",
         "Name", "Size", "Chunks", "Seeders", "Leechers"
@@ -91,7 +96,12 @@ pub fn peers_text(file: &FileSummary, peers: &[PeerEntry]) -> String {
         out.push_str("\n  no peers hold it right now");
     }
     for p in peers {
-        let _ = write!(out, "\n  {:<21}  {}", p.addr, chunks_text(&p.chunks, file.info.chunks()));
+        let _ = write!(
+            out,
+            "\n  {:<21}  {}",
+            p.addr,
+            chunks_text(&p.chunks, file.info.chunks())
+        );
     }
     out
 }
