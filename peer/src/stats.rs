@@ -104,7 +104,8 @@ pub fn eta(remaining: u64, rate: f64) -> Option<Duration> {
     if remaining == 0 {
         return Some(Duration::ZERO);
     }
-    if !(rate >= 1.0) {
+    // NaN (no sample yet) counts as stalled too.
+    if rate.is_nan() || rate < 1.0 {
         return None;
     }
     Some(Duration::from_secs_f64(remaining as f64 / rate).max(Duration::from_secs(1)))

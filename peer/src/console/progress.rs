@@ -39,11 +39,8 @@ impl ProgressTicker {
     pub fn update(&mut self, now: Instant, files: &[FileStats]) -> Vec<String> {
         let mut lines = Vec::new();
         for f in files {
-            let tenth = if f.chunks_total == 0 {
-                10
-            } else {
-                f.chunks_have * 10 / f.chunks_total
-            };
+            // An empty file is complete: all ten tenths.
+            let tenth = (f.chunks_have * 10).checked_div(f.chunks_total).unwrap_or(10);
             let Some(seen) = self.seen.get_mut(&f.name) else {
                 match f.state {
                     FileState::Downloading => {
