@@ -131,9 +131,43 @@ pub trait SwarmStore: Send {
     fn expire(&mut self, now: Instant);
 }
 
+/// The chunks of a partial peer, with their count kept up to date so neither "is it complete
+/// now?" nor listing needs a scan of the whole field.
+struct Bitfield {
+    bits: BitBox<u64, Lsb0>,
+    count: u32,
+}
+
+impl Bitfield {
+    fn new(chunks: u32) -> Self {
+        Bitfield {
+            bits: BitVec::repeat(false, chunks as usize).into_boxed_bitslice(),
+            count: 0,
+        }
+    }
+
+    fn set(&mut self, ranges: &ChunkRanges) {
+        for &(s, e) in ranges.ranges() {
+            let range = &mut self.bits[s as usize..=e as usize];
+            let before = range.count_ones() as u32;
+            range.fill(true);
+            self.count += (e - s + 1) - before;
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.count as usize == self.bits.len()
+    }
+
+    /// Heap bytes held (what the bitfield budget counts).
+    fn cost(&self) -> usize {
+        self.bits.as_raw_slice().len() * 8
+    }
+}
+
 enum Holding {
     Seeder,
-    Partial(BitBox<u64, Lsb0>),
+    Partial(Bitfield),
 }
 
 struct FileEntry {
@@ -270,7 +304,7 @@ impl MemoryStore {
                     self.rows -= 1;
                 }
                 Some(Holding::Partial(bits)) => {
-                    self.bitfield_bytes -= bitfield_cost(&bits);
+                    self.bitfield_bytes -= bits.cost();
                     self.rows -= 1;
                 }
                 None => {}
@@ -306,22 +340,26 @@ impl MemoryStore {
     }
 }
 
-fn bitfield_cost(bits: &BitBox<u64, Lsb0>) -> usize {
-    bits.as_raw_slice().len() * 8
-}
-
-/// Chunk ranges of a partial peer, or its count when they would not fit a page.
-fn listed_chunks(bits: &BitBox<u64, Lsb0>) -> PeerChunks {
+/// Chunk ranges of a partial peer, or its count when they would not fit a page. Stops as soon
+/// as every held chunk is accounted for, so a peer holding the first chunks of a big file costs
+/// a few words of scanning, not the whole field.
+fn listed_chunks(field: &Bitfield) -> PeerChunks {
+    let bits = &field.bits;
     let mut ranges = Vec::new();
     let mut text_len = 0;
+    let mut found = 0usize;
     let mut pos = 0;
-    while let Some(start) = bits[pos..].first_one().map(|i| i + pos) {
+    while found < field.count as usize {
+        let Some(start) = bits[pos..].first_one().map(|i| i + pos) else {
+            break;
+        };
         let end = bits[start..].first_zero().map_or(bits.len(), |i| i + start) - 1;
         text_len += if start == end { 8 } else { 16 };
         if text_len > MAX_LISTED_RANGES_BYTES {
-            return PeerChunks::Count(bits.count_ones() as u32);
+            return PeerChunks::Count(field.count);
         }
         ranges.push((start as u32, end as u32));
+        found += end - start + 1;
         pos = end + 1;
     }
     match ChunkRanges::from_sorted(ranges) {
@@ -366,7 +404,7 @@ impl SwarmStore for MemoryStore {
         match entry.swarm.insert(who.addr, Holding::Seeder) {
             Some(Holding::Seeder) => {}
             Some(Holding::Partial(bits)) => {
-                self.bitfield_bytes -= bitfield_cost(&bits);
+                self.bitfield_bytes -= bits.cost();
                 entry.seeders += 1;
             }
             None => {
@@ -423,20 +461,17 @@ impl SwarmStore for MemoryStore {
                 self.forget_if_empty(who.addr);
                 return Err(StoreError::Capacity("rows"));
             }
-            let bits: BitBox<u64, Lsb0> =
-                BitVec::repeat(false, total as usize).into_boxed_bitslice();
-            self.bitfield_bytes += bitfield_cost(&bits);
+            let bits = Bitfield::new(total);
+            self.bitfield_bytes += bits.cost();
             entry.swarm.insert(who.addr, Holding::Partial(bits));
             self.rows += 1;
         }
         let mut freed = 0;
         if let Some(holding) = entry.swarm.get_mut(&who.addr) {
             if let Holding::Partial(bits) = holding {
-                for &(s, e) in chunks.ranges() {
-                    bits[s as usize..=e as usize].fill(true);
-                }
-                if bits.all() {
-                    freed = bitfield_cost(bits);
+                bits.set(chunks);
+                if bits.complete() {
+                    freed = bits.cost();
                     *holding = Holding::Seeder;
                     entry.seeders += 1;
                 }
@@ -733,5 +768,20 @@ mod tests {
             .unwrap();
         assert_eq!(s.rows, 2);
         assert!(s.peers.contains_key(&"10.0.0.3:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bitfield_counts_overlapping_reports_once() {
+        let mut b = Bitfield::new(1000);
+        b.set(&"0-9,500".parse().unwrap());
+        b.set(&"5-14,500,999".parse().unwrap());
+        assert_eq!(b.count, 17);
+        assert_eq!(b.count as usize, b.bits.count_ones());
+        assert_eq!(
+            listed_chunks(&b),
+            PeerChunks::Ranges("0-14,500,999".parse().unwrap())
+        );
+        b.set(&ChunkRanges::full(1000).unwrap());
+        assert!(b.complete());
     }
 }
