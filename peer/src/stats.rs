@@ -343,6 +343,7 @@ mod tests {
     fn eta_is_unknown_when_stalled_and_done_when_complete() {
         assert_eq!(eta(0, 0.0), Some(Duration::ZERO));
         assert_eq!(eta(10, 0.0), None);
+        assert_eq!(eta(10, f64::NAN), None);
         assert_eq!(eta(4096, 1024.0), Some(Duration::from_secs(4)));
         assert_eq!(eta(1, 1e9), Some(Duration::from_secs(1)));
     }
