@@ -39,7 +39,7 @@ struct Args {
     trust_ip_field: bool,
 
     /// Largest answer datagram in bytes; longer peer lists and catalogues are paged with
-    /// offset=. The default fits an Ethernet MTU without fragmentation.
+    /// offset=. The default fits an Ethernet MTU without fragmentation. Range 768-65507.
     #[arg(long, default_value_t = 1400, value_name = "BYTES")]
     max_response_bytes: usize,
 
