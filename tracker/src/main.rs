@@ -97,6 +97,9 @@ fn main() -> Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if !(1..=256).contains(&workers) {
+        bail!("--workers must be between 1 and 256, got {workers}");
+    }
     // The UDP receive loops run on their own threads; the runtime only expires peers and
     // serves STUN over TCP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
