@@ -294,7 +294,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
                 &mode,
             );
         }
-        println!("\nleft the swarm (flag 5); verified chunks of unfinished downloads are kept");
+        println!("\nleft the swarm (flag 5 sent to the tracker); verified chunks of unfinished downloads are kept");
         std::process::exit(0);
     });
 

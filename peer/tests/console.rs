@@ -126,7 +126,7 @@ fn console_menu_lists_queries_downloads_and_leaves() {
     // q sends flag 5: the tracker lists the seeder only.
     console.send_line("q").expect("type q");
     console
-        .exp_string("left the swarm (flag 5)")
+        .exp_string("left the swarm (flag 5 sent to the tracker)")
         .expect("the goodbye");
     console.exp_eof().expect("the console ends");
     let peers = peers_of(tracker, &probe_dir, "movie.bin");
@@ -173,7 +173,7 @@ fn console_survives_an_unreachable_tracker_and_leaves_on_sigterm() {
         .signal(rexpect::process::Signal::SIGTERM)
         .expect("SIGTERM");
     console
-        .exp_string("left the swarm (flag 5)")
+        .exp_string("left the swarm (flag 5 sent to the tracker)")
         .expect("the goodbye on SIGTERM");
     console.exp_eof().expect("the console ends");
     assert!(

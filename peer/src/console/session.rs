@@ -224,7 +224,7 @@ impl Actions for Session {
 
     async fn exit(&self) -> anyhow::Result<String> {
         let stopped = self.leave().await;
-        let mut text = "left the swarm (flag 5): the tracker no longer lists this peer".to_owned();
+        let mut text = "left the swarm (flag 5 sent to the tracker)".to_owned();
         if stopped > 0 {
             text.push_str(&format!(
                 "\n{stopped} unfinished download{} keep{} their verified chunks; download again to resume",
