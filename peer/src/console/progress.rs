@@ -40,7 +40,9 @@ impl ProgressTicker {
         let mut lines = Vec::new();
         for f in files {
             // An empty file is complete: all ten tenths.
-            let tenth = (f.chunks_have * 10).checked_div(f.chunks_total).unwrap_or(10);
+            let tenth = (f.chunks_have * 10)
+                .checked_div(f.chunks_total)
+                .unwrap_or(10);
             let Some(seen) = self.seen.get_mut(&f.name) else {
                 match f.state {
                     FileState::Downloading => {
