@@ -67,11 +67,21 @@ fn unknown_file_missing_file_and_unreachable_tracker_are_clear_errors() {
     let out = run(peer_cmd(dead, &dir).args(["get", "x.bin"]));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    // Sharing while the tracker is unreachable fails and leaves no copy behind.
+    random_file(&t.join("f.bin"), 10_000, 12);
+    let out = run(peer_cmd(dead, &dir).arg("share").arg(t.join("f.bin")));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
     let names: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![".peer"], "files appeared: {names:?}");
+
+    // A share "directory" that is a file.
+    let out = run(peer_cmd(tracker, &t.join("f.bin")).args(["get", "x.bin"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("f.bin"), "{}", stderr(&out));
 }
 
 #[test]
