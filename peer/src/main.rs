@@ -170,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = Arc::new(ShareDir::open(&cli.dir)?);
     let tracker = Arc::new(connect_tracker(&cli.tracker, &dir).await?);
     let Some(command) = &cli.command else {
+        refuse_second_daemon(&dir)?;
         let node = start_node(cli, dir, tracker)?;
         let address = start_refresh(cli, &node).await;
         return console::open(console::Launch {
@@ -216,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
         Command::Daemon { heartbeat } => {
+            refuse_second_daemon(&dir)?;
             let node = start_node(&cli, dir, tracker)?;
             let address = start_refresh(cli, &node).await;
             serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
@@ -300,6 +302,18 @@ async fn start_refresh(cli: &Cli, node: &Node) -> watch::Receiver<SocketAddr> {
         Duration::from_secs(cli.refresh.max(1)),
     )
     .await
+}
+
+/// One daemon per directory: a second would announce the same files from another port under
+/// the same key, and the two would keep moving each other's rows.
+fn refuse_second_daemon(dir: &ShareDir) -> anyhow::Result<()> {
+    if let Some((at, pid)) = daemon::running_daemon_process(dir) {
+        bail!(
+            "a peer (pid {pid}, announced at {at}) already serves {}; stop it with `peer exit` or choose another --dir",
+            dir.root().display()
+        );
+    }
+    Ok(())
 }
 
 /// Runs the daemon until SIGINT/SIGTERM, then prints the session's upload statistics.

@@ -129,6 +129,17 @@ fn peer_exit_stops_the_daemon_of_a_directory() {
     assert_eq!(status["files"][0]["name"], "exit.bin", "{status}");
     assert_eq!(status["files"][0]["state"], "seeding", "{status}");
 
+    let second = run(peer_cmd(tracker, &seed_dir).arg("daemon"));
+    assert!(
+        !second.status.success(),
+        "a second daemon started on the same directory"
+    );
+    assert!(
+        common::stderr(&second).contains("already serves"),
+        "{}",
+        common::stderr(&second)
+    );
+
     let out = run(peer_cmd(tracker, &seed_dir).arg("exit"));
     assert!(
         out.status.success(),
