@@ -280,7 +280,9 @@ lab_down() {
 
 # Called by the EXIT trap of `test`: keeps the logs of a failed run (the namespaces always go).
 lab_finish() {
-    local id="$1" rc="$2"
+    local id="$1" rc="$2" job
+    # Interrupted mid-matrix: stop this script's own background loops before the namespaces go.
+    for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
     if [ "$rc" != 0 ]; then
         log "FAILED (exit $rc); logs kept in $(lab_dir "$id")"
         NAT_LAB_KEEP=1 lab_down "$id"
