@@ -50,8 +50,8 @@ pub struct PunchConfig {
     pub attempt_timeout: Duration,
     /// Pause between two attempts of one punch.
     pub retry_delay: Duration,
-    /// Punch notices answered at once; more wait. A notice makes us send SYNs to an address a
-    /// stranger chose, so this bounds what a flood of notices can make us do.
+    /// Punch notices answered at once; more are dropped. A notice makes us send SYNs to an
+    /// address a stranger chose, so this bounds what a flood of notices can make us do.
     pub max_concurrent_answers: usize,
 }
 
