@@ -105,7 +105,7 @@ pub struct Outcome {
 pub enum DownloadError {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("tracker: {0}")]
+    #[error(transparent)]
     Tracker(#[from] ClientError),
     #[error("the tracker does not know a file named {0}")]
     NotOnTracker(String),
@@ -127,11 +127,11 @@ pub enum DownloadError {
         total: u32,
         secs: u64,
     },
-    #[error("{name}: writing {path}: {source}")]
+    #[error("{name}: writing {path}: {error}")]
     Write {
         name: String,
         path: String,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -196,7 +196,7 @@ pub async fn download(
             .await
             .map_err(|e| StoreError::Io {
                 path: name.into(),
-                source: io::Error::other(e),
+                error: io::Error::other(e),
             })??;
         if have.id() != id {
             return Err(StoreError::NameTaken {
@@ -235,7 +235,7 @@ pub async fn download(
             .await
             .map_err(|e| StoreError::Io {
                 path: name.into(),
-                source: io::Error::other(e),
+                error: io::Error::other(e),
             })??
     };
     let partial = Arc::new(partial);
@@ -277,7 +277,7 @@ pub async fn download(
         .await
         .map_err(|e| StoreError::Io {
             path: name.into(),
-            source: io::Error::other(e),
+            error: io::Error::other(e),
         })??;
     progress.send_modify(|p| p.done = true);
     Ok(Outcome {
@@ -636,7 +636,7 @@ impl Run<'_> {
                             peers.hostile.insert(addr);
                         }
                         Err(PeerError::Write(e)) => {
-                            return Err(DownloadError::Write { name: name.clone(), path: self.ctx.dir.part_path(name).display().to_string(), source: e });
+                            return Err(DownloadError::Write { name: name.clone(), path: self.ctx.dir.part_path(name).display().to_string(), error: e });
                         }
                         Err(e) => {
                             log::info!("{addr}: {name}: {e}");

@@ -20,11 +20,11 @@ pub enum ShareError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("{0}")]
+    #[error(transparent)]
     Info(#[from] FileInfoError),
     #[error("the tracker already lists a different file named {name} (1004 HASH_MISMATCH); rename yours to share it")]
     HashMismatch { name: String },
-    #[error("tracker: {0}")]
+    #[error(transparent)]
     Tracker(#[from] ClientError),
 }
 
@@ -67,7 +67,7 @@ pub async fn share(
         .await
         .map_err(|e| StoreError::Io {
             path: path.to_owned(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })??;
     announce(tracker, &staged.name, &staged.manifest, announce_at).await?;
     Ok(dir.commit(staged)?)

@@ -66,8 +66,9 @@ pub fn check_name(name: &str) -> Result<FileName, NameError> {
 pub enum StoreError {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The message carries the I/O error itself (not as a `source`, which would print it twice).
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{0} is not in the share directory")]
     NotFound(String),
     #[error(
@@ -86,9 +87,9 @@ pub enum StoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -159,6 +160,13 @@ pub struct ShareDir {
 impl ShareDir {
     /// Opens (creating if needed) a share directory and its state directory.
     pub fn open(root: &Path) -> Result<ShareDir, StoreError> {
+        if root.exists() && !root.is_dir() {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a directory (give --dir a directory)",
+            );
+            return Err(io_err(root)(e));
+        }
         fs::create_dir_all(root).map_err(io_err(root))?;
         let root = root.canonicalize().map_err(io_err(root))?;
         let state = root.join(STATE_DIR);
