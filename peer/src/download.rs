@@ -996,10 +996,13 @@ struct Scheduler {
 
 impl Scheduler {
     fn new(partial: &PartialFile) -> Self {
-        let n = partial.manifest().chunk_count();
-        let have = partial.have_bits();
+        Self::with_have(partial.manifest().chunk_count(), &partial.have_bits())
+    }
+
+    /// A scheduler for `n` chunks of which those set in `have` are already verified.
+    fn with_have(n: u32, have: &[u8]) -> Self {
         let state: Vec<u8> = (0..n)
-            .map(|i| if bits::get(&have, i) { HAVE } else { MISSING })
+            .map(|i| if bits::get(have, i) { HAVE } else { MISSING })
             .collect();
         let blocks = n.div_ceil(BLOCK) as usize;
         let mut open = vec![0u32; blocks];
@@ -1012,7 +1015,7 @@ impl Scheduler {
             state,
             avail: vec![0; n as usize],
             open,
-            first_pick: partial.have_count() == 0,
+            first_pick: state_empty(have),
         }
     }
 
@@ -1136,5 +1139,87 @@ impl Scheduler {
             count += 1;
         }
         Some((first, count))
+    }
+}
+
+/// True when no chunk is verified yet (the seed's "first chunk at random" applies).
+fn state_empty(have: &[u8]) -> bool {
+    have.iter().all(|b| *b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::full_bitfield;
+
+    fn field(n: u32, set: impl Fn(u32) -> bool) -> Vec<u8> {
+        let mut f = vec![0u8; bits::len_for(n)];
+        (0..n)
+            .filter(|&i| set(i))
+            .for_each(|i| bits::set(&mut f, i));
+        f
+    }
+
+    #[test]
+    fn first_pick_is_one_random_chunk_then_runs_of_the_rarest() {
+        let n = 1000;
+        let mut s = Scheduler::with_have(n, &vec![0; bits::len_for(n)]);
+        let seeder = full_bitfield(n);
+        // A second peer holds the upper half, so the lower half is rarer.
+        let partial = field(n, |i| i >= 500);
+        s.add_peer(&seeder);
+        s.add_peer(&partial);
+        let (first, count) = s.pick(&seeder, 32).unwrap();
+        assert_eq!(count, 1, "the first request is a single chunk");
+        assert!(first < n);
+        for _ in 0..10 {
+            let (first, count) = s.pick(&seeder, 32).unwrap();
+            // A run starts at a rarest chunk (it may run on past the rare ones).
+            assert!(
+                first < 500,
+                "run {first}+{count} does not start among the rarest"
+            );
+            assert!((1..=32).contains(&count));
+        }
+        // The partial peer is only ever given chunks it has.
+        let (first, _) = s.pick(&partial, 32).unwrap();
+        assert!(first >= 500);
+    }
+
+    #[test]
+    fn released_chunks_return_and_endgame_shares_the_last_ones() {
+        let n = 100;
+        let mut s = Scheduler::with_have(n, &field(n, |i| i < 50));
+        let all = full_bitfield(n);
+        s.add_peer(&all);
+        let mut claimed = Vec::new();
+        while let Some(run) = s.pick(&all, 64) {
+            claimed.push(run);
+        }
+        assert_eq!(
+            claimed.iter().map(|r| r.1).sum::<u32>(),
+            50,
+            "exactly the missing chunks"
+        );
+        let (first, count) = claimed[0];
+        // Everything is claimed: an idle peer may ask for chunks another peer still owes.
+        let (e_first, e_count) = s.endgame(&all, 64).unwrap();
+        assert!(e_first >= 50 && e_count >= 1);
+        s.release(first, count);
+        assert!(
+            s.endgame(&all, 64).is_none(),
+            "no endgame while chunks are unclaimed"
+        );
+        let mut again = 0;
+        while let Some((f, c)) = s.pick(&all, 64) {
+            assert!(
+                f >= first && f + c <= first + count,
+                "{f}+{c} was not released"
+            );
+            again += c;
+        }
+        assert_eq!(again, count, "released chunks are handed out again, once");
+        s.mark_have(50, 50);
+        assert!(s.pick(&all, 64).is_none() && s.endgame(&all, 64).is_none());
     }
 }
