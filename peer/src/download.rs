@@ -151,7 +151,7 @@ pub struct Context {
     pub dialer: Option<Arc<Dialer>>,
 }
 
-/// Connects to a peer's serving address. Hole punching plugs in here.
+/// Connects straight to a peer's serving address (when no [`Dialer`] with hole punching is set).
 pub async fn dial(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
     match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
         Ok(r) => r,
