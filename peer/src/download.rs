@@ -1,7 +1,7 @@
 //! Downloading one file from every peer that has it, verifying each chunk before it is written.
 //!
 //! Shaped like rqbit's engine: one task per peer connection, each keeping a window of requests in
-//! flight and asking a shared [`Scheduler`] what to fetch next. The scheduler hands out runs of
+//! flight and asking a shared `Scheduler` what to fetch next. The scheduler hands out runs of
 //! consecutive chunks (so the seeder reads, and we write, with one syscall per run), picking the
 //! rarest chunks among connected peers with random ties; the very first chunk is a random one from
 //! a random peer, as the seed protocol does. A peer that fails or stalls gives its chunks back and

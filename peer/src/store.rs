@@ -472,7 +472,7 @@ impl ShareDir {
         self.lock_cache().remove(name);
     }
 
-    /// Finishes a download: see [`PartialFile::finish`]. The caller must have stopped writing.
+    /// Finishes a download: see `PartialFile::finish`. The caller must have stopped writing.
     pub fn finish(&self, partial: &PartialFile) -> Result<(), StoreError> {
         partial.finish()?;
         self.forget(&partial.name);
