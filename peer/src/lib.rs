@@ -1,7 +1,12 @@
 //! The peer: chunked sharing, the TCP peer wire protocol, verified multi-peer downloads, the
 //! console and the daemon.
 
+pub mod connection;
+pub mod daemon;
+pub mod download;
 pub mod manifest;
+pub mod serve;
+pub mod share;
 pub mod store;
 pub mod wire;
 
@@ -9,8 +14,3 @@ pub mod address;
 pub mod console;
 pub mod punch;
 pub mod stats;
-pub mod connection;
-pub mod daemon;
-pub mod download;
-pub mod serve;
-pub mod share;
