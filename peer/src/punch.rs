@@ -11,7 +11,7 @@
 //!
 //! The port matters: the target announced the public mapping of its *serving* port, so both
 //! sides connect from their serving port. The listener and the outgoing sockets share it with
-//! SO_REUSEADDR + SO_REUSEPORT ([`reusable_socket`]).
+//! SO_REUSEADDR + SO_REUSEPORT ([`stun_client::reusable_tcp_socket`]).
 //!
 //! This works through endpoint-independent mappings (full and port-restricted cones). A
 //! symmetric NAT gives every destination a new public port, so the port the other side was told
@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use stun_client::reusable_tcp_socket;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, OnceCell, Semaphore};
 use tracker::{ClientError, FileName, PunchNotice, TrackerClient};
 
@@ -452,28 +453,13 @@ pub async fn answer_notices<S, F>(
     }
 }
 
-/// A TCP socket bound to `local` that may share its port with the serving listener and with
-/// other outgoing sockets (SO_REUSEADDR for TIME_WAIT leftovers, SO_REUSEPORT for the live
-/// listener).
-pub fn reusable_socket(local: SocketAddr) -> io::Result<TcpSocket> {
-    let socket = if local.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(local)?;
-    Ok(socket)
-}
-
 /// One connect from `local` to `remote`, bounded by `limit`.
 async fn connect_from(
     local: SocketAddr,
     remote: SocketAddr,
     limit: Duration,
 ) -> Result<TcpStream, AttemptError> {
-    let socket = reusable_socket(local).map_err(AttemptError::Bind)?;
+    let socket = reusable_tcp_socket(local).map_err(AttemptError::Bind)?;
     match tokio::time::timeout(limit, socket.connect(remote)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(AttemptError::Connect(e.to_string())),
@@ -634,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn outgoing_socket_shares_the_port_of_a_live_listener() {
-        let serving = reusable_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let serving = reusable_tcp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let local = serving.local_addr().unwrap();
         let _listener: TcpListener = serving.listen(16).unwrap();
         let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -898,7 +884,7 @@ mod tests {
         cfg.attempts = 40;
         cfg.retry_delay = Duration::from_millis(100);
         let (dialer, local, rendezvous) = dialer(tracker_addr, cfg, vec![]).await;
-        let listener = reusable_socket(local).unwrap().listen(16).unwrap();
+        let listener = reusable_tcp_socket(local).unwrap().listen(16).unwrap();
         let server = tokio::spawn(async move {
             let (stream, from) = listener.accept().await.unwrap();
             assert!(

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -97,15 +97,7 @@ impl UploadStats {
 /// Binds a listening socket with SO_REUSEADDR and SO_REUSEPORT, so outgoing connections (hole
 /// punching, STUN over TCP) can use the serving port too.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    stun_client::reusable_tcp_socket(addr)?.listen(1024)
 }
 
 /// A new random peer id (per process; tells the two ends of a connection apart in logs).
