@@ -157,14 +157,18 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     );
 
     let tracker = Arc::new(Tracker::new(config));
-    let udp = serve(sockets, tracker);
-    match stun_tcp {
-        Some(listener) => tokio::select! {
-            r = udp => r.context("tracker UDP service failed"),
-            r = stun_client::responder::serve_tcp(listener) => r.context("STUN TCP service failed"),
-        },
-        None => udp.await.context("tracker UDP service failed"),
+    if let Some(listener) = stun_tcp {
+        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
+        // (a minute of failing accepts), the tracker keeps answering on UDP.
+        tokio::spawn(async move {
+            if let Err(e) = stun_client::responder::serve_tcp(listener).await {
+                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+            }
+        });
     }
+    serve(sockets, tracker)
+        .await
+        .context("tracker UDP service failed")
 }
 
 fn bind_error(e: std::io::Error, addr: SocketAddr, proto: &str) -> anyhow::Error {
