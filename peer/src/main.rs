@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("shared {name} ({} bytes, {}) through the daemon at {at}", m.size(), m.id());
                 return Ok(());
             }
-            let node = start_node(&cli, dir.clone(), tracker.clone())?;
+            let node = start_node(cli, dir.clone(), tracker.clone())?;
             let (name, m) = match share::share(&dir, &tracker, file, node.announce).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -218,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Daemon { heartbeat } => {
             refuse_second_daemon(&dir)?;
-            let node = start_node(&cli, dir, tracker)?;
+            let node = start_node(cli, dir, tracker)?;
             let address = start_refresh(cli, &node).await;
             serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (node, announce) = match daemon::running_daemon(&dir) {
                 Some(at) => (None, watch::channel(at).1),
                 None => {
-                    let node = start_node(&cli, dir.clone(), tracker.clone())?;
+                    let node = start_node(cli, dir.clone(), tracker.clone())?;
                     let announce = start_refresh(cli, &node).await;
                     (Some(node), announce)
                 }

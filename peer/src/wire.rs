@@ -184,7 +184,7 @@ impl Frame {
             }
             ty::BITFIELD => Ok(Frame::Bitfield(p)),
             ty::HAVE => {
-                if p.is_empty() || p.len() % 4 != 0 {
+                if p.is_empty() || !p.len().is_multiple_of(4) {
                     return Err(WireError::Malformed("HAVE"));
                 }
                 Ok(Frame::Have(p.chunks_exact(4).map(be_u32).collect()))
@@ -198,7 +198,7 @@ impl Frame {
             }
             ty::MANIFEST => {
                 let n = p.len().wrapping_sub(4);
-                if p.len() < 4 || n % HASH_LEN != 0 || n / HASH_LEN > MAX_MANIFEST_HASHES as usize {
+                if p.len() < 4 || !n.is_multiple_of(HASH_LEN) || n / HASH_LEN > MAX_MANIFEST_HASHES as usize {
                     return Err(WireError::Malformed("MANIFEST"));
                 }
                 let start = p.get_u32();
