@@ -71,14 +71,23 @@ impl Node {
         config: ServerConfig,
     ) -> io::Result<Node> {
         let listener = serve::bind(listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {listen}: {e} (choose another with --listen)"))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {listen}: {e} (choose another with --listen)"),
+            )
         })?;
         let listen = listener.local_addr()?;
         let stats = Arc::new(UploadStats::default());
         let shutdown = CancellationToken::new();
         let (incoming, outlet) = punch::server_hooks();
         let rendezvous = outlet.rendezvous.clone();
-        tokio::spawn(answer_punches(dir.clone(), tracker.clone(), listen, outlet.punched, shutdown.clone()));
+        tokio::spawn(answer_punches(
+            dir.clone(),
+            tracker.clone(),
+            listen,
+            outlet.punched,
+            shutdown.clone(),
+        ));
         let server = tokio::spawn(serve::run(
             listener,
             incoming,
@@ -87,7 +96,16 @@ impl Node {
             stats.clone(),
             shutdown.clone(),
         ));
-        Ok(Node { announce: announce_addr(listen, announce_override), dir, tracker, listen, stats, shutdown, rendezvous, server })
+        Ok(Node {
+            announce: announce_addr(listen, announce_override),
+            dir,
+            tracker,
+            listen,
+            stats,
+            shutdown,
+            rendezvous,
+            server,
+        })
     }
 
     /// Leaves every swarm (flag 5) and stops the server.
@@ -110,7 +128,9 @@ async fn answer_punches(
     shutdown: CancellationToken,
 ) {
     let answerer = PunchAnswerer::new(listen, PunchConfig::default());
-    let shares = move |f: &FileName| dir.complete_path(f.as_str()).exists() || dir.part_path(f.as_str()).exists();
+    let shares = move |f: &FileName| {
+        dir.complete_path(f.as_str()).exists() || dir.part_path(f.as_str()).exists()
+    };
     let serve = move |stream: TcpStream| {
         if punched.try_send(stream).is_err() {
             log::warn!("punch: server busy or stopped; dropping a punched connection");
@@ -134,7 +154,8 @@ pub fn running_daemon_process(dir: &ShareDir) -> Option<(SocketAddr, u32)> {
     let mut it = text.split_whitespace();
     let addr: SocketAddr = it.next()?.parse().ok()?;
     let pid: u32 = it.next()?.parse().ok()?;
-    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some((addr, pid))
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+        .then_some((addr, pid))
 }
 
 /// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM.
@@ -170,7 +191,8 @@ pub async fn run_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let state = node.dir.state_dir().join(STATE_FILE);
-    let record = |announce: SocketAddr| fs::write(&state, format!("{} {}\n", announce, std::process::id()));
+    let record =
+        |announce: SocketAddr| fs::write(&state, format!("{} {}\n", announce, std::process::id()));
     record(node.announce)?;
     let mut announced: HashMap<String, FileId> = HashMap::new();
     let mut ticker = tokio::time::interval(heartbeat);
@@ -252,7 +274,11 @@ async fn announce_new(node: &Node, announced: &mut HashMap<String, FileId>) {
         }
         match share::announce(&node.tracker, &name, &manifest, node.announce).await {
             Ok(()) => {
-                log::info!("sharing {name} ({} bytes, {})", manifest.size(), manifest.id());
+                log::info!(
+                    "sharing {name} ({} bytes, {})",
+                    manifest.size(),
+                    manifest.id()
+                );
                 announced.insert(name, manifest.id());
             }
             Err(e @ ShareError::HashMismatch { .. }) => {

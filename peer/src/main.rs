@@ -16,13 +16,16 @@ use tracker::proto::PeerKey;
 use tracker::TrackerClient;
 
 use peer::address;
-use peer::console::{self, commands::{self, Format}};
+use peer::console::{
+    self,
+    commands::{self, Format},
+};
 use peer::daemon::{self, Node};
-use peer::stats::{format_session, SessionStats};
 use peer::download::{self, Context, DownloadConfig, Progress};
 use peer::punch::{Dialer, OwnNat, PunchConfig};
 use peer::serve::{new_peer_id, ServerConfig};
 use peer::share;
+use peer::stats::{format_session, SessionStats};
 use peer::store::ShareDir;
 
 /// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
@@ -42,13 +45,30 @@ use peer::store::ShareDir;
 #[command(name = "peer", version)]
 struct Cli {
     /// Tracker address (UDP).
-    #[arg(long, global = true, value_name = "HOST:PORT", env = "PEER_TRACKER", default_value = "127.0.0.1:80")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "PEER_TRACKER",
+        default_value = "127.0.0.1:80"
+    )]
     tracker: String,
     /// Share directory: the only files this peer serves, and where downloads go.
-    #[arg(long, global = true, value_name = "DIR", env = "PEER_DIR", default_value = ".")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "PEER_DIR",
+        default_value = "."
+    )]
     dir: PathBuf,
     /// TCP address to serve chunks on (port 0 picks a free port).
-    #[arg(long, global = true, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR:PORT",
+        default_value = "0.0.0.0:6881"
+    )]
     listen: SocketAddr,
     /// Address announced to the tracker instead of the --listen one (e.g. a public address
     /// known without STUN). By default the tracker is told the listening port and uses the
@@ -143,10 +163,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The console shows only what deserves attention, above its prompt (RUST_LOG still rules).
-    let default_level = if cli.command.is_none() { "warn" } else { "info" };
-    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    let default_level = if cli.command.is_none() {
+        "warn"
+    } else {
+        "info"
+    };
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
     if cli.command.is_none() {
-        logger.target(env_logger::Target::Pipe(Box::new(peer::console::output::LogWriter)));
+        logger.target(env_logger::Target::Pipe(Box::new(
+            peer::console::output::LogWriter,
+        )));
     }
     logger.init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -184,23 +211,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         Command::List { json } => print(commands::list(&tracker, format(*json)).await?),
-        Command::Query { name, json } => print(commands::query(&tracker, name, format(*json)).await?),
-        Command::Peers { name, json } => print(commands::refresh(&tracker, name, format(*json)).await?),
-        Command::Status { json } => print(commands::status(&dir, daemon::running_daemon(&dir), format(*json))),
-        Command::Exit => match daemon::running_daemon_process(&dir) {
-            Some((at, pid)) => {
-                stop_daemon(pid).await?;
-                print(format!("stopped the daemon announced at {at}; it left the swarm (flag 5)"))
+        Command::Query { name, json } => {
+            print(commands::query(&tracker, name, format(*json)).await?)
+        }
+        Command::Peers { name, json } => {
+            print(commands::refresh(&tracker, name, format(*json)).await?)
+        }
+        Command::Status { json } => print(commands::status(
+            &dir,
+            daemon::running_daemon(&dir),
+            format(*json),
+        )),
+        Command::Exit => {
+            match daemon::running_daemon_process(&dir) {
+                Some((at, pid)) => {
+                    stop_daemon(pid).await?;
+                    print(format!(
+                        "stopped the daemon announced at {at}; it left the swarm (flag 5)"
+                    ))
+                }
+                None => {
+                    tracker
+                        .exit(daemon::announce_addr(cli.listen, cli.announce))
+                        .await?;
+                    print("left the swarm (flag 5): the tracker no longer lists this directory's peer".to_owned())
+                }
             }
-            None => {
-                tracker.exit(daemon::announce_addr(cli.listen, cli.announce)).await?;
-                print("left the swarm (flag 5): the tracker no longer lists this directory's peer".to_owned())
-            }
-        },
+        }
         Command::Share { file, heartbeat } => {
             if let Some(at) = daemon::running_daemon(&dir) {
                 let (name, m) = share::share(&dir, &tracker, file, at).await?;
-                println!("shared {name} ({} bytes, {}) through the daemon at {at}", m.size(), m.id());
+                println!(
+                    "shared {name} ({} bytes, {}) through the daemon at {at}",
+                    m.size(),
+                    m.id()
+                );
                 return Ok(());
             }
             let node = start_node(cli, dir.clone(), tracker.clone())?;
@@ -222,7 +267,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let address = start_refresh(cli, &node).await;
             serve_until_signal(node, Duration::from_secs((*heartbeat).max(1)), address).await
         }
-        Command::Get { names, max_peers, give_up, stall_timeout } => {
+        Command::Get {
+            names,
+            max_peers,
+            give_up,
+            stall_timeout,
+        } => {
             let config = DownloadConfig {
                 max_peers: (*max_peers).max(1),
                 give_up_after: Duration::from_secs((*give_up).max(1)),
@@ -239,10 +289,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // Hole punching starts from our own serving port, so it needs our own server.
             let dialer = node.as_ref().map(|n| {
-                let dialer = Dialer::new(tracker.clone(), n.listen, announce.clone(), OwnNat::Unknown, PunchConfig::default());
-                Arc::new(dialer.with_rendezvous(n.rendezvous.clone()).with_stun(stun_servers(cli)))
+                let dialer = Dialer::new(
+                    tracker.clone(),
+                    n.listen,
+                    announce.clone(),
+                    OwnNat::Unknown,
+                    PunchConfig::default(),
+                );
+                Arc::new(
+                    dialer
+                        .with_rendezvous(n.rendezvous.clone())
+                        .with_stun(stun_servers(cli)),
+                )
             });
-            let ctx = Context { dir, tracker, announce, config, peer_id: new_peer_id(), dialer };
+            let ctx = Context {
+                dir,
+                tracker,
+                announce,
+                config,
+                peer_id: new_peer_id(),
+                dialer,
+            };
             // SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and still leave
             // the swarm below, instead of leaving rows behind until the tracker's TTL.
             let stop = daemon::stop_signal()?;
@@ -289,7 +356,10 @@ fn stun_servers(cli: &Cli) -> Vec<String> {
     if !given.is_empty() {
         return given;
     }
-    let host = cli.tracker.rsplit_once(':').map_or(cli.tracker.as_str(), |(host, _)| host);
+    let host = cli
+        .tracker
+        .rsplit_once(':')
+        .map_or(cli.tracker.as_str(), |(host, _)| host);
     vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
 }
 
@@ -317,11 +387,19 @@ fn refuse_second_daemon(dir: &ShareDir) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon until SIGINT/SIGTERM, then prints the session's upload statistics.
-async fn serve_until_signal(node: Node, heartbeat: Duration, address: watch::Receiver<SocketAddr>) -> anyhow::Result<()> {
+async fn serve_until_signal(
+    node: Node,
+    heartbeat: Duration,
+    address: watch::Receiver<SocketAddr>,
+) -> anyhow::Result<()> {
     let uploads = node.stats.clone();
     let started = std::time::Instant::now();
     daemon::run_until(node, heartbeat, address, daemon::stop_signal()?).await?;
-    print(format_session(&SessionStats { uploaded: uploads.bytes(), downloaded: 0, duration: started.elapsed() }))
+    print(format_session(&SessionStats {
+        uploaded: uploads.bytes(),
+        downloaded: 0,
+        duration: started.elapsed(),
+    }))
 }
 
 /// Asks the daemon `pid` to stop (SIGTERM) and waits until it is gone, which is after it sent
@@ -330,11 +408,14 @@ async fn stop_daemon(pid: u32) -> anyhow::Result<()> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let pid_n = i32::try_from(pid).context("daemon pid out of range")?;
-    kill(Pid::from_raw(pid_n), Signal::SIGTERM).with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+    kill(Pid::from_raw(pid_n), Signal::SIGTERM)
+        .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
     // Gone, or a zombie its parent has not reaped yet: either way it has finished leaving.
     let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
     };
     for _ in 0..300 {
         if !alive() {
@@ -347,7 +428,10 @@ async fn stop_daemon(pid: u32) -> anyhow::Result<()> {
 
 /// Starts serving and prints the startup line tests and scripts wait for.
 fn start_node(cli: &Cli, dir: Arc<ShareDir>, tracker: Arc<TrackerClient>) -> anyhow::Result<Node> {
-    let config = ServerConfig { upload_rate: Some(cli.upload_rate).filter(|r| *r > 0), ..ServerConfig::default() };
+    let config = ServerConfig {
+        upload_rate: Some(cli.upload_rate).filter(|r| *r > 0),
+        ..ServerConfig::default()
+    };
     let node = Node::start(dir, tracker, cli.listen, cli.announce, config)?;
     println!("peer listening on {}", node.listen);
     flush();
@@ -365,7 +449,9 @@ async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerCl
     let key_path = dir.state_dir().join("key");
     let key = match std::fs::read_to_string(&key_path).ok().and_then(|t| {
         let mut k = [0u8; 16];
-        hex::decode_to_slice(t.trim(), &mut k).ok().map(|()| PeerKey(k))
+        hex::decode_to_slice(t.trim(), &mut k)
+            .ok()
+            .map(|()| PeerKey(k))
     }) {
         Some(k) => k,
         None => {
@@ -375,7 +461,10 @@ async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerCl
             k
         }
     };
-    let config = ClientConfig { key, ..ClientConfig::default() };
+    let config = ClientConfig {
+        key,
+        ..ClientConfig::default()
+    };
     Ok(TrackerClient::bind(addr, config).await?)
 }
 

@@ -198,7 +198,10 @@ impl Frame {
             }
             ty::MANIFEST => {
                 let n = p.len().wrapping_sub(4);
-                if p.len() < 4 || !n.is_multiple_of(HASH_LEN) || n / HASH_LEN > MAX_MANIFEST_HASHES as usize {
+                if p.len() < 4
+                    || !n.is_multiple_of(HASH_LEN)
+                    || n / HASH_LEN > MAX_MANIFEST_HASHES as usize
+                {
                     return Err(WireError::Malformed("MANIFEST"));
                 }
                 let start = p.get_u32();
