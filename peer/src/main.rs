@@ -479,13 +479,15 @@ async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
         match result {
             Ok(o) => {
                 let secs = o.elapsed.as_secs_f64().max(1e-3);
+                let senders = o.per_peer.values().filter(|b| **b > 0).count();
                 println!(
-                    "downloaded {} ({} bytes, {}): {} chunks fetched from {} peers, {} resumed, {:.1} MB/s",
+                    "downloaded {} ({} bytes, {}): {} chunks fetched from {} {}, {} resumed, {:.1} MB/s",
                     o.name,
                     o.size,
                     o.id,
                     o.fetched,
-                    o.per_peer.values().filter(|b| **b > 0).count(),
+                    senders,
+                    if senders == 1 { "peer" } else { "peers" },
                     o.resumed,
                     o.per_peer.values().sum::<u64>() as f64 / secs / 1e6
                 );

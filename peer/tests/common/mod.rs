@@ -247,7 +247,8 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Parses "N chunks fetched from P peers, R resumed" of a `peer get` summary line for `name`.
+/// Parses "N chunks fetched from P peers, R resumed" (or "1 peer,") of a `peer get` summary line
+/// for `name`.
 pub fn summary(out: &str, name: &str) -> (u32, u32, u32) {
     let line = out
         .lines()
@@ -257,7 +258,7 @@ pub fn summary(out: &str, name: &str) -> (u32, u32, u32) {
     let after = |w: &str| -> u32 {
         let i = words
             .iter()
-            .position(|x| *x == w)
+            .position(|x| *x == w || (w == "peers," && *x == "peer,"))
             .unwrap_or_else(|| panic!("{w:?} in {line}"));
         words[i - 1]
             .trim_start_matches("):")
