@@ -145,4 +145,4 @@ run_case 4 "peer 4 seeders -> 1 leecher"
 echo "(peer figures are end to end: tracker query, manifest, transfer, fsyncs, final re-verify and rename)"
 
 echo
-cargo bench -q -p peer --bench manifest
+cargo bench -q -p peer-engine --bench manifest

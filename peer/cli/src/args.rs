@@ -1,0 +1,169 @@
+//! The command line of `peer`: global options every subcommand shares, and the subcommands.
+//! `--help` is written from the doc comments here, so they speak to users.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use peer_engine::download::DownloadConfig;
+use peer_engine::node::daemon;
+use peer_engine::reach::address;
+
+/// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
+/// chunks over TCP and downloads files from every peer that has them.
+///
+/// How commands cooperate: a running `peer daemon` serves every file of its --dir (complete
+/// files and the verified chunks of downloads in progress) and records its address in
+/// DIR/.peer/daemon. `peer share` and `peer get` on the same --dir then announce with the
+/// daemon's address and leave the serving to it. Without a daemon, `peer share` keeps serving
+/// in the foreground (as the daemon does) and `peer get` serves while it downloads, then leaves
+/// the swarm (flag 5).
+///
+/// Without a subcommand, `peer` opens the interactive console: a numbered menu of the tracker's
+/// flags (1 download, 2 refresh, 3 progress, 4 share, 5 exit, 6 list, 7 query) with the daemon
+/// running underneath and downloads in the background.
+#[derive(Debug, Parser)]
+#[command(name = "peer", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    /// Without a subcommand, `peer` opens the interactive console (a numbered menu of the
+    /// tracker flags) with the daemon running underneath.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of every subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Tracker address (UDP).
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "PEER_TRACKER",
+        default_value = "127.0.0.1:80"
+    )]
+    pub tracker: String,
+    /// Share directory: the only files this peer serves, and where downloads go.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "PEER_DIR",
+        default_value = "."
+    )]
+    pub dir: PathBuf,
+    /// TCP address to serve chunks on (port 0 picks a free port).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR:PORT",
+        default_value = "0.0.0.0:6881"
+    )]
+    pub listen: SocketAddr,
+    /// Address announced to the tracker instead of the --listen one (e.g. a public address
+    /// known without STUN). By default the tracker is told the listening port and uses the
+    /// request's source IP when --listen has an unspecified IP.
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    pub announce: Option<SocketAddr>,
+    /// Upload limit per connection, in bytes per second (0: unlimited).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
+    pub upload_rate: u64,
+    /// STUN server asked, over TCP from the serving port, for this peer's public address;
+    /// repeat for several (servers that disagree reveal a symmetric NAT). `none` alone turns
+    /// STUN off. Ignored with --announce. [default: the tracker's host, port 3478]
+    #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
+    pub stun: Vec<String>,
+    /// Seconds between two STUN queries; when the public address changes, every row at the
+    /// tracker moves to the new one at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = address::DEFAULT_REFRESH.as_secs())]
+    pub refresh: u64,
+}
+
+impl Global {
+    /// The STUN servers to ask: --stun as given, the tracker's host on port 3478 by default,
+    /// none with only `--stun none` or a fixed --announce address. `none` beside real servers
+    /// is dropped, so a script's `--stun none` default can be overridden by adding a server.
+    pub fn stun_servers(&self) -> Vec<String> {
+        let given: Vec<String> = self.stun.iter().filter(|s| *s != "none").cloned().collect();
+        if self.announce.is_some() || (given.is_empty() && !self.stun.is_empty()) {
+            return Vec::new();
+        }
+        if !given.is_empty() {
+            return given;
+        }
+        let host = self
+            .tracker
+            .rsplit_once(':')
+            .map_or(self.tracker.as_str(), |(host, _)| host);
+        vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Share FILE: copy it into --dir, announce it (flag 4), and serve it (here in the
+    /// foreground, or through the daemon running on --dir). Sharing a name the tracker lists
+    /// with other content fails with HASH_MISMATCH.
+    Share {
+        /// The file to share; its base name is the name in the swarm.
+        file: PathBuf,
+        /// Seconds between heartbeats to the tracker while serving in the foreground.
+        #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
+        heartbeat: u64,
+    },
+    /// Download NAME... into --dir from every peer that has them (several files at once), then
+    /// leave. A download interrupted at any point resumes from its verified chunks.
+    Get {
+        /// File names as listed by the tracker.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Peers fetched from at once, per file.
+        #[arg(long, default_value_t = DownloadConfig::default().max_peers)]
+        max_peers: usize,
+        /// Give up when no peer delivered anything for this many seconds.
+        #[arg(long, default_value_t = DownloadConfig::default().give_up_after.as_secs(), value_name = "SECS")]
+        give_up: u64,
+        /// Drop a peer that leaves requests unanswered this many seconds; its chunks go to others.
+        #[arg(long, default_value_t = DownloadConfig::default().stall_timeout.as_secs(), value_name = "SECS")]
+        stall_timeout: u64,
+    },
+    /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or
+    /// SIGTERM, which leave the swarm (flag 5).
+    Daemon {
+        /// Seconds between heartbeats (also how often --dir is rescanned for new files).
+        #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
+        heartbeat: u64,
+    },
+    /// List the files the tracker knows, with size and swarm counts (flag 6).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one file as the tracker knows it: size, chunks, id, seeders, leechers (flag 7).
+    Query {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who holds which chunks of a file (flag 2).
+    Peers {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leave the swarm (flag 5): stops the daemon serving --dir, which leaves on its way out,
+    /// or, without one, removes this directory's peer from the tracker.
+    Exit,
+    /// Show the files of --dir from disk: done %, chunks held, state (complete, or stopped
+    /// downloads with their resume record) and whether a daemon serves them.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

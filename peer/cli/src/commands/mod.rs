@@ -1,0 +1,64 @@
+//! The subcommands of `peer`, one module per family, each returning or printing what the user
+//! sees. The console calls the same functions for its menu choices.
+
+pub mod catalog;
+pub mod get;
+pub mod serve;
+pub mod status;
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use peer_engine::share::ShareDir;
+use tracker::client::ClientConfig;
+use tracker::TrackerClient;
+
+/// How an answer is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    pub fn json_if(json: bool) -> Format {
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// The text form, or the JSON one built only when asked for.
+pub fn render(format: Format, text: String, json: impl FnOnce() -> serde_json::Value) -> String {
+    match format {
+        Format::Text => text,
+        Format::Json => json().to_string(),
+    }
+}
+
+/// Prints a whole answer and flushes, so scripts reading our stdout see it at once.
+pub fn print(text: &str) {
+    println!("{text}");
+    flush();
+}
+
+pub fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+/// Resolves the tracker and binds a client with this directory's persistent key, so every
+/// command on the directory is the same peer to the tracker.
+pub async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerClient> {
+    let addr = tokio::net::lookup_host(spec)
+        .await
+        .with_context(|| format!("cannot resolve tracker address {spec:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("tracker address {spec:?} resolves to nothing"))?;
+    let config = ClientConfig {
+        key: dir.peer_key()?,
+        ..ClientConfig::default()
+    };
+    Ok(TrackerClient::bind(addr, config).await?)
+}

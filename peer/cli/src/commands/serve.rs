@@ -1,0 +1,146 @@
+//! The serving subcommands: `peer share` and `peer daemon` keep a node running until a signal,
+//! `peer exit` stops the daemon of a directory (or leaves without one). Also the pieces the
+//! console and `peer get` share with them: starting a node and following its public address.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use peer_engine::node::{daemon, lock, Node};
+use peer_engine::publish;
+use peer_engine::reach::address;
+use peer_engine::serve::ServerConfig;
+use peer_engine::share::ShareDir;
+use tokio::sync::watch;
+use tracker::TrackerClient;
+
+use super::{flush, print};
+use crate::args::Global;
+use crate::output::table::{format_session, SessionStats};
+use crate::signals::stop_signal;
+
+/// Starts serving and prints the startup line tests and scripts wait for.
+pub fn start_node(
+    global: &Global,
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+) -> anyhow::Result<Node> {
+    let config = ServerConfig {
+        upload_rate: Some(global.upload_rate).filter(|r| *r > 0),
+        ..ServerConfig::default()
+    };
+    let node = Node::start(dir, tracker, global.listen, global.announce, config)?;
+    println!("peer listening on {}", node.listen);
+    flush();
+    Ok(node)
+}
+
+/// Starts STUN refresh for `node`'s serving port; the receiver carries the announce address.
+pub async fn start_refresh(global: &Global, node: &Node) -> watch::Receiver<SocketAddr> {
+    address::start_refresh(
+        node.listen,
+        node.announce,
+        global.stun_servers(),
+        Duration::from_secs(global.refresh.max(1)),
+    )
+    .await
+}
+
+/// One daemon per directory: a second would announce the same files from another port under
+/// the same key, and the two would keep moving each other's rows.
+pub fn refuse_second_daemon(dir: &ShareDir) -> anyhow::Result<()> {
+    if let Some((at, pid)) = lock::running_daemon_process(dir) {
+        bail!(
+            "a peer (pid {pid}, announced at {at}) already serves {}; stop it with `peer exit` or choose another --dir",
+            dir.root().display()
+        );
+    }
+    Ok(())
+}
+
+/// `peer share FILE`: through the daemon of --dir if one runs, else serving in the foreground
+/// until a signal.
+pub async fn share(
+    global: &Global,
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+    file: &Path,
+    heartbeat: u64,
+) -> anyhow::Result<()> {
+    if let Some(at) = lock::running_daemon(&dir) {
+        let (name, m) = publish::share(&dir, &tracker, file, at).await?;
+        println!(
+            "shared {name} ({} bytes, {}) through the daemon at {at}",
+            m.size(),
+            m.id()
+        );
+        return Ok(());
+    }
+    let node = start_node(global, dir.clone(), tracker.clone())?;
+    let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
+        Ok(r) => r,
+        Err(e) => {
+            node.stop().await;
+            return Err(e.into());
+        }
+    };
+    println!("shared {name} ({} bytes, {})", m.size(), m.id());
+    flush();
+    let address = start_refresh(global, &node).await;
+    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
+}
+
+/// `peer daemon`: serves --dir until a signal.
+pub async fn daemon(
+    global: &Global,
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+    heartbeat: u64,
+) -> anyhow::Result<()> {
+    refuse_second_daemon(&dir)?;
+    let node = start_node(global, dir, tracker)?;
+    let address = start_refresh(global, &node).await;
+    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
+}
+
+/// `peer exit`: stops the daemon of --dir, which leaves the swarm on its way out; without one,
+/// tells the tracker this directory's peer leaves.
+pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> anyhow::Result<()> {
+    match lock::running_daemon_process(dir) {
+        Some((at, pid)) => {
+            lock::stop_daemon(pid).await?;
+            print(&format!(
+                "stopped the daemon announced at {at}; it left the swarm (flag 5)"
+            ));
+        }
+        None => {
+            tracker
+                .exit(peer_engine::node::announce_addr(
+                    global.listen,
+                    global.announce,
+                ))
+                .await?;
+            print("left the swarm (flag 5): the tracker no longer lists this directory's peer");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGINT/SIGTERM, then prints the session's upload statistics.
+async fn serve_until_signal(
+    node: Node,
+    heartbeat: Duration,
+    address: watch::Receiver<SocketAddr>,
+) -> anyhow::Result<()> {
+    let uploads = node.stats.clone();
+    let started = Instant::now();
+    daemon::run_until(node, heartbeat, address, stop_signal()?).await?;
+    print(&format_session(&SessionStats {
+        uploaded: uploads.bytes(),
+        downloaded: 0,
+        duration: started.elapsed(),
+    }));
+    Ok(())
+}

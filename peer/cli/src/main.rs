@@ -1,0 +1,118 @@
+//! `peer`: the command line of the p2p file-sharing peer. Parses arguments, sets up logging and
+//! the runtime, and hands over to a subcommand or the console; the engine (`peer_engine`) does
+//! the work, so the console and scripts drive the same code.
+
+mod args;
+mod commands;
+mod console;
+mod output;
+mod signals;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use peer_engine::download::DownloadConfig;
+use peer_engine::name::ShareName;
+use peer_engine::node::{daemon, lock};
+use peer_engine::share::ShareDir;
+
+use args::{Cli, Command};
+use commands::get::GetOptions;
+use commands::{print, serve, Format};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The console shows only what deserves attention, above its prompt (RUST_LOG still rules).
+    let default_level = if cli.command.is_none() {
+        "warn"
+    } else {
+        "info"
+    };
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    if cli.command.is_none() {
+        logger.target(env_logger::Target::Pipe(Box::new(
+            console::output::LogWriter,
+        )));
+    }
+    logger.init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    let dir = Arc::new(ShareDir::open(&global.dir)?);
+    let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
+    let Some(command) = &cli.command else {
+        serve::refuse_second_daemon(&dir)?;
+        let node = serve::start_node(global, dir, tracker)?;
+        let address = serve::start_refresh(global, &node).await;
+        return console::open(console::Launch {
+            node,
+            address,
+            heartbeat: daemon::DEFAULT_HEARTBEAT,
+            stun: global.stun_servers(),
+            download: DownloadConfig::default(),
+        })
+        .await;
+    };
+    match command {
+        Command::List { json } => {
+            print(&commands::catalog::list(&tracker, Format::json_if(*json)).await?)
+        }
+        Command::Query { name, json } => print(
+            &commands::catalog::query(
+                &tracker,
+                &ShareName::new(name.trim())?,
+                Format::json_if(*json),
+            )
+            .await?,
+        ),
+        Command::Peers { name, json } => print(
+            &commands::catalog::refresh(
+                &tracker,
+                &ShareName::new(name.trim())?,
+                Format::json_if(*json),
+            )
+            .await?,
+        ),
+        Command::Status { json } => print(&commands::status::status(
+            &dir,
+            lock::running_daemon(&dir),
+            Format::json_if(*json),
+        )),
+        Command::Exit => serve::exit(global, &dir, &tracker).await?,
+        Command::Share { file, heartbeat } => {
+            serve::share(global, dir, tracker, file, *heartbeat).await?
+        }
+        Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
+        Command::Get {
+            names,
+            max_peers,
+            give_up,
+            stall_timeout,
+        } => {
+            let options = GetOptions {
+                max_peers: *max_peers,
+                give_up: *give_up,
+                stall_timeout: *stall_timeout,
+            };
+            commands::get::get(global, dir, tracker, names, &options).await?
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! What the `peer` command prints: aligned text for people, JSON for scripts (`--json`). The
+//! console and the subcommands print through the same functions, so they cannot drift apart.
+
+pub mod show;
+pub mod table;
+pub mod units;

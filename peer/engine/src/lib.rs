@@ -1,0 +1,22 @@
+//! The peer engine: everything a peer does, driven by the `peer` command's console, subcommands
+//! and daemon alike. It promises verified transfers (no byte is written or served before it
+//! matches the manifest) and never depends on a terminal, clap or the tracker's server.
+//!
+//! - [`share`]: the share directory on disk (layout, manifests, resume records, staging);
+//!   [`manifest`], [`bitfield`] and [`name`] are the values it stores.
+//! - [`wire`] (the pure codec of protocol.txt §2) and [`connection`] (its buffered I/O).
+//! - [`serve`]: the TCP server; [`download`]: the multi-peer downloader; [`publish`]: flag 4.
+//! - [`reach`]: the announced address and NAT traversal; [`node`]: what a daemon runs.
+
+pub mod bitfield;
+pub mod connection;
+pub mod download;
+pub mod manifest;
+pub mod name;
+pub mod node;
+pub mod publish;
+pub mod rate;
+pub mod reach;
+pub mod serve;
+pub mod share;
+pub mod wire;

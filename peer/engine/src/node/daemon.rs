@@ -1,0 +1,135 @@
+//! The long-running peer: keeps the tracker's rows of every complete file alive, picks up files
+//! that appear in the directory, follows the public address, and leaves the swarm (flag 5) when
+//! stopped.
+//!
+//! A daemon records its announce address and pid ([`super::lock`]) while it runs. Other `peer`
+//! commands on the same directory (`share`, `get`) read it and announce with the daemon's address
+//! instead of starting a server of their own: the daemon serves any file of its directory on
+//! demand, including downloads in progress (their verified chunks, from the resume record).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracker::proto::ErrorCode as TrackerCode;
+
+use crate::manifest::FileId;
+use crate::name::ShareName;
+use crate::publish::{self, ShareError};
+
+use super::{lock, Node};
+
+/// Default time between two heartbeats: well inside the tracker's 90 s TTL.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Runs the daemon on a started node until `stop` resolves: announces every complete file,
+/// heartbeats every `heartbeat`, rescans the directory each time, then leaves the swarm.
+///
+/// `address` carries the announce address as STUN refresh learns it (see [`crate::reach::address`]).
+/// When it moves, one heartbeat (flag 9) under the new address moves every row of this peer at
+/// once: the tracker matches the peer by its key, so the old address stops being listed at
+/// that moment instead of lingering until the TTL.
+pub async fn run_until(
+    mut node: Node,
+    heartbeat: Duration,
+    mut address: watch::Receiver<SocketAddr>,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    lock::record(&node.dir, node.announce)?;
+    let mut announced: HashMap<ShareName, FileId> = HashMap::new();
+    let mut ticker = tokio::time::interval(heartbeat);
+    let mut first = true;
+    let mut address_open = true;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if !first {
+                    match node.tracker.heartbeat(node.announce).await {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => {
+                            log::info!("tracker forgot us; announcing every file again");
+                            announced.clear();
+                        }
+                        Err(e) => log::warn!("heartbeat: {e}"),
+                    }
+                }
+                first = false;
+                announce_new(&node, &mut announced).await;
+            }
+            changed = address.changed(), if address_open => {
+                if changed.is_err() {
+                    // No refresher (no STUN server, or --announce fixed the address).
+                    address_open = false;
+                    continue;
+                }
+                let to = *address.borrow_and_update();
+                if to == node.announce {
+                    continue;
+                }
+                log::info!("announce address moved from {} to {to}; moving every row", node.announce);
+                node.announce = to;
+                if let Err(e) = lock::record(&node.dir, to) {
+                    log::warn!("updating {}: {e}", lock::state_file(&node.dir).display());
+                }
+                match node.tracker.heartbeat(to).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => announced.clear(),
+                    Err(e) => log::warn!("moving to {to}: {e}"),
+                }
+                announce_new(&node, &mut announced).await;
+            }
+            _ = &mut stop => break,
+        }
+    }
+    log::info!("stopping: leaving the swarm");
+    lock::release(&node.dir);
+    node.stop().await;
+    Ok(())
+}
+
+/// Announces complete files not yet announced (or changed since), hashing them as needed.
+async fn announce_new(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
+    let dir = node.dir.clone();
+    let names = match tokio::task::spawn_blocking(move || dir.complete_files()).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            log::warn!("scanning {}: {e}", node.dir.root().display());
+            return;
+        }
+        Err(_) => return,
+    };
+    announced.retain(|n, _| names.contains(n));
+    for name in names {
+        let dir = node.dir.clone();
+        let n = name.clone();
+        let manifest = match tokio::task::spawn_blocking(move || dir.complete_manifest(&n)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                log::warn!("{name}: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if announced.get(&name) == Some(&manifest.id()) {
+            continue;
+        }
+        match publish::announce(&node.tracker, &name, &manifest, node.announce).await {
+            Ok(()) => {
+                log::info!(
+                    "sharing {name} ({} bytes, {})",
+                    manifest.size(),
+                    manifest.id()
+                );
+                announced.insert(name, manifest.id());
+            }
+            Err(e @ ShareError::HashMismatch { .. }) => {
+                log::warn!("{e}");
+                announced.insert(name, manifest.id());
+            }
+            Err(e) => log::warn!("announcing {name}: {e}"),
+        }
+    }
+}

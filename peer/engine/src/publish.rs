@@ -1,0 +1,73 @@
+//! Publishing a file: hash it, ask the tracker to list it (flag 4), and only then put it under
+//! its name in the share directory, so a name the swarm already uses for other content is
+//! refused (1004 HASH_MISMATCH) without leaving anything behind.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tracker::client::ClientError;
+use tracker::proto::{ErrorCode as TrackerCode, FileInfo, FileInfoError};
+use tracker::TrackerClient;
+
+use crate::manifest::Manifest;
+use crate::name::ShareName;
+use crate::share::{ShareDir, StoreError};
+
+/// Why a file could not be shared.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Info(#[from] FileInfoError),
+    #[error("the tracker already lists a different file named {name} (1004 HASH_MISMATCH); rename yours to share it")]
+    HashMismatch { name: ShareName },
+    #[error(transparent)]
+    Tracker(#[from] ClientError),
+}
+
+/// The tracker's description of a file we hold.
+pub fn file_info(name: &ShareName, manifest: &Manifest) -> Result<FileInfo, ShareError> {
+    Ok(FileInfo::new(
+        name.file_name().clone(),
+        manifest.size(),
+        manifest.chunk_size(),
+        manifest.id(),
+    )?)
+}
+
+/// Announces a complete file of the share directory (flag 4) as served at `announce`.
+pub async fn announce(
+    tracker: &TrackerClient,
+    name: &ShareName,
+    manifest: &Manifest,
+    announce: SocketAddr,
+) -> Result<(), ShareError> {
+    let info = file_info(name, manifest)?;
+    match tracker.share(&info, announce).await {
+        Err(e) if e.code() == Some(TrackerCode::HashMismatch) => {
+            Err(ShareError::HashMismatch { name: name.clone() })
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Shares the file at `path`: copies it into `dir` (unless it is there already) once the tracker
+/// accepted it, and returns its name and manifest.
+pub async fn share(
+    dir: &Arc<ShareDir>,
+    tracker: &TrackerClient,
+    path: &Path,
+    announce_at: SocketAddr,
+) -> Result<(ShareName, Arc<Manifest>), ShareError> {
+    let (d, p) = (dir.clone(), path.to_owned());
+    let staged = tokio::task::spawn_blocking(move || d.stage(&p))
+        .await
+        .map_err(|e| StoreError::Io {
+            path: path.to_owned(),
+            error: std::io::Error::other(e),
+        })??;
+    announce(tracker, &staged.name, &staged.manifest, announce_at).await?;
+    Ok(dir.commit(staged)?)
+}

@@ -1,0 +1,79 @@
+//! What the share directory holds, read from disk alone: complete files and unfinished
+//! downloads with their resume records. `peer status` shows this without a running peer, and
+//! the console starts from it before adding the live figures of its own transfers.
+
+use std::fs;
+
+use crate::manifest::{chunk_count, DEFAULT_CHUNK_SIZE};
+use crate::name::{ShareName, PART_SUFFIX};
+
+use super::ShareDir;
+
+/// One file of the share directory as the disk shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub name: ShareName,
+    pub size: u64,
+    pub chunk_size: u32,
+    /// Chunks verified on disk (all of them for a complete file).
+    pub chunks_have: u64,
+    pub chunks_total: u64,
+    /// False for an unfinished download (`NAME.part` with its resume record).
+    pub complete: bool,
+}
+
+impl ShareDir {
+    /// Every file of the directory, sorted by name: complete ones, then unfinished downloads
+    /// with the chunks their resume record lists. Never hashes anything, so it is quick on any
+    /// directory.
+    pub fn inventory(&self) -> Vec<LocalFile> {
+        let mut files = Vec::new();
+        match self.complete_files() {
+            Ok(names) => {
+                for name in names {
+                    let Ok(meta) = fs::metadata(self.complete_path(&name)) else {
+                        continue;
+                    };
+                    let total = chunk_count(meta.len(), DEFAULT_CHUNK_SIZE);
+                    files.push(LocalFile {
+                        name,
+                        size: meta.len(),
+                        chunk_size: DEFAULT_CHUNK_SIZE,
+                        chunks_have: total,
+                        chunks_total: total,
+                        complete: true,
+                    });
+                }
+            }
+            Err(e) => log::warn!("listing {}: {e}", self.root().display()),
+        }
+        if let Ok(entries) = fs::read_dir(self.root()) {
+            for entry in entries.flatten() {
+                let file_name = entry.file_name();
+                let Some(name) = file_name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(PART_SUFFIX))
+                    .and_then(|n| ShareName::new(n).ok())
+                else {
+                    continue;
+                };
+                let Some(manifest) = self.partial_manifest(&name) else {
+                    continue;
+                };
+                let have = self
+                    .read_record(&name, &manifest)
+                    .map_or(0, |record| u64::from(record.count()));
+                files.push(LocalFile {
+                    name,
+                    size: manifest.size(),
+                    chunk_size: manifest.chunk_size(),
+                    chunks_have: have,
+                    chunks_total: u64::from(manifest.chunk_count()),
+                    complete: false,
+                });
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        files
+    }
+}

@@ -1,0 +1,32 @@
+//! What the server hands out of one file: a complete file, or the verified part of a download
+//! in progress as its resume record lists it.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::bitfield::Bitfield;
+use crate::manifest::Manifest;
+
+/// A file this peer can serve right now: its manifest, an open handle, and which chunks are
+/// verified (`None`: all of them).
+#[derive(Debug)]
+pub struct Served {
+    pub manifest: Arc<Manifest>,
+    pub file: File,
+    pub have: Option<Bitfield>,
+}
+
+impl Served {
+    /// True when chunk `index` is verified and may be sent.
+    pub fn has(&self, index: u32) -> bool {
+        index < self.manifest.chunk_count() && self.have.as_ref().is_none_or(|h| h.get(index))
+    }
+
+    /// The BITFIELD of this file.
+    pub fn bitfield(&self) -> Bitfield {
+        match &self.have {
+            Some(h) => h.clone(),
+            None => Bitfield::full(self.manifest.chunk_count()),
+        }
+    }
+}
