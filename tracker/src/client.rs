@@ -11,10 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::debug;
+use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
@@ -122,9 +123,7 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.shared.pending.lock() {
-            pending.remove(&self.tid);
-        }
+        self.shared.pending.lock().remove(&self.tid);
     }
 }
 
@@ -351,7 +350,7 @@ impl TrackerClient {
         let shared = &*self.shared;
         let tid = shared.next_tid.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel(4);
-        lock(&shared.pending).insert(tid, tx);
+        shared.pending.lock().insert(tid, tx);
         let _guard = PendingGuard { shared, tid };
         let mut request = Request {
             tid: Some(tid),
@@ -363,7 +362,7 @@ impl TrackerClient {
         let mut cookie_rounds = 0;
         let mut attempt = 0;
         while attempt < shared.config.attempts {
-            request.cookie = *lock(&shared.cookie);
+            request.cookie = *shared.cookie.lock();
             let text = request.encode();
             shared
                 .socket
@@ -383,7 +382,7 @@ impl TrackerClient {
                             continue;
                         }
                         cookie_rounds += 1;
-                        *lock(&shared.cookie) = Some(cookie);
+                        *shared.cookie.lock() = Some(cookie);
                         got_cookie = true;
                         break;
                     }
@@ -402,10 +401,6 @@ impl TrackerClient {
             attempts: shared.config.attempts,
         })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unexpected(kind: &ResponseKind) -> ClientError {
@@ -461,7 +456,7 @@ async fn read_loop(shared: Arc<Shared>) {
                     debug!("ignoring tracker answer without tid");
                     continue;
                 };
-                let sender = lock(&shared.pending).get(&tid).cloned();
+                let sender = shared.pending.lock().get(&tid).cloned();
                 if let Some(sender) = sender {
                     // A full channel means duplicates of answers already queued.
                     let _ = sender.try_send(resp);

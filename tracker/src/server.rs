@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
+use parking_lot::Mutex;
 
 use crate::cookie::{exempt, CookieJar};
 use crate::proto::{
@@ -96,6 +97,8 @@ impl PunchLimiter {
 /// The tracker's state and request logic.
 pub struct Tracker<S: SwarmStore = MemoryStore> {
     config: ServerConfig,
+    /// parking_lot's lock does not poison: a panic while handling one request cannot stop the
+    /// service, and no store change is half-made in a way that matters more than stopping would.
     store: Mutex<S>,
     cookies: CookieJar,
     punches: Mutex<PunchLimiter>,
@@ -106,12 +109,6 @@ impl Tracker<MemoryStore> {
         let store = MemoryStore::new(config.ttl, config.limits);
         Tracker::with_store(config, store)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave the store half-updated in a way that matters
-    // more than stopping the service would, so keep serving.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unix_secs() -> u64 {
@@ -145,8 +142,8 @@ impl<S: SwarmStore> Tracker<S> {
 
     /// Frees the rows of peers silent for longer than the TTL.
     pub fn expire(&self, now: Instant) {
-        lock(&self.store).expire(now);
-        let mut punches = lock(&self.punches);
+        self.store.lock().expire(now);
+        let mut punches = self.punches.lock();
         punches
             .buckets
             .retain(|_, (_, last)| now.saturating_duration_since(*last) < Duration::from_secs(10));
@@ -156,7 +153,7 @@ impl<S: SwarmStore> Tracker<S> {
     pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
         match self.prepare(datagram, source) {
             Prepared::Done(outcome) => outcome,
-            Prepared::Apply(p) => self.finish(&mut lock(&self.store), p, now),
+            Prepared::Apply(p) => self.finish(&mut self.store.lock(), p, now),
         }
     }
 
@@ -179,7 +176,7 @@ impl<S: SwarmStore> Tracker<S> {
         if pending.is_empty() {
             return;
         }
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         for p in pending {
             let reply_to = p.reply_to;
             let outcome = self.finish(&mut store, p, now);
@@ -393,7 +390,7 @@ impl<S: SwarmStore> Tracker<S> {
             RequestKind::Punch { file, target, me } => {
                 let me = self.announced(*me, source)?;
                 let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
-                if !lock(&self.punches).allow(source.ip(), self.config.punch_rate, now) {
+                if !self.punches.lock().allow(source.ip(), self.config.punch_rate, now) {
                     return Err((ErrorCode::RateLimited, "too many punch requests".into()));
                 }
                 let notice = PunchNotice {
