@@ -7,8 +7,8 @@ mod coturn_server;
 use std::net::{IpAddr, SocketAddr};
 
 use coturn_server::{free_port, loopback, Coturn};
-use stun_client::binding::{binding_tcp, binding_udp, BindingConfig};
-use stun_client::nat::{probe_tcp, probe_udp, Mapping};
+use stun::binding::{binding_tcp, binding_udp, BindingConfig};
+use stun::nat::{probe_tcp, probe_udp, Mapping};
 use tokio::net::UdpSocket;
 
 #[tokio::test]

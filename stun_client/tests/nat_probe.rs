@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use stun_client::binding::BindingConfig;
-use stun_client::codec::{decode_request, Request, TransactionId};
-use stun_client::nat::{probe_tcp, probe_udp, Mapping, ProbeError};
+use stun::binding::BindingConfig;
+use stun::codec::{decode_request, Request, TransactionId};
+use stun::nat::{probe_tcp, probe_udp, Mapping, ProbeError};
 use stun_rs::attributes::discovery::OtherAddress;
 use stun_rs::attributes::stun::XorMappedAddress;
 use stun_rs::methods::BINDING;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stun_client::binding::{reusable_tcp_socket, BindingConfig};
-use stun_client::codec::{decode_request, encode_binding_success, Request};
-use stun_client::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
-use stun_client::responder::serve_tcp;
+use stun::binding::{reusable_tcp_socket, BindingConfig};
+use stun::codec::{decode_request, encode_binding_success, Request};
+use stun::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
+use stun::responder::serve_tcp;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
 

@@ -161,7 +161,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
         // (a minute of failing accepts), the tracker keeps answering on UDP.
         tokio::spawn(async move {
-            if let Err(e) = stun_client::responder::serve_tcp(listener).await {
+            if let Err(e) = stun::responder::serve_tcp(listener).await {
                 log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
             }
         });

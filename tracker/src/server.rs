@@ -190,9 +190,9 @@ impl<S: SwarmStore> Tracker<S> {
         // address); datagrams go back to the address exactly as the socket reported it.
         let reply_to = source;
         let source = SocketAddr::new(source.ip().to_canonical(), source.port());
-        if stun_client::responder::is_stun(datagram) {
+        if stun::responder::is_stun(datagram) {
             let reply = if self.config.stun {
-                stun_client::responder::answer_binding(datagram, source)
+                stun::responder::answer_binding(datagram, source)
             } else {
                 debug!("dropping STUN datagram from {source}: --stun is off");
                 None
@@ -390,7 +390,11 @@ impl<S: SwarmStore> Tracker<S> {
             RequestKind::Punch { file, target, me } => {
                 let me = self.announced(*me, source)?;
                 let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
-                if !self.punches.lock().allow(source.ip(), self.config.punch_rate, now) {
+                if !self
+                    .punches
+                    .lock()
+                    .allow(source.ip(), self.config.punch_rate, now)
+                {
                     return Err((ErrorCode::RateLimited, "too many punch requests".into()));
                 }
                 let notice = PunchNotice {

@@ -8,10 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stun_client::binding::{
-    binding_tcp, binding_udp, reusable_tcp_socket, BindingConfig, BindingError,
-};
-use stun_client::codec::{encode_binding_request, encode_binding_success, new_transaction_id};
+use stun::binding::{binding_tcp, binding_udp, reusable_tcp_socket, BindingConfig, BindingError};
+use stun::codec::{encode_binding_request, encode_binding_success, new_transaction_id};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;

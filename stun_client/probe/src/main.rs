@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
-use stun_client::binding::{binding_tcp, binding_udp, Binding, BindingConfig};
-use stun_client::nat::{probe_tcp, probe_udp, NatReport};
+use stun::binding::{binding_tcp, binding_udp, Binding, BindingConfig};
+use stun::nat::{probe_tcp, probe_udp, NatReport};
 use tokio::net::UdpSocket;
 
 /// Ask a STUN server (RFC 8489) which public address it sees this host as.
@@ -186,9 +186,9 @@ fn json(binding: &Binding, nat: Option<&NatReport>) -> String {
             optional(nat.second.as_ref().map(|s| s.server.to_string())),
             optional(nat.second.as_ref().map(|s| s.mapped().to_string())),
             match nat.mapping {
-                stun_client::nat::Mapping::NotBehindNat => "not-behind-nat",
-                stun_client::nat::Mapping::EndpointIndependent => "endpoint-independent",
-                stun_client::nat::Mapping::EndpointDependent => "endpoint-dependent",
+                stun::nat::Mapping::NotBehindNat => "not-behind-nat",
+                stun::nat::Mapping::EndpointIndependent => "endpoint-independent",
+                stun::nat::Mapping::EndpointDependent => "endpoint-dependent",
             },
             nat.mapping.is_symmetric(),
         );

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use stun_client::binding::{binding_tcp, binding_udp, BindingConfig};
+use stun::binding::{binding_tcp, binding_udp, BindingConfig};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
