@@ -13,12 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 use parking_lot::Mutex;
-
-use crate::cookie::{exempt, CookieJar};
-use crate::proto::{
+use tracker_proto::{
     Ack, ErrorCode, FileName, PageBody, PunchNotice, Request, RequestKind, Response, ResponseKind,
     MAX_REQUEST_BYTES,
 };
+
+use crate::cookie::{exempt, CookieJar};
 use crate::store::{Announcer, Limits, MemoryStore, StoreError, SwarmStore};
 
 /// Everything that shapes the tracker's behaviour; the binary maps its flags onto this.
@@ -278,7 +278,7 @@ impl<S: SwarmStore> Tracker<S> {
     }
 
     fn cookie_required(&self, tid: Option<u32>, request_len: usize, ip: IpAddr) -> Outcome {
-        let mut reply = crate::proto::ErrorReply::new(
+        let mut reply = tracker_proto::ErrorReply::new(
             ErrorCode::CookieRequired,
             "repeat the request with this cookie",
         );

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tracker::proto::{FileId, FileInfo, FileName};
+use tracker_proto::{FileId, FileInfo, FileName};
 
 /// Generous bound for anything a loaded 2-core CI machine should do in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(10);

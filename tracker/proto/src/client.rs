@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::proto::{
+use crate::{
     ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary, ListedFile,
     PeerEntry, PeerKey, PunchNotice, Request, RequestKind, Response, ResponseKind, TrackerMessage,
     MAX_DATAGRAM_BYTES,

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::error::{hex_field, ParseError};
-use super::token::{datagram_text, parse_u32, parse_u64, Line};
-use super::types::{
+use crate::error::{hex_field, ParseError};
+use crate::token::{datagram_text, parse_u32, parse_u64, Line};
+use crate::types::{
     parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName, PeerKey,
     DEFAULT_CHUNK_SIZE,
 };
@@ -218,7 +218,7 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
                 announce: parse_peer_addr(line.positional[0])?,
             }
         }
-        other => return Err(ParseError::UnknownFlag(super::token::truncated(other))),
+        other => return Err(ParseError::UnknownFlag(crate::token::truncated(other))),
     })
 }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use tracker::proto::{ChunkRanges, ErrorCode, PeerChunks, PeerKey};
-use tracker::{ClientConfig, TrackerClient};
+use tracker_proto::{ChunkRanges, ErrorCode, PeerChunks, PeerKey};
+use tracker_proto::{ClientConfig, TrackerClient};
 
 fn config() -> ClientConfig {
     ClientConfig {

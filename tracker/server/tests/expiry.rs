@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tracker::proto::ErrorCode;
-use tracker::{ClientConfig, TrackerClient};
+use tracker_proto::ErrorCode;
+use tracker_proto::{ClientConfig, TrackerClient};
 
 #[tokio::test]
 async fn silent_peers_expire_and_heartbeats_keep_peers_alive() {
@@ -24,7 +24,7 @@ async fn silent_peers_expire_and_heartbeats_keep_peers_alive() {
     let alive = TrackerClient::bind(
         tracker.addr,
         ClientConfig {
-            key: tracker::PeerKey::random(),
+            key: tracker_proto::PeerKey::random(),
             ..cfg.clone()
         },
     )

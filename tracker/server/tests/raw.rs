@@ -285,7 +285,7 @@ async fn unverified_sources_get_cookies_not_amplification() {
     .await;
     assert!(stolen.starts_with("ERROR 1200 COOKIE_REQUIRED"), "{stolen}");
     // The client handles cookies by itself.
-    let client = tracker::TrackerClient::bind(t, tracker::ClientConfig::default())
+    let client = tracker_proto::TrackerClient::bind(t, tracker_proto::ClientConfig::default())
         .await
         .unwrap();
     client

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use bitvec::prelude::{BitBox, BitVec, Lsb0};
 use thiserror::Error;
-
-use crate::proto::{
+use tracker_proto::{
     ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry,
     PeerKey,
 };
@@ -606,7 +605,7 @@ impl SwarmStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::FileId;
+    use tracker_proto::FileId;
 
     fn who(addr: &str, key: Option<u8>) -> Announcer {
         let addr: SocketAddr = addr.parse().unwrap();

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::error::{hex_field, ErrorCode, ParseError};
-use super::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
-use super::types::{
+use crate::error::{hex_field, ErrorCode, ParseError};
+use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
+use crate::types::{
     parse_peer_addr, Cookie, FileId, FileInfo, FileName, FileSummary, ListedFile, PeerChunks,
     PeerEntry,
 };

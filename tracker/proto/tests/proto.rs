@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
-use tracker::proto::*;
+use tracker_proto::*;
 
 fn file_name() -> impl Strategy<Value = FileName> {
     "[a-zA-Z0-9_][a-zA-Z0-9_.\\-é]{0,40}"
@@ -365,4 +365,19 @@ fn error_text_cannot_forge_fields() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// The store hands over ranges read off a bitfield without re-sorting them; anything that is
+/// not already sorted, merged and in bounds is refused rather than trusted.
+#[test]
+fn from_sorted_takes_only_sorted_merged_ranges() {
+    assert_eq!(
+        ChunkRanges::from_sorted(vec![(0, 3), (5, 5), (7, 9)]),
+        Some("0-3,5,7-9".parse().unwrap())
+    );
+    assert_eq!(ChunkRanges::from_sorted(vec![]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(5, 5), (0, 3)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(0, 3), (4, 6)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(3, 1)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(0, MAX_CHUNKS)]), None);
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::types::{
+use crate::types::{
     AddrError, ChunkRangesError, FileIdError, FileInfoError, FileNameError, HexError,
 };
 

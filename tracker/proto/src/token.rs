@@ -1,6 +1,6 @@
 //! Splitting one protocol line into its keyword, positional tokens and `key=value` fields.
 
-use super::error::ParseError;
+use crate::error::ParseError;
 
 /// One line split into positional tokens and trailing `key=value` fields.
 pub(crate) struct Line<'a> {

@@ -8,7 +8,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use crate::proto::MAX_REQUEST_BYTES;
+use tracker_proto::MAX_REQUEST_BYTES;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tracker::proto::{ChunkRanges, FileId, FileInfo, FileName};
 use tracker::server::{ServerConfig, Tracker};
 use tracker::store::{Announcer, Limits, MemoryStore, SwarmStore};
+use tracker_proto::{ChunkRanges, FileId, FileInfo, FileName};
 
 struct Counting;
 

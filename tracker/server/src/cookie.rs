@@ -5,8 +5,7 @@
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
-
-use crate::proto::Cookie;
+use tracker_proto::Cookie;
 
 /// Length of a cookie's time slot.
 pub const SLOT_SECS: u64 = 120;

@@ -155,12 +155,13 @@ impl ChunkRanges {
         Ok(ChunkRanges(merged))
     }
 
-    /// Ranges already sorted, merged and in bounds (as read off a bitfield), without re-sorting;
-    /// `None` when empty.
-    pub(crate) fn from_sorted(ranges: Vec<(u32, u32)>) -> Option<Self> {
-        debug_assert!(ranges.iter().all(|&(s, e)| s <= e && e < MAX_CHUNKS));
-        debug_assert!(ranges.windows(2).all(|w| w[0].1.saturating_add(1) < w[1].0));
-        (!ranges.is_empty()).then_some(ChunkRanges(ranges))
+    /// Ranges already sorted, merged and in bounds (as the tracker's store reads them off a
+    /// bitfield), without re-sorting: one pass checks that they are; `None` when they are not,
+    /// or when there are none.
+    pub fn from_sorted(ranges: Vec<(u32, u32)>) -> Option<Self> {
+        let in_bounds = ranges.iter().all(|&(s, e)| s <= e && e < MAX_CHUNKS);
+        let apart = ranges.windows(2).all(|w| w[0].1.saturating_add(1) < w[1].0);
+        (in_bounds && apart && !ranges.is_empty()).then_some(ChunkRanges(ranges))
     }
 
     /// The set of the given indices; `None` when there are none.
