@@ -1,180 +1,20 @@
-//! Swarm state: which peers hold which chunks of which file.
-//!
-//! The protocol speaks of rows `(filename, chunk, ip, port)`; storing them as rows would cost a
-//! heap entry per chunk (half a million per peer for a 1 GiB file). Instead each file keeps, per
-//! peer, either a "seeder" mark (no memory beyond the entry) or a bitfield of the chunks it holds
-//! (one bit per chunk), and each peer keeps one last-seen time. [`SwarmStore`] is the interface
-//! the server uses; [`MemoryStore`] is the in-memory implementation.
+//! The in-memory store (the default backend): every file's swarm, each peer's liveness and
+//! identity key, and the row and bitfield budgets of [`Limits`].
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bitvec::prelude::{BitBox, BitVec, Lsb0};
-use thiserror::Error;
 use tracker_proto::{
-    ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry,
-    PeerKey,
+    ChunkRanges, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry, PeerKey,
 };
 
-/// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
-/// `have=<count>` so one peer cannot fill a page (protocol.txt §1.3).
-pub const MAX_LISTED_RANGES_BYTES: usize = 200;
+use super::swarm::{listed_chunks, Bitfield, FileEntry, Holding};
+use super::{Announcer, Limits, Page, StoreError, SwarmStore};
 
-/// Bounds that keep the tracker's memory finite whatever peers send (protocol.txt §1.9).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_files: usize,
-    pub max_peers_per_file: usize,
-    /// Rows (a peer in a file's swarm) across all files: bounds memory whatever the mix.
-    pub max_rows: usize,
-    /// Bytes of partial-peer bitfields across all files.
-    pub max_bitfield_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_files: 100_000,
-            max_peers_per_file: 10_000,
-            max_rows: 1_000_000,
-            max_bitfield_bytes: 512 << 20,
-        }
-    }
-}
-
-/// Who is announcing: the serving address rows are filed under (already checked against the
-/// datagram's source by the server), the identity key and where to reach its UDP socket.
-#[derive(Debug, Clone, Copy)]
-pub struct Announcer {
-    pub addr: SocketAddr,
-    pub key: Option<PeerKey>,
-    pub udp: SocketAddr,
-}
-
-/// Why the store refused a change or lookup.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StoreError {
-    #[error("no such file: {0}")]
-    FileNotFound(FileName),
-    #[error("no such peer: {0}")]
-    PeerNotFound(SocketAddr),
-    #[error("chunk {chunk} does not exist: the file has {chunks} chunks")]
-    ChunkOutOfRange { chunk: u32, chunks: u32 },
-    #[error("{0} is tracked with another size, chunk size or id")]
-    HashMismatch(FileName),
-    #[error("tracker limit reached: {0}")]
-    Capacity(&'static str),
-}
-
-impl StoreError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            StoreError::FileNotFound(_) => ErrorCode::FileNotFound,
-            StoreError::PeerNotFound(_) => ErrorCode::PeerNotFound,
-            StoreError::ChunkOutOfRange { .. } => ErrorCode::ChunkNotAvailable,
-            StoreError::HashMismatch(_) => ErrorCode::HashMismatch,
-            StoreError::Capacity(_) => ErrorCode::CapacityExceeded,
-        }
-    }
-}
-
-/// One page of a listing: `next` is the offset to ask for next, if anything is left.
-#[derive(Debug)]
-pub struct Page<T> {
-    pub head: T,
-    pub next: Option<u32>,
-}
-
-/// The swarm state the server reads and changes. Listing methods offer entries one by one to
-/// `fits`, which returns `false` when the entry does not fit the answer; the page ends there.
-pub trait SwarmStore: Send {
-    /// Flag 4: `who` seeds `info` (creating the file if new).
-    fn share(&mut self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError>;
-    /// Flag 3: `who` holds `chunks` of `file`.
-    fn report(
-        &mut self,
-        who: Announcer,
-        file: &FileName,
-        chunks: &ChunkRanges,
-        now: Instant,
-    ) -> Result<(), StoreError>;
-    /// Flag 5: `who` leaves `file`'s swarm, or every swarm.
-    fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant);
-    /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
-    fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError>;
-    /// Any other request carrying a key: refresh that peer's liveness. The UDP return address
-    /// is left alone: one-shot commands of a peer share its key but not its long-lived socket.
-    fn touch_key(&mut self, key: &PeerKey, now: Instant);
-    /// Flags 1 and 2. Peers past the TTL are listed until the next [`SwarmStore::expire`]: the
-    /// server runs it at least every second, which spares a liveness lookup per listed peer.
-    fn peers(
-        &self,
-        file: &FileName,
-        offset: u32,
-        fits: &mut dyn FnMut(&PeerEntry) -> bool,
-    ) -> Result<Page<FileSummary>, StoreError>;
-    /// Flag 6: `head` is the total number of files.
-    fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32>;
-    /// Flag 7.
-    fn query(&self, file: &FileName) -> Result<FileSummary, StoreError>;
-    /// Flag 8: the UDP address of `target`, a live member of `file`'s swarm.
-    fn punch_target(
-        &self,
-        file: &FileName,
-        target: SocketAddr,
-        now: Instant,
-    ) -> Result<SocketAddr, StoreError>;
-    /// Frees the rows of peers silent for longer than the TTL.
-    fn expire(&mut self, now: Instant);
-}
-
-/// The chunks of a partial peer, with their count kept up to date so neither "is it complete
-/// now?" nor listing needs a scan of the whole field.
-struct Bitfield {
-    bits: BitBox<u64, Lsb0>,
-    count: u32,
-}
-
-impl Bitfield {
-    fn new(chunks: u32) -> Self {
-        Bitfield {
-            bits: BitVec::repeat(false, chunks as usize).into_boxed_bitslice(),
-            count: 0,
-        }
-    }
-
-    fn set(&mut self, ranges: &ChunkRanges) {
-        for &(s, e) in ranges.ranges() {
-            let range = &mut self.bits[s as usize..=e as usize];
-            let before = range.count_ones() as u32;
-            range.fill(true);
-            self.count += (e - s + 1) - before;
-        }
-    }
-
-    fn complete(&self) -> bool {
-        self.count as usize == self.bits.len()
-    }
-
-    /// Heap bytes held (what the bitfield budget counts).
-    fn cost(&self) -> usize {
-        self.bits.as_raw_slice().len() * 8
-    }
-}
-
-enum Holding {
-    Seeder,
-    Partial(Bitfield),
-}
-
-struct FileEntry {
-    info: FileInfo,
-    swarm: BTreeMap<SocketAddr, Holding>,
-    seeders: u32,
-}
-
+/// One serving address: its identity key, where its UDP socket answers (for PUNCH), when it
+/// was last heard from, and the swarms it is in (so leaving or expiring touches only those).
 struct PeerState {
     key: Option<PeerKey>,
     udp: SocketAddr,
@@ -314,14 +154,6 @@ impl MemoryStore {
         }
     }
 
-    fn summary(entry: &FileEntry) -> FileSummary {
-        FileSummary {
-            info: entry.info.clone(),
-            seeders: entry.seeders,
-            leechers: (entry.swarm.len() as u32).saturating_sub(entry.seeders),
-        }
-    }
-
     /// Adds `addr` to `name`'s swarm bookkeeping on the peer side.
     fn note_membership(&mut self, addr: SocketAddr, name: &FileName) {
         if let Some(state) = self.peers.get_mut(&addr) {
@@ -336,34 +168,6 @@ impl MemoryStore {
         if self.peers.get(&addr).is_some_and(|p| p.files.is_empty()) {
             self.remove_peer(addr, None);
         }
-    }
-}
-
-/// Chunk ranges of a partial peer, or its count when they would not fit a page. Stops as soon
-/// as every held chunk is accounted for, so a peer holding the first chunks of a big file costs
-/// a few words of scanning, not the whole field.
-fn listed_chunks(field: &Bitfield) -> PeerChunks {
-    let bits = &field.bits;
-    let mut ranges = Vec::new();
-    let mut text_len = 0;
-    let mut found = 0usize;
-    let mut pos = 0;
-    while found < field.count as usize {
-        let Some(start) = bits[pos..].first_one().map(|i| i + pos) else {
-            break;
-        };
-        let end = bits[start..].first_zero().map_or(bits.len(), |i| i + start) - 1;
-        text_len += if start == end { 8 } else { 16 };
-        if text_len > MAX_LISTED_RANGES_BYTES {
-            return PeerChunks::Count(field.count);
-        }
-        ranges.push((start as u32, end as u32));
-        found += end - start + 1;
-        pos = end + 1;
-    }
-    match ChunkRanges::from_sorted(ranges) {
-        Some(r) => PeerChunks::Ranges(r),
-        None => PeerChunks::Count(0),
     }
 }
 
@@ -535,7 +339,7 @@ impl SwarmStore for MemoryStore {
             }
         }
         Ok(Page {
-            head: Self::summary(entry),
+            head: entry.summary(),
             next,
         })
     }
@@ -543,7 +347,7 @@ impl SwarmStore for MemoryStore {
     fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32> {
         let mut next = None;
         for (i, entry) in self.files.values().enumerate().skip(offset as usize) {
-            let s = Self::summary(entry);
+            let s = entry.summary();
             let listed = ListedFile {
                 name: s.info.name().clone(),
                 size: s.info.size(),
@@ -565,7 +369,7 @@ impl SwarmStore for MemoryStore {
     fn query(&self, file: &FileName) -> Result<FileSummary, StoreError> {
         self.files
             .get(file)
-            .map(Self::summary)
+            .map(FileEntry::summary)
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))
     }
 
@@ -767,20 +571,5 @@ mod tests {
             .unwrap();
         assert_eq!(s.rows, 2);
         assert!(s.peers.contains_key(&"10.0.0.3:1".parse().unwrap()));
-    }
-
-    #[test]
-    fn bitfield_counts_overlapping_reports_once() {
-        let mut b = Bitfield::new(1000);
-        b.set(&"0-9,500".parse().unwrap());
-        b.set(&"5-14,500,999".parse().unwrap());
-        assert_eq!(b.count, 17);
-        assert_eq!(b.count as usize, b.bits.count_ones());
-        assert_eq!(
-            listed_chunks(&b),
-            PeerChunks::Ranges("0-14,500,999".parse().unwrap())
-        );
-        b.set(&ChunkRanges::full(1000).unwrap());
-        assert!(b.complete());
     }
 }
