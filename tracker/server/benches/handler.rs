@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracker::server::{ServerConfig, Tracker};
+use tracker::{ServerConfig, Tracker};
 
 fn main() {
     let tracker = Tracker::new(ServerConfig::default());

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tracker::server::{ServerConfig, Tracker};
 use tracker::store::{Announcer, Limits, MemoryStore, SwarmStore};
+use tracker::{ServerConfig, Tracker};
 use tracker_proto::{ChunkRanges, FileId, FileInfo, FileName};
 
 struct Counting;

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::server::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
 use tracker::store::Limits;
+use tracker::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
 
 /// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
 /// `REQUEST <FLAG> ...` (flags 1-9, see protocol.txt §1). Try it by hand with

@@ -1,62 +1,24 @@
-//! The UDP tracker: turns each request datagram into exactly one answer datagram (or deliberate
-//! silence) and relays PUNCH notices.
+//! The tracker's request logic, without I/O: turns each request datagram into exactly one
+//! answer datagram (or deliberate silence) and relays PUNCH notices.
 //!
-//! [`Tracker::handle`] is the whole request logic, without I/O: bytes and source in, an
-//! [`Outcome`] out ([`Tracker::handle_batch`] does many under one lock of the store). [`serve`]
-//! is the socket loop around it: one receive thread per SO_REUSEPORT socket, with batched
-//! system calls, and an async task that expires silent peers.
+//! [`Tracker::handle`] is the whole protocol decision: bytes and source in, an [`Outcome`] out
+//! ([`Tracker::handle_batch`] does many under one lock of the store), so tests and benches need
+//! no sockets. Answers never amplify towards an unverified source (protocol.txt §1.6).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 use parking_lot::Mutex;
 use tracker_proto::{
-    Ack, ErrorCode, FileName, PageBody, PunchNotice, Request, RequestKind, Response, ResponseKind,
-    MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PunchNotice, Request, RequestKind, Response,
+    ResponseKind, MAX_REQUEST_BYTES,
 };
 
+use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
-use crate::store::{Announcer, Limits, MemoryStore, StoreError, SwarmStore};
-
-/// Everything that shapes the tracker's behaviour; the binary maps its flags onto this.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Peers silent for longer than this are no longer listed and their rows are freed.
-    pub ttl: Duration,
-    /// Accept announced addresses whose IP is not the datagram's source (LAN demos only).
-    pub trust_ip_field: bool,
-    /// Require cookies from every source, including loopback and private ones.
-    pub require_cookies: bool,
-    /// Largest answer datagram; longer listings are paged.
-    pub max_response_bytes: usize,
-    /// Answer STUN Binding requests arriving on the tracker port.
-    pub stun: bool,
-    pub limits: Limits,
-    /// PUNCH relays per second allowed per source IP (burst of twice as many).
-    pub punch_rate: u32,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            ttl: Duration::from_secs(90),
-            trust_ip_field: false,
-            require_cookies: false,
-            max_response_bytes: 1400,
-            stun: false,
-            limits: Limits::default(),
-            punch_rate: 10,
-        }
-    }
-}
-
-/// Smallest accepted `max_response_bytes`: the longest peer-list header (255-byte name, every
-/// number at its widest: 467 bytes) and the longest peer line (IPv6 address and 200 bytes of
-/// ranges: 249 bytes) must fit, or a page could hold nothing.
-pub const MIN_RESPONSE_BYTES: usize = 768;
+use crate::rate_limit::PunchLimiter;
+use crate::store::{Announcer, MemoryStore, StoreError, SwarmStore};
 
 /// What to send after handling one datagram.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,33 +27,6 @@ pub struct Outcome {
     pub reply: Option<Vec<u8>>,
     /// A PUNCH notice and the UDP address to send it to (flag 8).
     pub punch: Option<(SocketAddr, Vec<u8>)>,
-}
-
-/// Token buckets per source IP for flag 8. Bounded: the table is cleared when it grows past
-/// `MAX_BUCKETS`, which at worst grants a fresh burst to each source.
-struct PunchLimiter {
-    buckets: HashMap<IpAddr, (f64, Instant)>,
-}
-
-const MAX_BUCKETS: usize = 65_536;
-
-impl PunchLimiter {
-    fn allow(&mut self, ip: IpAddr, rate: u32, now: Instant) -> bool {
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&ip) {
-            self.buckets.clear();
-        }
-        let burst = f64::from(rate) * 2.0;
-        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * f64::from(rate))
-            .min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// The tracker's state and request logic.
@@ -130,9 +65,7 @@ impl<S: SwarmStore> Tracker<S> {
             config,
             store: Mutex::new(store),
             cookies: CookieJar::new(),
-            punches: Mutex::new(PunchLimiter {
-                buckets: HashMap::new(),
-            }),
+            punches: Mutex::new(PunchLimiter::new()),
         }
     }
 
@@ -143,10 +76,7 @@ impl<S: SwarmStore> Tracker<S> {
     /// Frees the rows of peers silent for longer than the TTL.
     pub fn expire(&self, now: Instant) {
         self.store.lock().expire(now);
-        let mut punches = self.punches.lock();
-        punches
-            .buckets
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < Duration::from_secs(10));
+        self.punches.lock().forget_idle(now);
     }
 
     /// Handles one datagram from `source`.
@@ -278,7 +208,7 @@ impl<S: SwarmStore> Tracker<S> {
     }
 
     fn cookie_required(&self, tid: Option<u32>, request_len: usize, ip: IpAddr) -> Outcome {
-        let mut reply = tracker_proto::ErrorReply::new(
+        let mut reply = ErrorReply::new(
             ErrorCode::CookieRequired,
             "repeat the request with this cookie",
         );
@@ -435,162 +365,10 @@ enum Answer {
     Text(String),
 }
 
-/// Receive buffer asked for each tracker socket.
-const RECV_BUFFER_BYTES: usize = 4 << 20;
-
-/// Binds `workers` UDP sockets to one address with SO_REUSEPORT (the first may pick the port
-/// when `addr` has port 0), so the kernel spreads datagrams over them by source address and each
-/// receive thread waits on its own socket: threads sharing one socket are all woken for each
-/// datagram and all but one go back to sleep.
-pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    if addr.port() != 0 {
-        // SO_REUSEPORT would let a second tracker of the same user share the port and half the
-        // traffic; a plain bind first makes that case the usual "address in use" error.
-        drop(std::net::UdpSocket::bind(addr)?);
-    }
-    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(workers.max(1));
-    let mut addr = addr;
-    for _ in 0..workers.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_reuse_port(true)?;
-        // Room for bursts while a thread is descheduled (the kernel caps it at rmem_max).
-        if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
-            debug!("cannot enlarge the receive buffer: {e}");
-        }
-        socket.bind(&addr.into())?;
-        let socket: std::net::UdpSocket = socket.into();
-        if addr.port() == 0 {
-            addr = socket.local_addr()?;
-        }
-        sockets.push(socket);
-    }
-    Ok(sockets)
-}
-
-/// Serves `tracker` on `sockets` (from [`bind_sockets`]), one receive thread per socket, until
-/// a receive loop fails. Blocking threads with batched system calls answer markedly more
-/// requests per second on loopback than async tasks, whose readiness wake-ups cost more than the
-/// request itself. Expiry runs as an async task.
-pub async fn serve<S: SwarmStore + 'static>(
-    sockets: Vec<std::net::UdpSocket>,
-    tracker: Arc<Tracker<S>>,
-) -> std::io::Result<()> {
-    let sweep = (tracker.config.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let sweeper = {
-        let tracker = Arc::clone(&tracker);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(sweep);
-            loop {
-                tick.tick().await;
-                tracker.expire(Instant::now());
-            }
-        })
-    };
-    let _stop_sweeper = AbortOnDrop(sweeper.abort_handle());
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel(sockets.len().max(1));
-    for (n, socket) in sockets.into_iter().enumerate() {
-        socket.set_nonblocking(false)?;
-        let tracker = Arc::clone(&tracker);
-        let failed_tx = failed_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("tracker-udp-{n}"))
-            .spawn(move || {
-                let e = worker(&socket, &tracker);
-                let _ = failed_tx.blocking_send(e);
-            })?;
-    }
-    drop(failed_tx);
-    match failed_rx.recv().await {
-        Some(e) => Err(e),
-        None => Err(std::io::Error::other("tracker workers stopped")),
-    }
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One receive loop; returns only on a socket error that will not go away.
-#[cfg(target_os = "linux")]
-fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> std::io::Error {
-    use crate::batch::{send_all, RecvBatch};
-    let mut batch = RecvBatch::new();
-    let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(2 * crate::batch::BATCH);
-    let mut errors = ErrorStreak::default();
-    loop {
-        let n = match batch.recv(socket) {
-            Ok(n) => n,
-            Err(e) => match errors.note(e) {
-                Some(fatal) => return fatal,
-                None => continue,
-            },
-        };
-        errors.reset();
-        out.clear();
-        tracker.handle_batch(
-            (0..n).filter_map(|i| batch.get(i)),
-            Instant::now(),
-            &mut out,
-        );
-        for (to, e) in send_all(socket, &out) {
-            debug!("cannot send to {to}: {e}");
-        }
-    }
-}
-
-/// One receive loop; returns only on a socket error that will not go away.
-#[cfg(not(target_os = "linux"))]
-fn worker<S: SwarmStore>(socket: &std::net::UdpSocket, tracker: &Tracker<S>) -> std::io::Error {
-    let mut buf = vec![0u8; MAX_REQUEST_BYTES + 1];
-    let mut errors = ErrorStreak::default();
-    loop {
-        let (len, source) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) => match errors.note(e) {
-                Some(fatal) => return fatal,
-                None => continue,
-            },
-        };
-        errors.reset();
-        let outcome = tracker.handle(&buf[..len], source, Instant::now());
-        for (to, datagram) in outcome
-            .reply
-            .map(|r| (source, r))
-            .into_iter()
-            .chain(outcome.punch)
-        {
-            if let Err(e) = socket.send_to(&datagram, to) {
-                debug!("cannot send to {to}: {e}");
-            }
-        }
-    }
-}
-
-/// Receive errors in a row. ICMP errors from earlier sends surface as receive errors and are
-/// per-datagram; a socket that fails every time is broken.
-#[derive(Default)]
-struct ErrorStreak(u32);
-
-impl ErrorStreak {
-    fn note(&mut self, e: std::io::Error) -> Option<std::io::Error> {
-        debug!("receive error: {e}");
-        self.0 += 1;
-        (self.0 > 1000).then_some(e)
-    }
-
-    fn reset(&mut self) {
-        self.0 = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MIN_RESPONSE_BYTES;
 
     /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
     /// name, IPv6 peers, scattered chunks, every header number wide.
