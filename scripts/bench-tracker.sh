@@ -5,7 +5,7 @@
 #   load    - the tracker binary on loopback under mixed flags 1/3/6: requests/s, p50/p99, RSS
 #             (default scenario, then the heavy one with 1000-peer swarms and full pages)
 # Environment knobs of the load benchmark: LOAD_SECS, LOAD_CLIENTS, LOAD_WINDOW, LOAD_RATE,
-# LOAD_WORKERS (see tracker/benches/load.rs). Results depend on what else the machine runs.
+# LOAD_WORKERS (see tracker/server/benches/load.rs). Results depend on what else the machine runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn demo(server: std::net::SocketAddr) {
-//! use stun_client::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
+//! use stun::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
 //! let local = "0.0.0.0:6881".parse().unwrap();
 //! let mut refresher = Refresher::spawn(Transport::Tcp(local), server, RefresherConfig::default());
 //! while let Some(event) = refresher.next_event().await {

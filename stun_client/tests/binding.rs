@@ -4,14 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use stun_client::binding::{
-    binding_tcp, binding_udp, reusable_tcp_socket, BindingConfig, BindingError,
-};
-use stun_client::codec::{
+use stun::binding::{binding_tcp, binding_udp, reusable_tcp_socket, BindingConfig, BindingError};
+use stun::codec::{
     decode_request, encode_binding_error, encode_binding_request, encode_binding_success,
     new_transaction_id, Request, TransactionId,
 };
-use stun_client::responder::serve_tcp;
+use stun::responder::serve_tcp;
 use stun_rs::methods::BINDING;
 use stun_rs::{MessageClass, MessageEncoderBuilder, StunMessageBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

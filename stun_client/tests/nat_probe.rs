@@ -3,11 +3,12 @@
 //! shown on loopback (the NAT lab shows them through real NATs).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use stun_client::binding::BindingConfig;
-use stun_client::codec::{decode_request, Request, TransactionId};
-use stun_client::nat::{probe_tcp, probe_udp, Mapping, ProbeError};
+use parking_lot::Mutex;
+use stun::binding::BindingConfig;
+use stun::codec::{decode_request, Request, TransactionId};
+use stun::nat::{probe_tcp, probe_udp, Mapping, ProbeError};
 use stun_rs::attributes::discovery::OtherAddress;
 use stun_rs::attributes::stun::XorMappedAddress;
 use stun_rs::methods::BINDING;
@@ -127,7 +128,7 @@ async fn tcp_puppet(mapped: SocketAddr, seen: Arc<Mutex<Vec<u16>>>) -> SocketAdd
     tokio::spawn(async move {
         loop {
             let (mut stream, from) = listener.accept().await.unwrap();
-            seen.lock().unwrap().push(from.port());
+            seen.lock().push(from.port());
             let mut request = [0; 20];
             if stream.read_exact(&mut request).await.is_err() {
                 continue;
@@ -155,7 +156,7 @@ async fn tcp_probe_asks_both_servers_from_one_port() {
     .await
     .unwrap();
     assert_eq!(report.mapping, Mapping::EndpointIndependent);
-    let ports = seen.lock().unwrap().clone();
+    let ports = seen.lock().clone();
     assert_eq!(ports.len(), 2);
     assert_eq!(
         ports[0], ports[1],

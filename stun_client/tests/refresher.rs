@@ -2,13 +2,14 @@
 //! over TCP against the responder from a port shared with a listener.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use stun_client::binding::{reusable_tcp_socket, BindingConfig};
-use stun_client::codec::{decode_request, encode_binding_success, Request};
-use stun_client::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
-use stun_client::responder::serve_tcp;
+use parking_lot::Mutex;
+use stun::binding::{reusable_tcp_socket, BindingConfig};
+use stun::codec::{decode_request, encode_binding_success, Request};
+use stun::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
+use stun::responder::serve_tcp;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
 
@@ -25,7 +26,7 @@ async fn puppet_server(mapping: Arc<Mutex<Option<SocketAddr>>>) -> SocketAddr {
             let Ok(Request::Binding(tid)) = decode_request(&buf[..len]) else {
                 continue;
             };
-            let answer = *mapping.lock().unwrap();
+            let answer = *mapping.lock();
             if let Some(mapped) = answer {
                 let _ = socket
                     .send_to(&encode_binding_success(&tid, mapped), from)
@@ -71,7 +72,7 @@ async fn udp_refresher_reports_changes_outage_and_recovery() {
     assert!(matches!(next(&mut refresher).await, MappingEvent::Mapped(x) if x == a));
     assert_eq!(refresher.current(), Some(a));
 
-    *mapping.lock().unwrap() = Some(b);
+    *mapping.lock() = Some(b);
     let event = next(&mut refresher).await;
     assert!(
         matches!(event, MappingEvent::Changed { old, new } if old == a && new == b),
@@ -79,14 +80,14 @@ async fn udp_refresher_reports_changes_outage_and_recovery() {
     );
     assert_eq!(refresher.current(), Some(b));
 
-    *mapping.lock().unwrap() = None;
+    *mapping.lock() = None;
     let event = next(&mut refresher).await;
     assert!(
         matches!(event, MappingEvent::Unreachable { last_known: Some(x), .. } if x == b),
         "{event:?}"
     );
 
-    *mapping.lock().unwrap() = Some(b);
+    *mapping.lock() = Some(b);
     let event = next(&mut refresher).await;
     assert!(
         matches!(event, MappingEvent::Back(x) if x == b),
@@ -108,7 +109,7 @@ async fn refresh_now_asks_before_the_period_ends() {
         config(Duration::from_secs(3600)),
     );
     assert!(matches!(next(&mut refresher).await, MappingEvent::Mapped(x) if x == a));
-    *mapping.lock().unwrap() = Some(b);
+    *mapping.lock() = Some(b);
     refresher.refresh_now();
     let event = next(&mut refresher).await;
     assert!(

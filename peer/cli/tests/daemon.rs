@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use common::{peer_cmd, random_file, run, start_tracker, stdout, wait_until, Proc, TempDir};
-use stun_client::codec::{message_size, HEADER_SIZE};
-use stun_client::responder::answer_binding;
+use stun::codec::{message_size, HEADER_SIZE};
+use stun::responder::answer_binding;
 
 /// A STUN Binding responder over TCP that reports whatever address `mapped` holds instead of
 /// the connection's real source: the NAT of the test.

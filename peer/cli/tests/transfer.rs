@@ -201,10 +201,13 @@ fn seeders_of(tracker: std::net::SocketAddr, file: &str) -> u32 {
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = tracker::TrackerClient::bind(tracker, Default::default())
+        let client = tracker_proto::TrackerClient::bind(tracker, Default::default())
             .await
             .unwrap();
-        match client.query(&tracker::FileName::new(file).unwrap()).await {
+        match client
+            .query(&tracker_proto::FileName::new(file).unwrap())
+            .await
+        {
             Ok(summary) => summary.seeders,
             Err(_) => 0,
         }
@@ -218,14 +221,22 @@ fn peers_of(tracker: std::net::SocketAddr, file: &str) -> Vec<(std::net::SocketA
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = tracker::TrackerClient::bind(tracker, Default::default())
+        let client = tracker_proto::TrackerClient::bind(tracker, Default::default())
             .await
             .unwrap();
-        match client.peers(&tracker::FileName::new(file).unwrap()).await {
+        match client
+            .peers(&tracker_proto::FileName::new(file).unwrap())
+            .await
+        {
             Ok(swarm) => swarm
                 .peers
                 .iter()
-                .map(|p| (p.addr, matches!(p.chunks, tracker::PeerChunks::Seeder)))
+                .map(|p| {
+                    (
+                        p.addr,
+                        matches!(p.chunks, tracker_proto::PeerChunks::Seeder),
+                    )
+                })
                 .collect(),
             Err(_) => Vec::new(),
         }

@@ -49,7 +49,7 @@ pub enum ManifestError {
 }
 
 /// `sha256:` of the concatenated chunk hashes; the same type the tracker protocol carries.
-pub use tracker::proto::FileId;
+pub use tracker_proto::FileId;
 
 /// Number of chunks of a `size`-byte file: the last one may be short; an empty file has none.
 pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tracker::proto::{FileName, FileNameError};
+use tracker_proto::{FileName, FileNameError};
 
 /// Suffix of a download in progress in the share directory (`NAME.part`).
 pub const PART_SUFFIX: &str = ".part";

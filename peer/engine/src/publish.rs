@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use tracker::client::ClientError;
-use tracker::proto::{ErrorCode as TrackerCode, FileInfo, FileInfoError};
-use tracker::TrackerClient;
+use tracker_proto::client::ClientError;
+use tracker_proto::TrackerClient;
+use tracker_proto::{ErrorCode as TrackerCode, FileInfo, FileInfoError};
 
 use crate::manifest::Manifest;
 use crate::name::ShareName;

@@ -91,7 +91,7 @@ impl UploadStats {
 /// Binds a listening socket with SO_REUSEADDR and SO_REUSEPORT, so outgoing connections (hole
 /// punching, STUN over TCP) can use the serving port too.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    stun_client::reusable_tcp_socket(addr)?.listen(1024)
+    stun::reusable_tcp_socket(addr)?.listen(1024)
 }
 
 /// Serves `dir` on `listener` until `shutdown` is cancelled. Connections opened by hole

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tracker::proto::{FileName, FileNameError};
+use tracker_proto::{FileName, FileNameError};
 
 use crate::manifest::{ChunkHash, FileId, HASH_LEN, MAX_CHUNK_SIZE};
 

@@ -3,9 +3,9 @@
 //! (text or JSON), so the console and scripts cannot drift apart.
 
 use peer_engine::name::ShareName;
-use tracker::client::ClientError;
-use tracker::proto::ErrorCode;
-use tracker::TrackerClient;
+use tracker_proto::client::ClientError;
+use tracker_proto::ErrorCode;
+use tracker_proto::TrackerClient;
 
 use super::{render, Format};
 use crate::output::show;
@@ -68,13 +68,13 @@ mod tests {
 
     #[test]
     fn unknown_files_get_a_hint() {
-        let reply = tracker::proto::ErrorReply::new(ErrorCode::FileNotFound, "no such file");
+        let reply = tracker_proto::ErrorReply::new(ErrorCode::FileNotFound, "no such file");
         let e = about("a.bin", ClientError::Tracker(reply));
         assert!(
             e.to_string().contains("does not know a file named a.bin"),
             "{e}"
         );
-        let reply = tracker::proto::ErrorReply::new(ErrorCode::BadRequest, "x");
+        let reply = tracker_proto::ErrorReply::new(ErrorCode::BadRequest, "x");
         let e = about("a.bin", ClientError::Tracker(reply));
         assert!(e.to_string().starts_with("tracker answered"), "{e}");
     }

@@ -12,7 +12,7 @@ use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
 use peer_engine::share::ShareDir;
 use peer_engine::wire::PeerId;
 use tokio::sync::watch;
-use tracker::TrackerClient;
+use tracker_proto::TrackerClient;
 
 use super::flush;
 use super::serve::{start_node, start_refresh};

@@ -10,8 +10,8 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use peer_engine::share::ShareDir;
-use tracker::client::ClientConfig;
-use tracker::TrackerClient;
+use tracker_proto::client::ClientConfig;
+use tracker_proto::TrackerClient;
 
 /// How an answer is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

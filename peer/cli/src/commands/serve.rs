@@ -14,7 +14,7 @@ use peer_engine::reach::address;
 use peer_engine::serve::ServerConfig;
 use peer_engine::share::ShareDir;
 use tokio::sync::watch;
-use tracker::TrackerClient;
+use tracker_proto::TrackerClient;
 
 use super::{flush, print};
 use crate::args::Global;

@@ -19,7 +19,7 @@ use peer_engine::wire::PeerId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracker::TrackerClient;
+use tracker_proto::TrackerClient;
 
 use super::Actions;
 use crate::commands::{catalog, Format};
@@ -149,7 +149,7 @@ impl Actions for Session {
         // Asked here and not only by the downloader, so a wrong name is an immediate answer.
         let swarm = match self.tracker.peers(name.file_name()).await {
             Ok(swarm) => swarm,
-            Err(e) if e.code() == Some(tracker::proto::ErrorCode::FileNotFound) => anyhow::bail!(
+            Err(e) if e.code() == Some(tracker_proto::ErrorCode::FileNotFound) => anyhow::bail!(
                 "the tracker does not know a file named {name} (6 lists the files it knows)"
             ),
             Err(e) => return Err(e.into()),

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use tracker::proto::{FileSummary, ListedFile, PeerChunks, PeerEntry};
+use tracker_proto::{FileSummary, ListedFile, PeerChunks, PeerEntry};
 
 use super::table::{FileState, FileStats};
 use super::units::format_bytes;

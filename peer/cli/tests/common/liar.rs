@@ -9,9 +9,9 @@ use peer_engine::bitfield::Bitfield;
 use peer_engine::connection::Connection;
 use peer_engine::manifest::Manifest;
 use peer_engine::wire::{Frame, PeerId, VERSION};
-use tracker::client::ClientConfig;
-use tracker::proto::{FileInfo, FileName};
-use tracker::TrackerClient;
+use tracker_proto::client::ClientConfig;
+use tracker_proto::TrackerClient;
+use tracker_proto::{FileInfo, FileName};
 
 /// How the peer lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracker::client::ClientError;
-use tracker::proto::ErrorCode as TrackerCode;
-use tracker::TrackerClient;
+use tracker_proto::client::ClientError;
+use tracker_proto::ErrorCode as TrackerCode;
+use tracker_proto::TrackerClient;
 
 use crate::manifest::{FileId, MAX_CHUNK_SIZE};
 use crate::name::ShareName;

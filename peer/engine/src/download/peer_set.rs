@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use rand::seq::SliceRandom;
-use tracker::proto::PeerEntry;
+use tracker_proto::PeerEntry;
 
 pub(super) struct PeerSet {
     /// Our own announced address: never a peer of ours.

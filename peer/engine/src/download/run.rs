@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracker::proto::ChunkRanges;
+use tracker_proto::ChunkRanges;
 
 use crate::manifest::FileId;
 use crate::name::ShareName;

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracker::proto::ErrorCode as TrackerCode;
+use tracker_proto::ErrorCode as TrackerCode;
 
 use crate::manifest::FileId;
 use crate::name::ShareName;

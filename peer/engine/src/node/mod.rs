@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracker::{FileName, TrackerClient};
+use tracker_proto::{FileName, TrackerClient};
 
 use crate::name::ShareName;
 use crate::reach::{self, PunchAnswerer, PunchConfig, Rendezvous};

@@ -9,13 +9,13 @@
 //!
 //! The policy (what to announce, what counts as a change, what several STUN servers saying
 //! different things means) is pure and lives in [`AddressBook`] and [`classify`]; STUN itself
-//! is `stun_client`'s [`Refresher`], one per server; [`follow`] combines their answers.
+//! is the `stun` crate's [`Refresher`], one per server; [`follow`] combines their answers.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use stun_client::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
-use stun_client::BindingConfig;
+use stun::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
+use stun::BindingConfig;
 use tokio::sync::{mpsc, watch};
 
 /// Default period between two STUN queries.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use log::{debug, info, warn};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, Semaphore};
-use tracker::{FileName, PunchNotice};
+use tracker_proto::{FileName, PunchNotice};
 
 use super::simultaneous::{simultaneous_open, PunchConfig};
 

@@ -9,7 +9,7 @@ use log::info;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OnceCell};
-use tracker::{ClientError, FileName, TrackerClient};
+use tracker_proto::{ClientError, FileName, TrackerClient};
 
 use super::own_nat::OwnNat;
 use super::rendezvous::Rendezvous;
@@ -166,21 +166,21 @@ mod tests {
     use super::super::test_support::{free_addr, quick};
     use super::*;
     use std::time::Duration;
-    use stun_client::reusable_tcp_socket;
+    use stun::reusable_tcp_socket;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A stand-in tracker that answers the first flag 8 it receives with `answer` and reports
     /// the request it saw.
     async fn scripted_tracker(
-        answer: fn(Option<u32>) -> tracker::proto::Response,
-    ) -> (SocketAddr, tokio::task::JoinHandle<tracker::proto::Request>) {
+        answer: fn(Option<u32>) -> tracker_proto::Response,
+    ) -> (SocketAddr, tokio::task::JoinHandle<tracker_proto::Request>) {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             let (n, from) = socket.recv_from(&mut buf).await.unwrap();
-            let request = tracker::proto::Request::parse(&buf[..n]).expect("a valid request");
+            let request = tracker_proto::Request::parse(&buf[..n]).expect("a valid request");
             socket
                 .send_to(answer(request.tid).encode().as_bytes(), from)
                 .await
@@ -195,7 +195,7 @@ mod tests {
         cfg: PunchConfig,
         stun: Vec<String>,
     ) -> (Dialer, SocketAddr, Arc<Rendezvous>) {
-        let client = TrackerClient::bind(tracker_addr, tracker::ClientConfig::default())
+        let client = TrackerClient::bind(tracker_addr, tracker_proto::ClientConfig::default())
             .await
             .unwrap();
         let local = free_addr();
@@ -213,9 +213,9 @@ mod tests {
     async fn dialer_connects_directly_when_it_can_without_asking_the_tracker() {
         let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tracker_addr, asked) = scripted_tracker(|tid| {
-            tracker::proto::Response::new(
+            tracker_proto::Response::new(
                 tid,
-                tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+                tracker_proto::ResponseKind::Ok(tracker_proto::Ack::Punch),
             )
         })
         .await;
@@ -234,9 +234,9 @@ mod tests {
     async fn dialer_sends_flag_8_then_connects_from_its_serving_port() {
         let target_addr = free_addr();
         let (tracker_addr, asked) = scripted_tracker(|tid| {
-            tracker::proto::Response::new(
+            tracker_proto::Response::new(
                 tid,
-                tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+                tracker_proto::ResponseKind::Ok(tracker_proto::Ack::Punch),
             )
         })
         .await;
@@ -256,7 +256,7 @@ mod tests {
         let (request, from) = target.await.unwrap();
         assert_eq!(from, local, "punch attempts come from the serving port");
         match request.kind {
-            tracker::proto::RequestKind::Punch { file, target, me } => {
+            tracker_proto::RequestKind::Punch { file, target, me } => {
                 assert_eq!(file.as_str(), "f.bin");
                 assert_eq!(target, target_addr);
                 assert_eq!(
@@ -272,9 +272,9 @@ mod tests {
     #[tokio::test]
     async fn dialer_stops_at_once_when_the_tracker_refuses_to_relay() {
         let (tracker_addr, _asked) = scripted_tracker(|tid| {
-            tracker::proto::Response::error(
+            tracker_proto::Response::error(
                 tid,
-                tracker::proto::ErrorCode::PeerNotFound,
+                tracker_proto::ErrorCode::PeerNotFound,
                 "no such peer",
             )
         })
@@ -291,10 +291,10 @@ mod tests {
         assert!(err.to_string().contains("PEER_NOT_FOUND"), "{err}");
     }
 
-    fn punch_ok(tid: Option<u32>) -> tracker::proto::Response {
-        tracker::proto::Response::new(
+    fn punch_ok(tid: Option<u32>) -> tracker_proto::Response {
+        tracker_proto::Response::new(
             tid,
-            tracker::proto::ResponseKind::Ok(tracker::proto::Ack::Punch),
+            tracker_proto::ResponseKind::Ok(tracker_proto::Ack::Punch),
         )
     }
 
@@ -305,7 +305,7 @@ mod tests {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                if let Some(answer) = stun_client::responder::answer_binding(&buf[..n], from) {
+                if let Some(answer) = stun::responder::answer_binding(&buf[..n], from) {
                     let _ = socket.send_to(&answer, from).await;
                 }
             }

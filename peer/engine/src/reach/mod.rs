@@ -12,7 +12,7 @@
 //!
 //! The port matters: the target announced the public mapping of its *serving* port, so both
 //! sides connect from their serving port. The listener and the outgoing sockets share it with
-//! SO_REUSEADDR + SO_REUSEPORT ([`stun_client::reusable_tcp_socket`]).
+//! SO_REUSEADDR + SO_REUSEPORT ([`stun::reusable_tcp_socket`]).
 //!
 //! This works through endpoint-independent mappings (full and port-restricted cones). A
 //! symmetric NAT gives every destination a new public port, so the port the other side was told

@@ -76,17 +76,17 @@ impl OwnNat {
             }
         };
         // Short timers: this runs on the failure path, only to explain the failure.
-        let config = stun_client::BindingConfig {
+        let config = stun::BindingConfig {
             rto: Duration::from_millis(250),
             max_requests: 4,
             last_wait_factor: 4,
             ..Default::default()
         };
-        match stun_client::nat::probe_udp(&socket, first, servers.get(1).copied(), &config).await {
+        match stun::nat::probe_udp(&socket, first, servers.get(1).copied(), &config).await {
             Ok(report) => match report.mapping {
-                stun_client::nat::Mapping::NotBehindNat => OwnNat::NoNat,
-                stun_client::nat::Mapping::EndpointIndependent => OwnNat::EndpointIndependent,
-                stun_client::nat::Mapping::EndpointDependent => OwnNat::Symmetric,
+                stun::nat::Mapping::NotBehindNat => OwnNat::NoNat,
+                stun::nat::Mapping::EndpointIndependent => OwnNat::EndpointIndependent,
+                stun::nat::Mapping::EndpointDependent => OwnNat::Symmetric,
             },
             Err(e) => {
                 debug!("punch: NAT probe via {first}: {e}");

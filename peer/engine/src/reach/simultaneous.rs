@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use log::debug;
-use stun_client::reusable_tcp_socket;
+use stun::reusable_tcp_socket;
 use tokio::net::TcpStream;
 
 /// Timing of connection attempts. Every wait is bounded, so a NAT that drops everything costs

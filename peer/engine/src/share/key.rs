@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use tracker::proto::PeerKey;
+use tracker_proto::PeerKey;
 
 use super::{io_err, ShareDir, StoreError};
 

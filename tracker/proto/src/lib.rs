@@ -1,0 +1,30 @@
+//! What a peer needs to talk to a tracker: the text protocol (protocol.txt §1) as pure parse and
+//! format, and the async client. It must never depend on the tracker server, and it opens no
+//! socket but the client's own UDP socket.
+//!
+//! Requests ([`Request`]) and everything the tracker sends ([`TrackerMessage`]) are typed values;
+//! `parse` turns bytes into a value or a [`ParseError`] that names the [`ErrorCode`] to answer
+//! with, and `Display` writes the exact wire text. Values shared with peers (file names, chunk
+//! ranges, file descriptions) live in [`types`] and are re-exported here. [`client`] is the
+//! request/response client with retries and cookies ([`TrackerClient`]).
+
+pub mod client;
+mod error;
+mod request;
+mod response;
+mod token;
+pub mod types;
+
+pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
+pub use error::{ErrorCode, ParseError};
+pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
+pub use response::{
+    Ack, ErrorReply, PageBody, PunchNotice, Response, ResponseKind, TrackerMessage,
+    MAX_DATAGRAM_BYTES,
+};
+pub use types::{
+    parse_peer_addr, AddrError, ChunkRanges, ChunkRangesError, Cookie, FileId, FileIdError,
+    FileInfo, FileInfoError, FileName, FileNameError, FileSummary, ListedFile, PeerChunks,
+    PeerEntry, PeerKey, DEFAULT_CHUNK_SIZE, DEFAULT_PEER_PORT, MAX_CHUNKS, MAX_CHUNK_SIZE,
+    MAX_NAME_BYTES,
+};

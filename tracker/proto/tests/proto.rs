@@ -1,0 +1,383 @@
+//! Round-trip property tests of the tracker protocol codec and one test per malformed-input class.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use proptest::prelude::*;
+use tracker_proto::*;
+
+fn file_name() -> impl Strategy<Value = FileName> {
+    "[a-zA-Z0-9_][a-zA-Z0-9_.\\-é]{0,40}"
+        .prop_filter_map("valid names only", |s| FileName::new(&s).ok())
+}
+
+fn chunk_ranges() -> impl Strategy<Value = ChunkRanges> {
+    prop::collection::vec((0u32..MAX_CHUNKS, 0u32..1000), 1..20).prop_map(|v| {
+        ChunkRanges::from_ranges(
+            v.into_iter()
+                .map(|(s, len)| (s, s.saturating_add(len).min(MAX_CHUNKS - 1))),
+        )
+        .expect("non-empty, ordered ranges")
+    })
+}
+
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+        any::<u128>().prop_map(|v| IpAddr::V6(Ipv6Addr::from(v))),
+    ]
+}
+
+fn addr() -> impl Strategy<Value = SocketAddr> {
+    (ip(), 1u16..).prop_map(|(ip, port)| SocketAddr::new(ip, port))
+}
+
+fn specific_addr() -> impl Strategy<Value = SocketAddr> {
+    addr().prop_filter("specific", |a| !a.ip().is_unspecified())
+}
+
+fn file_info() -> impl Strategy<Value = FileInfo> {
+    (
+        file_name(),
+        0u64..(1 << 33),
+        1u32..=MAX_CHUNK_SIZE,
+        any::<[u8; 32]>(),
+    )
+        .prop_filter_map("chunk count within limits", |(name, size, chunk, id)| {
+            FileInfo::new(name, size, chunk, FileId(id)).ok()
+        })
+}
+
+fn summary() -> impl Strategy<Value = FileSummary> {
+    (file_info(), any::<u32>(), any::<u32>()).prop_map(|(info, seeders, leechers)| FileSummary {
+        info,
+        seeders,
+        leechers,
+    })
+}
+
+fn request_kind() -> impl Strategy<Value = RequestKind> {
+    prop_oneof![
+        (file_name(), any::<u32>()).prop_map(|(file, offset)| RequestKind::Peers { file, offset }),
+        (file_name(), any::<u32>())
+            .prop_map(|(file, offset)| RequestKind::Refresh { file, offset }),
+        (file_name(), chunk_ranges(), addr()).prop_map(|(file, chunks, announce)| {
+            RequestKind::Chunks {
+                file,
+                chunks,
+                announce,
+            }
+        }),
+        (file_info(), addr()).prop_map(|(info, announce)| RequestKind::Share { info, announce }),
+        (prop::option::of(file_name()), addr())
+            .prop_map(|(file, announce)| RequestKind::Exit { file, announce }),
+        any::<u32>().prop_map(|offset| RequestKind::ListFiles { offset }),
+        file_name().prop_map(|file| RequestKind::Query { file }),
+        (file_name(), specific_addr(), addr()).prop_map(|(file, target, me)| RequestKind::Punch {
+            file,
+            target,
+            me
+        }),
+        addr().prop_map(|announce| RequestKind::Heartbeat { announce }),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    (
+        request_kind(),
+        prop::option::of(any::<u32>()),
+        prop::option::of(any::<[u8; 16]>().prop_map(PeerKey)),
+        prop::option::of(any::<[u8; 8]>().prop_map(Cookie)),
+    )
+        .prop_map(|(kind, tid, key, cookie)| Request {
+            tid,
+            key,
+            cookie,
+            kind,
+        })
+}
+
+fn peer_entry() -> impl Strategy<Value = PeerEntry> {
+    (
+        addr(),
+        prop_oneof![
+            Just(PeerChunks::Seeder),
+            chunk_ranges().prop_map(PeerChunks::Ranges),
+            any::<u32>().prop_map(PeerChunks::Count),
+        ],
+    )
+        .prop_map(|(addr, chunks)| PeerEntry { addr, chunks })
+}
+
+fn listed() -> impl Strategy<Value = ListedFile> {
+    (
+        file_name(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(name, size, chunks, seeders, leechers)| ListedFile {
+            name,
+            size,
+            chunks,
+            seeders,
+            leechers,
+        })
+}
+
+fn response_kind() -> impl Strategy<Value = ResponseKind> {
+    prop_oneof![
+        (
+            any::<bool>(),
+            summary(),
+            prop::option::of(any::<u32>()),
+            prop::collection::vec(peer_entry(), 0..8)
+        )
+            .prop_map(|(refresh, file, next, peers)| ResponseKind::Peers {
+                refresh,
+                file,
+                next,
+                peers
+            }),
+        (
+            any::<u32>(),
+            prop::option::of(any::<u32>()),
+            prop::collection::vec(listed(), 0..8)
+        )
+            .prop_map(|(total, next, files)| ResponseKind::Files { total, next, files }),
+        summary().prop_map(ResponseKind::File),
+        prop_oneof![
+            Just(Ack::Chunks),
+            Just(Ack::Share),
+            Just(Ack::Exit),
+            Just(Ack::Punch)
+        ]
+        .prop_map(ResponseKind::Ok),
+        any::<u32>().prop_map(|files| ResponseKind::Alive { files }),
+        (
+            prop::sample::select(ErrorCode::ALL.to_vec()),
+            "[ -~]{0,60}",
+            prop::option::of(any::<[u8; 8]>())
+        )
+            .prop_map(|(code, text, cookie)| {
+                let mut e = ErrorReply::new(code, &text);
+                e.cookie = cookie.map(Cookie);
+                ResponseKind::Error(e)
+            }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn request_round_trips(req in request()) {
+        let text = req.encode();
+        prop_assert_eq!(Request::parse(text.as_bytes()), Ok(req));
+    }
+
+    #[test]
+    fn response_round_trips(kind in response_kind(), tid in prop::option::of(any::<u32>())) {
+        let resp = Response::new(tid, kind);
+        let text = resp.encode();
+        prop_assert_eq!(TrackerMessage::parse(text.as_bytes()), Ok(TrackerMessage::Response(resp)));
+    }
+
+    #[test]
+    fn pages_render_like_responses(
+        file in summary(),
+        peers in prop::collection::vec(peer_entry(), 0..8),
+        files in prop::collection::vec(listed(), 0..8),
+        refresh in any::<bool>(),
+        next in prop::option::of(any::<u32>()),
+        tid in prop::option::of(any::<u32>()),
+    ) {
+        let mut body = PageBody::for_peers(usize::MAX, refresh, &file, tid);
+        for p in &peers {
+            prop_assert!(body.push(p));
+        }
+        let expected = Response::new(tid, ResponseKind::Peers { refresh, file: file.clone(), next, peers });
+        prop_assert_eq!(body.finish_peers(refresh, &file, next, tid), expected.encode());
+        let mut body = PageBody::for_files(usize::MAX, tid);
+        for f in &files {
+            prop_assert!(body.push(f));
+        }
+        let expected = Response::new(tid, ResponseKind::Files { total: 99, next, files });
+        prop_assert_eq!(body.finish_files(99, next, tid), expected.encode());
+    }
+
+    #[test]
+    fn pages_stay_within_their_budget(
+        file in summary(),
+        peers in prop::collection::vec(peer_entry(), 0..40),
+        max in 768usize..2000,
+    ) {
+        let mut body = PageBody::for_peers(max, false, &file, Some(1));
+        let taken = peers.iter().take_while(|p| body.push(*p)).count();
+        let text = body.finish_peers(false, &file, Some(u32::MAX), Some(u32::MAX));
+        prop_assert!(text.len() <= max, "{} > {}", text.len(), max);
+        prop_assert_eq!(text.lines().count() - 1, taken);
+    }
+
+    #[test]
+    fn punch_round_trips(file in file_name(), from in addr()) {
+        let notice = PunchNotice { file, from };
+        let text = notice.to_string();
+        prop_assert_eq!(TrackerMessage::parse(text.as_bytes()), Ok(TrackerMessage::Punch(notice)));
+    }
+
+    #[test]
+    fn chunk_ranges_round_trip_and_normalise(r in chunk_ranges()) {
+        let text = r.to_string();
+        let parsed: ChunkRanges = text.parse().unwrap();
+        prop_assert_eq!(&parsed, &r);
+        let ranges = parsed.ranges();
+        for w in ranges.windows(2) {
+            prop_assert!(w[0].1 + 1 < w[1].0, "ranges must be merged: {:?}", ranges);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Request::parse(&bytes);
+        let _ = TrackerMessage::parse(&bytes);
+    }
+
+    #[test]
+    fn truncated_requests_are_errors_or_valid(req in request(), cut in 0usize..200) {
+        let text = req.encode();
+        let cut = cut.min(text.len());
+        let _ = Request::parse(&text.as_bytes()[..cut]);
+    }
+}
+
+fn err(text: &[u8]) -> ErrorCode {
+    match Request::parse(text) {
+        Ok(r) => panic!("{:?} parsed as {r:?}", String::from_utf8_lossy(text)),
+        Err(e) => e.code(),
+    }
+}
+
+#[test]
+fn seed_forms_parse() {
+    let r = Request::parse(b"REQUEST 3 movie.mkv 5 10.0.0.7").unwrap();
+    assert_eq!(
+        r.kind,
+        RequestKind::Chunks {
+            file: FileName::new("movie.mkv").unwrap(),
+            chunks: ChunkRanges::from_indices([5]).unwrap(),
+            announce: "10.0.0.7:6881".parse().unwrap(),
+        }
+    );
+    let r = Request::parse(b"REQUEST 6\n").unwrap();
+    assert_eq!(r.kind, RequestKind::ListFiles { offset: 0 });
+    let r = Request::parse(b"REQUEST 1 a.txt offset=20 tid=9\r\n").unwrap();
+    assert_eq!(
+        r.kind,
+        RequestKind::Peers {
+            file: FileName::new("a.txt").unwrap(),
+            offset: 20
+        }
+    );
+    assert_eq!(r.tid, Some(9));
+}
+
+#[test]
+fn malformed_requests_give_typed_errors() {
+    assert_eq!(err(b"REQUEST 0"), ErrorCode::UnknownFlag);
+    assert_eq!(err(b"REQUEST 10"), ErrorCode::UnknownFlag);
+    assert_eq!(err(b"REQUEST x"), ErrorCode::UnknownFlag);
+    assert_eq!(err(b"REQUEST"), ErrorCode::MissingField);
+    assert_eq!(err(b"REQUEST 1"), ErrorCode::MissingField);
+    assert_eq!(err(b"REQUEST 3 a 1"), ErrorCode::MissingField);
+    assert_eq!(
+        err(b"REQUEST 4 a 1 1.2.3.4:5 size=10"),
+        ErrorCode::MissingField
+    );
+    assert_eq!(err(b"REQUEST 6 extra"), ErrorCode::ExtraField);
+    assert_eq!(err(b"REQUEST 7 a b"), ErrorCode::ExtraField);
+    assert_eq!(err(b"REQUEST 7 a size=1"), ErrorCode::ExtraField);
+    assert_eq!(err(b"REQUEST 7 a tid=1 tid=2"), ErrorCode::ExtraField);
+    assert_eq!(err(b"REQUEST 7 a tid=1 b"), ErrorCode::ExtraField);
+    assert_eq!(err(b"REQUEST 1 a offset=-1"), ErrorCode::BadNumber);
+    assert_eq!(err(b"REQUEST 1 a tid=99999999999"), ErrorCode::BadNumber);
+    assert_eq!(
+        err(b"REQUEST 4 a x 1.2.3.4:5 size=1 id=sha256:00"),
+        ErrorCode::BadNumber
+    );
+    assert_eq!(err(b"REQUEST 3 a 5-3 1.2.3.4"), ErrorCode::BadChunks);
+    assert_eq!(err(b"REQUEST 3 a 1,,2 1.2.3.4"), ErrorCode::BadChunks);
+    assert_eq!(
+        err(b"REQUEST 3 a 99999999999 1.2.3.4"),
+        ErrorCode::BadChunks
+    );
+    assert_eq!(err(b"REQUEST 3 a 1 1.2.3.4:0"), ErrorCode::BadAddress);
+    assert_eq!(err(b"REQUEST 3 a 1 host:80"), ErrorCode::BadAddress);
+    assert_eq!(
+        err(b"REQUEST 8 a 0.0.0.0:1 1.2.3.4:5"),
+        ErrorCode::BadAddress
+    );
+    assert_eq!(err(b"REQUEST 1 a/b"), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 a\\b"), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 .."), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 a..b"), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 a\0b"), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 a\x07b"), ErrorCode::BadFileName);
+    assert_eq!(err(b"REQUEST 1 a\tb"), ErrorCode::BadFileName);
+    assert_eq!(
+        err(format!("REQUEST 1 {}", "a".repeat(256)).as_bytes()),
+        ErrorCode::BadFileName
+    );
+    assert_eq!(err(b"REQUEST 1 \xff\xfe"), ErrorCode::NotUtf8);
+    assert_eq!(err(&[b'A'; MAX_REQUEST_BYTES + 1]), ErrorCode::TooLong);
+    assert_eq!(err(b"GET / HTTP/1.1"), ErrorCode::BadRequest);
+    assert_eq!(err(b"REQUEST  6"), ErrorCode::BadRequest);
+    assert_eq!(err(b""), ErrorCode::BadRequest);
+    assert_eq!(err(b"REQUEST 7 a key=zz"), ErrorCode::BadField);
+    assert_eq!(
+        err(b"REQUEST 4 a 1 1.2.3.4:5 size=10 id=md5:00"),
+        ErrorCode::BadField
+    );
+    let id = format!("sha256:{}", "ab".repeat(32));
+    // 4096 bytes in 2048-byte chunks is 2 chunks, not 3.
+    assert_eq!(
+        err(format!("REQUEST 4 a 3 1.2.3.4 size=4096 id={id}").as_bytes()),
+        ErrorCode::BadField
+    );
+    assert!(Request::parse(format!("REQUEST 4 a 2 1.2.3.4 size=4096 id={id}").as_bytes()).is_ok());
+}
+
+#[test]
+fn error_text_cannot_forge_fields() {
+    let resp = Response::error(
+        Some(4),
+        ErrorCode::BadField,
+        "bad key=value\nline two cookie=00",
+    );
+    let text = resp.encode();
+    assert!(!text.contains('\n'));
+    match TrackerMessage::parse(text.as_bytes()).unwrap() {
+        TrackerMessage::Response(Response {
+            tid,
+            kind: ResponseKind::Error(e),
+        }) => {
+            assert_eq!(tid, Some(4));
+            assert_eq!(e.cookie, None);
+            assert_eq!(e.code, ErrorCode::BadField);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The store hands over ranges read off a bitfield without re-sorting them; anything that is
+/// not already sorted, merged and in bounds is refused rather than trusted.
+#[test]
+fn from_sorted_takes_only_sorted_merged_ranges() {
+    assert_eq!(
+        ChunkRanges::from_sorted(vec![(0, 3), (5, 5), (7, 9)]),
+        Some("0-3,5,7-9".parse().unwrap())
+    );
+    assert_eq!(ChunkRanges::from_sorted(vec![]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(5, 5), (0, 3)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(0, 3), (4, 6)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(3, 1)]), None);
+    assert_eq!(ChunkRanges::from_sorted(vec![(0, MAX_CHUNKS)]), None);
+}

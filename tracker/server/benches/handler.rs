@@ -1,0 +1,72 @@
+//! Cost of the request handler alone (no sockets), per flag, on the load benchmark's heavy
+//! state. SHOW=1 prints one answer of each kind.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracker::{ServerConfig, Tracker};
+
+fn main() {
+    let tracker = Tracker::new(ServerConfig::default());
+    let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let id = format!("sha256:{}", "3c".repeat(32));
+    let now = Instant::now();
+    for f in 0..100 {
+        let r = format!(
+            "REQUEST 4 file-{f:03}.bin 4096 127.0.0.1:{} size={} id={id}",
+            20000 + f,
+            4096 * 2048
+        );
+        assert!(tracker
+            .handle(r.as_bytes(), src, now)
+            .reply
+            .unwrap()
+            .starts_with(b"RESPONSE"));
+    }
+    let mut i: u64 = 0;
+    let mut warm = |n: u64| {
+        for _ in 0..n {
+            i += 1;
+            let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+            let file = r % 100;
+            let peer = 40000 + (r >> 8) % 1000;
+            let chunk = (r >> 20) % 4096;
+            let req = format!("REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{peer}");
+            tracker.handle(req.as_bytes(), src, now);
+        }
+    };
+    // The load benchmark's heavy scenario: 1000-peer swarms with scattered chunks, so every
+    // flag 1 answer is a full page.
+    warm(200_000);
+    for (label, req) in [
+        ("flag 1", "REQUEST 1 file-042.bin tid=77".to_string()),
+        (
+            "flag 3",
+            "REQUEST 3 file-042.bin 17 127.0.0.1:40001 tid=77".to_string(),
+        ),
+        ("flag 6", "REQUEST 6 tid=77".to_string()),
+        ("flag 7", "REQUEST 7 file-042.bin tid=77".to_string()),
+    ] {
+        if std::env::var("SHOW").is_ok() {
+            println!(
+                "{}",
+                String::from_utf8_lossy(&tracker.handle(req.as_bytes(), src, now).reply.unwrap())
+            );
+        }
+        let n = 100_000;
+        let t = Instant::now();
+        let mut bytes = 0;
+        for _ in 0..n {
+            bytes += tracker
+                .handle(req.as_bytes(), src, now)
+                .reply
+                .map_or(0, |r| r.len());
+        }
+        let per = t.elapsed().as_secs_f64() / n as f64;
+        println!(
+            "{label}: {:.2} µs per request, {} bytes per answer",
+            per * 1e6,
+            bytes / n
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! The tracker's request logic, without I/O: turns each request datagram into exactly one
+//! answer datagram (or deliberate silence) and relays PUNCH notices.
+//!
+//! [`Tracker::handle`] is the whole protocol decision: bytes and source in, an [`Outcome`] out
+//! ([`Tracker::handle_batch`] does many under one lock of the store), so tests and benches need
+//! no sockets. Answers never amplify towards an unverified source (protocol.txt §1.6).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use log::debug;
+use parking_lot::Mutex;
+use tracker_proto::{
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PunchNotice, Request, RequestKind, Response,
+    ResponseKind, MAX_REQUEST_BYTES,
+};
+
+use crate::config::ServerConfig;
+use crate::cookie::{exempt, CookieJar};
+use crate::rate_limit::PunchLimiter;
+use crate::store::{Announcer, MemoryStore, StoreError, SwarmStore};
+
+/// What to send after handling one datagram.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The answer to the source, if any.
+    pub reply: Option<Vec<u8>>,
+    /// A PUNCH notice and the UDP address to send it to (flag 8).
+    pub punch: Option<(SocketAddr, Vec<u8>)>,
+}
+
+/// The tracker's state and request logic.
+pub struct Tracker<S: SwarmStore = MemoryStore> {
+    config: ServerConfig,
+    /// parking_lot's lock does not poison: a panic while handling one request cannot stop the
+    /// service, and no store change is half-made in a way that matters more than stopping would.
+    store: Mutex<S>,
+    cookies: CookieJar,
+    punches: Mutex<PunchLimiter>,
+}
+
+impl Tracker<MemoryStore> {
+    pub fn new(config: ServerConfig) -> Self {
+        let store = MemoryStore::new(config.ttl, config.limits);
+        Tracker::with_store(config, store)
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Finds `tid=<n>` in a request that failed to parse, so even the error can be matched.
+fn salvage_tid(datagram: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(&datagram[..datagram.len().min(MAX_REQUEST_BYTES)]).ok()?;
+    text.split([' ', '\n', '\r'])
+        .find_map(|t| t.strip_prefix("tid=")?.parse().ok())
+}
+
+impl<S: SwarmStore> Tracker<S> {
+    pub fn with_store(config: ServerConfig, store: S) -> Self {
+        Tracker {
+            config,
+            store: Mutex::new(store),
+            cookies: CookieJar::new(),
+            punches: Mutex::new(PunchLimiter::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Frees the rows of peers silent for longer than the TTL.
+    pub fn expire(&self, now: Instant) {
+        self.store.lock().expire(now);
+        self.punches.lock().forget_idle(now);
+    }
+
+    /// Handles one datagram from `source`.
+    pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
+        match self.prepare(datagram, source) {
+            Prepared::Done(outcome) => outcome,
+            Prepared::Apply(p) => self.finish(&mut self.store.lock(), p, now),
+        }
+    }
+
+    /// Handles many datagrams, taking the store's lock once for all of them: receive threads
+    /// would otherwise contend for it on every request. Answers (and PUNCH notices) are
+    /// appended to `out` as (destination, datagram).
+    pub fn handle_batch<'a>(
+        &self,
+        datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+        now: Instant,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        let mut pending = Vec::new();
+        for (datagram, source) in datagrams {
+            match self.prepare(datagram, source) {
+                Prepared::Done(outcome) => push_outcome(out, source, outcome),
+                Prepared::Apply(p) => pending.push(p),
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let mut store = self.store.lock();
+        for p in pending {
+            let reply_to = p.reply_to;
+            let outcome = self.finish(&mut store, p, now);
+            push_outcome(out, reply_to, outcome);
+        }
+    }
+
+    /// Everything that needs no store: STUN, parsing, cookies.
+    fn prepare(&self, datagram: &[u8], source: SocketAddr) -> Prepared {
+        // Decisions use the canonical form (an IPv4 client of a dual-stack socket is its IPv4
+        // address); datagrams go back to the address exactly as the socket reported it.
+        let reply_to = source;
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        if stun::responder::is_stun(datagram) {
+            let reply = if self.config.stun {
+                stun::responder::answer_binding(datagram, source)
+            } else {
+                debug!("dropping STUN datagram from {source}: --stun is off");
+                None
+            };
+            return Prepared::Done(Outcome { reply, punch: None });
+        }
+        let exempt = !self.config.require_cookies && exempt(source.ip());
+        let request = match Request::parse(datagram) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("bad request from {source}: {e}");
+                let tid = salvage_tid(datagram);
+                let text = Response::error(tid, e.code(), &e.to_string()).encode();
+                return Prepared::Done(self.guarded(
+                    text,
+                    true,
+                    tid,
+                    datagram.len(),
+                    exempt,
+                    source.ip(),
+                ));
+            }
+        };
+        let verified = exempt
+            || request
+                .cookie
+                .is_some_and(|c| self.cookies.check(source.ip(), c, unix_secs()));
+        if !verified && matches!(request.kind.flag(), 3 | 4 | 5 | 8 | 9) {
+            return Prepared::Done(self.cookie_required(request.tid, datagram.len(), source.ip()));
+        }
+        Prepared::Apply(Parsed {
+            request,
+            source,
+            reply_to,
+            verified,
+            len: datagram.len(),
+        })
+    }
+
+    /// Applies a parsed request to the store and renders the answer.
+    fn finish(&self, store: &mut S, p: Parsed, now: Instant) -> Outcome {
+        let mut punch = None;
+        let tid = p.request.tid;
+        let applied = self.apply(store, &p, now, &mut punch);
+        let (text, is_error) = match applied {
+            Ok(Answer::Text(text)) => (text, false),
+            Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
+            Err((code, text)) => {
+                debug!(
+                    "refused flag {} from {}: {text}",
+                    p.request.kind.flag(),
+                    p.source
+                );
+                (Response::error(tid, code, &text).encode(), true)
+            }
+        };
+        let mut outcome = self.guarded(text, is_error, tid, p.len, p.verified, p.source.ip());
+        outcome.punch = punch;
+        outcome
+    }
+
+    /// Sends `text` unless it would amplify towards an unverified source (protocol.txt §1.6).
+    fn guarded(
+        &self,
+        text: String,
+        is_error: bool,
+        tid: Option<u32>,
+        request_len: usize,
+        verified: bool,
+        ip: IpAddr,
+    ) -> Outcome {
+        if verified || text.len() <= 3 * request_len {
+            return Outcome {
+                reply: Some(text.into_bytes()),
+                punch: None,
+            };
+        }
+        if is_error {
+            debug!("not answering {ip}: error would amplify");
+            return Outcome::default();
+        }
+        self.cookie_required(tid, request_len, ip)
+    }
+
+    fn cookie_required(&self, tid: Option<u32>, request_len: usize, ip: IpAddr) -> Outcome {
+        let mut reply = ErrorReply::new(
+            ErrorCode::CookieRequired,
+            "repeat the request with this cookie",
+        );
+        reply.cookie = Some(self.cookies.issue(ip, unix_secs()));
+        let text = Response::new(tid, ResponseKind::Error(reply)).encode();
+        if text.len() > 3 * request_len {
+            debug!("not answering {ip}: even the cookie answer would amplify");
+            return Outcome::default();
+        }
+        Outcome {
+            reply: Some(text.into_bytes()),
+            punch: None,
+        }
+    }
+
+    /// The serving address an announcement files rows under (protocol.txt §1.7).
+    fn announced(
+        &self,
+        addr: SocketAddr,
+        source: SocketAddr,
+    ) -> Result<SocketAddr, (ErrorCode, String)> {
+        if addr.ip().is_unspecified() {
+            return Ok(SocketAddr::new(source.ip(), addr.port()));
+        }
+        let ip = addr.ip().to_canonical();
+        if ip != source.ip() && !self.config.trust_ip_field {
+            return Err((
+                ErrorCode::Forbidden,
+                format!(
+                    "{addr} is not your address (requests come from {})",
+                    source.ip()
+                ),
+            ));
+        }
+        Ok(SocketAddr::new(ip, addr.port()))
+    }
+
+    fn apply(
+        &self,
+        store: &mut S,
+        parsed: &Parsed,
+        now: Instant,
+        punch: &mut Option<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Answer, (ErrorCode, String)> {
+        let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
+        let store_err = |e: StoreError| (e.code(), e.to_string());
+        let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
+            Ok(Announcer {
+                addr: self.announced(addr, source)?,
+                key: request.key,
+                udp: reply_to,
+            })
+        };
+        if request.kind.announce().is_none() && parsed.verified {
+            if let Some(key) = &request.key {
+                store.touch_key(key, now);
+            }
+        }
+        let max = self.config.max_response_bytes;
+        Ok(Answer::Kind(match &request.kind {
+            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+                let refresh = matches!(request.kind, RequestKind::Refresh { .. });
+                let summary = store.query(file).map_err(store_err)?;
+                let mut body = PageBody::for_peers(max, refresh, &summary, request.tid);
+                let page = store
+                    .peers(file, *offset, &mut |p| body.push(p))
+                    .map_err(store_err)?;
+                return Ok(Answer::Text(body.finish_peers(
+                    refresh,
+                    &page.head,
+                    page.next,
+                    request.tid,
+                )));
+            }
+            RequestKind::ListFiles { offset } => {
+                let mut body = PageBody::for_files(max, request.tid);
+                let page = store.files(*offset, &mut |f| body.push(f));
+                return Ok(Answer::Text(body.finish_files(
+                    page.head,
+                    page.next,
+                    request.tid,
+                )));
+            }
+            RequestKind::Query { file } => {
+                ResponseKind::File(store.query(file).map_err(store_err)?)
+            }
+            RequestKind::Chunks {
+                file,
+                chunks,
+                announce,
+            } => {
+                store
+                    .report(who(*announce)?, file, chunks, now)
+                    .map_err(store_err)?;
+                ResponseKind::Ok(Ack::Chunks)
+            }
+            RequestKind::Share { info, announce } => {
+                store.share(who(*announce)?, info, now).map_err(store_err)?;
+                ResponseKind::Ok(Ack::Share)
+            }
+            RequestKind::Exit { file, announce } => {
+                store.exit(who(*announce)?, file.as_ref(), now);
+                ResponseKind::Ok(Ack::Exit)
+            }
+            RequestKind::Heartbeat { announce } => {
+                let files = store.heartbeat(who(*announce)?, now).map_err(store_err)?;
+                ResponseKind::Alive { files }
+            }
+            RequestKind::Punch { file, target, me } => {
+                let me = self.announced(*me, source)?;
+                let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
+                if !self
+                    .punches
+                    .lock()
+                    .allow(source.ip(), self.config.punch_rate, now)
+                {
+                    return Err((ErrorCode::RateLimited, "too many punch requests".into()));
+                }
+                let notice = PunchNotice {
+                    file: FileName::clone(file),
+                    from: me,
+                };
+                *punch = Some((target_udp, notice.to_string().into_bytes()));
+                ResponseKind::Ok(Ack::Punch)
+            }
+        }))
+    }
+}
+
+/// A request that passed parsing and the cookie check, waiting for the store.
+struct Parsed {
+    request: Request,
+    source: SocketAddr,
+    reply_to: SocketAddr,
+    verified: bool,
+    len: usize,
+}
+
+enum Prepared {
+    Done(Outcome),
+    Apply(Parsed),
+}
+
+fn push_outcome(out: &mut Vec<(SocketAddr, Vec<u8>)>, reply_to: SocketAddr, outcome: Outcome) {
+    if let Some(reply) = outcome.reply {
+        out.push((reply_to, reply));
+    }
+    out.extend(outcome.punch);
+}
+
+/// An answer as the request logic produces it: a value, or a page already rendered to text.
+enum Answer {
+    Kind(ResponseKind),
+    Text(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MIN_RESPONSE_BYTES;
+
+    /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
+    /// name, IPv6 peers, scattered chunks, every header number wide.
+    #[test]
+    fn smallest_pages_hold_at_least_one_line() {
+        let config = ServerConfig {
+            max_response_bytes: MIN_RESPONSE_BYTES,
+            trust_ip_field: true,
+            ..ServerConfig::default()
+        };
+        let tracker = Tracker::new(config);
+        let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let now = Instant::now();
+        let name = "n".repeat(255);
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let share = format!("REQUEST 4 {name} 4194303 [ffff::1]:65535 size=8589932544 id={id}");
+        let out = tracker.handle(share.as_bytes(), source, now);
+        assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 4 OK"[..]));
+        // Twelve two-chunk ranges: the longest range list still listed as ranges.
+        let scattered: Vec<String> = (0..12)
+            .map(|i| format!("{}-{}", 4_194_000 + i * 7, 4_194_001 + i * 7))
+            .collect();
+        for p in 0..20 {
+            let addr = format!("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:{p:x}]:65535");
+            let report = format!("REQUEST 3 {name} {} {addr}", scattered.join(","));
+            let out = tracker.handle(report.as_bytes(), source, now);
+            assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 3 OK"[..]));
+        }
+        let (mut offset, mut listed) = (0u32, 0usize);
+        loop {
+            let req = format!("REQUEST 1 {name} offset={offset} tid=4294967295");
+            let reply = tracker.handle(req.as_bytes(), source, now).reply.unwrap();
+            let text = String::from_utf8(reply).unwrap();
+            assert!(!text.contains("have="), "ranges expected: {text}");
+            assert!(text.len() <= MIN_RESPONSE_BYTES, "{} bytes", text.len());
+            let lines = text.lines().count() - 1;
+            assert!(lines >= 1, "empty page: {text}");
+            listed += lines;
+            match text
+                .lines()
+                .next()
+                .unwrap()
+                .split(' ')
+                .find_map(|w| w.strip_prefix("next="))
+            {
+                Some(n) => offset = n.parse().unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(listed, 21);
+    }
+}

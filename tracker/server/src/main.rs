@@ -1,0 +1,183 @@
+//! `tracker`: the UDP tracker of the p2p file-sharing system (protocol.txt §1).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use tracker::store::Limits;
+use tracker::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
+
+/// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
+/// `REQUEST <FLAG> ...` (flags 1-9, see protocol.txt §1). Try it by hand with
+/// `printf 'REQUEST 6' | nc -u -w1 127.0.0.1 <port>`. Logs go to stderr (RUST_LOG=debug shows
+/// every refused request).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// UDP address to listen on. Port 80 (the seed protocol's) needs root or
+    /// CAP_NET_BIND_SERVICE; use --port to pick another. Port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:80", value_name = "ADDR:PORT")]
+    bind: SocketAddr,
+
+    /// Listen on this port instead of the one in --bind.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+
+    /// Seconds after which a silent peer's rows expire (fractions allowed). Peers send a
+    /// heartbeat (flag 9) every 30 s by default, so keep this well above that.
+    #[arg(long, default_value_t = 90.0, value_name = "SECONDS")]
+    ttl: f64,
+
+    /// Accept announced addresses whose IP differs from the datagram's source IP. Only for LAN
+    /// demos: it lets anyone create or remove rows of any address.
+    #[arg(long)]
+    trust_ip_field: bool,
+
+    /// Largest answer datagram in bytes; longer peer lists and catalogues are paged with
+    /// offset=. The default fits an Ethernet MTU without fragmentation. Range 768-65507.
+    #[arg(long, default_value_t = 1400, value_name = "BYTES")]
+    max_response_bytes: usize,
+
+    /// Require anti-amplification cookies from every source. By default loopback, RFC 1918 and
+    /// link-local sources are exempt (protocol.txt §1.6).
+    #[arg(long)]
+    require_cookies: bool,
+
+    /// Most files tracked at once.
+    #[arg(long, default_value_t = Limits::default().max_files, value_name = "N")]
+    max_files: usize,
+
+    /// Most peers in one file's swarm.
+    #[arg(long, default_value_t = Limits::default().max_peers_per_file, value_name = "N")]
+    max_peers_per_file: usize,
+
+    /// Most rows (one peer in one file's swarm) across all files.
+    #[arg(long, default_value_t = Limits::default().max_rows, value_name = "N")]
+    max_rows: usize,
+
+    /// Memory for partial peers' chunk bitfields, in MiB (seeders cost none).
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    max_bitfield_mib: usize,
+
+    /// PUNCH relays (flag 8) allowed per second per source IP.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    punch_rate: u32,
+
+    /// Also answer STUN Binding requests on the tracker's UDP port.
+    #[arg(long)]
+    stun: bool,
+
+    /// Also serve STUN Binding over TCP on this port (same IP as --bind; 0 picks a free port).
+    #[arg(long, value_name = "PORT")]
+    stun_tcp: Option<u16>,
+
+    /// Receive threads, each with its own SO_REUSEPORT socket on the UDP port (default: one
+    /// per CPU core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    if !(args.ttl.is_finite() && args.ttl > 0.0 && args.ttl < 1e9) {
+        bail!(
+            "--ttl must be a positive number of seconds, got {}",
+            args.ttl
+        );
+    }
+    if !(MIN_RESPONSE_BYTES..=65_507).contains(&args.max_response_bytes) {
+        bail!("--max-response-bytes must be between {MIN_RESPONSE_BYTES} and 65507");
+    }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if !(1..=256).contains(&workers) {
+        bail!("--workers must be between 1 and 256, got {workers}");
+    }
+    // The UDP receive loops run on their own threads; the runtime only expires peers and
+    // serves STUN over TCP.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args, workers))
+}
+
+async fn run(args: Args, workers: usize) -> Result<()> {
+    let mut bind = args.bind;
+    if let Some(port) = args.port {
+        bind.set_port(port);
+    }
+    let sockets = bind_sockets(bind, workers).map_err(|e| bind_error(e, bind, "UDP"))?;
+    let local = sockets[0]
+        .local_addr()
+        .context("cannot read the bound UDP address")?;
+    let config = ServerConfig {
+        ttl: Duration::from_secs_f64(args.ttl),
+        trust_ip_field: args.trust_ip_field,
+        require_cookies: args.require_cookies,
+        max_response_bytes: args.max_response_bytes,
+        stun: args.stun,
+        limits: Limits {
+            max_files: args.max_files,
+            max_peers_per_file: args.max_peers_per_file,
+            max_rows: args.max_rows,
+            max_bitfield_bytes: args.max_bitfield_mib.saturating_mul(1 << 20),
+        },
+        punch_rate: args.punch_rate,
+    };
+    let stun_tcp = match args.stun_tcp {
+        Some(port) => {
+            let addr = SocketAddr::new(bind.ip(), port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| bind_error(e, addr, "TCP"))?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "tracker listening on {local}")?;
+    if let Some(listener) = &stun_tcp {
+        writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
+    }
+    out.flush()?;
+    drop(out);
+    log::info!(
+        "{workers} workers, TTL {:?}, answers up to {} bytes",
+        config.ttl,
+        config.max_response_bytes
+    );
+
+    let tracker = Arc::new(Tracker::new(config));
+    if let Some(listener) = stun_tcp {
+        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
+        // (a minute of failing accepts), the tracker keeps answering on UDP.
+        tokio::spawn(async move {
+            if let Err(e) = stun::responder::serve_tcp(listener).await {
+                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+            }
+        });
+    }
+    serve(sockets, tracker)
+        .await
+        .context("tracker UDP service failed")
+}
+
+fn bind_error(e: std::io::Error, addr: SocketAddr, proto: &str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        anyhow::anyhow!(
+            "cannot listen on {proto} {addr}: permission denied (ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE); pick another port, e.g. `tracker --port 9000`"
+        )
+    } else {
+        anyhow::anyhow!("cannot listen on {proto} {addr}: {e}")
+    }
+}

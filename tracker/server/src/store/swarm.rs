@@ -1,0 +1,118 @@
+//! One file's swarm: which peers hold which of its chunks, kept compactly. A seeder costs its
+//! map entry and nothing more; a partial peer costs one bit per chunk of the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bitvec::prelude::{BitBox, BitVec, Lsb0};
+use tracker_proto::{ChunkRanges, FileInfo, FileSummary, PeerChunks};
+
+/// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
+/// `have=<count>` so one peer cannot fill a page (protocol.txt §1.3).
+pub const MAX_LISTED_RANGES_BYTES: usize = 200;
+
+/// The chunks of a partial peer, with their count kept up to date so neither "is it complete
+/// now?" nor listing needs a scan of the whole field.
+pub(super) struct Bitfield {
+    bits: BitBox<u64, Lsb0>,
+    count: u32,
+}
+
+impl Bitfield {
+    pub(super) fn new(chunks: u32) -> Self {
+        Bitfield {
+            bits: BitVec::repeat(false, chunks as usize).into_boxed_bitslice(),
+            count: 0,
+        }
+    }
+
+    pub(super) fn set(&mut self, ranges: &ChunkRanges) {
+        for &(s, e) in ranges.ranges() {
+            let range = &mut self.bits[s as usize..=e as usize];
+            let before = range.count_ones() as u32;
+            range.fill(true);
+            self.count += (e - s + 1) - before;
+        }
+    }
+
+    pub(super) fn complete(&self) -> bool {
+        self.count as usize == self.bits.len()
+    }
+
+    /// Heap bytes held (what the bitfield budget counts).
+    pub(super) fn cost(&self) -> usize {
+        self.bits.as_raw_slice().len() * 8
+    }
+}
+
+/// What one peer holds of a file.
+pub(super) enum Holding {
+    Seeder,
+    Partial(Bitfield),
+}
+
+/// A tracked file and its swarm, in address order (the order listings page through).
+pub(super) struct FileEntry {
+    pub(super) info: FileInfo,
+    pub(super) swarm: BTreeMap<SocketAddr, Holding>,
+    /// How many of `swarm` are seeders, so counts need no scan.
+    pub(super) seeders: u32,
+}
+
+impl FileEntry {
+    pub(super) fn summary(&self) -> FileSummary {
+        FileSummary {
+            info: self.info.clone(),
+            seeders: self.seeders,
+            leechers: (self.swarm.len() as u32).saturating_sub(self.seeders),
+        }
+    }
+}
+
+/// Chunk ranges of a partial peer, or its count when they would not fit a page. Stops as soon
+/// as every held chunk is accounted for, so a peer holding the first chunks of a big file costs
+/// a few words of scanning, not the whole field.
+pub(super) fn listed_chunks(field: &Bitfield) -> PeerChunks {
+    let bits = &field.bits;
+    let mut ranges = Vec::new();
+    let mut text_len = 0;
+    let mut found = 0usize;
+    let mut pos = 0;
+    while found < field.count as usize {
+        let Some(start) = bits[pos..].first_one().map(|i| i + pos) else {
+            break;
+        };
+        let end = bits[start..].first_zero().map_or(bits.len(), |i| i + start) - 1;
+        text_len += if start == end { 8 } else { 16 };
+        if text_len > MAX_LISTED_RANGES_BYTES {
+            return PeerChunks::Count(field.count);
+        }
+        ranges.push((start as u32, end as u32));
+        found += end - start + 1;
+        pos = end + 1;
+    }
+    match ChunkRanges::from_sorted(ranges) {
+        Some(r) => PeerChunks::Ranges(r),
+        None => PeerChunks::Count(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitfield_counts_overlapping_reports_once() {
+        let mut b = Bitfield::new(1000);
+        b.set(&"0-9,500".parse().unwrap());
+        b.set(&"5-14,500,999".parse().unwrap());
+        assert_eq!(b.count, 17);
+        assert_eq!(b.count as usize, b.bits.count_ones());
+        assert_eq!(
+            listed_chunks(&b),
+            PeerChunks::Ranges("0-14,500,999".parse().unwrap())
+        );
+        b.set(&ChunkRanges::full(1000).unwrap());
+        assert!(b.complete());
+    }
+}

@@ -1,0 +1,112 @@
+//! Starting the real `tracker` binary and talking raw UDP to it.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tracker_proto::{FileId, FileInfo, FileName};
+
+/// Generous bound for anything a loaded 2-core CI machine should do in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running tracker process, killed when dropped.
+pub struct TrackerProcess {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl TrackerProcess {
+    /// Starts `tracker --bind 127.0.0.1:0 <extra>` and waits for its startup line.
+    pub fn start(extra: &[&str]) -> TrackerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start the tracker binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("tracker printed no startup line");
+        let addr = line
+            .trim()
+            .strip_prefix("tracker listening on ")
+            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
+            .parse()
+            .expect("startup line carries an address");
+        TrackerProcess { addr, child }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for TrackerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `request` from `socket` and returns the answer text (None on silence within `wait`).
+/// PUNCH notices arriving meanwhile are skipped.
+pub async fn ask_within(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> Option<String> {
+    socket.send_to(request, to).await.expect("send");
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+            // PUNCH notices relayed to this socket are not answers.
+            Ok(Ok((n, from))) if from == to && !buf[..n].starts_with(b"PUNCH ") => {
+                return Some(String::from_utf8(buf[..n].to_vec()).expect("tracker sends UTF-8"))
+            }
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => panic!("receive failed: {e}"),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Like [`ask_within`] but an answer is required.
+pub async fn ask(socket: &UdpSocket, to: SocketAddr, request: &str) -> String {
+    ask_within(socket, to, request.as_bytes(), PATIENCE)
+        .await
+        .unwrap_or_else(|| panic!("no answer to {request:?}"))
+}
+
+pub async fn udp(ip: &str) -> UdpSocket {
+    UdpSocket::bind(format!("{ip}:0"))
+        .await
+        .expect("bind test socket")
+}
+
+pub fn name(s: &str) -> FileName {
+    FileName::new(s).expect("valid test file name")
+}
+
+/// A file description of `chunks` full 2048-byte chunks.
+pub fn file(s: &str, chunks: u32) -> FileInfo {
+    FileInfo::new(name(s), u64::from(chunks) * 2048, 2048, FileId([0x5a; 32])).expect("valid info")
+}
+
+pub fn id_hex() -> String {
+    format!("sha256:{}", "5a".repeat(32))
+}
