@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use peer_engine::download::DownloadConfig;
-use peer_engine::node::daemon;
+use peer_engine::node::{daemon, NodeConfig};
 use peer_engine::reach::address;
+use peer_engine::swarm::SwarmConfig;
 
 /// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
 /// chunks over TCP and downloads files from every peer that has them.
@@ -70,6 +71,20 @@ pub struct Global {
     /// Upload limit per connection, in bytes per second (0: unlimited).
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
     pub upload_rate: u64,
+    /// Upload limit of the whole peer (every file, every connection), in bytes per second
+    /// (0: unlimited).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
+    pub upload_limit: u64,
+    /// Download limit of the whole peer, in bytes per second (0: unlimited).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 0)]
+    pub download_limit: u64,
+    /// Peers per file we upload to at once, chosen every 10 s by what they gave us (and, when
+    /// seeding, how fast they take); one more slot rotates every 30 s so newcomers can start.
+    #[arg(long, global = true, value_name = "N", default_value_t = SwarmConfig::default().upload_slots)]
+    pub upload_slots: usize,
+    /// Connections per file, the ones we open and the ones peers open to us together.
+    #[arg(long, global = true, value_name = "N", default_value_t = SwarmConfig::default().max_peers)]
+    pub max_peers: usize,
     /// STUN server asked, over TCP from the serving port, for this peer's public address;
     /// repeat for several (servers that disagree reveal a symmetric NAT). `none` alone turns
     /// STUN off. Ignored with --announce. [default: the tracker's host, port 3478]
@@ -82,6 +97,22 @@ pub struct Global {
 }
 
 impl Global {
+    /// The node (server and swarms) these options ask for.
+    pub fn node_config(&self) -> NodeConfig {
+        let defaults = NodeConfig::default();
+        NodeConfig {
+            swarm: SwarmConfig {
+                max_peers: self.max_peers.max(1),
+                upload_slots: self.upload_slots,
+                upload_rate: Some(self.upload_rate).filter(|r| *r > 0),
+                ..defaults.swarm
+            },
+            upload_limit: Some(self.upload_limit).filter(|r| *r > 0),
+            download_limit: Some(self.download_limit).filter(|r| *r > 0),
+            ..defaults
+        }
+    }
+
     /// The STUN servers to ask: --stun as given, the tracker's host on port 3478 by default,
     /// none with only `--stun none` or a fixed --announce address. `none` beside real servers
     /// is dropped, so a script's `--stun none` default can be overridden by adding a server.
@@ -119,14 +150,11 @@ pub enum Command {
         /// File names as listed by the tracker.
         #[arg(required = true)]
         names: Vec<String>,
-        /// Peers fetched from at once, per file.
-        #[arg(long, default_value_t = DownloadConfig::default().max_peers)]
-        max_peers: usize,
         /// Give up when no peer delivered anything for this many seconds.
         #[arg(long, default_value_t = DownloadConfig::default().give_up_after.as_secs(), value_name = "SECS")]
         give_up: u64,
         /// Drop a peer that leaves requests unanswered this many seconds; its chunks go to others.
-        #[arg(long, default_value_t = DownloadConfig::default().stall_timeout.as_secs(), value_name = "SECS")]
+        #[arg(long, default_value_t = SwarmConfig::default().stall_timeout.as_secs(), value_name = "SECS")]
         stall_timeout: u64,
     },
     /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or

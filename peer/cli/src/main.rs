@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
     let Some(command) = &cli.command else {
         serve::refuse_second_daemon(&dir)?;
-        let node = serve::start_node(global, dir, tracker)?;
+        let node = serve::start_node(global, global.node_config(), dir, tracker)?;
         let address = serve::start_refresh(global, &node).await;
         return console::open(console::Launch {
             node,
@@ -102,12 +102,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
         Command::Get {
             names,
-            max_peers,
             give_up,
             stall_timeout,
         } => {
             let options = GetOptions {
-                max_peers: *max_peers,
                 give_up: *give_up,
                 stall_timeout: *stall_timeout,
             };

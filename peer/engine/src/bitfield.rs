@@ -104,6 +104,14 @@ impl Bitfield {
         self.bits.not_any()
     }
 
+    /// True when this field holds a chunk `other` does not (fields of the same length).
+    pub fn has_any_not_in(&self, other: &Bitfield) -> bool {
+        self.as_wire()
+            .iter()
+            .zip(other.as_wire())
+            .any(|(mine, theirs)| mine & !theirs != 0)
+    }
+
     /// Indices of the chunks held, in increasing order.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
         self.bits.iter_ones().map(|i| i as u32)
@@ -143,6 +151,10 @@ mod tests {
         ));
         f.clear(0);
         assert_eq!((f.count(), f.ones().collect::<Vec<_>>()), (1, vec![9]));
+        let mut other = Bitfield::empty(10);
+        assert!(f.has_any_not_in(&other) && !other.has_any_not_in(&f));
+        other.set(9);
+        assert!(!f.has_any_not_in(&other));
     }
 
     #[test]

@@ -4,15 +4,20 @@
 //! Reads go into one growing buffer and frames are cut out of it without copying chunk data;
 //! writes are encoded into an output buffer and sent with one syscall for many frames, because
 //! 2048-byte chunks sent one `write` each waste most of loopback's bandwidth.
+//!
+//! [`Connection`] reads and writes in turn (the handshake, a manifest fetch). A swarm connection
+//! does both at once: [`Connection::into_split`] gives a [`FrameReader`] and a [`FrameWriter`]
+//! whose `fill` and `write_some` are cancel-safe, so one task can wait on both in a `select!`.
 
 use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::wire::{Frame, WireError};
+use crate::wire::{ErrorCode, Frame, WireError};
 
 /// How many bytes to ask the kernel for per read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -31,44 +36,50 @@ pub enum ConnError {
     Closed,
     #[error("peer sent nothing for {0:?}")]
     Timeout(Duration),
+    #[error("peer took none of our bytes for {0:?}")]
+    WriteStalled(Duration),
 }
 
-/// One peer connection with its read and write buffers.
+/// One peer connection with its read and write buffers, used one direction at a time.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
+    reader: FrameReader,
+    writer: FrameWriter,
 }
 
 impl Connection {
     pub fn new(stream: TcpStream) -> Connection {
         let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
         Connection {
-            stream,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: BytesMut::with_capacity(FLUSH_THRESHOLD + 64 * 1024),
+            reader: FrameReader {
+                half: read,
+                buf: BytesMut::with_capacity(READ_CHUNK),
+            },
+            writer: FrameWriter {
+                half: write,
+                buf: BytesMut::with_capacity(FLUSH_THRESHOLD + 64 * 1024),
+            },
         }
+    }
+
+    /// The two halves, for a task that reads and writes at once.
+    pub fn into_split(self) -> (FrameReader, FrameWriter) {
+        (self.reader, self.writer)
     }
 
     /// A frame already in the read buffer, without touching the socket.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ConnError> {
-        match Frame::check(&self.rbuf)? {
-            Some(n) => Ok(Some(Frame::parse(self.rbuf.split_to(n).freeze())?)),
-            None => Ok(None),
-        }
+        self.reader.next_frame()
     }
 
     /// The next frame, reading from the socket as needed; `Closed` on end of stream.
     pub async fn read_frame(&mut self) -> Result<Frame, ConnError> {
         loop {
-            if let Some(f) = self.buffered_frame()? {
+            if let Some(f) = self.reader.next_frame()? {
                 return Ok(f);
             }
-            self.rbuf.reserve(READ_CHUNK);
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(ConnError::Closed);
-            }
+            self.reader.fill().await?;
         }
     }
 
@@ -79,32 +90,112 @@ impl Connection {
             .map_err(|_| ConnError::Timeout(limit))?
     }
 
+    /// The first frame of a connection, which must be a HANDSHAKE (or an ERROR), within
+    /// `limit`: nothing larger than a HANDSHAKE is buffered before it.
+    pub async fn read_opening_within(&mut self, limit: Duration) -> Result<Frame, ConnError> {
+        let opening = async {
+            loop {
+                if let Some(n) = Frame::check_opening(&self.reader.buf)? {
+                    return Ok(Frame::parse(self.reader.buf.split_to(n).freeze())?);
+                }
+                self.reader.fill().await?;
+            }
+        };
+        tokio::time::timeout(limit, opening)
+            .await
+            .map_err(|_| ConnError::Timeout(limit))?
+    }
+
     /// Encodes a frame into the output buffer; nothing is sent until [`Connection::flush`].
     pub fn queue(&mut self, frame: &Frame) {
-        frame.encode(&mut self.wbuf);
+        self.writer.queue(frame);
     }
 
     /// The output buffer, for encoders that write straight into it (chunks).
     pub fn out(&mut self) -> &mut BytesMut {
-        &mut self.wbuf
-    }
-
-    /// Bytes waiting in the output buffer.
-    pub fn pending_out(&self) -> usize {
-        self.wbuf.len()
+        self.writer.out()
     }
 
     /// Sends everything buffered.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+        self.writer.flush().await
+    }
+
+    /// Queues a fatal ERROR and sends it, ignoring failures: the connection is ending anyway.
+    pub async fn send_error(&mut self, code: ErrorCode, message: &str) {
+        self.writer.send_error(code, message).await;
+    }
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct FrameReader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// Reads whatever the socket has (at least one byte); `Closed` at end of stream. Cancel-safe:
+    /// bytes are only ever appended to the buffer by a completed read.
+    pub async fn fill(&mut self) -> Result<usize, ConnError> {
+        self.buf.reserve(READ_CHUNK);
+        match self.half.read_buf(&mut self.buf).await? {
+            0 => Err(ConnError::Closed),
+            n => Ok(n),
+        }
+    }
+
+    /// The next whole frame in the buffer, if there is one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
+        match Frame::check(&self.buf)? {
+            Some(n) => Ok(Some(Frame::parse(self.buf.split_to(n).freeze())?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The sending half of a connection.
+#[derive(Debug)]
+pub struct FrameWriter {
+    half: OwnedWriteHalf,
+    buf: BytesMut,
+}
+
+impl FrameWriter {
+    /// Encodes a frame into the output buffer.
+    pub fn queue(&mut self, frame: &Frame) {
+        frame.encode(&mut self.buf);
+    }
+
+    /// The output buffer, for encoders that write straight into it (chunks).
+    pub fn out(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sends some of the buffered bytes with one write. Cancel-safe: a write that does not
+    /// complete sends nothing, and what a completed one sent leaves the buffer.
+    pub async fn write_some(&mut self) -> Result<(), ConnError> {
+        self.half.write_buf(&mut self.buf).await?;
+        Ok(())
+    }
+
+    /// Sends everything buffered.
+    pub async fn flush(&mut self) -> Result<(), ConnError> {
+        if !self.buf.is_empty() {
+            self.half.write_all(&self.buf).await?;
+            self.buf.clear();
         }
         Ok(())
     }
 
-    /// Queues a fatal ERROR and sends it, ignoring failures: the connection is ending anyway.
-    pub async fn send_error(&mut self, code: crate::wire::ErrorCode, message: &str) {
+    /// Queues a fatal ERROR and sends it with what is buffered, ignoring failures and giving
+    /// up after 2 s: the connection is ending anyway.
+    pub async fn send_error(&mut self, code: ErrorCode, message: &str) {
         self.queue(&Frame::Error {
             code,
             message: message.to_owned(),

@@ -5,7 +5,9 @@
 //! - [`share`]: the share directory on disk (layout, manifests, resume records, staging);
 //!   [`manifest`], [`bitfield`] and [`name`] are the values it stores.
 //! - [`wire`] (the pure codec of protocol.txt §2) and [`connection`] (its buffered I/O).
-//! - [`serve`]: the TCP server; [`download`]: the multi-peer downloader; [`publish`]: flag 4.
+//! - [`swarm`]: one file's connections, carrying chunks both ways, its picker and choker;
+//!   [`serve`]: the TCP server that hands connections to swarms; [`download`]: joining a swarm
+//!   and driving it to a complete file; [`publish`]: flag 4.
 //! - [`reach`]: the announced address and NAT traversal; [`node`]: what a daemon runs.
 
 pub mod bitfield;
@@ -19,4 +21,5 @@ pub mod rate;
 pub mod reach;
 pub mod serve;
 pub mod share;
+pub mod swarm;
 pub mod wire;

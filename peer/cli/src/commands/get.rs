@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use peer_engine::download::{self, Context, DownloadConfig, Progress};
 use peer_engine::name::ShareName;
-use peer_engine::node::lock;
+use peer_engine::node::{lock, Node};
 use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
 use peer_engine::share::ShareDir;
-use peer_engine::wire::PeerId;
+use peer_engine::swarm::budget::ConnectionBudget;
+use peer_engine::swarm::LocalPeer;
 use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
@@ -21,7 +22,6 @@ use crate::signals::stop_signal;
 
 /// What the user asked of the downloader (`peer get` flags).
 pub struct GetOptions {
-    pub max_peers: usize,
     pub give_up: u64,
     pub stall_timeout: u64,
 }
@@ -34,47 +34,66 @@ pub async fn get(
     options: &GetOptions,
 ) -> anyhow::Result<()> {
     let config = DownloadConfig {
-        max_peers: options.max_peers.max(1),
         give_up_after: Duration::from_secs(options.give_up.max(1)),
-        stall_timeout: Duration::from_secs(options.stall_timeout.max(1)),
         ..DownloadConfig::default()
     };
-    let (node, announce) = match lock::running_daemon(&dir) {
-        Some(at) => (None, watch::channel(at).1),
+    let mut node_config = global.node_config();
+    node_config.swarm.stall_timeout = Duration::from_secs(options.stall_timeout.max(1));
+    let ctx = match lock::running_daemon(&dir) {
+        // The daemon serves what we record; we only fetch, from a peer of our own.
+        Some(at) => Context {
+            dir,
+            tracker,
+            local: Arc::new(LocalPeer::new(
+                watch::channel(at).1,
+                node_config.swarm,
+                node_config.upload_limit,
+                node_config.download_limit,
+            )),
+            swarms: None,
+            budget: ConnectionBudget::new(node_config.max_connections, node_config.max_per_ip),
+            config,
+            dialer: None,
+        },
         None => {
-            let node = start_node(global, dir.clone(), tracker.clone())?;
+            let node = start_node(global, node_config, dir.clone(), tracker.clone())?;
             let announce = start_refresh(global, &node).await;
-            (Some(node), announce)
+            node.follow(announce.clone());
+            // Hole punching starts from our own serving port, so it needs our own server.
+            let dialer = Dialer::new(
+                tracker.clone(),
+                node.listen,
+                announce,
+                OwnNat::Unknown,
+                PunchConfig::default(),
+            )
+            .with_rendezvous(node.rendezvous.clone())
+            .with_stun(global.stun_servers());
+            let ctx = Context {
+                dir,
+                tracker,
+                local: node.local.clone(),
+                swarms: Some(node.swarms.clone()),
+                budget: node.budget.clone(),
+                config,
+                dialer: Some(Arc::new(dialer)),
+            };
+            return run_until_signal(&ctx, names, Some(node)).await;
         }
     };
-    // Hole punching starts from our own serving port, so it needs our own server.
-    let dialer = node.as_ref().map(|n| {
-        let dialer = Dialer::new(
-            tracker.clone(),
-            n.listen,
-            announce.clone(),
-            OwnNat::Unknown,
-            PunchConfig::default(),
-        );
-        Arc::new(
-            dialer
-                .with_rendezvous(n.rendezvous.clone())
-                .with_stun(global.stun_servers()),
-        )
-    });
-    let ctx = Context {
-        dir,
-        tracker,
-        announce,
-        config,
-        peer_id: PeerId::random(),
-        dialer,
-    };
-    // SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and still leave the
-    // swarm below, instead of leaving rows behind until the tracker's TTL.
+    run_until_signal(&ctx, names, None).await
+}
+
+/// Downloads `names`; SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and
+/// still leave the swarm, instead of leaving rows behind until the tracker's TTL.
+async fn run_until_signal(
+    ctx: &Context,
+    names: &[String],
+    node: Option<Node>,
+) -> anyhow::Result<()> {
     let stop = stop_signal()?;
     let result = tokio::select! {
-        result = get_all(&ctx, names) => result,
+        result = get_all(ctx, names) => result,
         () = stop => Err(anyhow::anyhow!(
             "interrupted: verified chunks are kept; the same command resumes the download"
         )),

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use peer_engine::node::{daemon, lock, Node};
+use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
 use peer_engine::reach::address;
-use peer_engine::serve::ServerConfig;
 use peer_engine::share::ShareDir;
 use tokio::sync::watch;
 use tracker_proto::TrackerClient;
@@ -24,13 +23,10 @@ use crate::signals::stop_signal;
 /// Starts serving and prints the startup line tests and scripts wait for.
 pub fn start_node(
     global: &Global,
+    config: NodeConfig,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
 ) -> anyhow::Result<Node> {
-    let config = ServerConfig {
-        upload_rate: Some(global.upload_rate).filter(|r| *r > 0),
-        ..ServerConfig::default()
-    };
     let node = Node::start(dir, tracker, global.listen, global.announce, config)?;
     println!("peer listening on {}", node.listen);
     flush();
@@ -78,7 +74,7 @@ pub async fn share(
         );
         return Ok(());
     }
-    let node = start_node(global, dir.clone(), tracker.clone())?;
+    let node = start_node(global, global.node_config(), dir.clone(), tracker.clone())?;
     let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
         Ok(r) => r,
         Err(e) => {
@@ -100,7 +96,7 @@ pub async fn daemon(
     heartbeat: u64,
 ) -> anyhow::Result<()> {
     refuse_second_daemon(&dir)?;
-    let node = start_node(global, dir, tracker)?;
+    let node = start_node(global, global.node_config(), dir, tracker)?;
     let address = start_refresh(global, &node).await;
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
 }
@@ -134,7 +130,7 @@ async fn serve_until_signal(
     heartbeat: Duration,
     address: watch::Receiver<SocketAddr>,
 ) -> anyhow::Result<()> {
-    let uploads = node.stats.clone();
+    let uploads = node.uploads().clone();
     let started = Instant::now();
     daemon::run_until(node, heartbeat, address, stop_signal()?).await?;
     print(&format_session(&SessionStats {

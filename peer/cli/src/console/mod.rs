@@ -25,11 +25,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use peer_engine::download::DownloadConfig;
+use peer_engine::download::{Context, DownloadConfig};
 use peer_engine::name::ShareName;
 use peer_engine::node::{daemon, Node};
 use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
-use peer_engine::wire::PeerId;
 
 use crate::output::table::FileStats;
 use crate::signals::stop_signal;
@@ -272,15 +271,17 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         .with_stun(stun.clone()),
     );
     let parts = session::SessionParts {
-        dir: node.dir.clone(),
-        tracker: node.tracker.clone(),
         listen: node.listen,
-        announce: address.clone(),
-        uploads: node.stats.clone(),
         stun,
-        download,
-        peer_id: PeerId::random(),
-        dialer: Some(dialer),
+        downloads: Context {
+            dir: node.dir.clone(),
+            tracker: node.tracker.clone(),
+            local: node.local.clone(),
+            swarms: Some(node.swarms.clone()),
+            budget: node.budget.clone(),
+            config: download,
+            dialer: Some(dialer),
+        },
         stop: stop.clone(),
         daemon: tokio::spawn(daemon::run_until(
             node,

@@ -125,7 +125,10 @@ mod tests {
             uploaded: 0,
             down_rate: 4096.0,
             up_rate: 0.0,
-            peers: 2,
+            swarm: peer_engine::swarm::SwarmStats {
+                peers: 2,
+                ..Default::default()
+            },
             state,
         }]
     }

@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use peer_engine::download::{self, Context, DownloadConfig, Progress};
+use peer_engine::download::{self, Context, Progress};
 use peer_engine::name::ShareName;
 use peer_engine::publish;
 use peer_engine::rate::RateMeter;
-use peer_engine::reach::Dialer;
-use peer_engine::serve::UploadStats;
 use peer_engine::share::ShareDir;
-use peer_engine::wire::PeerId;
+use peer_engine::swarm::{SwarmStats, UploadStats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,15 +37,11 @@ struct Running {
 
 /// What the session is built from; the fields are those of the started daemon node.
 pub struct SessionParts {
-    pub dir: Arc<ShareDir>,
-    pub tracker: Arc<TrackerClient>,
     pub listen: SocketAddr,
-    pub announce: watch::Receiver<SocketAddr>,
-    pub uploads: Arc<UploadStats>,
     pub stun: Vec<String>,
-    pub download: DownloadConfig,
-    pub peer_id: PeerId,
-    pub dialer: Option<Arc<Dialer>>,
+    /// What every download of the console starts from: the node's directory, tracker,
+    /// swarms, connection slots and dialer.
+    pub downloads: Context,
     /// Cancelling it makes the daemon leave the swarm (flag 5) and stop serving.
     pub stop: CancellationToken,
     /// The daemon task; it ends after flag 5 was sent.
@@ -58,12 +52,8 @@ pub struct Session {
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     listen: SocketAddr,
-    announce: watch::Receiver<SocketAddr>,
-    uploads: Arc<UploadStats>,
     stun: Vec<String>,
-    download: DownloadConfig,
-    peer_id: PeerId,
-    dialer: Option<Arc<Dialer>>,
+    context: Context,
     stop: CancellationToken,
     daemon: tokio::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     started: Instant,
@@ -74,15 +64,11 @@ pub struct Session {
 impl Session {
     pub fn new(parts: SessionParts) -> Self {
         Self {
-            dir: parts.dir,
-            tracker: parts.tracker,
+            dir: parts.downloads.dir.clone(),
+            tracker: parts.downloads.tracker.clone(),
             listen: parts.listen,
-            announce: parts.announce,
-            uploads: parts.uploads,
             stun: parts.stun,
-            download: parts.download,
-            peer_id: parts.peer_id,
-            dialer: parts.dialer,
+            context: parts.downloads,
             stop: parts.stop,
             daemon: tokio::sync::Mutex::new(Some(parts.daemon)),
             started: Instant::now(),
@@ -92,7 +78,11 @@ impl Session {
     }
 
     fn announce(&self) -> SocketAddr {
-        *self.announce.borrow()
+        *self.context.local.announce.borrow()
+    }
+
+    fn uploads(&self) -> &UploadStats {
+        &self.context.local.uploads
     }
 
     /// Bytes downloaded by this session's downloads.
@@ -154,14 +144,7 @@ impl Actions for Session {
             ),
             Err(e) => return Err(e.into()),
         };
-        let ctx = Context {
-            dir: self.dir.clone(),
-            tracker: self.tracker.clone(),
-            announce: self.announce.clone(),
-            config: self.download.clone(),
-            peer_id: self.peer_id,
-            dialer: self.dialer.clone(),
-        };
+        let ctx = self.context.clone();
         let (tx, rx) = watch::channel(Progress::default());
         let outcome = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
@@ -263,7 +246,7 @@ impl Actions for Session {
             count(&FileState::Seeding),
             count(&FileState::Downloading),
             count(&FileState::Stopped),
-            self.uploads.connections(),
+            self.context.budget.in_use(),
             if self.stop.is_cancelled() {
                 "no (left with 5)"
             } else {
@@ -274,7 +257,7 @@ impl Actions for Session {
 
     async fn statistics(&self) -> anyhow::Result<String> {
         Ok(format_session(&SessionStats {
-            uploaded: self.uploads.bytes(),
+            uploaded: self.uploads().bytes(),
             downloaded: self.downloaded(),
             duration: self.started.elapsed(),
         })
@@ -305,7 +288,11 @@ impl Actions for Session {
                     }
                     f.downloaded = p.bytes;
                     f.down_rate = if running { p.rate } else { 0.0 };
-                    f.peers = if running { p.peers } else { 0 };
+                    f.swarm = if running {
+                        p.swarm
+                    } else {
+                        SwarmStats::default()
+                    };
                     f.state = state;
                 }
                 None => files.push(FileStats {
@@ -318,15 +305,25 @@ impl Actions for Session {
                     uploaded: 0,
                     down_rate: if running { p.rate } else { 0.0 },
                     up_rate: 0.0,
-                    peers: if running { p.peers } else { 0 },
+                    swarm: if running {
+                        p.swarm
+                    } else {
+                        SwarmStats::default()
+                    },
                     state,
                 }),
             }
         }
-        let sent = self.uploads.per_file();
+        let sent = self.uploads().per_file();
         let now = Instant::now();
         let mut meters = self.up_meters.lock();
         for f in &mut files {
+            // A file we seed has a swarm while peers are connected for it.
+            if f.state == FileState::Seeding {
+                if let Some(swarm) = self.context.swarms.as_ref().and_then(|s| s.get(&f.name)) {
+                    f.swarm = swarm.stats();
+                }
+            }
             f.uploaded = sent.get(&f.name).copied().unwrap_or(0);
             let meter = meters
                 .entry(f.name.clone())

@@ -139,7 +139,10 @@ pub fn local_json(files: &[FileStats]) -> Value {
                     "uploaded": f.uploaded,
                     "down_rate": f.down_rate,
                     "up_rate": f.up_rate,
-                    "peers": f.peers,
+                    "peers": f.swarm.peers,
+                    "downloading_from": f.swarm.downloading_from,
+                    "uploading_to": f.swarm.uploading_to,
+                    "sources": f.swarm.sources,
                     "state": f.state.label().to_ascii_lowercase(),
                     "error": match &f.state {
                         FileState::Failed(why) => Some(why.as_str()),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use peer_engine::name::ShareName;
 use peer_engine::share::LocalFile;
+use peer_engine::swarm::SwarmStats;
 
 use super::units::{format_bytes, format_duration, format_rate};
 
@@ -59,8 +60,9 @@ pub struct FileStats {
     /// Bytes per second over the recent window.
     pub down_rate: f64,
     pub up_rate: f64,
-    /// Peers currently connected for this file.
-    pub peers: usize,
+    /// Who we exchange chunks with for this file right now (connections, downloading from,
+    /// uploading to, peers that delivered chunks).
+    pub swarm: SwarmStats,
     pub state: FileState,
 }
 
@@ -79,7 +81,7 @@ impl FileStats {
             uploaded: 0,
             down_rate: 0.0,
             up_rate: 0.0,
-            peers: 0,
+            swarm: SwarmStats::default(),
             state: if file.complete {
                 complete_state.clone()
             } else {
@@ -164,8 +166,8 @@ pub fn format_file_table(files: &[FileStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<name_width$}  {:>6}  {:>10}  {:>13}  {:>8}  {:>12}  {:>12}  {:>5}  {:>5}  Status",
-        "Name", "Done", "Have", "Chunks", "ETA", "Up", "Down", "Ratio", "Peers"
+        "{:<name_width$}  {:>6}  {:>10}  {:>13}  {:>8}  {:>12}  {:>12}  {:>5}  {:>5}  {:>4}  {:>4}  Status",
+        "Name", "Done", "Have", "Chunks", "ETA", "Up", "Down", "Ratio", "Peers", "From", "To"
     );
     let (mut have, mut up, mut down) = (0u64, 0f64, 0f64);
     for f in files {
@@ -178,7 +180,7 @@ pub fn format_file_table(files: &[FileStats]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<name_width$}  {:>5.1}%  {:>10}  {:>13}  {:>8}  {:>12}  {:>12}  {:>5}  {:>5}  {status}",
+            "{:<name_width$}  {:>5.1}%  {:>10}  {:>13}  {:>8}  {:>12}  {:>12}  {:>5}  {:>5}  {:>4}  {:>4}  {status}",
             f.name.as_str(),
             // Floor, so a file one chunk short never shows 100.0%.
             (f.percent_done() * 10.0).floor() / 10.0,
@@ -188,7 +190,9 @@ pub fn format_file_table(files: &[FileStats]) -> String {
             format_rate(f.up_rate),
             format_rate(f.down_rate),
             format_ratio(ratio(f.uploaded, f.downloaded)),
-            f.peers,
+            f.swarm.peers,
+            f.swarm.downloading_from,
+            f.swarm.uploading_to,
         );
     }
     let _ = writeln!(
@@ -205,10 +209,11 @@ pub fn format_file_table(files: &[FileStats]) -> String {
     out
 }
 
-/// One line per file for live progress: `name  42.0%  84/200 chunks  ↓ 1.2 MiB/s  ↑ 0 B/s  ETA 3s  3 peers`.
+/// One line per file for live progress:
+/// `name  42.0%  84/200 chunks  down 1.2 MiB/s  up 0 B/s  ETA 3s  3 peers (from 2, to 1)`.
 pub fn format_progress_line(f: &FileStats) -> String {
     format!(
-        "{}  {:.1}%  {}/{} chunks  down {}  up {}  ETA {}  {} peer{}",
+        "{}  {:.1}%  {}/{} chunks  down {}  up {}  ETA {}  {} peer{} (from {}, to {})",
         f.name,
         (f.percent_done() * 10.0).floor() / 10.0,
         f.chunks_have,
@@ -216,8 +221,10 @@ pub fn format_progress_line(f: &FileStats) -> String {
         format_rate(f.down_rate),
         format_rate(f.up_rate),
         format_eta(f),
-        f.peers,
-        if f.peers == 1 { "" } else { "s" }
+        f.swarm.peers,
+        if f.swarm.peers == 1 { "" } else { "s" },
+        f.swarm.downloading_from,
+        f.swarm.uploading_to,
     )
 }
 
@@ -248,7 +255,10 @@ mod tests {
             uploaded: 1024,
             down_rate,
             up_rate: 0.0,
-            peers: 3,
+            swarm: SwarmStats {
+                peers: 3,
+                ..SwarmStats::default()
+            },
             state: if have == total {
                 FileState::Seeding
             } else {

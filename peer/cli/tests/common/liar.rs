@@ -91,12 +91,15 @@ async fn lie_to(
     counter.fetch_add(1, Ordering::Relaxed);
     conn.queue(&Frame::Handshake {
         version: VERSION,
-        peer_id: PeerId([7; 16]),
+        peer_id: PeerId::random(),
         file_id,
         name,
+        listen: None,
     });
     let field = Bitfield::full(manifest.chunk_count());
     conn.queue(&Frame::Bitfield(Bytes::copy_from_slice(field.as_wire())));
+    // Serves whoever asks, as an honest seeder with a free upload slot would.
+    conn.queue(&Frame::Unchoke);
     conn.flush().await?;
     loop {
         match conn.read_frame().await? {

@@ -194,7 +194,11 @@ pub fn peer_cmd(tracker: SocketAddr, dir: &Path) -> Command {
         .arg("127.0.0.1:0")
         // Loopback needs no STUN; keeps the tests independent of any STUN server on the machine.
         .args(["--stun", "none"])
-        .env("RUST_LOG", "info");
+        // RUST_LOG of the test run reaches the peers (debugging a failure); info otherwise.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("info".into()),
+        );
     c
 }
 

@@ -1,23 +1,31 @@
 //! Getting a download's manifest: from the first peer whose copy matches the file id the
 //! tracker published, page by page straight to disk, so a liar costs one connection and a huge
-//! manifest never sits in memory.
+//! manifest never sits in memory. The connection serves only that and closes; chunks come over
+//! the swarm's connections once the manifest is known.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::bitfield::Bitfield;
+use crate::connection::Connection;
 use crate::manifest::{chunk_count, FileId, Manifest};
 use crate::name::ShareName;
 use crate::share::StoreError;
+use crate::swarm::{initiate, PeerError};
 use crate::wire::{Frame, MAX_MANIFEST_HASHES};
 
-use super::fetch::{open, PeerError};
 use super::peer_set::PeerSet;
-use super::{Context, DownloadError};
+use super::{dial, Context, DownloadError};
 
 /// Manifest pages requested ahead of the one being read: a long manifest costs a few round
 /// trips, not one per page.
 const PAGES_AHEAD: u32 = 8;
+
+/// Rounds of asking every listed peer before giving up, a tracker refresh between two.
+const ROUNDS: u32 = 3;
 
 /// The file as the tracker describes it: what the manifest must match.
 pub(super) struct Expected {
@@ -35,14 +43,15 @@ pub(super) async fn fetch_manifest(
 ) -> Result<Manifest, DownloadError> {
     let mut tried = 0;
     let mut last = String::from("no peer listed");
-    for round in 0..3 {
+    for round in 0..ROUNDS {
         if round > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Ok(s) = ctx.tracker.refresh(name.file_name()).await {
                 peers.learn(&s.peers);
             }
         }
-        for addr in peers.candidates(usize::MAX) {
+        let none = Default::default();
+        for addr in peers.candidates(usize::MAX, &none, |a| ctx.local.is_own(a)) {
             tried += 1;
             match manifest_from(ctx, addr, name, want).await {
                 Ok(m) => return Ok(m),
@@ -73,18 +82,23 @@ async fn manifest_from(
     name: &ShareName,
     want: &Expected,
 ) -> Result<Manifest, PeerError> {
-    let (mut conn, _) = open(
-        ctx.dialer.as_deref(),
-        addr,
-        name,
-        want.id,
-        ctx.peer_id,
-        ctx.config.connect_timeout,
-    )
-    .await?;
     let count = u32::try_from(chunk_count(want.size, want.chunk_size))
         .map_err(|_| PeerError::Hostile("file too large".into()))?;
-    let local = |e: StoreError| PeerError::Write(io::Error::other(e));
+    let limit = ctx.config.connect_timeout;
+    let stream = match ctx.dialer.as_deref() {
+        Some(d) => d
+            .connect(name.file_name(), addr)
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?,
+        None => dial(addr, limit).await?,
+    };
+    let hello = ctx.local.hello(name, want.id);
+    let (mut conn, _) = initiate(Connection::new(stream), &hello, limit).await?;
+    // We hold nothing yet; the BITFIELD says so, and the other side then serves the manifest.
+    conn.queue(&Frame::Bitfield(Bytes::copy_from_slice(
+        Bitfield::empty(count).as_wire(),
+    )));
+    let local = |e: StoreError| PeerError::Write(e.to_string());
     let mut sink = ctx
         .dir
         .manifest_sink(name, want.size, want.chunk_size)
@@ -104,23 +118,35 @@ async fn manifest_from(
         conn.flush().await?;
         let n = (count - start).min(MAX_MANIFEST_HASHES);
         loop {
-            match conn.read_frame_within(ctx.config.stall_timeout).await? {
+            match conn
+                .read_frame_within(ctx.local.config.stall_timeout)
+                .await
+                .map_err(PeerError::hostile_if_garbage)?
+            {
                 Frame::Manifest {
                     start: s,
                     hashes: h,
                 } if s == start && h.len() == n as usize => {
-                    sink.push(&h).map_err(PeerError::Write)?;
+                    sink.push(&h)
+                        .map_err(|e: io::Error| PeerError::Write(e.to_string()))?;
                     break;
                 }
                 Frame::Manifest { .. } => {
                     return Err(PeerError::Hostile("MANIFEST for another range".into()))
                 }
-                Frame::Have(_) => {}
+                // What a swarm connection says besides: harmless here.
+                Frame::Have(_)
+                | Frame::Choke
+                | Frame::Unchoke
+                | Frame::Interested
+                | Frame::NotInterested
+                | Frame::KeepAlive => {}
                 Frame::Error { code, message } => return Err(PeerError::Remote(code, message)),
-                _ => {
-                    return Err(PeerError::Hostile(
-                        "unexpected frame while fetching the manifest".into(),
-                    ))
+                other => {
+                    return Err(PeerError::Hostile(format!(
+                        "unexpected {} while fetching the manifest",
+                        other.name()
+                    )))
                 }
             }
         }

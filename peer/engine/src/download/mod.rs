@@ -1,23 +1,19 @@
-//! Downloading one file from every peer that has it, verifying each chunk before it is written.
-//!
-//! Shaped like rqbit's engine: one task per peer connection ([`fetch`]), each keeping a window
-//! of requests in flight and asking a shared [`picker`] what to fetch next; the download's loop
-//! ([`run`]) keeps the connections going, using [`peer_set`] to choose whom to connect to. A peer
-//! that fails or stalls gives its chunks back and the tracker is asked again (flag 2); a peer
-//! that sends a chunk or manifest that does not verify, or garbage, is dropped for this file for
-//! good. Verified chunks are made durable and reported to the tracker in batches (flag 3 range
-//! lists), so the downloader becomes a source while it runs.
+//! Downloading one file: join its swarm at the tracker, get the manifest from a peer and check it
+//! against the file id, then let the file's [`Swarm`] fetch, verify and write every chunk while
+//! this module's loop ([`run`]) keeps connections going: it dials peers the tracker lists
+//! ([`peer_set`]), asks the tracker again on its interval (sooner while starved), makes verified
+//! chunks durable and reports them (flag 3) about once a second, publishes progress, and gives
+//! up when nothing arrives for too long. Peers that connect to us for the file are sources too:
+//! the swarm does not care who opened a connection.
 
-mod fetch;
 mod manifest_fetch;
 mod peer_set;
-mod picker;
+mod report;
 mod run;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,40 +27,29 @@ use crate::manifest::{FileId, MAX_CHUNK_SIZE};
 use crate::name::ShareName;
 use crate::reach::Dialer;
 use crate::share::{ShareDir, StoreError};
-use crate::wire::PeerId;
+use crate::swarm::budget::ConnectionBudget;
+use crate::swarm::registry::Swarms;
+use crate::swarm::{LocalPeer, Swarm, SwarmStats};
 use manifest_fetch::{fetch_manifest, Expected};
 use peer_set::PeerSet;
-use run::{Run, Shared};
 
 /// Knobs of the downloader; the defaults suit both loopback and the Internet.
 #[derive(Debug, Clone)]
 pub struct DownloadConfig {
-    /// Peers fetched from at once, per file.
-    pub max_peers: usize,
-    /// Chunks in flight per peer connection.
-    pub window: u32,
-    /// Chunks per REQUEST (consecutive run).
-    pub run_len: u32,
     /// Time to establish a TCP connection and get the peer's HANDSHAKE.
     pub connect_timeout: Duration,
-    /// A peer with requests outstanding that sends nothing for this long is dropped.
-    pub stall_timeout: Duration,
     /// How often verified chunks are made durable and reported to the tracker.
     pub report_interval: Duration,
     /// Give up when no peer delivered anything for this long (resume state is kept).
     pub give_up_after: Duration,
-    /// Attempts per peer address before it is left alone for this download.
+    /// Failed connection attempts per peer address before it is left alone for a while.
     pub attempts_per_peer: u32,
 }
 
 impl Default for DownloadConfig {
     fn default() -> Self {
         DownloadConfig {
-            max_peers: 8,
-            window: 512,
-            run_len: 32,
             connect_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(15),
             report_interval: Duration::from_secs(1),
             give_up_after: Duration::from_secs(60),
             attempts_per_peer: 3,
@@ -83,8 +68,8 @@ pub struct Progress {
     pub bytes: u64,
     /// Bytes per second over the last few seconds.
     pub rate: f64,
-    /// Peers currently connected for this file.
-    pub peers: usize,
+    /// Who we exchange chunks with.
+    pub swarm: SwarmStats,
     pub done: bool,
 }
 
@@ -96,10 +81,14 @@ pub struct Outcome {
     pub size: u64,
     /// Chunks that were already verified on disk from an earlier run.
     pub resumed: u32,
-    /// Chunks received and verified in this run (an endgame duplicate counts twice).
+    /// Chunks received and verified in this run, each counted once.
     pub fetched: u32,
-    /// Chunk bytes fetched per peer.
+    /// Chunks received again after another peer had delivered them (endgame duplicates).
+    pub duplicates: u32,
+    /// Verified chunk bytes per peer (by the address it serves on).
     pub per_peer: HashMap<SocketAddr, u64>,
+    /// Chunk bytes we uploaded to the swarm while downloading.
+    pub uploaded: u64,
     pub elapsed: Duration,
 }
 
@@ -132,7 +121,7 @@ pub enum DownloadError {
     Write {
         name: ShareName,
         path: String,
-        error: io::Error,
+        error: String,
     },
 }
 
@@ -141,12 +130,17 @@ pub enum DownloadError {
 pub struct Context {
     pub dir: Arc<ShareDir>,
     pub tracker: Arc<TrackerClient>,
-    /// Address reported to the tracker with flag 3 (where our server serves this directory).
-    /// A watch, because STUN refresh may move it mid-download: a report under the old address
-    /// would move this peer's rows back there (the tracker's key rule).
-    pub announce: watch::Receiver<SocketAddr>,
+    /// Who we are on the wire and the process-wide limits; its announce address is what flag 3
+    /// reports name (a watch, because STUN refresh may move it mid-download: a report under the
+    /// old address would move this peer's rows back there).
+    pub local: Arc<LocalPeer>,
+    /// The swarms of our server, if this process serves: the download's swarm goes there so
+    /// peers that connect to us for the file become sources. `None` beside a daemon, which
+    /// serves what we record.
+    pub swarms: Option<Arc<Swarms>>,
+    /// Connection slots, shared with our server when there is one.
+    pub budget: Arc<ConnectionBudget>,
     pub config: DownloadConfig,
-    pub peer_id: PeerId,
     /// Reaches peers behind NATs (direct connect, then hole punching); without it peers are
     /// only connected to directly.
     pub dialer: Option<Arc<Dialer>>,
@@ -183,14 +177,14 @@ pub async fn download(
     progress: &watch::Sender<Progress>,
 ) -> Result<Outcome, DownloadError> {
     let started = Instant::now();
-    let swarm = match ctx.tracker.peers(name.file_name()).await {
+    let swarm_list = match ctx.tracker.peers(name.file_name()).await {
         Ok(s) => s,
         Err(e) if e.code() == Some(TrackerCode::FileNotFound) => {
             return Err(DownloadError::NotOnTracker(name.clone()))
         }
         Err(e) => return Err(e.into()),
     };
-    let info = &swarm.file.info;
+    let info = &swarm_list.file.info;
     let want = Expected {
         size: info.size(),
         chunk_size: info.chunk_size(),
@@ -227,13 +221,15 @@ pub async fn download(
             size: want.size,
             resumed: info.chunks(),
             fetched: 0,
+            duplicates: 0,
             per_peer: HashMap::new(),
+            uploaded: 0,
             elapsed: started.elapsed(),
         });
     }
 
-    let mut peers = PeerSet::new(*ctx.announce.borrow(), ctx.config.attempts_per_peer);
-    peers.learn(&swarm.peers);
+    let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
+    peers.learn(&swarm_list.peers);
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == want.id) {
         Some(m) => Arc::new(m),
         None => Arc::new(fetch_manifest(ctx, name, &want, &mut peers).await?),
@@ -247,28 +243,47 @@ pub async fn download(
             manifest.chunk_count()
         );
     }
-    let shared = Arc::new(Shared::new(ctx, name.clone(), want.id, partial.clone()));
-    let run = Run {
+    let part_path = ctx.dir.part_path(name);
+    let file = std::fs::File::open(&part_path).map_err(|error| StoreError::Io {
+        path: part_path,
+        error,
+    })?;
+    let swarm = Swarm::downloading(name.clone(), partial.clone(), file, ctx.local.clone());
+    if let Some(swarms) = &ctx.swarms {
+        swarms.insert_download(swarm.clone());
+    }
+    let result = run::Run {
         ctx,
-        shared: &shared,
+        swarm: &swarm,
+        partial: &partial,
         progress,
-    };
-    let result = run.drive(&mut peers).await;
-    // Whatever happened, what was verified is made durable and reported.
-    run.persist_and_report().await;
+        peers: &mut peers,
+    }
+    .drive()
+    .await;
+    if result.is_err() {
+        swarm.close();
+        if let Some(swarms) = &ctx.swarms {
+            swarms.release(&swarm);
+        }
+    }
     result?;
 
-    let fetched = shared.fetched_chunks.load(Ordering::Relaxed);
     let dir = ctx.dir.clone();
-    blocking(name, move || dir.finish(&partial)).await?;
+    let p = partial.clone();
+    blocking(name, move || dir.finish(&p)).await?;
+    swarm.finish_download();
     progress.send_modify(|p| p.done = true);
+    let stats = swarm.stats();
     Ok(Outcome {
         name: name.clone(),
         id: want.id,
         size: want.size,
         resumed,
-        fetched,
-        per_peer: peers.delivered,
+        fetched: stats.chunks_new,
+        duplicates: stats.chunks_again,
+        per_peer: swarm.delivered(),
+        uploaded: stats.uploaded,
         elapsed: started.elapsed(),
     })
 }

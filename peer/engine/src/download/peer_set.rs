@@ -1,5 +1,6 @@
-//! The peers of one download and what we know about each: who to connect to next, who failed,
-//! who lied, and how much each delivered.
+//! The peers of one download as the tracker lists them, and what became of our attempts to
+//! connect to each: who to dial next, who failed, who lied. Peers that connected to us are the
+//! swarm's business; the downloader only avoids dialling them a second time.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -8,39 +9,40 @@ use rand::seq::SliceRandom;
 use tracker_proto::PeerEntry;
 
 pub(super) struct PeerSet {
-    /// Our own announced address: never a peer of ours.
-    me: SocketAddr,
     /// Failed attempts after which a peer address is left alone (until the tracker lists it
     /// again and nobody else is left).
     max_failures: u32,
     known: Vec<SocketAddr>,
-    pub active: HashSet<SocketAddr>,
+    /// Addresses we are dialling or connected to through a dial of ours.
+    pub dialing: HashSet<SocketAddr>,
+    /// Dropped for lying or bad data: never dialled again in this download.
     pub hostile: HashSet<SocketAddr>,
     failures: HashMap<SocketAddr, u32>,
-    /// Verified chunk bytes each peer delivered in this run.
-    pub delivered: HashMap<SocketAddr, u64>,
 }
 
 impl PeerSet {
-    pub fn new(me: SocketAddr, max_failures: u32) -> Self {
+    pub fn new(max_failures: u32) -> Self {
         PeerSet {
-            me,
             max_failures,
             known: Vec::new(),
-            active: HashSet::new(),
+            dialing: HashSet::new(),
             hostile: HashSet::new(),
             failures: HashMap::new(),
-            delivered: HashMap::new(),
         }
     }
 
     /// Takes in the peers of a tracker answer.
     pub fn learn(&mut self, entries: &[PeerEntry]) {
         for e in entries {
-            if e.addr != self.me && !self.known.contains(&e.addr) {
+            if !self.known.contains(&e.addr) {
                 self.known.push(e.addr);
             }
         }
+    }
+
+    /// Forgets an address for good (it turned out to be our own).
+    pub fn forget(&mut self, addr: SocketAddr) {
+        self.known.retain(|a| *a != addr);
     }
 
     pub fn failed(&mut self, addr: SocketAddr) {
@@ -53,17 +55,34 @@ impl PeerSet {
         self.failures.clear();
     }
 
-    /// Up to `n` peers worth connecting to now, in random order.
-    pub fn candidates(&self, n: usize) -> Vec<SocketAddr> {
+    /// Up to `n` peers worth dialling now, in random order: not ours, not already connected
+    /// (`connected`: the serving addresses of the swarm's connections), not dialled, not
+    /// hostile, not failed too often.
+    pub fn candidates(
+        &self,
+        n: usize,
+        connected: &HashSet<SocketAddr>,
+        is_own: impl Fn(SocketAddr) -> bool,
+    ) -> Vec<SocketAddr> {
         let mut c: Vec<SocketAddr> = self
             .known
             .iter()
             .copied()
-            .filter(|a| !self.active.contains(a) && !self.hostile.contains(a))
+            .filter(|a| !self.dialing.contains(a) && !self.hostile.contains(a))
+            .filter(|a| !connected.contains(a) && !is_own(*a))
             .filter(|a| self.failures.get(a).copied().unwrap_or(0) < self.max_failures)
             .collect();
         c.shuffle(&mut rand::rng());
         c.truncate(n);
         c
+    }
+
+    /// Known peers that are neither hostile nor failed too often (dialled or not).
+    pub fn usable(&self) -> usize {
+        self.known
+            .iter()
+            .filter(|a| !self.hostile.contains(a))
+            .filter(|a| self.failures.get(a).copied().unwrap_or(0) < self.max_failures)
+            .count()
     }
 }

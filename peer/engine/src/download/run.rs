@@ -1,217 +1,227 @@
-//! One download's main loop: keeps up to `max_peers` peer connections running, replaces the
-//! ones that end (asking the tracker again, flag 2), makes verified chunks durable and reports
-//! them (flag 3) about once a second, publishes progress, and gives up when nothing arrives
-//! for too long.
+//! One download's main loop around its swarm: keeps up to `max_peers` connections (ours and
+//! theirs together), replaces the ones that end, asks the tracker for peers on its interval and
+//! sooner while starved, makes verified chunks durable and has them reported about once a
+//! second, publishes progress, and gives up when nothing arrives for too long.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracker_proto::ChunkRanges;
+use tracker_proto::client::{ClientError, Swarm as TrackerSwarm};
 
-use crate::manifest::FileId;
+use crate::connection::Connection;
 use crate::name::ShareName;
 use crate::rate::RateMeter;
-use crate::reach::Dialer;
-use crate::share::PartialFile;
-use crate::wire::PeerId;
+use crate::share::{PartialFile, StoreError};
+use crate::swarm::{initiate, LinkOutcome, PeerError, Refusal, Swarm};
 
-use super::fetch::{fetch_from, PeerError};
 use super::peer_set::PeerSet;
-use super::picker::Picker;
-use super::{Context, DownloadConfig, DownloadError, Progress};
+use super::report::Reporter;
+use super::{blocking, dial, Context, DownloadError, Progress};
 
 /// Window of the download rate shown as progress.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
-/// How often the loop publishes progress and checks for a stall.
+/// How often the loop publishes progress, dials, and checks for a stall.
 const TICK: Duration = Duration::from_millis(250);
 
-/// State shared by every connection of one download.
-pub(super) struct Shared {
-    pub name: ShareName,
-    pub id: FileId,
-    pub partial: Arc<PartialFile>,
-    pub picker: Mutex<Picker>,
-    pub config: DownloadConfig,
-    pub peer_id: PeerId,
-    pub dialer: Option<Arc<Dialer>>,
-    /// Verified chunk bytes received in this run, all peers together.
-    pub fetched: AtomicU64,
-    /// Verified chunks received in this run (an endgame duplicate counts twice).
-    pub fetched_chunks: AtomicU32,
-}
+/// How often the tracker is asked for peers while things go well, and at most how often while
+/// starved (no connected peer has what we need), when the tracker does not say.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
-impl Shared {
-    pub fn new(ctx: &Context, name: ShareName, id: FileId, partial: Arc<PartialFile>) -> Self {
-        Shared {
-            name,
-            id,
-            picker: Mutex::new(Picker::new(&partial.have_bits())),
-            partial,
-            config: ctx.config.clone(),
-            peer_id: ctx.peer_id,
-            dialer: ctx.dialer.clone(),
-            fetched: AtomicU64::new(0),
-            fetched_chunks: AtomicU32::new(0),
-        }
-    }
-}
+/// How long the end of a download waits for its last report to reach the tracker.
+const FINAL_REPORT: Duration = Duration::from_secs(10);
 
-/// One download's main loop and its bookkeeping.
+type Dialled = (SocketAddr, Result<LinkOutcome, PeerError>);
+type Refreshed = Result<TrackerSwarm, ClientError>;
+
 pub(super) struct Run<'a> {
     pub ctx: &'a Context,
-    pub shared: &'a Arc<Shared>,
+    pub swarm: &'a Arc<Swarm>,
+    pub partial: &'a Arc<PartialFile>,
     pub progress: &'a watch::Sender<Progress>,
+    pub peers: &'a mut PeerSet,
 }
 
 impl Run<'_> {
-    pub async fn drive(&self, peers: &mut PeerSet) -> Result<(), DownloadError> {
-        let cfg = &self.ctx.config;
-        let name = &self.shared.name;
-        let mut tasks: JoinSet<(SocketAddr, Result<(), PeerError>, u64)> = JoinSet::new();
-        let mut report = tokio::time::interval(cfg.report_interval);
-        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pub async fn drive(self) -> Result<(), DownloadError> {
+        let Run {
+            ctx,
+            swarm,
+            partial,
+            progress,
+            peers,
+        } = self;
+        let name = swarm.name().clone();
+        let reporter = Reporter::spawn(
+            ctx.tracker.clone(),
+            name.clone(),
+            ctx.local.announce.clone(),
+        );
+        let mut dials: JoinSet<Dialled> = JoinSet::new();
+        let mut refresh: JoinSet<Refreshed> = JoinSet::new();
+        let mut persist = tokio::time::interval(ctx.config.report_interval);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(TICK);
         let mut rate = RateMeter::new(RATE_WINDOW);
         let mut last_progress = Instant::now();
         let mut last_refresh = Instant::now();
-        let mut need_refresh = false;
-        loop {
-            if self.shared.partial.is_complete() {
-                // Connections notice completion within their idle poll; collect what each delivered.
-                let drain = async {
-                    while let Some(joined) = tasks.join_next().await {
-                        if let Ok((addr, _, got)) = joined {
-                            *peers.delivered.entry(addr).or_default() += got;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-                tasks.shutdown().await;
-                self.publish(&mut rate, 0);
-                return Ok(());
-            }
-            for addr in peers.candidates(cfg.max_peers.saturating_sub(peers.active.len())) {
-                peers.active.insert(addr);
-                let shared = self.shared.clone();
-                tasks.spawn(async move {
-                    let mut got = 0u64;
-                    let r = fetch_from(&shared, addr, &mut got).await;
-                    (addr, r, got)
+        let outcome = loop {
+            if let Some(error) = swarm.write_error() {
+                break Err(DownloadError::Write {
+                    path: ctx.dir.part_path(&name).display().to_string(),
+                    name: name.clone(),
+                    error,
                 });
             }
-            if (need_refresh || peers.active.is_empty())
-                && last_refresh.elapsed() >= Duration::from_secs(1)
-            {
+            if swarm.is_complete() {
+                break Ok(());
+            }
+            let room = ctx
+                .local
+                .config
+                .max_peers
+                .saturating_sub(swarm.link_count() + dials.len());
+            for addr in peers.candidates(room, &swarm.connected_addrs(), |a| ctx.local.is_own(a)) {
+                peers.dialing.insert(addr);
+                dials.spawn(connect_and_run(ctx.clone(), swarm.clone(), addr));
+            }
+            let starved = !swarm.has_useful_peer() && dials.is_empty();
+            let due = if starved {
+                MIN_REFRESH_INTERVAL
+            } else {
+                REFRESH_INTERVAL
+            };
+            if refresh.is_empty() && last_refresh.elapsed() >= due {
                 last_refresh = Instant::now();
-                need_refresh = false;
-                match self.ctx.tracker.refresh(name.file_name()).await {
-                    Ok(s) => {
-                        peers.learn(&s.peers);
-                        // Peers that failed before get another chance once the tracker lists them again.
-                        if peers.candidates(1).is_empty() && peers.active.is_empty() {
-                            peers.forgive();
-                        }
-                    }
-                    Err(e) => log::warn!("{name}: refreshing the peer list: {e}"),
-                }
-                continue;
+                let (tracker, file) = (ctx.tracker.clone(), name.file_name().clone());
+                refresh.spawn(async move { tracker.refresh(&file).await });
             }
             tokio::select! {
-                Some(joined) = tasks.join_next() => {
-                    let Ok((addr, result, got)) = joined else { continue };
-                    peers.active.remove(&addr);
-                    *peers.delivered.entry(addr).or_default() += got;
-                    if got > 0 {
-                        last_progress = Instant::now();
-                    }
+                Some(joined) = dials.join_next() => {
+                    let Ok((addr, result)) = joined else { continue };
+                    peers.dialing.remove(&addr);
                     match result {
-                        Ok(()) => {}
-                        Err(PeerError::Hostile(why)) => {
-                            log::warn!("{addr}: dropped for {name}: {why}");
+                        Ok(outcome) => {
+                            if outcome.delivered > 0 {
+                                last_progress = Instant::now();
+                            }
+                        }
+                        Err(PeerError::Hostile(_)) => {
                             peers.hostile.insert(addr);
                         }
-                        Err(PeerError::Write(e)) => {
-                            return Err(DownloadError::Write {
-                                name: name.clone(),
-                                path: self.ctx.dir.part_path(name).display().to_string(),
-                                error: e,
-                            });
+                        Err(PeerError::Refused(Refusal::Ourselves)) => peers.forget(addr),
+                        Err(e @ (PeerError::Refused(_) | PeerError::NoSlot(_))) => {
+                            log::debug!("{addr}: {name}: {e}");
                         }
                         Err(e) => {
                             log::info!("{addr}: {name}: {e}");
-                            if got == 0 {
-                                peers.failed(addr);
-                            }
-                            need_refresh = true;
+                            peers.failed(addr);
                         }
                     }
                 }
-                _ = report.tick() => self.persist_and_report().await,
+                Some(joined) = refresh.join_next() => {
+                    match joined {
+                        Ok(Ok(list)) => {
+                            peers.learn(&list.peers);
+                            // Peers that failed before get another chance once the tracker
+                            // lists them again and nobody else is left.
+                            if peers.usable() == 0 && swarm.link_count() == 0 {
+                                peers.forgive();
+                            }
+                        }
+                        Ok(Err(e)) => log::warn!("{name}: refreshing the peer list: {e}"),
+                        Err(_) => {}
+                    }
+                }
+                _ = persist.tick() => {
+                    match persist_now(ctx, partial, &name).await {
+                        Ok(recorded) => reporter.send(recorded),
+                        Err(e) => break Err(e),
+                    }
+                }
                 _ = tick.tick() => {
-                    if self.publish(&mut rate, peers.active.len()) {
+                    if publish(swarm, partial, progress, &mut rate) {
                         last_progress = Instant::now();
                     }
-                    if last_progress.elapsed() > cfg.give_up_after {
-                        tasks.shutdown().await;
-                        let p = &self.shared.partial;
-                        return Err(DownloadError::Stalled {
+                    if last_progress.elapsed() > ctx.config.give_up_after {
+                        break Err(DownloadError::Stalled {
                             name: name.clone(),
-                            have: p.have_count(),
-                            total: p.manifest().chunk_count(),
-                            secs: cfg.give_up_after.as_secs(),
+                            have: partial.have_count(),
+                            total: partial.manifest().chunk_count(),
+                            secs: ctx.config.give_up_after.as_secs(),
                         });
-                    }
-                    if peers.active.is_empty() {
-                        need_refresh = true;
                     }
                 }
             }
-        }
-    }
-
-    /// Publishes progress; true when bytes arrived since the last call.
-    fn publish(&self, rate: &mut RateMeter, peers: usize) -> bool {
-        let bytes = self.shared.fetched.load(Ordering::Relaxed);
-        let moved = rate.record(Instant::now(), bytes);
-        let have = self.shared.partial.have_count();
-        self.progress.send_modify(|p| {
-            p.have = have;
-            p.bytes = bytes;
-            p.rate = rate.rate();
-            p.peers = peers;
-        });
-        moved
-    }
-
-    /// Makes verified chunks durable, then tells the tracker about them (never the other way
-    /// round, so the tracker never lists a chunk we could lose).
-    pub async fn persist_and_report(&self) {
-        let partial = self.shared.partial.clone();
-        let newly = match tokio::task::spawn_blocking(move || partial.persist()).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                log::warn!("{}: saving the resume record: {e}", self.shared.name);
-                return;
-            }
-            Err(_) => return,
         };
-        let Some(ranges) = ChunkRanges::from_indices(newly) else {
-            return;
-        };
-        let announce = *self.ctx.announce.borrow();
-        if let Err(e) = self
-            .ctx
-            .tracker
-            .report_chunks(self.shared.name.file_name(), &ranges, announce)
-            .await
-        {
-            log::warn!("{}: reporting chunks to the tracker: {e}", self.shared.name);
+        // Whatever happened, what was verified is made durable and reported.
+        let last = persist_now(ctx, partial, &name).await;
+        if let Ok(recorded) = &last {
+            reporter.send(recorded.clone());
         }
+        publish(swarm, partial, progress, &mut rate);
+        reporter.finish(FINAL_REPORT).await;
+        dials.abort_all();
+        outcome.and(last.map(|_| ()))
     }
+}
+
+/// Dials `addr`, opens the connection for the swarm's file and runs it in the swarm.
+async fn connect_and_run(ctx: Context, swarm: Arc<Swarm>, addr: SocketAddr) -> Dialled {
+    let result = async {
+        let _permit = ctx.budget.try_acquire(addr.ip())?;
+        let limit = ctx.config.connect_timeout;
+        let stream = match ctx.dialer.as_deref() {
+            Some(d) => d
+                .connect(swarm.name().file_name(), addr)
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?,
+            None => dial(addr, limit).await?,
+        };
+        let hello = ctx.local.hello(swarm.name(), swarm.id());
+        let (conn, remote) = initiate(Connection::new(stream), &hello, limit).await?;
+        swarm.run_link(conn, remote, addr, true).await
+    }
+    .await;
+    (addr, result)
+}
+
+/// Makes verified chunks durable (fdatasync, then the resume record) and returns the ones newly
+/// recorded: only those may be reported, so the tracker never lists a chunk we could lose. A
+/// failure ends the download: after a failed sync the kernel may have dropped the dirty pages.
+async fn persist_now(
+    ctx: &Context,
+    partial: &Arc<PartialFile>,
+    name: &ShareName,
+) -> Result<Vec<u32>, DownloadError> {
+    let p = partial.clone();
+    let path = ctx.dir.part_path(name);
+    blocking(name, move || {
+        p.persist().map_err(|error| StoreError::Io { path, error })
+    })
+    .await
+    .map_err(DownloadError::from)
+}
+
+/// Publishes progress; true when verified bytes arrived since the last call.
+fn publish(
+    swarm: &Swarm,
+    partial: &PartialFile,
+    progress: &watch::Sender<Progress>,
+    rate: &mut RateMeter,
+) -> bool {
+    let stats = swarm.stats();
+    let moved = rate.record(Instant::now(), stats.downloaded);
+    let have = partial.have_count();
+    progress.send_modify(|p| {
+        p.have = have;
+        p.bytes = stats.downloaded;
+        p.rate = rate.rate();
+        p.swarm = stats;
+    });
+    moved
 }

@@ -37,6 +37,7 @@ pub async fn run_until(
     mut address: watch::Receiver<SocketAddr>,
     stop: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
+    node.follow(address.clone());
     lock::record(&node.dir, node.announce)?;
     let mut announced: HashMap<ShareName, FileId> = HashMap::new();
     let mut ticker = tokio::time::interval(heartbeat);

@@ -10,15 +10,44 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracker_proto::{FileName, TrackerClient};
 
 use crate::name::ShareName;
 use crate::reach::{self, PunchAnswerer, PunchConfig, Rendezvous};
-use crate::serve::{self, ServerConfig, UploadStats};
+use crate::serve;
 use crate::share::ShareDir;
+use crate::swarm::budget::{ConnectionBudget, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_IP};
+use crate::swarm::registry::Swarms;
+use crate::swarm::{LocalPeer, SwarmConfig, UploadStats};
+
+/// What a node is started with; the defaults are those of `peer --help`.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub swarm: SwarmConfig,
+    /// `--upload-limit`: bytes per second for all uploads together (`None`: unlimited).
+    pub upload_limit: Option<u64>,
+    /// `--download-limit`: bytes per second for all downloads together (`None`: unlimited).
+    pub download_limit: Option<u64>,
+    /// Connections at once, ours and theirs, over every file.
+    pub max_connections: usize,
+    /// Connections with one IP at once.
+    pub max_per_ip: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            swarm: SwarmConfig::default(),
+            upload_limit: None,
+            download_limit: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+        }
+    }
+}
 
 /// A server bound to a port and serving a share directory, with what is needed to announce it.
 pub struct Node {
@@ -28,11 +57,17 @@ pub struct Node {
     pub listen: SocketAddr,
     /// The address given to the tracker.
     pub announce: SocketAddr,
-    pub stats: Arc<UploadStats>,
+    /// Who we are on the wire; its announce address follows [`Node::follow`].
+    pub local: Arc<LocalPeer>,
+    /// The swarms this node serves and downloads.
+    pub swarms: Arc<Swarms>,
+    /// Connection slots of the whole process (the server's and the downloads').
+    pub budget: Arc<ConnectionBudget>,
     pub shutdown: CancellationToken,
     /// Where the server hands incoming connections our own punches wait for; dialers of this
     /// node take it (`reach::Dialer::with_rendezvous`).
     pub rendezvous: Arc<Rendezvous>,
+    announce_tx: watch::Sender<SocketAddr>,
     server: JoinHandle<()>,
 }
 
@@ -55,7 +90,7 @@ impl Node {
         tracker: Arc<TrackerClient>,
         listen: SocketAddr,
         announce_override: Option<SocketAddr>,
-        config: ServerConfig,
+        config: NodeConfig,
     ) -> io::Result<Node> {
         let listener = serve::bind(listen).map_err(|e| {
             io::Error::new(
@@ -64,7 +99,17 @@ impl Node {
             )
         })?;
         let listen = listener.local_addr()?;
-        let stats = Arc::new(UploadStats::default());
+        let announce = announce_addr(listen, announce_override);
+        let (announce_tx, announce_rx) = watch::channel(announce);
+        let local = Arc::new(LocalPeer::new(
+            announce_rx,
+            config.swarm.clone(),
+            config.upload_limit,
+            config.download_limit,
+        ));
+        local.own_addrs.lock().insert(listen);
+        let swarms = Swarms::new(dir.clone(), local.clone());
+        let budget = ConnectionBudget::new(config.max_connections, config.max_per_ip);
         let shutdown = CancellationToken::new();
         let (incoming, outlet) = reach::server_hooks();
         let rendezvous = outlet.rendezvous.clone();
@@ -78,21 +123,45 @@ impl Node {
         let server = tokio::spawn(serve::run(
             listener,
             incoming,
-            dir.clone(),
-            config,
-            stats.clone(),
+            swarms.clone(),
+            budget.clone(),
             shutdown.clone(),
         ));
         Ok(Node {
-            announce: announce_addr(listen, announce_override),
+            announce,
             dir,
             tracker,
             listen,
-            stats,
+            local,
+            swarms,
+            budget,
             shutdown,
             rendezvous,
+            announce_tx,
             server,
         })
+    }
+
+    /// Upload counters of the whole node.
+    pub fn uploads(&self) -> &Arc<UploadStats> {
+        &self.local.uploads
+    }
+
+    /// Follows the announce address STUN refresh learns (`address`), so HANDSHAKEs and flag 3
+    /// reports name where we are reachable now.
+    pub fn follow(&self, mut address: watch::Receiver<SocketAddr>) {
+        let tx = self.announce_tx.clone();
+        let local = self.local.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = *address.borrow_and_update();
+                local.own_addrs.lock().insert(now);
+                tx.send_replace(now);
+                if address.changed().await.is_err() || tx.is_closed() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Leaves every swarm (flag 5) and stops the server.
@@ -101,6 +170,9 @@ impl Node {
             log::warn!("telling the tracker we leave: {e}");
         }
         self.shutdown.cancel();
+        for swarm in self.swarms.all() {
+            swarm.close();
+        }
         let _ = self.server.await;
     }
 }

@@ -178,21 +178,29 @@ impl PartialFile {
     }
 
     /// Writes chunks `first..` whose bytes are `data`, all of them already verified by the caller
-    /// against the manifest; one positioned write for the whole run.
-    pub fn write_verified(&self, first: u32, data: &[u8]) -> io::Result<()> {
+    /// against the manifest; one positioned write for the whole run. Returns the chunks that were
+    /// not verified before (another connection may have delivered some of them first).
+    pub fn write_verified(&self, first: u32, data: &[u8]) -> io::Result<Vec<u32>> {
         self.file.write_all_at(data, self.manifest.offset(first))?;
         let mut p = self.progress.lock();
+        let mut newly = Vec::new();
         let mut index = first;
         let mut pos = 0usize;
         while pos < data.len() {
             if p.have.set(index) {
                 p.unrecorded.push(index);
                 p.count += 1;
+                newly.push(index);
             }
             pos += self.manifest.chunk_len(index).max(1);
             index += 1;
         }
-        Ok(())
+        Ok(newly)
+    }
+
+    /// Runs `f` on the verified chunks without copying them.
+    pub fn with_have<T>(&self, f: impl FnOnce(&Bitfield) -> T) -> T {
+        f(&self.progress.lock().have)
     }
 
     /// Makes every verified chunk durable and lists it in the resume record; returns the chunks

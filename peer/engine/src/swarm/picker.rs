@@ -12,6 +12,8 @@ use crate::wire::ChunkRun;
 enum State {
     Missing,
     Requested,
+    /// Received, being verified and written: not worth asking anyone again.
+    Verifying,
     Have,
 }
 
@@ -29,6 +31,13 @@ pub(super) struct Picker {
     /// Missing, unrequested chunks per block.
     open: Vec<u32>,
     first_pick: bool,
+}
+
+impl std::fmt::Debug for Picker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open: u32 = self.open.iter().sum();
+        write!(f, "Picker({open} of {} chunks unclaimed)", self.state.len())
+    }
 }
 
 impl Picker {
@@ -92,11 +101,21 @@ impl Picker {
         *s = to;
     }
 
-    /// The chunks of `run` go back to the pool (their peer failed or rejected them).
+    /// The chunks of `run` go back to the pool (their peer failed, rejected them or sent
+    /// them corrupt).
     pub fn release(&mut self, run: ChunkRun) {
         for i in run.first..run.end().min(self.state.len() as u32) {
-            if self.state[i as usize] == State::Requested {
+            if matches!(self.state[i as usize], State::Requested | State::Verifying) {
                 self.set_state(i, State::Missing);
+            }
+        }
+    }
+
+    /// The chunks of `run` arrived and are being verified: the endgame leaves them alone.
+    pub fn received(&mut self, run: ChunkRun) {
+        for i in run.first..run.end().min(self.state.len() as u32) {
+            if self.state[i as usize] == State::Requested {
+                self.set_state(i, State::Verifying);
             }
         }
     }

@@ -1,0 +1,167 @@
+//! What a connection's task and the rest of its swarm (the choker, statistics, the downloader)
+//! share about it: flags the task sets and the others read, and the choker's decision the task
+//! carries out. Atomics plus a [`Notify`], so neither side ever waits for the other.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::choker::LinkId;
+use crate::wire::PeerId;
+
+#[derive(Debug)]
+pub(super) struct Link {
+    pub id: LinkId,
+    pub remote: PeerId,
+    /// The address the connection is with.
+    pub addr: SocketAddr,
+    /// Where the peer serves, as it announces it (unspecified IP filled in from `addr`).
+    pub listen: Option<SocketAddr>,
+    /// We opened the connection.
+    pub initiated: bool,
+    pub connected_at: Instant,
+    peer_interested: AtomicBool,
+    we_interested: AtomicBool,
+    peer_choking: AtomicBool,
+    peer_complete: AtomicBool,
+    /// Verified chunk bytes the peer sent us / chunk bytes we sent it, in all.
+    received: AtomicU64,
+    sent: AtomicU64,
+    /// `received` / `sent` at the last rechoke.
+    received_mark: AtomicU64,
+    sent_mark: AtomicU64,
+    /// The choker's decision: we serve this peer's requests.
+    unchoke: AtomicBool,
+    /// We are serving them now (the task's last CHOKE/UNCHOKE).
+    unchoked_now: AtomicBool,
+    /// The connection must end (a duplicate, a seeder once we are complete, the swarm closing).
+    closing: AtomicBool,
+    wake: Notify,
+}
+
+impl Link {
+    pub fn new(
+        id: LinkId,
+        remote: PeerId,
+        addr: SocketAddr,
+        listen: Option<SocketAddr>,
+        initiated: bool,
+    ) -> Link {
+        Link {
+            id,
+            remote,
+            addr,
+            listen,
+            initiated,
+            connected_at: Instant::now(),
+            peer_interested: AtomicBool::new(false),
+            we_interested: AtomicBool::new(false),
+            peer_choking: AtomicBool::new(true),
+            peer_complete: AtomicBool::new(false),
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            received_mark: AtomicU64::new(0),
+            sent_mark: AtomicU64::new(0),
+            unchoke: AtomicBool::new(false),
+            unchoked_now: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn peer_interested(&self) -> bool {
+        self.peer_interested.load(Ordering::Relaxed)
+    }
+
+    pub fn set_peer_interested(&self, v: bool) {
+        self.peer_interested.store(v, Ordering::Relaxed);
+    }
+
+    pub fn we_interested(&self) -> bool {
+        self.we_interested.load(Ordering::Relaxed)
+    }
+
+    pub fn set_we_interested(&self, v: bool) {
+        self.we_interested.store(v, Ordering::Relaxed);
+    }
+
+    pub fn set_peer_choking(&self, v: bool) {
+        self.peer_choking.store(v, Ordering::Relaxed);
+    }
+
+    pub fn peer_complete(&self) -> bool {
+        self.peer_complete.load(Ordering::Relaxed)
+    }
+
+    pub fn set_peer_complete(&self, v: bool) {
+        self.peer_complete.store(v, Ordering::Relaxed);
+    }
+
+    /// The peer unchoked us and has chunks we want: we are downloading from it.
+    pub fn downloading_from(&self) -> bool {
+        self.we_interested() && !self.peer_choking.load(Ordering::Relaxed)
+    }
+
+    /// We serve the peer and it wants our chunks: we are uploading to it.
+    pub fn uploading_to(&self) -> bool {
+        self.peer_interested() && self.unchoked_now.load(Ordering::Relaxed)
+    }
+
+    pub fn add_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the choker ranks the peer by for the period just ended, and a new period starts:
+    /// what it sent us while we download, what we sent it while we seed.
+    pub fn take_round_score(&self, seeding: bool) -> u64 {
+        let (total, mark) = if seeding {
+            (&self.sent, &self.sent_mark)
+        } else {
+            (&self.received, &self.received_mark)
+        };
+        let now = total.load(Ordering::Relaxed);
+        now.saturating_sub(mark.swap(now, Ordering::Relaxed))
+    }
+
+    /// The choker's decision; the task applies it when woken.
+    pub fn set_unchoked(&self, v: bool) {
+        if self.unchoke.swap(v, Ordering::Relaxed) != v {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The choker's current decision for this peer.
+    pub fn unchoked(&self) -> bool {
+        self.unchoke.load(Ordering::Relaxed)
+    }
+
+    /// The task sent CHOKE (`false`) or UNCHOKE (`true`).
+    pub fn set_unchoked_now(&self, v: bool) {
+        self.unchoked_now.store(v, Ordering::Relaxed);
+    }
+
+    /// Asks the task to end the connection.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the choker or the swarm has something for the task.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+}

@@ -1,0 +1,103 @@
+//! The downloading half's writes: chunks received for one request are verified against the
+//! manifest and written with one positioned write, on the blocking pool (hashing is the
+//! engine's heaviest work and must not hold up other connections), in the order they arrived.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::manifest::Manifest;
+use crate::share::PartialFile;
+use crate::wire::ChunkRun;
+
+/// Consecutive chunks received from one peer, not yet verified.
+#[derive(Debug, Default)]
+pub(super) struct Delivery {
+    pub first: u32,
+    pub chunks: Vec<Bytes>,
+}
+
+impl Delivery {
+    pub fn run(&self) -> ChunkRun {
+        ChunkRun::new(self.first, self.chunks.len() as u32)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len() as u64).sum()
+    }
+}
+
+/// How a delivery ended.
+pub(super) enum Stored {
+    /// Verified and written; `newly` are the chunks nobody had delivered before.
+    Written {
+        run: ChunkRun,
+        newly: Vec<u32>,
+        bytes: u64,
+    },
+    /// Chunk `index` does not match the manifest: nothing of the delivery was written.
+    Corrupt { run: ChunkRun, index: u32 },
+    /// Our disk failed us (or the manifest could not be read).
+    Failed { run: ChunkRun, error: String },
+}
+
+pub(super) type Pending = Pin<Box<dyn Future<Output = Stored> + Send>>;
+
+/// Verifies and writes `delivery` into `partial` on the blocking pool.
+pub(super) fn store(
+    partial: Arc<PartialFile>,
+    manifest: Arc<Manifest>,
+    delivery: Delivery,
+) -> Pending {
+    Box::pin(async move {
+        let run = delivery.run();
+        match tokio::task::spawn_blocking(move || verify_and_write(&partial, &manifest, delivery))
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => Stored::Failed {
+                run,
+                error: e.to_string(),
+            },
+        }
+    })
+}
+
+fn verify_and_write(partial: &PartialFile, manifest: &Manifest, delivery: Delivery) -> Stored {
+    let run = delivery.run();
+    let expected = match manifest.hashes(run.first, run.count) {
+        Ok(h) => h,
+        Err(e) => {
+            return Stored::Failed {
+                run,
+                error: format!("reading the manifest: {e}"),
+            }
+        }
+    };
+    if expected.len() != delivery.chunks.len() {
+        return Stored::Corrupt {
+            run,
+            index: run.first + expected.len() as u32,
+        };
+    }
+    let mut bytes = Vec::with_capacity(delivery.bytes() as usize);
+    for ((index, chunk), want) in run.indices().zip(&delivery.chunks).zip(&expected) {
+        if !manifest.matches(index, chunk, want) {
+            return Stored::Corrupt { run, index };
+        }
+        bytes.extend_from_slice(chunk);
+    }
+    match partial.write_verified(run.first, &bytes) {
+        Ok(newly) => Stored::Written {
+            run,
+            newly,
+            bytes: bytes.len() as u64,
+        },
+        Err(e) => Stored::Failed {
+            run,
+            error: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,117 @@
+//! Frames to bytes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+
+use super::{ty, ChunkRun, Frame, MAGIC, MAX_ERROR_LEN, PEER_ID_LEN};
+use crate::manifest::HASH_LEN;
+
+impl Frame {
+    /// Appends the encoded frame to `dst`. A message too long for the protocol's limit is
+    /// truncated to it, never sent oversized (a `FileName` always fits). A HAVE must carry at
+    /// most `MAX_HAVE_INDICES` indices; callers split longer lists.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            Frame::Handshake {
+                version,
+                peer_id,
+                file_id,
+                name,
+                listen,
+            } => {
+                let name = name.as_str();
+                let addr_len = match listen {
+                    None => 0,
+                    Some(SocketAddr::V4(_)) => 6,
+                    Some(SocketAddr::V6(_)) => 18,
+                };
+                put_header(
+                    dst,
+                    ty::HANDSHAKE,
+                    4 + 1 + PEER_ID_LEN + HASH_LEN + 1 + name.len() + 1 + addr_len,
+                );
+                dst.put_slice(&MAGIC);
+                dst.put_u8(*version);
+                dst.put_slice(&peer_id.0);
+                dst.put_slice(&file_id.0);
+                dst.put_u8(name.len() as u8);
+                dst.put_slice(name.as_bytes());
+                dst.put_u8(addr_len as u8);
+                if let Some(addr) = listen {
+                    match addr.ip() {
+                        IpAddr::V4(ip) => dst.put_slice(&ip.octets()),
+                        IpAddr::V6(ip) => dst.put_slice(&ip.octets()),
+                    }
+                    dst.put_u16(addr.port());
+                }
+            }
+            Frame::Bitfield(bits) => {
+                put_header(dst, ty::BITFIELD, bits.len());
+                dst.put_slice(bits);
+            }
+            Frame::Have(indexes) => {
+                put_header(dst, ty::HAVE, indexes.len() * 4);
+                for i in indexes {
+                    dst.put_u32(*i);
+                }
+            }
+            Frame::GetManifest { start, count } => {
+                put_header(dst, ty::GET_MANIFEST, 8);
+                dst.put_u32(*start);
+                dst.put_u32(*count);
+            }
+            Frame::Manifest { start, hashes } => {
+                put_header(dst, ty::MANIFEST, 4 + hashes.len() * HASH_LEN);
+                dst.put_u32(*start);
+                for h in hashes {
+                    dst.put_slice(h);
+                }
+            }
+            Frame::Request(run) => put_run(dst, ty::REQUEST, run),
+            Frame::Chunk { index, data } => encode_chunk(dst, *index, data),
+            Frame::Reject(run) => put_run(dst, ty::REJECT, run),
+            Frame::Error { code, message } => {
+                let message = truncate_utf8(message, MAX_ERROR_LEN);
+                put_header(dst, ty::ERROR, 2 + message.len());
+                dst.put_u16(code.to_u16());
+                dst.put_slice(message.as_bytes());
+            }
+            Frame::Choke => put_header(dst, ty::CHOKE, 0),
+            Frame::Unchoke => put_header(dst, ty::UNCHOKE, 0),
+            Frame::Interested => put_header(dst, ty::INTERESTED, 0),
+            Frame::NotInterested => put_header(dst, ty::NOT_INTERESTED, 0),
+            Frame::KeepAlive => put_header(dst, ty::KEEPALIVE, 0),
+        }
+    }
+}
+
+/// Appends a CHUNK frame straight from a borrowed slice, so the server copies file bytes once.
+pub fn encode_chunk(dst: &mut BytesMut, index: u32, data: &[u8]) {
+    put_header(dst, ty::CHUNK, 4 + data.len());
+    dst.put_u32(index);
+    dst.put_slice(data);
+}
+
+pub(super) fn put_header(dst: &mut BytesMut, kind: u8, payload: usize) {
+    dst.reserve(5 + payload);
+    dst.put_u32(1 + payload as u32);
+    dst.put_u8(kind);
+}
+
+fn put_run(dst: &mut BytesMut, kind: u8, run: &ChunkRun) {
+    put_header(dst, kind, 8);
+    dst.put_u32(run.first);
+    dst.put_u32(run.count);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
