@@ -28,10 +28,19 @@ pub struct Request {
 /// What is asked, one variant per flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
-    /// Flag 1: the file's description and peer list (page starting at `offset`).
-    Peers { file: FileName, offset: u32 },
+    /// Flag 1: the file's description and peer list (page starting at `offset`). With
+    /// `announce`, the sender also joins the swarm, served at that address (protocol.txt §1.2).
+    Peers {
+        file: FileName,
+        announce: Option<SocketAddr>,
+        offset: u32,
+    },
     /// Flag 2: the same list again, to refresh one a downloader already has.
-    Refresh { file: FileName, offset: u32 },
+    Refresh {
+        file: FileName,
+        announce: Option<SocketAddr>,
+        offset: u32,
+    },
     /// Flag 3: the sender now holds these chunks of `file`, served at `announce`.
     Chunks {
         file: FileName,
@@ -84,6 +93,9 @@ impl RequestKind {
             | RequestKind::Share { announce, .. }
             | RequestKind::Exit { announce, .. }
             | RequestKind::Heartbeat { announce } => Some(*announce),
+            RequestKind::Peers { announce, .. } | RequestKind::Refresh { announce, .. } => {
+                *announce
+            }
             RequestKind::Punch { me, .. } => Some(*me),
             _ => None,
         }
@@ -144,13 +156,28 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
     };
     Ok(match flag {
         "1" | "2" => {
-            line.expect_positional(&["file name"])?;
+            // The optional ADDR makes the request an announcement: the sender joins the swarm.
+            let announce = if line.positional.len() >= 2 {
+                line.expect_positional(&["file name", "address"])?;
+                Some(parse_peer_addr(line.positional[1])?)
+            } else {
+                line.expect_positional(&["file name"])?;
+                None
+            };
             let file = FileName::new(line.positional[0])?;
             let offset = offset(line)?;
             if flag == "1" {
-                RequestKind::Peers { file, offset }
+                RequestKind::Peers {
+                    file,
+                    announce,
+                    offset,
+                }
             } else {
-                RequestKind::Refresh { file, offset }
+                RequestKind::Refresh {
+                    file,
+                    announce,
+                    offset,
+                }
             }
         }
         "3" => {
@@ -226,8 +253,20 @@ impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "REQUEST {}", self.kind.flag())?;
         match &self.kind {
-            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+            RequestKind::Peers {
+                file,
+                announce,
+                offset,
+            }
+            | RequestKind::Refresh {
+                file,
+                announce,
+                offset,
+            } => {
                 write!(f, " {file}")?;
+                if let Some(announce) = announce {
+                    write!(f, " {announce}")?;
+                }
                 if *offset != 0 {
                     write!(f, " offset={offset}")?;
                 }

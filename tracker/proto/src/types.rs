@@ -406,6 +406,25 @@ pub struct PeerEntry {
     pub chunks: PeerChunks,
 }
 
+/// How often a downloader should refresh its peer list (flags 1 and 2 with its address), as
+/// BitTorrent's announce `interval` and `min interval`, in seconds: `interval=` and
+/// `min_interval=` in the header of RESPONSE 1 and 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceIntervals {
+    /// The period a downloader refreshes on while it is not starved.
+    pub interval: u32,
+    /// The least time between two refreshes, however starved the downloader is.
+    pub min_interval: u32,
+}
+
+impl AnnounceIntervals {
+    /// What a client assumes when a tracker sends no intervals (protocol.txt §1.3).
+    pub const DEFAULT: AnnounceIntervals = AnnounceIntervals {
+        interval: 30,
+        min_interval: 5,
+    };
+}
+
 /// One line of the file catalogue (flag 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedFile {

@@ -57,9 +57,20 @@ fn summary() -> impl Strategy<Value = FileSummary> {
 
 fn request_kind() -> impl Strategy<Value = RequestKind> {
     prop_oneof![
-        (file_name(), any::<u32>()).prop_map(|(file, offset)| RequestKind::Peers { file, offset }),
-        (file_name(), any::<u32>())
-            .prop_map(|(file, offset)| RequestKind::Refresh { file, offset }),
+        (file_name(), prop::option::of(addr()), any::<u32>()).prop_map(
+            |(file, announce, offset)| RequestKind::Peers {
+                file,
+                announce,
+                offset
+            }
+        ),
+        (file_name(), prop::option::of(addr()), any::<u32>()).prop_map(
+            |(file, announce, offset)| RequestKind::Refresh {
+                file,
+                announce,
+                offset
+            }
+        ),
         (file_name(), chunk_ranges(), addr()).prop_map(|(file, chunks, announce)| {
             RequestKind::Chunks {
                 file,
@@ -125,20 +136,33 @@ fn listed() -> impl Strategy<Value = ListedFile> {
         })
 }
 
+fn intervals() -> impl Strategy<Value = Option<AnnounceIntervals>> {
+    prop::option::of(
+        (any::<u32>(), any::<u32>()).prop_map(|(interval, min_interval)| AnnounceIntervals {
+            interval,
+            min_interval,
+        }),
+    )
+}
+
 fn response_kind() -> impl Strategy<Value = ResponseKind> {
     prop_oneof![
         (
             any::<bool>(),
             summary(),
+            intervals(),
             prop::option::of(any::<u32>()),
             prop::collection::vec(peer_entry(), 0..8)
         )
-            .prop_map(|(refresh, file, next, peers)| ResponseKind::Peers {
-                refresh,
-                file,
-                next,
-                peers
-            }),
+            .prop_map(
+                |(refresh, file, intervals, next, peers)| ResponseKind::Peers {
+                    refresh,
+                    file,
+                    intervals,
+                    next,
+                    peers
+                }
+            ),
         (
             any::<u32>(),
             prop::option::of(any::<u32>()),
@@ -187,15 +211,20 @@ proptest! {
         peers in prop::collection::vec(peer_entry(), 0..8),
         files in prop::collection::vec(listed(), 0..8),
         refresh in any::<bool>(),
+        intervals in intervals(),
         next in prop::option::of(any::<u32>()),
         tid in prop::option::of(any::<u32>()),
     ) {
-        let mut body = PageBody::for_peers(usize::MAX, refresh, &file, tid);
+        let header = PeersHeader { refresh, file: &file, intervals };
+        let mut body = PageBody::for_peers(usize::MAX, header, tid);
         for p in &peers {
             prop_assert!(body.push(p));
         }
-        let expected = Response::new(tid, ResponseKind::Peers { refresh, file: file.clone(), next, peers });
-        prop_assert_eq!(body.finish_peers(refresh, &file, next, tid), expected.encode());
+        let expected = Response::new(
+            tid,
+            ResponseKind::Peers { refresh, file: file.clone(), intervals, next, peers },
+        );
+        prop_assert_eq!(body.finish_peers(header, next, tid), expected.encode());
         let mut body = PageBody::for_files(usize::MAX, tid);
         for f in &files {
             prop_assert!(body.push(f));
@@ -207,12 +236,14 @@ proptest! {
     #[test]
     fn pages_stay_within_their_budget(
         file in summary(),
+        intervals in intervals(),
         peers in prop::collection::vec(peer_entry(), 0..40),
         max in 768usize..2000,
     ) {
-        let mut body = PageBody::for_peers(max, false, &file, Some(1));
+        let header = PeersHeader { refresh: false, file: &file, intervals };
+        let mut body = PageBody::for_peers(max, header, Some(1));
         let taken = peers.iter().take_while(|p| body.push(*p)).count();
-        let text = body.finish_peers(false, &file, Some(u32::MAX), Some(u32::MAX));
+        let text = body.finish_peers(header, Some(u32::MAX), Some(u32::MAX));
         prop_assert!(text.len() <= max, "{} > {}", text.len(), max);
         prop_assert_eq!(text.lines().count() - 1, taken);
     }
@@ -274,10 +305,91 @@ fn seed_forms_parse() {
         r.kind,
         RequestKind::Peers {
             file: FileName::new("a.txt").unwrap(),
+            announce: None,
             offset: 20
         }
     );
     assert_eq!(r.tid, Some(9));
+}
+
+/// Flags 1 and 2 with an address announce the sender (it joins the swarm); without one they are
+/// the seed's hand-typed look-ups.
+#[test]
+fn joining_forms_of_flags_1_and_2() {
+    let r = Request::parse(b"REQUEST 2 a.txt 0.0.0.0:7000 offset=3").unwrap();
+    assert_eq!(
+        r.kind,
+        RequestKind::Refresh {
+            file: FileName::new("a.txt").unwrap(),
+            announce: Some("0.0.0.0:7000".parse().unwrap()),
+            offset: 3
+        }
+    );
+    assert_eq!(r.kind.announce(), Some("0.0.0.0:7000".parse().unwrap()));
+    let r = Request::parse(b"REQUEST 1 a.txt 10.0.0.7").unwrap();
+    assert_eq!(r.kind.announce(), Some("10.0.0.7:6881".parse().unwrap()));
+    assert_eq!(
+        Request::parse(b"REQUEST 1 a.txt").unwrap().kind.announce(),
+        None
+    );
+    assert_eq!(
+        err(b"REQUEST 1 a.txt 1.2.3.4:5 6.7.8.9:1"),
+        ErrorCode::ExtraField
+    );
+    assert_eq!(err(b"REQUEST 2 a.txt host:5"), ErrorCode::BadAddress);
+    assert_eq!(err(b"REQUEST 1 a.txt 1.2.3.4:0"), ErrorCode::BadAddress);
+    assert_eq!(
+        err(b"REQUEST 1 a.txt offset=1 1.2.3.4:5"),
+        ErrorCode::ExtraField
+    );
+    // The first token is always the name, even one that looks like an address.
+    assert_eq!(
+        Request::parse(b"REQUEST 2 1.2.3.4:5")
+            .unwrap()
+            .kind
+            .announce(),
+        None
+    );
+}
+
+/// RESPONSE 1/2 carry both intervals or neither; a tracker that sends neither is read as
+/// having said nothing (the client then assumes 30 s and 5 s).
+#[test]
+fn peer_list_headers_carry_both_intervals_or_none() {
+    let id = format!("sha256:{}", "ab".repeat(32));
+    let head = format!("RESPONSE 1 a size=1 chunks=1 chunk=2048 id={id} seeders=1 leechers=0");
+    let intervals = |text: &str| match TrackerMessage::parse(text.as_bytes()) {
+        Ok(TrackerMessage::Response(Response {
+            kind: ResponseKind::Peers { intervals, .. },
+            ..
+        })) => Ok(intervals),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(e) => Err(e.code()),
+    };
+    assert_eq!(intervals(&head), Ok(None));
+    assert_eq!(
+        intervals(&format!("{head} min_interval=5 interval=30 tid=1")),
+        Ok(Some(AnnounceIntervals {
+            interval: 30,
+            min_interval: 5
+        }))
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=30")),
+        Err(ErrorCode::MissingField)
+    );
+    assert_eq!(
+        intervals(&format!("{head} min_interval=5")),
+        Err(ErrorCode::MissingField)
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=-1 min_interval=5")),
+        Err(ErrorCode::BadNumber)
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=30 min_interval=5 interval=30")),
+        Err(ErrorCode::ExtraField)
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use log::debug;
 use parking_lot::Mutex;
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PunchNotice, Request, RequestKind, Response,
-    ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, Request, RequestKind,
+    Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
@@ -150,7 +150,7 @@ impl<S: SwarmStore> Tracker<S> {
             || request
                 .cookie
                 .is_some_and(|c| self.cookies.check(source.ip(), c, unix_secs()));
-        if !verified && matches!(request.kind.flag(), 3 | 4 | 5 | 8 | 9) {
+        if !verified && request.kind.announce().is_some() {
             return Prepared::Done(self.cookie_required(request.tid, datagram.len(), source.ip()));
         }
         Prepared::Apply(Parsed {
@@ -269,16 +269,44 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let max = self.config.max_response_bytes;
         Ok(Answer::Kind(match &request.kind {
-            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+            RequestKind::Peers {
+                file,
+                announce,
+                offset,
+            }
+            | RequestKind::Refresh {
+                file,
+                announce,
+                offset,
+            } => {
                 let refresh = matches!(request.kind, RequestKind::Refresh { .. });
+                // Joining first: the answer's counts include the joiner.
+                let asker = match announce {
+                    Some(addr) => {
+                        let who = who(*addr)?;
+                        store.join(who, file, now).map_err(store_err)?;
+                        Some(who.addr)
+                    }
+                    None => None,
+                };
+                let intervals = Some(self.config.intervals);
                 let summary = store.query(file).map_err(store_err)?;
-                let mut body = PageBody::for_peers(max, refresh, &summary, request.tid);
-                let page = store
-                    .peers(file, *offset, &mut |p| body.push(p))
-                    .map_err(store_err)?;
-                return Ok(Answer::Text(body.finish_peers(
+                let header = PeersHeader {
                     refresh,
-                    &page.head,
+                    file: &summary,
+                    intervals,
+                };
+                let mut body = PageBody::for_peers(max, header, request.tid);
+                let page = store
+                    .peers(file, *offset, asker, &mut |p| body.push(p))
+                    .map_err(store_err)?;
+                let header = PeersHeader {
+                    refresh,
+                    file: &page.head,
+                    intervals,
+                };
+                return Ok(Answer::Text(body.finish_peers(
+                    header,
                     page.next,
                     request.tid,
                 )));
@@ -368,7 +396,7 @@ enum Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MIN_RESPONSE_BYTES;
+    use crate::config::{MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
 
     /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
     /// name, IPv6 peers, scattered chunks, every header number wide.
@@ -377,6 +405,10 @@ mod tests {
         let config = ServerConfig {
             max_response_bytes: MIN_RESPONSE_BYTES,
             trust_ip_field: true,
+            intervals: tracker_proto::AnnounceIntervals {
+                interval: MAX_INTERVAL_SECS,
+                min_interval: MAX_INTERVAL_SECS,
+            },
             ..ServerConfig::default()
         };
         let tracker = Tracker::new(config);

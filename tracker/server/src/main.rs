@@ -10,7 +10,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use tracker::store::Limits;
-use tracker::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
+use tracker::{bind_sockets, serve, ServerConfig, Tracker, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+use tracker_proto::AnnounceIntervals;
 
 /// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
 /// `REQUEST <FLAG> ...` (flags 1-9, see protocol.txt §1). Try it by hand with
@@ -68,6 +69,16 @@ struct Args {
     #[arg(long, default_value_t = 10, value_name = "N")]
     punch_rate: u32,
 
+    /// How often downloaders should refresh their peer list, in seconds (`interval=` in
+    /// RESPONSE 1/2, BitTorrent's announce interval). At most 86400.
+    #[arg(long, default_value_t = AnnounceIntervals::DEFAULT.interval, value_name = "SECS")]
+    announce_interval: u32,
+
+    /// The least time a downloader leaves between two refreshes, even when it runs out of
+    /// peers, in seconds (`min_interval=`). At least 1, at most --announce-interval.
+    #[arg(long, default_value_t = AnnounceIntervals::DEFAULT.min_interval, value_name = "SECS")]
+    min_announce_interval: u32,
+
     /// Also answer STUN Binding requests on the tracker's UDP port.
     #[arg(long)]
     stun: bool,
@@ -93,6 +104,16 @@ fn main() -> Result<()> {
     }
     if !(MIN_RESPONSE_BYTES..=65_507).contains(&args.max_response_bytes) {
         bail!("--max-response-bytes must be between {MIN_RESPONSE_BYTES} and 65507");
+    }
+    if !(1..=MAX_INTERVAL_SECS).contains(&args.announce_interval) {
+        bail!("--announce-interval must be between 1 and {MAX_INTERVAL_SECS} seconds");
+    }
+    if !(1..=args.announce_interval).contains(&args.min_announce_interval) {
+        bail!(
+            "--min-announce-interval must be between 1 and --announce-interval ({} s), got {}",
+            args.announce_interval,
+            args.min_announce_interval
+        );
     }
     let workers = args
         .workers
@@ -132,6 +153,10 @@ async fn run(args: Args, workers: usize) -> Result<()> {
             max_bitfield_bytes: args.max_bitfield_mib.saturating_mul(1 << 20),
         },
         punch_rate: args.punch_rate,
+        intervals: AnnounceIntervals {
+            interval: args.announce_interval,
+            min_interval: args.min_announce_interval,
+        },
     };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {

@@ -30,6 +30,8 @@ fn help_explains_every_option() {
         "--max-rows",
         "--max-bitfield-mib",
         "--punch-rate",
+        "--announce-interval",
+        "--min-announce-interval",
         "--stun",
         "--stun-tcp",
         "--workers",
@@ -47,6 +49,22 @@ fn bad_values_are_refused_with_a_reason() {
     let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--max-response-bytes", "100"]);
     assert!(!ok);
     assert!(err.contains("--max-response-bytes"), "{err}");
+    let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--announce-interval", "0"]);
+    assert!(!ok);
+    assert!(err.contains("--announce-interval must be between"), "{err}");
+    let (ok, _, err) = tracker(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--announce-interval",
+        "10",
+        "--min-announce-interval",
+        "11",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--min-announce-interval must be between"),
+        "{err}"
+    );
 }
 
 #[test]

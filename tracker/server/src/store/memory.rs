@@ -146,6 +146,7 @@ impl MemoryStore {
                     self.bitfield_bytes -= bits.cost();
                     self.rows -= 1;
                 }
+                Some(Holding::Empty) => self.rows -= 1,
                 None => {}
             }
             if entry.swarm.is_empty() {
@@ -210,6 +211,7 @@ impl SwarmStore for MemoryStore {
                 self.bitfield_bytes -= bits.cost();
                 entry.seeders += 1;
             }
+            Some(Holding::Empty) => entry.seeders += 1,
             None => {
                 entry.seeders += 1;
                 self.rows += 1;
@@ -250,24 +252,27 @@ impl SwarmStore for MemoryStore {
             return Err(StoreError::FileNotFound(file.clone()));
         };
         let joined = !entry.swarm.contains_key(&who.addr);
-        if joined {
+        if joined && entry.swarm.len() >= max_peers {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::Capacity("peers per file"));
+        }
+        if joined && rows_full {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::Capacity("rows"));
+        }
+        // A new row, or a joined downloader's first chunks: the bitfield is made now.
+        if joined || matches!(entry.swarm.get(&who.addr), Some(Holding::Empty)) {
             let cost = (total as usize).div_ceil(64) * 8;
-            if entry.swarm.len() >= max_peers {
-                self.forget_if_empty(who.addr);
-                return Err(StoreError::Capacity("peers per file"));
-            }
             if cost > budget_left {
                 self.forget_if_empty(who.addr);
                 return Err(StoreError::Capacity("bitfield memory"));
             }
-            if rows_full {
-                self.forget_if_empty(who.addr);
-                return Err(StoreError::Capacity("rows"));
-            }
             let bits = Bitfield::new(total);
             self.bitfield_bytes += bits.cost();
             entry.swarm.insert(who.addr, Holding::Partial(bits));
-            self.rows += 1;
+            if joined {
+                self.rows += 1;
+            }
         }
         let mut freed = 0;
         if let Some(holding) = entry.swarm.get_mut(&who.addr) {
@@ -284,6 +289,35 @@ impl SwarmStore for MemoryStore {
         if joined {
             self.note_membership(who.addr, file);
         }
+        Ok(())
+    }
+
+    fn join(&mut self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError> {
+        if !self.files.contains_key(file) {
+            return Err(StoreError::FileNotFound(file.clone()));
+        }
+        // The key may move this peer; look the peer up under its final address afterwards.
+        self.resolve(who, now, true);
+        let rows_full = self.rows >= self.limits.max_rows;
+        let max_peers = self.limits.max_peers_per_file;
+        let Some(entry) = self.files.get_mut(file) else {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::FileNotFound(file.clone()));
+        };
+        if entry.swarm.contains_key(&who.addr) {
+            return Ok(());
+        }
+        if entry.swarm.len() >= max_peers {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::Capacity("peers per file"));
+        }
+        if rows_full {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::Capacity("rows"));
+        }
+        entry.swarm.insert(who.addr, Holding::Empty);
+        self.rows += 1;
+        self.note_membership(who.addr, file);
         Ok(())
     }
 
@@ -315,6 +349,7 @@ impl SwarmStore for MemoryStore {
         &self,
         file: &FileName,
         offset: u32,
+        asker: Option<SocketAddr>,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError> {
         let entry = self
@@ -323,13 +358,14 @@ impl SwarmStore for MemoryStore {
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
         let mut next = None;
         for (i, (addr, holding)) in entry.swarm.iter().enumerate().skip(offset as usize) {
+            if Some(*addr) == asker {
+                continue;
+            }
             let chunks = match holding {
                 Holding::Seeder => PeerChunks::Seeder,
                 Holding::Partial(bits) => listed_chunks(bits),
+                Holding::Empty => PeerChunks::Count(0),
             };
-            if matches!(chunks, PeerChunks::Count(0)) {
-                continue;
-            }
             if !fits(&PeerEntry {
                 addr: *addr,
                 chunks,
@@ -433,7 +469,7 @@ mod tests {
     fn listing(store: &MemoryStore, name: &str) -> Vec<PeerEntry> {
         let mut out = Vec::new();
         store
-            .peers(&FileName::new(name).unwrap(), 0, &mut |p| {
+            .peers(&FileName::new(name).unwrap(), 0, None, &mut |p| {
                 out.push(p.clone());
                 true
             })
@@ -474,6 +510,47 @@ mod tests {
                 chunks: 100
             })
         );
+    }
+
+    /// A joined downloader costs a row but no bitfield until its first chunk; sharing or
+    /// reporting later turns its row into a seeder or a partial peer, leaving it makes it go.
+    #[test]
+    fn joined_peers_hold_a_row_and_no_bitfield() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 100);
+        s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+        let name = f.name().clone();
+        s.join(who("10.0.0.2:1", None), &name, now).unwrap();
+        s.join(who("10.0.0.3:1", None), &name, now).unwrap();
+        s.join(who("10.0.0.3:1", None), &name, now).unwrap();
+        assert_eq!((s.rows, s.bitfield_bytes()), (3, 0));
+        assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(0));
+        assert_eq!(s.query(&name).unwrap().leechers, 2);
+        s.report(who("10.0.0.2:1", None), &name, &"7".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!((s.rows, s.bitfield_bytes()), (3, 16));
+        s.join(who("10.0.0.2:1", None), &name, now).unwrap();
+        assert_eq!(
+            listing(&s, "a")[1].chunks,
+            PeerChunks::Ranges("7".parse().unwrap())
+        );
+        s.share(who("10.0.0.3:1", None), &f, now).unwrap();
+        assert_eq!(s.query(&name).unwrap().seeders, 2);
+        s.exit(who("10.0.0.2:1", None), None, now);
+        assert_eq!((s.rows, s.bitfield_bytes()), (2, 0));
+        let mut asked = Vec::new();
+        s.peers(&name, 0, Some("10.0.0.1:1".parse().unwrap()), &mut |p| {
+            asked.push(p.addr);
+            true
+        })
+        .unwrap();
+        assert_eq!(asked, ["10.0.0.3:1".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.join(who("10.0.0.4:1", None), &FileName::new("b").unwrap(), now),
+            Err(StoreError::FileNotFound(FileName::new("b").unwrap()))
+        );
+        assert!(!s.peers.contains_key(&"10.0.0.4:1".parse().unwrap()));
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub trait SwarmStore: Send {
         chunks: &ChunkRanges,
         now: Instant,
     ) -> Result<(), StoreError>;
+    /// Flags 1 and 2 with an address: `who` joins `file`'s swarm holding no chunk yet, or
+    /// keeps what it holds there; either way it is refreshed like any announcement.
+    fn join(&mut self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError>;
     /// Flag 5: `who` leaves `file`'s swarm, or every swarm.
     fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant);
     /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
@@ -108,10 +111,13 @@ pub trait SwarmStore: Send {
     fn touch_key(&mut self, key: &PeerKey, now: Instant);
     /// Flags 1 and 2. Peers past the TTL are listed until the next [`SwarmStore::expire`]: the
     /// server runs it at least every second, which spares a liveness lookup per listed peer.
+    /// `asker`, the address of a peer asking about its own swarm, is left out of the listing
+    /// (offsets still count it, so pages stay consistent).
     fn peers(
         &self,
         file: &FileName,
         offset: u32,
+        asker: Option<SocketAddr>,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError>;
     /// Flag 6: `head` is the total number of files.

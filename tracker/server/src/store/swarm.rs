@@ -49,6 +49,9 @@ impl Bitfield {
 pub(super) enum Holding {
     Seeder,
     Partial(Bitfield),
+    /// A downloader that joined with flag 1 or 2 and reported nothing yet: listed `have=0`,
+    /// costing no bitfield until its first chunk.
+    Empty,
 }
 
 /// A tracked file and its swarm, in address order (the order listings page through).
