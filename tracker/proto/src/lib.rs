@@ -23,8 +23,8 @@ pub use response::{
     MAX_DATAGRAM_BYTES,
 };
 pub use types::{
-    parse_peer_addr, AddrError, AnnounceIntervals, ChunkRanges, ChunkRangesError, Cookie, FileId,
-    FileIdError, FileInfo, FileInfoError, FileName, FileNameError, FileSummary, ListedFile,
-    PeerChunks, PeerEntry, PeerKey, DEFAULT_CHUNK_SIZE, DEFAULT_PEER_PORT, MAX_CHUNKS,
+    is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, ChunkRanges, ChunkRangesError,
+    Cookie, FileId, FileIdError, FileInfo, FileInfoError, FileName, FileNameError, FileSummary,
+    ListedFile, PeerChunks, PeerEntry, PeerKey, DEFAULT_CHUNK_SIZE, DEFAULT_PEER_PORT, MAX_CHUNKS,
     MAX_CHUNK_SIZE, MAX_NAME_BYTES,
 };

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::error::{hex_field, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, Line};
 use crate::types::{
-    parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName, PeerKey,
-    DEFAULT_CHUNK_SIZE,
+    is_unicast, parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName,
+    PeerKey, DEFAULT_CHUNK_SIZE,
 };
 
 /// Largest request datagram the tracker reads; anything longer is answered with `TOO_LONG`.
@@ -233,10 +233,18 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
             if target.ip().is_unspecified() {
                 return Err(AddrError::Unspecified(target).into());
             }
+            if !is_unicast(target.ip()) {
+                return Err(AddrError::NotUnicast(target).into());
+            }
+            // MY ADDR may be unspecified (the source's IP), never multicast or broadcast.
+            let me = parse_peer_addr(line.positional[2])?;
+            if !me.ip().is_unspecified() && !is_unicast(me.ip()) {
+                return Err(AddrError::NotUnicast(me).into());
+            }
             RequestKind::Punch {
                 file: FileName::new(line.positional[0])?,
                 target,
-                me: parse_peer_addr(line.positional[2])?,
+                me,
             }
         }
         "9" => {

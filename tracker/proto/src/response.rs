@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::error::{hex_field, ErrorCode, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
 use crate::types::{
-    parse_peer_addr, AnnounceIntervals, Cookie, FileId, FileInfo, FileName, FileSummary,
-    ListedFile, PeerChunks, PeerEntry,
+    is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, Cookie, FileId, FileInfo, FileName,
+    FileSummary, ListedFile, PeerChunks, PeerEntry,
 };
 
 /// Largest datagram a client accepts from the tracker (the UDP payload limit).
@@ -157,6 +157,10 @@ impl TrackerMessage {
             line.expect_positional(&["file name", "address"])?;
             let file = FileName::new(line.positional[0])?;
             let from = parse_peer_addr(line.positional[1])?;
+            // A peer is told to connect there: only a unicast address makes sense.
+            if !is_unicast(from.ip()) {
+                return Err(AddrError::NotUnicast(from).into());
+            }
             line.finish()?;
             if lines.next().is_some() {
                 return Err(ParseError::ExtraField("second line".into()));

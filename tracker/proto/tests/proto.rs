@@ -31,8 +31,17 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
     (ip(), 1u16..).prop_map(|(ip, port)| SocketAddr::new(ip, port))
 }
 
-fn specific_addr() -> impl Strategy<Value = SocketAddr> {
-    addr().prop_filter("specific", |a| !a.ip().is_unspecified())
+/// An address a peer can be reached at (a PUNCH's target and sender).
+fn unicast_addr() -> impl Strategy<Value = SocketAddr> {
+    addr().prop_filter("unicast", |a| is_unicast(a.ip()))
+}
+
+/// A flag 8 MY ADDR: unicast, or unspecified (the source's IP).
+fn own_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        unicast_addr(),
+        (1u16..).prop_map(|port| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+    ]
 }
 
 fn file_info() -> impl Strategy<Value = FileInfo> {
@@ -83,11 +92,8 @@ fn request_kind() -> impl Strategy<Value = RequestKind> {
             .prop_map(|(file, announce)| RequestKind::Exit { file, announce }),
         any::<u32>().prop_map(|offset| RequestKind::ListFiles { offset }),
         file_name().prop_map(|file| RequestKind::Query { file }),
-        (file_name(), specific_addr(), addr()).prop_map(|(file, target, me)| RequestKind::Punch {
-            file,
-            target,
-            me
-        }),
+        (file_name(), unicast_addr(), own_addr())
+            .prop_map(|(file, target, me)| RequestKind::Punch { file, target, me }),
         addr().prop_map(|announce| RequestKind::Heartbeat { announce }),
     ]
 }
@@ -249,7 +255,7 @@ proptest! {
     }
 
     #[test]
-    fn punch_round_trips(file in file_name(), from in addr()) {
+    fn punch_round_trips(file in file_name(), from in unicast_addr()) {
         let notice = PunchNotice { file, from };
         let text = notice.to_string();
         prop_assert_eq!(TrackerMessage::parse(text.as_bytes()), Ok(TrackerMessage::Punch(notice)));
@@ -427,6 +433,17 @@ fn malformed_requests_give_typed_errors() {
         err(b"REQUEST 8 a 0.0.0.0:1 1.2.3.4:5"),
         ErrorCode::BadAddress
     );
+    for bad in [
+        "REQUEST 8 a 224.0.0.1:1 1.2.3.4:5",
+        "REQUEST 8 a 255.255.255.255:1 1.2.3.4:5",
+        "REQUEST 8 a [ff02::1]:1 1.2.3.4:5",
+        "REQUEST 8 a 0.1.2.3:1 1.2.3.4:5",
+        "REQUEST 8 a 1.2.3.4:5 239.1.1.1:5",
+        "REQUEST 8 a 1.2.3.4:5 [::ffff:224.0.0.1]:5",
+    ] {
+        assert_eq!(err(bad.as_bytes()), ErrorCode::BadAddress, "{bad}");
+    }
+    assert!(Request::parse(b"REQUEST 8 a 127.0.0.1:5 0.0.0.0:5").is_ok());
     assert_eq!(err(b"REQUEST 1 a/b"), ErrorCode::BadFileName);
     assert_eq!(err(b"REQUEST 1 a\\b"), ErrorCode::BadFileName);
     assert_eq!(err(b"REQUEST 1 .."), ErrorCode::BadFileName);
@@ -455,6 +472,64 @@ fn malformed_requests_give_typed_errors() {
         ErrorCode::BadField
     );
     assert!(Request::parse(format!("REQUEST 4 a 2 1.2.3.4 size=4096 id={id}").as_bytes()).is_ok());
+}
+
+/// Names that would display as something they are not are refused, here and in peers (the
+/// type is shared): `exe.txt` with a right-to-left override shows as `txt.exe`.
+#[test]
+fn names_with_bidi_controls_or_invisible_characters_are_refused() {
+    for bad in [
+        "invoice\u{202E}fdp.exe",
+        "a\u{202A}b",
+        "a\u{2066}b\u{2069}",
+        "a\u{200E}",
+        "\u{200F}a",
+        "\u{061C}a",
+        "a\u{200B}b",
+        "a\u{200C}b",
+        "a\u{200D}b",
+        "a\u{2060}b",
+        "\u{FEFF}a",
+        "a\u{00AD}b",
+        "a\u{180E}b",
+        "a\u{FE0F}",
+        "a\u{E0041}",
+        "\u{3164}",
+    ] {
+        let e = FileName::new(bad).unwrap_err();
+        assert!(matches!(e, FileNameError::Invisible(_)), "{bad:?}: {e}");
+        assert!(e.to_string().contains("U+"), "{e}");
+        let request = format!("REQUEST 7 {bad}");
+        assert_eq!(err(request.as_bytes()), ErrorCode::BadFileName, "{bad:?}");
+        let listed = format!("RESPONSE 6 files=1\n{bad} size=1 chunks=1 seeders=1 leechers=0");
+        assert!(TrackerMessage::parse(listed.as_bytes()).is_err(), "{bad:?}");
+    }
+    for good in [
+        "résumé.pdf",
+        "日本語.txt",
+        "файл.bin",
+        "ملف.txt",
+        "a-b_c.d",
+        "1.2.3.4:5",
+    ] {
+        assert!(FileName::new(good).is_ok(), "{good:?}");
+    }
+}
+
+/// A PUNCH notice tells a peer to connect somewhere: never to a multicast, broadcast or
+/// unspecified address, whatever a tracker sends.
+#[test]
+fn punch_notices_name_unicast_addresses_only() {
+    for bad in [
+        "PUNCH a 0.0.0.0:5",
+        "PUNCH a [::]:5",
+        "PUNCH a 224.0.0.1:5",
+        "PUNCH a 255.255.255.255:5",
+        "PUNCH a [ff02::1]:5",
+    ] {
+        assert!(TrackerMessage::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert!(TrackerMessage::parse(b"PUNCH a 127.0.0.1:5").is_ok());
 }
 
 #[test]
