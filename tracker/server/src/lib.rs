@@ -10,6 +10,7 @@ pub mod batch;
 mod config;
 pub mod cookie;
 mod handler;
+pub mod host;
 mod rate_limit;
 pub mod store;
 mod udp;

@@ -53,6 +53,10 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_files, value_name = "N")]
     max_files: usize,
 
+    /// Most peers (serving addresses) across all swarms.
+    #[arg(long, default_value_t = Limits::default().max_peers, value_name = "N")]
+    max_peers: usize,
+
     /// Most peers in one file's swarm.
     #[arg(long, default_value_t = Limits::default().max_peers_per_file, value_name = "N")]
     max_peers_per_file: usize,
@@ -65,7 +69,16 @@ struct Args {
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     max_bitfield_mib: usize,
 
-    /// PUNCH relays (flag 8) allowed per second per source IP.
+    /// The share of each cap above that one IP (an IPv6 /64) may hold, in percent: files it
+    /// created, peers (serving addresses), peers in one swarm, rows, bitfield memory. Every
+    /// source counts, loopback and private ones too, so one host cannot fill a cap for everyone.
+    /// With the defaults one host may share 10,000 files and run 10,000 peers, 1,000 of them in
+    /// one swarm.
+    #[arg(long, default_value_t = Limits::default().ip_share_percent, value_name = "PERCENT")]
+    ip_share: u32,
+
+    /// PUNCH relays (flag 8) allowed per second per source IP (an IPv6 /64), and as many per
+    /// target peer.
     #[arg(long, default_value_t = 10, value_name = "N")]
     punch_rate: u32,
 
@@ -104,6 +117,12 @@ fn main() -> Result<()> {
     }
     if !(MIN_RESPONSE_BYTES..=65_507).contains(&args.max_response_bytes) {
         bail!("--max-response-bytes must be between {MIN_RESPONSE_BYTES} and 65507");
+    }
+    if !(1..=100).contains(&args.ip_share) {
+        bail!(
+            "--ip-share must be a percentage between 1 and 100, got {}",
+            args.ip_share
+        );
     }
     if !(1..=MAX_INTERVAL_SECS).contains(&args.announce_interval) {
         bail!("--announce-interval must be between 1 and {MAX_INTERVAL_SECS} seconds");
@@ -148,9 +167,11 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         stun: args.stun,
         limits: Limits {
             max_files: args.max_files,
+            max_peers: args.max_peers,
             max_peers_per_file: args.max_peers_per_file,
             max_rows: args.max_rows,
             max_bitfield_bytes: args.max_bitfield_mib.saturating_mul(1 << 20),
+            ip_share_percent: args.ip_share,
         },
         punch_rate: args.punch_rate,
         intervals: AnnounceIntervals {
