@@ -171,14 +171,15 @@ impl MemoryStore {
 
     /// Charges the peer at `addr` to `host` (after [`MemoryStore::check_rehome`]).
     fn rehome(&mut self, addr: SocketAddr, host: Host) {
+        // The common case, every announcement from the same host, costs one lookup.
+        if self.peers.get(&addr).is_none_or(|s| s.host == host) {
+            return;
+        }
         let usage = self.usage_of(addr);
         let Some(state) = self.peers.get_mut(&addr) else {
             return;
         };
         let old = std::mem::replace(&mut state.host, host);
-        if old == host {
-            return;
-        }
         self.hosts.sub(old, usage);
         self.hosts.add(host, usage);
         for name in &state.files {
