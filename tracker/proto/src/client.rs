@@ -22,9 +22,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::{
-    ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary, ListedFile,
-    PeerEntry, PeerKey, PunchNotice, Request, RequestKind, Response, ResponseKind, TrackerMessage,
-    MAX_DATAGRAM_BYTES,
+    AnnounceIntervals, ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary,
+    ListedFile, PeerEntry, PeerKey, PunchNotice, Request, RequestKind, Response, ResponseKind,
+    TrackerMessage, MAX_DATAGRAM_BYTES,
 };
 
 /// How the client talks to the tracker.
@@ -81,6 +81,26 @@ impl ClientError {
 pub struct Swarm {
     pub file: FileSummary,
     pub peers: Vec<PeerEntry>,
+    /// How often to ask again ([`TrackerClient::refresh_as`]) while the download runs: 30 s
+    /// from a tracker that says nothing; never below `min_interval`.
+    pub interval: Duration,
+    /// The least time between two asks, even for a starved downloader: 5 s from a tracker
+    /// that says nothing, at least 1 s whatever the tracker says, so a hostile or broken
+    /// tracker cannot make its peers busy-loop.
+    pub min_interval: Duration,
+}
+
+impl Swarm {
+    fn new(file: FileSummary, peers: Vec<PeerEntry>, intervals: AnnounceIntervals) -> Self {
+        let min_interval = Duration::from_secs(u64::from(intervals.min_interval.max(1)));
+        let interval = Duration::from_secs(u64::from(intervals.interval)).max(min_interval);
+        Swarm {
+            file,
+            peers,
+            interval,
+            min_interval,
+        }
+    }
 }
 
 /// Bound on pages followed for one listing, so a misbehaving tracker cannot keep a call busy
@@ -174,14 +194,36 @@ impl TrackerClient {
         self.shared.punches.subscribe()
     }
 
-    /// Flag 1: the file and every peer in its swarm.
+    /// Flag 1: the file and every peer in its swarm, asked by someone who does not join it
+    /// (a catalogue look-up, a person typing).
     pub async fn peers(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, false).await
+        self.swarm(file, false, None).await
     }
 
-    /// Flag 2: the same list, for a downloader refreshing the one it has.
+    /// Flag 2: the same list, for a downloader refreshing the one it has without joining.
     pub async fn refresh(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, true).await
+        self.swarm(file, true, None).await
+    }
+
+    /// Flag 1 with an address: this peer, serving at `announce`, joins `file`'s swarm (listed
+    /// as `have=0` until it reports chunks, so other downloaders find it at once) and gets every
+    /// other peer of it. Its own address is not listed back to it.
+    pub async fn peers_as(
+        &self,
+        file: &FileName,
+        announce: SocketAddr,
+    ) -> Result<Swarm, ClientError> {
+        self.swarm(file, false, Some(announce)).await
+    }
+
+    /// Flag 2 with an address: the refresh a downloader sends every [`Swarm::interval`]; it
+    /// also keeps this peer in the swarm (and alive) with the chunks it already reported.
+    pub async fn refresh_as(
+        &self,
+        file: &FileName,
+        announce: SocketAddr,
+    ) -> Result<Swarm, ClientError> {
+        self.swarm(file, true, Some(announce)).await
     }
 
     /// Flag 3: this peer, serving at `announce`, now holds `chunks` of `file`. Long lists are
@@ -290,8 +332,16 @@ impl TrackerClient {
         }
     }
 
-    async fn swarm(&self, file: &FileName, refresh: bool) -> Result<Swarm, ClientError> {
+    /// Follows every page of flag 1 or 2. Each page carries `announce`: joining is idempotent,
+    /// and so every page refreshes the peer's liveness.
+    async fn swarm(
+        &self,
+        file: &FileName,
+        refresh: bool,
+        announce: Option<SocketAddr>,
+    ) -> Result<Swarm, ClientError> {
         let mut summary = None;
+        let mut intervals = AnnounceIntervals::DEFAULT;
         let mut peers = Vec::new();
         let mut seen = HashSet::new();
         let mut offset = 0;
@@ -299,21 +349,27 @@ impl TrackerClient {
             let kind = if refresh {
                 RequestKind::Refresh {
                     file: file.clone(),
+                    announce,
                     offset,
                 }
             } else {
                 RequestKind::Peers {
                     file: file.clone(),
+                    announce,
                     offset,
                 }
             };
             match self.request(kind).await? {
                 ResponseKind::Peers {
                     file: page_file,
+                    intervals: page_intervals,
                     next,
                     peers: page,
                     ..
                 } => {
+                    if let Some(i) = page_intervals {
+                        intervals = i;
+                    }
                     if page_file.info.name() != file {
                         return Err(ClientError::Unexpected(format!(
                             "asked for {file}, got {}",
@@ -331,7 +387,7 @@ impl TrackerClient {
             }
         }
         match summary {
-            Some(file) => Ok(Swarm { file, peers }),
+            Some(file) => Ok(Swarm::new(file, peers, intervals)),
             None => Err(ClientError::Unexpected(
                 "peer list paging does not end".into(),
             )),
@@ -474,6 +530,32 @@ async fn read_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{FileId, FileInfo};
+
+    #[test]
+    fn intervals_are_kept_sane_whatever_the_tracker_says() {
+        let info = FileInfo::new(FileName::new("a").unwrap(), 1, 2048, FileId([0; 32])).unwrap();
+        let summary = FileSummary {
+            info,
+            seeders: 1,
+            leechers: 0,
+        };
+        let swarm = |interval, min_interval| {
+            let s = Swarm::new(
+                summary.clone(),
+                Vec::new(),
+                AnnounceIntervals {
+                    interval,
+                    min_interval,
+                },
+            );
+            (s.interval.as_secs(), s.min_interval.as_secs())
+        };
+        assert_eq!(swarm(30, 5), (30, 5));
+        assert_eq!(swarm(0, 0), (1, 1));
+        assert_eq!(swarm(10, 60), (60, 60));
+        assert_eq!(swarm(u32::MAX, 1), (u64::from(u32::MAX), 1));
+    }
 
     #[test]
     fn long_reports_split_into_datagram_sized_lists() {

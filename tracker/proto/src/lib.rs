@@ -19,12 +19,12 @@ pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use error::{ErrorCode, ParseError};
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
-    Ack, ErrorReply, PageBody, PunchNotice, Response, ResponseKind, TrackerMessage,
+    Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, Response, ResponseKind, TrackerMessage,
     MAX_DATAGRAM_BYTES,
 };
 pub use types::{
-    parse_peer_addr, AddrError, ChunkRanges, ChunkRangesError, Cookie, FileId, FileIdError,
-    FileInfo, FileInfoError, FileName, FileNameError, FileSummary, ListedFile, PeerChunks,
-    PeerEntry, PeerKey, DEFAULT_CHUNK_SIZE, DEFAULT_PEER_PORT, MAX_CHUNKS, MAX_CHUNK_SIZE,
-    MAX_NAME_BYTES,
+    is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, ChunkRanges, ChunkRangesError,
+    Cookie, FileId, FileIdError, FileInfo, FileInfoError, FileName, FileNameError, FileSummary,
+    ListedFile, PeerChunks, PeerEntry, PeerKey, DEFAULT_CHUNK_SIZE, DEFAULT_PEER_PORT, MAX_CHUNKS,
+    MAX_CHUNK_SIZE, MAX_NAME_BYTES,
 };

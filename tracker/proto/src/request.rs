@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::error::{hex_field, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, Line};
 use crate::types::{
-    parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName, PeerKey,
-    DEFAULT_CHUNK_SIZE,
+    is_unicast, parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName,
+    PeerKey, DEFAULT_CHUNK_SIZE,
 };
 
 /// Largest request datagram the tracker reads; anything longer is answered with `TOO_LONG`.
@@ -28,10 +28,19 @@ pub struct Request {
 /// What is asked, one variant per flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
-    /// Flag 1: the file's description and peer list (page starting at `offset`).
-    Peers { file: FileName, offset: u32 },
+    /// Flag 1: the file's description and peer list (page starting at `offset`). With
+    /// `announce`, the sender also joins the swarm, served at that address (protocol.txt §1.2).
+    Peers {
+        file: FileName,
+        announce: Option<SocketAddr>,
+        offset: u32,
+    },
     /// Flag 2: the same list again, to refresh one a downloader already has.
-    Refresh { file: FileName, offset: u32 },
+    Refresh {
+        file: FileName,
+        announce: Option<SocketAddr>,
+        offset: u32,
+    },
     /// Flag 3: the sender now holds these chunks of `file`, served at `announce`.
     Chunks {
         file: FileName,
@@ -84,6 +93,9 @@ impl RequestKind {
             | RequestKind::Share { announce, .. }
             | RequestKind::Exit { announce, .. }
             | RequestKind::Heartbeat { announce } => Some(*announce),
+            RequestKind::Peers { announce, .. } | RequestKind::Refresh { announce, .. } => {
+                *announce
+            }
             RequestKind::Punch { me, .. } => Some(*me),
             _ => None,
         }
@@ -144,13 +156,28 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
     };
     Ok(match flag {
         "1" | "2" => {
-            line.expect_positional(&["file name"])?;
+            // The optional ADDR makes the request an announcement: the sender joins the swarm.
+            let announce = if line.positional.len() >= 2 {
+                line.expect_positional(&["file name", "address"])?;
+                Some(parse_peer_addr(line.positional[1])?)
+            } else {
+                line.expect_positional(&["file name"])?;
+                None
+            };
             let file = FileName::new(line.positional[0])?;
             let offset = offset(line)?;
             if flag == "1" {
-                RequestKind::Peers { file, offset }
+                RequestKind::Peers {
+                    file,
+                    announce,
+                    offset,
+                }
             } else {
-                RequestKind::Refresh { file, offset }
+                RequestKind::Refresh {
+                    file,
+                    announce,
+                    offset,
+                }
             }
         }
         "3" => {
@@ -206,10 +233,18 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
             if target.ip().is_unspecified() {
                 return Err(AddrError::Unspecified(target).into());
             }
+            if !is_unicast(target.ip()) {
+                return Err(AddrError::NotUnicast(target).into());
+            }
+            // MY ADDR may be unspecified (the source's IP), never multicast or broadcast.
+            let me = parse_peer_addr(line.positional[2])?;
+            if !me.ip().is_unspecified() && !is_unicast(me.ip()) {
+                return Err(AddrError::NotUnicast(me).into());
+            }
             RequestKind::Punch {
                 file: FileName::new(line.positional[0])?,
                 target,
-                me: parse_peer_addr(line.positional[2])?,
+                me,
             }
         }
         "9" => {
@@ -226,8 +261,20 @@ impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "REQUEST {}", self.kind.flag())?;
         match &self.kind {
-            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+            RequestKind::Peers {
+                file,
+                announce,
+                offset,
+            }
+            | RequestKind::Refresh {
+                file,
+                announce,
+                offset,
+            } => {
                 write!(f, " {file}")?;
+                if let Some(announce) = announce {
+                    write!(f, " {announce}")?;
+                }
                 if *offset != 0 {
                     write!(f, " offset={offset}")?;
                 }

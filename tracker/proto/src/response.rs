@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::error::{hex_field, ErrorCode, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
 use crate::types::{
-    parse_peer_addr, Cookie, FileId, FileInfo, FileName, FileSummary, ListedFile, PeerChunks,
-    PeerEntry,
+    is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, Cookie, FileId, FileInfo, FileName,
+    FileSummary, ListedFile, PeerChunks, PeerEntry,
 };
 
 /// Largest datagram a client accepts from the tracker (the UDP payload limit).
@@ -58,9 +58,11 @@ impl Ack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseKind {
     /// Flags 1 and 2: the file and one page of its peers; `next` is the offset of the next page.
+    /// `intervals` is `None` when the tracker sent none (an older tracker).
     Peers {
         refresh: bool,
         file: FileSummary,
+        intervals: Option<AnnounceIntervals>,
         next: Option<u32>,
         peers: Vec<PeerEntry>,
     },
@@ -155,6 +157,10 @@ impl TrackerMessage {
             line.expect_positional(&["file name", "address"])?;
             let file = FileName::new(line.positional[0])?;
             let from = parse_peer_addr(line.positional[1])?;
+            // A peer is told to connect there: only a unicast address makes sense.
+            if !is_unicast(from.ip()) {
+                return Err(AddrError::NotUnicast(from).into());
+            }
             line.finish()?;
             if lines.next().is_some() {
                 return Err(ParseError::ExtraField("second line".into()));
@@ -180,6 +186,7 @@ impl TrackerMessage {
                     let name = line.positional[1];
                     parse_summary(&mut line, name)?
                 };
+                let intervals = parse_intervals(&mut line)?;
                 let next = line
                     .take("next")
                     .map(|v| parse_u32("next", v))
@@ -191,6 +198,7 @@ impl TrackerMessage {
                 ResponseKind::Peers {
                     refresh: flag == "2",
                     file,
+                    intervals,
                     next,
                     peers,
                 }
@@ -264,6 +272,19 @@ fn parse_summary(line: &mut Line<'_>, name: &str) -> Result<FileSummary, ParseEr
         seeders,
         leechers,
     })
+}
+
+/// `interval=` and `min_interval=` come together or not at all.
+fn parse_intervals(line: &mut Line<'_>) -> Result<Option<AnnounceIntervals>, ParseError> {
+    match (line.take("interval"), line.take("min_interval")) {
+        (None, None) => Ok(None),
+        (Some(interval), Some(min_interval)) => Ok(Some(AnnounceIntervals {
+            interval: parse_u32("interval", interval)?,
+            min_interval: parse_u32("min_interval", min_interval)?,
+        })),
+        (Some(_), None) => Err(ParseError::MissingField("min_interval")),
+        (None, Some(_)) => Err(ParseError::MissingField("interval")),
+    }
 }
 
 fn parse_peer_line(text: &str) -> Result<PeerEntry, ParseError> {
@@ -387,15 +408,29 @@ fn write_next(f: &mut dyn fmt::Write, next: Option<u32>) -> fmt::Result {
     }
 }
 
+/// What the header of RESPONSE 1/2 says besides paging and `tid`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeersHeader<'a> {
+    pub refresh: bool,
+    pub file: &'a FileSummary,
+    pub intervals: Option<AnnounceIntervals>,
+}
+
 fn write_peers_header(
     f: &mut dyn fmt::Write,
-    refresh: bool,
-    file: &FileSummary,
+    header: PeersHeader<'_>,
     next: Option<u32>,
     tid: Option<u32>,
 ) -> fmt::Result {
-    write!(f, "RESPONSE {}", if refresh { 2 } else { 1 })?;
-    write_summary(f, file)?;
+    write!(f, "RESPONSE {}", if header.refresh { 2 } else { 1 })?;
+    write_summary(f, header.file)?;
+    if let Some(i) = header.intervals {
+        write!(
+            f,
+            " interval={} min_interval={}",
+            i.interval, i.min_interval
+        )?;
+    }
     write_next(f, next)?;
     write_tid(f, tid)
 }
@@ -421,15 +456,10 @@ pub struct PageBody {
 impl PageBody {
     /// A page whose whole answer, header included, must stay within `max` bytes; the header
     /// is reserved at its longest (`next=` and `tid=` at their widest values).
-    pub fn for_peers(max: usize, refresh: bool, file: &FileSummary, tid: Option<u32>) -> Self {
-        let mut header = String::new();
-        let _ = write_peers_header(
-            &mut header,
-            refresh,
-            file,
-            Some(u32::MAX),
-            tid.map(|_| u32::MAX),
-        );
+    pub fn for_peers(max: usize, header: PeersHeader<'_>, tid: Option<u32>) -> Self {
+        let mut text = String::new();
+        let _ = write_peers_header(&mut text, header, Some(u32::MAX), tid.map(|_| u32::MAX));
+        let header = text;
         PageBody {
             text: String::with_capacity(max.min(MAX_DATAGRAM_BYTES)),
             limit: max.saturating_sub(header.len()),
@@ -458,16 +488,15 @@ impl PageBody {
         true
     }
 
-    /// The answer to flag 1 (or 2 when `refresh`) with these lines.
+    /// The answer to flag 1 or 2 with these lines.
     pub fn finish_peers(
         self,
-        refresh: bool,
-        file: &FileSummary,
+        header: PeersHeader<'_>,
         next: Option<u32>,
         tid: Option<u32>,
     ) -> String {
         let mut out = String::with_capacity(self.text.len() + 256);
-        let _ = write_peers_header(&mut out, refresh, file, next, tid);
+        let _ = write_peers_header(&mut out, header, next, tid);
         out.push_str(&self.text);
         out
     }
@@ -487,10 +516,16 @@ impl fmt::Display for Response {
             ResponseKind::Peers {
                 refresh,
                 file,
+                intervals,
                 next,
                 peers,
             } => {
-                write_peers_header(f, *refresh, file, *next, self.tid)?;
+                let header = PeersHeader {
+                    refresh: *refresh,
+                    file,
+                    intervals: *intervals,
+                };
+                write_peers_header(f, header, *next, self.tid)?;
                 for p in peers {
                     write!(f, "\n{p}")?;
                 }

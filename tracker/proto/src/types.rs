@@ -48,11 +48,43 @@ pub enum FileNameError {
     Whitespace,
     #[error("file name contains '=' (reserved for key=value fields)")]
     Equals,
+    #[error(
+        "file name contains U+{:04X}, a bidi control or invisible character (a listing would \
+         not show the name as it is)",
+        u32::from(*.0)
+    )]
+    Invisible(char),
+}
+
+/// Characters that change how a name displays without being seen: bidi embeddings, overrides,
+/// isolates and marks (which can make `exe.txt` display as `txt.exe`), and zero-width or
+/// invisible characters (which make two different names look the same).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                   // soft hyphen
+        | '\u{034F}'                 // combining grapheme joiner
+        | '\u{061C}'                 // Arabic letter mark
+        | '\u{115F}' | '\u{1160}'    // Hangul fillers
+        | '\u{17B4}' | '\u{17B5}'    // Khmer inherent vowels
+        | '\u{180B}'..='\u{180F}'    // Mongolian variation selectors and vowel separator
+        | '\u{200B}'..='\u{200F}'    // zero-width space, non-joiner, joiner; LRM, RLM
+        | '\u{202A}'..='\u{202E}'    // bidi embeddings and overrides
+        | '\u{2060}'..='\u{206F}'    // word joiner, invisible operators, bidi isolates
+        | '\u{3164}'                 // Hangul filler
+        | '\u{FE00}'..='\u{FE0F}'    // variation selectors
+        | '\u{FEFF}'                 // zero-width no-break space (BOM)
+        | '\u{FFA0}'                 // halfwidth Hangul filler
+        | '\u{FFF9}'..='\u{FFFB}'    // interlinear annotation controls
+        | '\u{1D173}'..='\u{1D17A}'  // musical symbol format controls
+        | '\u{E0000}'..='\u{E0FFF}'  // tags and variation selectors supplement
+    )
 }
 
 impl FileName {
     /// Validates `name`. Besides path safety, names exclude whitespace and `=` because the
-    /// protocol separates tokens with spaces and marks `key=value` fields with `=`.
+    /// protocol separates tokens with spaces and marks `key=value` fields with `=`, and bidi
+    /// controls and invisible characters because a listing must show a name as it is.
     pub fn new(name: &str) -> Result<Self, FileNameError> {
         if name.is_empty() {
             return Err(FileNameError::Empty);
@@ -72,6 +104,7 @@ impl FileName {
                 '=' => return Err(FileNameError::Equals),
                 c if c.is_control() => return Err(FileNameError::Control),
                 c if c.is_whitespace() => return Err(FileNameError::Whitespace),
+                c if is_invisible(c) => return Err(FileNameError::Invisible(c)),
                 _ => {}
             }
         }
@@ -406,6 +439,25 @@ pub struct PeerEntry {
     pub chunks: PeerChunks,
 }
 
+/// How often a downloader should refresh its peer list (flags 1 and 2 with its address), as
+/// BitTorrent's announce `interval` and `min interval`, in seconds: `interval=` and
+/// `min_interval=` in the header of RESPONSE 1 and 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceIntervals {
+    /// The period a downloader refreshes on while it is not starved.
+    pub interval: u32,
+    /// The least time between two refreshes, however starved the downloader is.
+    pub min_interval: u32,
+}
+
+impl AnnounceIntervals {
+    /// What a client assumes when a tracker sends no intervals (protocol.txt §1.3).
+    pub const DEFAULT: AnnounceIntervals = AnnounceIntervals {
+        interval: 30,
+        min_interval: 5,
+    };
+}
+
 /// One line of the file catalogue (flag 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedFile {
@@ -492,6 +544,18 @@ pub enum AddrError {
     PortZero,
     #[error("{0} is not a specific address")]
     Unspecified(SocketAddr),
+    #[error("{0} is not a unicast address (multicast or broadcast)")]
+    NotUnicast(SocketAddr),
+}
+
+/// Whether a peer can be reached at `ip`: not unspecified, not in 0.0.0.0/8, not multicast and
+/// not the IPv4 broadcast address. (Loopback and private addresses are unicast; whether they
+/// make sense depends on where the request comes from, which only the tracker knows.)
+pub fn is_unicast(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => !(v4.octets()[0] == 0 || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
 }
 
 /// Parses `ip:port`, `[v6]:port` or a bare IP (port 6881, the seed protocol's form).

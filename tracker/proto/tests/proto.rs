@@ -31,8 +31,17 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
     (ip(), 1u16..).prop_map(|(ip, port)| SocketAddr::new(ip, port))
 }
 
-fn specific_addr() -> impl Strategy<Value = SocketAddr> {
-    addr().prop_filter("specific", |a| !a.ip().is_unspecified())
+/// An address a peer can be reached at (a PUNCH's target and sender).
+fn unicast_addr() -> impl Strategy<Value = SocketAddr> {
+    addr().prop_filter("unicast", |a| is_unicast(a.ip()))
+}
+
+/// A flag 8 MY ADDR: unicast, or unspecified (the source's IP).
+fn own_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        unicast_addr(),
+        (1u16..).prop_map(|port| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+    ]
 }
 
 fn file_info() -> impl Strategy<Value = FileInfo> {
@@ -57,9 +66,20 @@ fn summary() -> impl Strategy<Value = FileSummary> {
 
 fn request_kind() -> impl Strategy<Value = RequestKind> {
     prop_oneof![
-        (file_name(), any::<u32>()).prop_map(|(file, offset)| RequestKind::Peers { file, offset }),
-        (file_name(), any::<u32>())
-            .prop_map(|(file, offset)| RequestKind::Refresh { file, offset }),
+        (file_name(), prop::option::of(addr()), any::<u32>()).prop_map(
+            |(file, announce, offset)| RequestKind::Peers {
+                file,
+                announce,
+                offset
+            }
+        ),
+        (file_name(), prop::option::of(addr()), any::<u32>()).prop_map(
+            |(file, announce, offset)| RequestKind::Refresh {
+                file,
+                announce,
+                offset
+            }
+        ),
         (file_name(), chunk_ranges(), addr()).prop_map(|(file, chunks, announce)| {
             RequestKind::Chunks {
                 file,
@@ -72,11 +92,8 @@ fn request_kind() -> impl Strategy<Value = RequestKind> {
             .prop_map(|(file, announce)| RequestKind::Exit { file, announce }),
         any::<u32>().prop_map(|offset| RequestKind::ListFiles { offset }),
         file_name().prop_map(|file| RequestKind::Query { file }),
-        (file_name(), specific_addr(), addr()).prop_map(|(file, target, me)| RequestKind::Punch {
-            file,
-            target,
-            me
-        }),
+        (file_name(), unicast_addr(), own_addr())
+            .prop_map(|(file, target, me)| RequestKind::Punch { file, target, me }),
         addr().prop_map(|announce| RequestKind::Heartbeat { announce }),
     ]
 }
@@ -125,20 +142,33 @@ fn listed() -> impl Strategy<Value = ListedFile> {
         })
 }
 
+fn intervals() -> impl Strategy<Value = Option<AnnounceIntervals>> {
+    prop::option::of(
+        (any::<u32>(), any::<u32>()).prop_map(|(interval, min_interval)| AnnounceIntervals {
+            interval,
+            min_interval,
+        }),
+    )
+}
+
 fn response_kind() -> impl Strategy<Value = ResponseKind> {
     prop_oneof![
         (
             any::<bool>(),
             summary(),
+            intervals(),
             prop::option::of(any::<u32>()),
             prop::collection::vec(peer_entry(), 0..8)
         )
-            .prop_map(|(refresh, file, next, peers)| ResponseKind::Peers {
-                refresh,
-                file,
-                next,
-                peers
-            }),
+            .prop_map(
+                |(refresh, file, intervals, next, peers)| ResponseKind::Peers {
+                    refresh,
+                    file,
+                    intervals,
+                    next,
+                    peers
+                }
+            ),
         (
             any::<u32>(),
             prop::option::of(any::<u32>()),
@@ -187,15 +217,20 @@ proptest! {
         peers in prop::collection::vec(peer_entry(), 0..8),
         files in prop::collection::vec(listed(), 0..8),
         refresh in any::<bool>(),
+        intervals in intervals(),
         next in prop::option::of(any::<u32>()),
         tid in prop::option::of(any::<u32>()),
     ) {
-        let mut body = PageBody::for_peers(usize::MAX, refresh, &file, tid);
+        let header = PeersHeader { refresh, file: &file, intervals };
+        let mut body = PageBody::for_peers(usize::MAX, header, tid);
         for p in &peers {
             prop_assert!(body.push(p));
         }
-        let expected = Response::new(tid, ResponseKind::Peers { refresh, file: file.clone(), next, peers });
-        prop_assert_eq!(body.finish_peers(refresh, &file, next, tid), expected.encode());
+        let expected = Response::new(
+            tid,
+            ResponseKind::Peers { refresh, file: file.clone(), intervals, next, peers },
+        );
+        prop_assert_eq!(body.finish_peers(header, next, tid), expected.encode());
         let mut body = PageBody::for_files(usize::MAX, tid);
         for f in &files {
             prop_assert!(body.push(f));
@@ -207,18 +242,20 @@ proptest! {
     #[test]
     fn pages_stay_within_their_budget(
         file in summary(),
+        intervals in intervals(),
         peers in prop::collection::vec(peer_entry(), 0..40),
         max in 768usize..2000,
     ) {
-        let mut body = PageBody::for_peers(max, false, &file, Some(1));
+        let header = PeersHeader { refresh: false, file: &file, intervals };
+        let mut body = PageBody::for_peers(max, header, Some(1));
         let taken = peers.iter().take_while(|p| body.push(*p)).count();
-        let text = body.finish_peers(false, &file, Some(u32::MAX), Some(u32::MAX));
+        let text = body.finish_peers(header, Some(u32::MAX), Some(u32::MAX));
         prop_assert!(text.len() <= max, "{} > {}", text.len(), max);
         prop_assert_eq!(text.lines().count() - 1, taken);
     }
 
     #[test]
-    fn punch_round_trips(file in file_name(), from in addr()) {
+    fn punch_round_trips(file in file_name(), from in unicast_addr()) {
         let notice = PunchNotice { file, from };
         let text = notice.to_string();
         prop_assert_eq!(TrackerMessage::parse(text.as_bytes()), Ok(TrackerMessage::Punch(notice)));
@@ -274,10 +311,91 @@ fn seed_forms_parse() {
         r.kind,
         RequestKind::Peers {
             file: FileName::new("a.txt").unwrap(),
+            announce: None,
             offset: 20
         }
     );
     assert_eq!(r.tid, Some(9));
+}
+
+/// Flags 1 and 2 with an address announce the sender (it joins the swarm); without one they are
+/// the seed's hand-typed look-ups.
+#[test]
+fn joining_forms_of_flags_1_and_2() {
+    let r = Request::parse(b"REQUEST 2 a.txt 0.0.0.0:7000 offset=3").unwrap();
+    assert_eq!(
+        r.kind,
+        RequestKind::Refresh {
+            file: FileName::new("a.txt").unwrap(),
+            announce: Some("0.0.0.0:7000".parse().unwrap()),
+            offset: 3
+        }
+    );
+    assert_eq!(r.kind.announce(), Some("0.0.0.0:7000".parse().unwrap()));
+    let r = Request::parse(b"REQUEST 1 a.txt 10.0.0.7").unwrap();
+    assert_eq!(r.kind.announce(), Some("10.0.0.7:6881".parse().unwrap()));
+    assert_eq!(
+        Request::parse(b"REQUEST 1 a.txt").unwrap().kind.announce(),
+        None
+    );
+    assert_eq!(
+        err(b"REQUEST 1 a.txt 1.2.3.4:5 6.7.8.9:1"),
+        ErrorCode::ExtraField
+    );
+    assert_eq!(err(b"REQUEST 2 a.txt host:5"), ErrorCode::BadAddress);
+    assert_eq!(err(b"REQUEST 1 a.txt 1.2.3.4:0"), ErrorCode::BadAddress);
+    assert_eq!(
+        err(b"REQUEST 1 a.txt offset=1 1.2.3.4:5"),
+        ErrorCode::ExtraField
+    );
+    // The first token is always the name, even one that looks like an address.
+    assert_eq!(
+        Request::parse(b"REQUEST 2 1.2.3.4:5")
+            .unwrap()
+            .kind
+            .announce(),
+        None
+    );
+}
+
+/// RESPONSE 1/2 carry both intervals or neither; a tracker that sends neither is read as
+/// having said nothing (the client then assumes 30 s and 5 s).
+#[test]
+fn peer_list_headers_carry_both_intervals_or_none() {
+    let id = format!("sha256:{}", "ab".repeat(32));
+    let head = format!("RESPONSE 1 a size=1 chunks=1 chunk=2048 id={id} seeders=1 leechers=0");
+    let intervals = |text: &str| match TrackerMessage::parse(text.as_bytes()) {
+        Ok(TrackerMessage::Response(Response {
+            kind: ResponseKind::Peers { intervals, .. },
+            ..
+        })) => Ok(intervals),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(e) => Err(e.code()),
+    };
+    assert_eq!(intervals(&head), Ok(None));
+    assert_eq!(
+        intervals(&format!("{head} min_interval=5 interval=30 tid=1")),
+        Ok(Some(AnnounceIntervals {
+            interval: 30,
+            min_interval: 5
+        }))
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=30")),
+        Err(ErrorCode::MissingField)
+    );
+    assert_eq!(
+        intervals(&format!("{head} min_interval=5")),
+        Err(ErrorCode::MissingField)
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=-1 min_interval=5")),
+        Err(ErrorCode::BadNumber)
+    );
+    assert_eq!(
+        intervals(&format!("{head} interval=30 min_interval=5 interval=30")),
+        Err(ErrorCode::ExtraField)
+    );
 }
 
 #[test]
@@ -315,6 +433,17 @@ fn malformed_requests_give_typed_errors() {
         err(b"REQUEST 8 a 0.0.0.0:1 1.2.3.4:5"),
         ErrorCode::BadAddress
     );
+    for bad in [
+        "REQUEST 8 a 224.0.0.1:1 1.2.3.4:5",
+        "REQUEST 8 a 255.255.255.255:1 1.2.3.4:5",
+        "REQUEST 8 a [ff02::1]:1 1.2.3.4:5",
+        "REQUEST 8 a 0.1.2.3:1 1.2.3.4:5",
+        "REQUEST 8 a 1.2.3.4:5 239.1.1.1:5",
+        "REQUEST 8 a 1.2.3.4:5 [::ffff:224.0.0.1]:5",
+    ] {
+        assert_eq!(err(bad.as_bytes()), ErrorCode::BadAddress, "{bad}");
+    }
+    assert!(Request::parse(b"REQUEST 8 a 127.0.0.1:5 0.0.0.0:5").is_ok());
     assert_eq!(err(b"REQUEST 1 a/b"), ErrorCode::BadFileName);
     assert_eq!(err(b"REQUEST 1 a\\b"), ErrorCode::BadFileName);
     assert_eq!(err(b"REQUEST 1 .."), ErrorCode::BadFileName);
@@ -343,6 +472,64 @@ fn malformed_requests_give_typed_errors() {
         ErrorCode::BadField
     );
     assert!(Request::parse(format!("REQUEST 4 a 2 1.2.3.4 size=4096 id={id}").as_bytes()).is_ok());
+}
+
+/// Names that would display as something they are not are refused, here and in peers (the
+/// type is shared): `exe.txt` with a right-to-left override shows as `txt.exe`.
+#[test]
+fn names_with_bidi_controls_or_invisible_characters_are_refused() {
+    for bad in [
+        "invoice\u{202E}fdp.exe",
+        "a\u{202A}b",
+        "a\u{2066}b\u{2069}",
+        "a\u{200E}",
+        "\u{200F}a",
+        "\u{061C}a",
+        "a\u{200B}b",
+        "a\u{200C}b",
+        "a\u{200D}b",
+        "a\u{2060}b",
+        "\u{FEFF}a",
+        "a\u{00AD}b",
+        "a\u{180E}b",
+        "a\u{FE0F}",
+        "a\u{E0041}",
+        "\u{3164}",
+    ] {
+        let e = FileName::new(bad).unwrap_err();
+        assert!(matches!(e, FileNameError::Invisible(_)), "{bad:?}: {e}");
+        assert!(e.to_string().contains("U+"), "{e}");
+        let request = format!("REQUEST 7 {bad}");
+        assert_eq!(err(request.as_bytes()), ErrorCode::BadFileName, "{bad:?}");
+        let listed = format!("RESPONSE 6 files=1\n{bad} size=1 chunks=1 seeders=1 leechers=0");
+        assert!(TrackerMessage::parse(listed.as_bytes()).is_err(), "{bad:?}");
+    }
+    for good in [
+        "résumé.pdf",
+        "日本語.txt",
+        "файл.bin",
+        "ملف.txt",
+        "a-b_c.d",
+        "1.2.3.4:5",
+    ] {
+        assert!(FileName::new(good).is_ok(), "{good:?}");
+    }
+}
+
+/// A PUNCH notice tells a peer to connect somewhere: never to a multicast, broadcast or
+/// unspecified address, whatever a tracker sends.
+#[test]
+fn punch_notices_name_unicast_addresses_only() {
+    for bad in [
+        "PUNCH a 0.0.0.0:5",
+        "PUNCH a [::]:5",
+        "PUNCH a 224.0.0.1:5",
+        "PUNCH a 255.255.255.255:5",
+        "PUNCH a [ff02::1]:5",
+    ] {
+        assert!(TrackerMessage::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert!(TrackerMessage::parse(b"PUNCH a 127.0.0.1:5").is_ok());
 }
 
 #[test]

@@ -4,10 +4,20 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use tracker::store::Limits;
 use tracker::{ServerConfig, Tracker};
 
 fn main() {
-    let tracker = Tracker::new(ServerConfig::default());
+    // Every simulated peer comes from 127.0.0.1 but stands for a host of its own: one host's
+    // share of the caps (10 % by default) would refuse most of them.
+    let config = ServerConfig {
+        limits: Limits {
+            ip_share_percent: 100,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let tracker = Tracker::new(config);
     let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let id = format!("sha256:{}", "3c".repeat(32));
     let now = Instant::now();

@@ -45,7 +45,9 @@ impl Drop for TrackerProcess {
 
 fn start_tracker() -> (TrackerProcess, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracker"));
-    cmd.args(["--bind", "127.0.0.1:0"])
+    // The 1,000 simulated peers all come from 127.0.0.1 but stand for a host each: one host's
+    // default share of the caps (10 %) would refuse a full heavy swarm.
+    cmd.args(["--bind", "127.0.0.1:0", "--ip-share", "100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Ok(w) = std::env::var("LOAD_WORKERS") {

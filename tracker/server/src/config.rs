@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tracker_proto::AnnounceIntervals;
+
 use crate::store::Limits;
 
 /// Everything that shapes the tracker's behaviour; the binary maps its flags onto this.
@@ -20,6 +22,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// PUNCH relays per second allowed per source IP (burst of twice as many).
     pub punch_rate: u32,
+    /// What RESPONSE 1/2 tell downloaders about refreshing (`interval=`, `min_interval=`).
+    pub intervals: AnnounceIntervals,
 }
 
 impl Default for ServerConfig {
@@ -32,11 +36,16 @@ impl Default for ServerConfig {
             stun: false,
             limits: Limits::default(),
             punch_rate: 10,
+            intervals: AnnounceIntervals::DEFAULT,
         }
     }
 }
 
 /// Smallest accepted `max_response_bytes`: the longest peer-list header (255-byte name, every
-/// number at its widest: 467 bytes) and the longest peer line (IPv6 address and 200 bytes of
-/// ranges: 249 bytes) must fit, or a page could hold nothing.
+/// number at its widest, intervals at [`MAX_INTERVAL_SECS`]: 501 bytes) and the longest peer
+/// line (IPv6 address and 200 bytes of ranges: 249 bytes) must fit, or a page could hold nothing.
 pub const MIN_RESPONSE_BYTES: usize = 768;
+
+/// Longest announce interval a tracker may hand out (a day): longer would leave downloaders
+/// with a peer list older than any peer's TTL.
+pub const MAX_INTERVAL_SECS: u32 = 86_400;

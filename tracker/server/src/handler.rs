@@ -11,13 +11,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use log::debug;
 use parking_lot::Mutex;
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PunchNotice, Request, RequestKind, Response,
-    ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, Request, RequestKind,
+    Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
-use crate::rate_limit::PunchLimiter;
+use crate::host::Host;
+use crate::rate_limit::{PunchLimiter, Refusal};
 use crate::store::{Announcer, MemoryStore, StoreError, SwarmStore};
 
 /// What to send after handling one datagram.
@@ -150,7 +151,11 @@ impl<S: SwarmStore> Tracker<S> {
             || request
                 .cookie
                 .is_some_and(|c| self.cookies.check(source.ip(), c, unix_secs()));
-        if !verified && matches!(request.kind.flag(), 3 | 4 | 5 | 8 | 9) {
+        // An unverified source reaches the store only when nothing can come of it that would be
+        // dropped: a request that changes nothing, at least a third as long as the longest
+        // answer. Anything else gets its cookie now, before any work is done (protocol.txt §1.6).
+        let answer_may_amplify = 3 * datagram.len() < self.config.max_response_bytes;
+        if !verified && (request.kind.announce().is_some() || answer_may_amplify) {
             return Prepared::Done(self.cookie_required(request.tid, datagram.len(), source.ip()));
         }
         Prepared::Apply(Parsed {
@@ -246,6 +251,47 @@ impl<S: SwarmStore> Tracker<S> {
         Ok(SocketAddr::new(ip, addr.port()))
     }
 
+    /// The serving address a PUNCH names as its sender (protocol.txt §1.8): the announcement
+    /// rules of §1.7, a unicast address, and under `--trust-ip-field` another address than the
+    /// source's only from a LAN address to a LAN address, so no one can make a peer send SYNs
+    /// to a victim of their choice.
+    fn punch_origin(
+        &self,
+        me: SocketAddr,
+        source: SocketAddr,
+    ) -> Result<SocketAddr, (ErrorCode, String)> {
+        let me = self.announced(me, source)?;
+        if !tracker_proto::is_unicast(me.ip()) {
+            return Err((
+                ErrorCode::BadAddress,
+                format!("{me} is not a unicast address a peer can connect to"),
+            ));
+        }
+        let (ip, from) = (me.ip(), source.ip());
+        let lan_to_lan = exempt(from) && exempt(ip) && (!ip.is_loopback() || from.is_loopback());
+        if ip != from && !lan_to_lan {
+            return Err((
+                ErrorCode::Forbidden,
+                format!(
+                    "a PUNCH from {from} may name {from} only (another LAN address only from a \
+                     LAN address)"
+                ),
+            ));
+        }
+        Ok(me)
+    }
+
+    /// Refuses a page offset beyond the longest list this tracker keeps (`cap` entries).
+    fn check_offset(offset: u32, cap: usize) -> Result<(), (ErrorCode, String)> {
+        if offset as usize > cap {
+            return Err((
+                ErrorCode::BadNumber,
+                format!("offset {offset} is beyond the longest list this tracker keeps ({cap})"),
+            ));
+        }
+        Ok(())
+    }
+
     fn apply(
         &self,
         store: &mut S,
@@ -269,21 +315,51 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let max = self.config.max_response_bytes;
         Ok(Answer::Kind(match &request.kind {
-            RequestKind::Peers { file, offset } | RequestKind::Refresh { file, offset } => {
+            RequestKind::Peers {
+                file,
+                announce,
+                offset,
+            }
+            | RequestKind::Refresh {
+                file,
+                announce,
+                offset,
+            } => {
                 let refresh = matches!(request.kind, RequestKind::Refresh { .. });
+                Self::check_offset(*offset, self.config.limits.max_peers_per_file)?;
+                // Joining first: the answer's counts include the joiner.
+                let asker = match announce {
+                    Some(addr) => {
+                        let who = who(*addr)?;
+                        store.join(who, file, now).map_err(store_err)?;
+                        Some(who.addr)
+                    }
+                    None => None,
+                };
+                let intervals = Some(self.config.intervals);
                 let summary = store.query(file).map_err(store_err)?;
-                let mut body = PageBody::for_peers(max, refresh, &summary, request.tid);
-                let page = store
-                    .peers(file, *offset, &mut |p| body.push(p))
-                    .map_err(store_err)?;
-                return Ok(Answer::Text(body.finish_peers(
+                let header = PeersHeader {
                     refresh,
-                    &page.head,
+                    file: &summary,
+                    intervals,
+                };
+                let mut body = PageBody::for_peers(max, header, request.tid);
+                let page = store
+                    .peers(file, *offset, asker, &mut |p| body.push(p))
+                    .map_err(store_err)?;
+                let header = PeersHeader {
+                    refresh,
+                    file: &page.head,
+                    intervals,
+                };
+                return Ok(Answer::Text(body.finish_peers(
+                    header,
                     page.next,
                     request.tid,
                 )));
             }
             RequestKind::ListFiles { offset } => {
+                Self::check_offset(*offset, self.config.limits.max_files)?;
                 let mut body = PageBody::for_files(max, request.tid);
                 let page = store.files(*offset, &mut |f| body.push(f));
                 return Ok(Answer::Text(body.finish_files(
@@ -310,7 +386,9 @@ impl<S: SwarmStore> Tracker<S> {
                 ResponseKind::Ok(Ack::Share)
             }
             RequestKind::Exit { file, announce } => {
-                store.exit(who(*announce)?, file.as_ref(), now);
+                store
+                    .exit(who(*announce)?, file.as_ref(), now)
+                    .map_err(store_err)?;
                 ResponseKind::Ok(Ack::Exit)
             }
             RequestKind::Heartbeat { announce } => {
@@ -318,14 +396,28 @@ impl<S: SwarmStore> Tracker<S> {
                 ResponseKind::Alive { files }
             }
             RequestKind::Punch { file, target, me } => {
-                let me = self.announced(*me, source)?;
+                let me = self.punch_origin(*me, source)?;
                 let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
-                if !self
-                    .punches
-                    .lock()
-                    .allow(source.ip(), self.config.punch_rate, now)
-                {
-                    return Err((ErrorCode::RateLimited, "too many punch requests".into()));
+                let allowed = self.punches.lock().allow(
+                    Host::of(source.ip()),
+                    Host::of(target.ip()),
+                    self.config.punch_rate,
+                    now,
+                );
+                match allowed {
+                    Ok(()) => {}
+                    Err(Refusal::Requester) => {
+                        return Err((
+                            ErrorCode::RateLimited,
+                            "too many punch requests from your address".into(),
+                        ))
+                    }
+                    Err(Refusal::Target) => {
+                        return Err((
+                            ErrorCode::RateLimited,
+                            format!("too many punch requests for {target} right now"),
+                        ))
+                    }
                 }
                 let notice = PunchNotice {
                     file: FileName::clone(file),
@@ -368,7 +460,7 @@ enum Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MIN_RESPONSE_BYTES;
+    use crate::config::{MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
 
     /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
     /// name, IPv6 peers, scattered chunks, every header number wide.
@@ -377,6 +469,10 @@ mod tests {
         let config = ServerConfig {
             max_response_bytes: MIN_RESPONSE_BYTES,
             trust_ip_field: true,
+            intervals: tracker_proto::AnnounceIntervals {
+                interval: MAX_INTERVAL_SECS,
+                min_interval: MAX_INTERVAL_SECS,
+            },
             ..ServerConfig::default()
         };
         let tracker = Tracker::new(config);

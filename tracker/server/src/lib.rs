@@ -10,10 +10,11 @@ pub mod batch;
 mod config;
 pub mod cookie;
 mod handler;
+pub mod host;
 mod rate_limit;
 pub mod store;
 mod udp;
 
-pub use config::{ServerConfig, MIN_RESPONSE_BYTES};
+pub use config::{ServerConfig, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
 pub use handler::{Outcome, Tracker};
 pub use udp::{bind_sockets, serve};

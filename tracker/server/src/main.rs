@@ -10,7 +10,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use tracker::store::Limits;
-use tracker::{bind_sockets, serve, ServerConfig, Tracker, MIN_RESPONSE_BYTES};
+use tracker::{bind_sockets, serve, ServerConfig, Tracker, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+use tracker_proto::AnnounceIntervals;
 
 /// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
 /// `REQUEST <FLAG> ...` (flags 1-9, see protocol.txt §1). Try it by hand with
@@ -52,6 +53,10 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_files, value_name = "N")]
     max_files: usize,
 
+    /// Most peers (serving addresses) across all swarms.
+    #[arg(long, default_value_t = Limits::default().max_peers, value_name = "N")]
+    max_peers: usize,
+
     /// Most peers in one file's swarm.
     #[arg(long, default_value_t = Limits::default().max_peers_per_file, value_name = "N")]
     max_peers_per_file: usize,
@@ -64,9 +69,28 @@ struct Args {
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     max_bitfield_mib: usize,
 
-    /// PUNCH relays (flag 8) allowed per second per source IP.
+    /// The share of each cap above that one IP (an IPv6 /64) may hold, in percent: files it
+    /// created, peers (serving addresses), peers in one swarm, rows, bitfield memory. Every
+    /// source counts, loopback and private ones too, so one host cannot fill a cap for everyone.
+    /// With the defaults one host may share 10,000 files and run 10,000 peers, 1,000 of them in
+    /// one swarm.
+    #[arg(long, default_value_t = Limits::default().ip_share_percent, value_name = "PERCENT")]
+    ip_share: u32,
+
+    /// PUNCH relays (flag 8) allowed per second per source IP (an IPv6 /64), and as many per
+    /// target peer.
     #[arg(long, default_value_t = 10, value_name = "N")]
     punch_rate: u32,
+
+    /// How often downloaders should refresh their peer list, in seconds (`interval=` in
+    /// RESPONSE 1/2, BitTorrent's announce interval). At most 86400.
+    #[arg(long, default_value_t = AnnounceIntervals::DEFAULT.interval, value_name = "SECS")]
+    announce_interval: u32,
+
+    /// The least time a downloader leaves between two refreshes, even when it runs out of
+    /// peers, in seconds (`min_interval=`). At least 1, at most --announce-interval.
+    #[arg(long, default_value_t = AnnounceIntervals::DEFAULT.min_interval, value_name = "SECS")]
+    min_announce_interval: u32,
 
     /// Also answer STUN Binding requests on the tracker's UDP port.
     #[arg(long)]
@@ -93,6 +117,22 @@ fn main() -> Result<()> {
     }
     if !(MIN_RESPONSE_BYTES..=65_507).contains(&args.max_response_bytes) {
         bail!("--max-response-bytes must be between {MIN_RESPONSE_BYTES} and 65507");
+    }
+    if !(1..=100).contains(&args.ip_share) {
+        bail!(
+            "--ip-share must be a percentage between 1 and 100, got {}",
+            args.ip_share
+        );
+    }
+    if !(1..=MAX_INTERVAL_SECS).contains(&args.announce_interval) {
+        bail!("--announce-interval must be between 1 and {MAX_INTERVAL_SECS} seconds");
+    }
+    if !(1..=args.announce_interval).contains(&args.min_announce_interval) {
+        bail!(
+            "--min-announce-interval must be between 1 and --announce-interval ({} s), got {}",
+            args.announce_interval,
+            args.min_announce_interval
+        );
     }
     let workers = args
         .workers
@@ -127,11 +167,17 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         stun: args.stun,
         limits: Limits {
             max_files: args.max_files,
+            max_peers: args.max_peers,
             max_peers_per_file: args.max_peers_per_file,
             max_rows: args.max_rows,
             max_bitfield_bytes: args.max_bitfield_mib.saturating_mul(1 << 20),
+            ip_share_percent: args.ip_share,
         },
         punch_rate: args.punch_rate,
+        intervals: AnnounceIntervals {
+            interval: args.announce_interval,
+            min_interval: args.min_announce_interval,
+        },
     };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {

@@ -26,10 +26,14 @@ fn help_explains_every_option() {
         "--max-response-bytes",
         "--require-cookies",
         "--max-files",
+        "--max-peers",
         "--max-peers-per-file",
+        "--ip-share",
         "--max-rows",
         "--max-bitfield-mib",
         "--punch-rate",
+        "--announce-interval",
+        "--min-announce-interval",
         "--stun",
         "--stun-tcp",
         "--workers",
@@ -47,6 +51,27 @@ fn bad_values_are_refused_with_a_reason() {
     let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--max-response-bytes", "100"]);
     assert!(!ok);
     assert!(err.contains("--max-response-bytes"), "{err}");
+    for share in ["0", "101"] {
+        let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--ip-share", share]);
+        assert!(!ok);
+        assert!(err.contains("--ip-share must be a percentage"), "{err}");
+    }
+    let (ok, _, err) = tracker(&["--bind", "127.0.0.1:0", "--announce-interval", "0"]);
+    assert!(!ok);
+    assert!(err.contains("--announce-interval must be between"), "{err}");
+    let (ok, _, err) = tracker(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--announce-interval",
+        "10",
+        "--min-announce-interval",
+        "11",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--min-announce-interval must be between"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -33,13 +33,14 @@ async fn every_flag_as_raw_datagrams() {
         "RESPONSE 3 OK"
     );
     let header = format!("song.ogg size=5000 chunks=3 chunk=2048 id={id} seeders=1 leechers=1");
+    let intervals = "interval=30 min_interval=5";
     assert_eq!(
         ask(&s, t, "REQUEST 1 song.ogg").await,
-        format!("RESPONSE 1 {header}\n127.0.0.1:6881 seeder\n127.0.0.1:6882 0")
+        format!("RESPONSE 1 {header} {intervals}\n127.0.0.1:6881 seeder\n127.0.0.1:6882 0")
     );
     assert_eq!(
         ask(&s, t, "REQUEST 2 song.ogg tid=1").await,
-        format!("RESPONSE 2 {header} tid=1\n127.0.0.1:6881 seeder\n127.0.0.1:6882 0")
+        format!("RESPONSE 2 {header} {intervals} tid=1\n127.0.0.1:6881 seeder\n127.0.0.1:6882 0")
     );
     assert_eq!(
         ask(&s, t, "REQUEST 6").await,
@@ -193,7 +194,7 @@ async fn ten_thousand_bad_datagrams_then_correct_answers() {
     );
     assert_eq!(
         ask(&fresh, t, "REQUEST 1 after.bin").await,
-        format!("RESPONSE 1 after.bin size=1 chunks=1 chunk=2048 id={id} seeders=1 leechers=0\n127.0.0.1:9999 seeder")
+        format!("RESPONSE 1 after.bin size=1 chunks=1 chunk=2048 id={id} seeders=1 leechers=0 interval=30 min_interval=5\n127.0.0.1:9999 seeder")
     );
 }
 

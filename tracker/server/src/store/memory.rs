@@ -1,7 +1,10 @@
 //! The in-memory store (the default backend): every file's swarm, each peer's liveness and
-//! identity key, and the row and bitfield budgets of [`Limits`].
+//! identity key, the global caps of [`Limits`] and each host's share of them ([`Quotas`]).
+//!
+//! Every row change goes through `insert_row`, `set_holding` and `remove_row`, and every peer
+//! through `add_peer` and `remove_peer`, so the counters the caps and quotas read (rows,
+//! bitfield bytes, per-host usage, per-swarm members) cannot drift from the swarms.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,14 +13,18 @@ use tracker_proto::{
     ChunkRanges, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry, PeerKey,
 };
 
+use super::quota::{HostTable, Usage};
 use super::swarm::{listed_chunks, Bitfield, FileEntry, Holding};
-use super::{Announcer, Limits, Page, StoreError, SwarmStore};
+use super::{Announcer, Limits, Page, Quotas, StoreError, SwarmStore};
+use crate::host::Host;
 
-/// One serving address: its identity key, where its UDP socket answers (for PUNCH), when it
-/// was last heard from, and the swarms it is in (so leaving or expiring touches only those).
+/// One serving address: its identity key, where its UDP socket answers (for PUNCH), the host its
+/// rows count against, when it was last heard from, and the swarms it is in (so leaving or
+/// expiring touches only those).
 struct PeerState {
     key: Option<PeerKey>,
     udp: SocketAddr,
+    host: Host,
     last_seen: Instant,
     files: Vec<FileName>,
 }
@@ -25,10 +32,12 @@ struct PeerState {
 /// The in-memory store (the default backend).
 pub struct MemoryStore {
     limits: Limits,
+    quotas: Quotas,
     ttl: Duration,
     files: BTreeMap<FileName, FileEntry>,
     peers: HashMap<SocketAddr, PeerState>,
     keys: HashMap<PeerKey, SocketAddr>,
+    hosts: HostTable,
     bitfield_bytes: usize,
     rows: usize,
 }
@@ -36,11 +45,13 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(ttl: Duration, limits: Limits) -> Self {
         MemoryStore {
+            quotas: Quotas::new(&limits),
             limits,
             ttl,
             files: BTreeMap::new(),
             peers: HashMap::new(),
             keys: HashMap::new(),
+            hosts: HostTable::default(),
             bitfield_bytes: 0,
             rows: 0,
         }
@@ -57,44 +68,131 @@ impl MemoryStore {
             .is_some_and(|p| now.saturating_duration_since(p.last_seen) <= self.ttl)
     }
 
-    /// Makes `who` the current identity at `who.addr`, moving the rows of its key from an old
-    /// address, and refreshes it. Returns whether the peer is known now (it is unless `create`
-    /// is false and nothing was found).
-    fn resolve(&mut self, who: Announcer, now: Instant, create: bool) -> bool {
+    /// Makes `who` the current identity at `who.addr` and refreshes it: moves the rows of its
+    /// key from an old address, charges them to the announcing host, and creates the peer when
+    /// `create`. Returns whether the peer is known now. Refuses (protocol.txt §1.7) when
+    /// `who.addr`, or the address its key moves to, belongs to a peer with another key.
+    fn resolve(&mut self, who: Announcer, now: Instant, create: bool) -> Result<bool, StoreError> {
+        let host = who.host();
+        if let Some(holder) = self.peers.get(&who.addr) {
+            if holder.key.is_some() && holder.key != who.key {
+                return Err(StoreError::Forbidden(who.addr));
+            }
+        }
         if let Some(key) = who.key {
             if let Some(&old) = self.keys.get(&key) {
                 if old != who.addr {
+                    self.check_rehome(old, host)?;
                     self.move_peer(old, who.addr);
                 }
             }
         }
-        let peer = match self.peers.entry(who.addr) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(_) if !create => return false,
-            Entry::Vacant(e) => e.insert(PeerState {
-                key: None,
-                udp: who.udp,
-                last_seen: now,
-                files: Vec::new(),
-            }),
-        };
-        if peer.key != who.key {
-            if let Some(old_key) = peer.key.take() {
-                self.keys.remove(&old_key);
+        if !self.peers.contains_key(&who.addr) {
+            if !create {
+                return Ok(false);
             }
+            if self.peers.len() >= self.limits.max_peers {
+                return Err(StoreError::Capacity("peers"));
+            }
+            self.quotas.check(self.hosts.usage(host), Usage::PORT)?;
+            self.add_peer(who, now);
+        }
+        self.check_rehome(who.addr, host)?;
+        self.rehome(who.addr, host);
+        let Some(peer) = self.peers.get_mut(&who.addr) else {
+            return Ok(false);
+        };
+        if peer.key.is_none() {
             if let Some(key) = who.key {
+                peer.key = Some(key);
                 self.keys.insert(key, who.addr);
             }
-            peer.key = who.key;
         }
         peer.udp = who.udp;
         peer.last_seen = now;
-        true
+        Ok(true)
     }
 
-    /// Renames peer `old` to `new` in every swarm (an address change of one key).
+    fn add_peer(&mut self, who: Announcer, now: Instant) {
+        let host = who.host();
+        self.hosts.add(host, Usage::PORT);
+        self.peers.insert(
+            who.addr,
+            PeerState {
+                key: None,
+                udp: who.udp,
+                host,
+                last_seen: now,
+                files: Vec::new(),
+            },
+        );
+    }
+
+    /// What the peer at `addr` holds, as a host's usage (its port, rows and bitfields).
+    fn usage_of(&self, addr: SocketAddr) -> Usage {
+        let Some(state) = self.peers.get(&addr) else {
+            return Usage::default();
+        };
+        let bitfield_bytes = state
+            .files
+            .iter()
+            .filter_map(|name| self.files.get(name)?.swarm.get(&addr))
+            .map(Holding::cost)
+            .sum();
+        Usage {
+            files: 0,
+            rows: state.files.len(),
+            ports: 1,
+            bitfield_bytes,
+        }
+    }
+
+    /// Whether the peer at `addr` may be charged to `host` from now on (a key that moved to
+    /// another IP, or a LAN peer announced from another source under `--trust-ip-field`).
+    fn check_rehome(&self, addr: SocketAddr, host: Host) -> Result<(), StoreError> {
+        let Some(state) = self.peers.get(&addr) else {
+            return Ok(());
+        };
+        if state.host == host {
+            return Ok(());
+        }
+        self.quotas
+            .check(self.hosts.usage(host), self.usage_of(addr))?;
+        let crowded = state.files.iter().any(|name| {
+            self.files
+                .get(name)
+                .is_some_and(|e| e.members(host) >= self.quotas.peers_per_file)
+        });
+        if crowded {
+            return Err(StoreError::HostQuota("peers in one swarm"));
+        }
+        Ok(())
+    }
+
+    /// Charges the peer at `addr` to `host` (after [`MemoryStore::check_rehome`]).
+    fn rehome(&mut self, addr: SocketAddr, host: Host) {
+        // The common case, every announcement from the same host, costs one lookup.
+        if self.peers.get(&addr).is_none_or(|s| s.host == host) {
+            return;
+        }
+        let usage = self.usage_of(addr);
+        let Some(state) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let old = std::mem::replace(&mut state.host, host);
+        self.hosts.sub(old, usage);
+        self.hosts.add(host, usage);
+        for name in &state.files {
+            if let Some(entry) = self.files.get_mut(name) {
+                entry.remove_member(old);
+                entry.add_member(host);
+            }
+        }
+    }
+
+    /// Renames peer `old` to `new` in every swarm (an address change of one key). A keyless
+    /// peer at `new` is taken over (its rows go); the caller has refused a keyed one.
     fn move_peer(&mut self, old: SocketAddr, new: SocketAddr) {
-        // Whoever was at `new` is being taken over by this key (same IP, see §1.7).
         self.remove_peer(new, None);
         let Some(state) = self.peers.remove(&old) else {
             return;
@@ -117,6 +215,7 @@ impl MemoryStore {
         let Some(state) = self.peers.get_mut(&addr) else {
             return;
         };
+        let host = state.host;
         let names: Vec<FileName> = match only {
             Some(name) => {
                 let Some(i) = state.files.iter().position(|f| f == name) else {
@@ -126,39 +225,15 @@ impl MemoryStore {
             }
             None => std::mem::take(&mut state.files),
         };
+        for name in names {
+            self.remove_row(&name, addr, host);
+        }
         if only.is_none() {
             if let Some(state) = self.peers.remove(&addr) {
+                self.hosts.sub(host, Usage::PORT);
                 if let Some(key) = state.key {
                     self.keys.remove(&key);
                 }
-            }
-        }
-        for name in names {
-            let Some(entry) = self.files.get_mut(&name) else {
-                continue;
-            };
-            match entry.swarm.remove(&addr) {
-                Some(Holding::Seeder) => {
-                    entry.seeders -= 1;
-                    self.rows -= 1;
-                }
-                Some(Holding::Partial(bits)) => {
-                    self.bitfield_bytes -= bits.cost();
-                    self.rows -= 1;
-                }
-                None => {}
-            }
-            if entry.swarm.is_empty() {
-                self.files.remove(&name);
-            }
-        }
-    }
-
-    /// Adds `addr` to `name`'s swarm bookkeeping on the peer side.
-    fn note_membership(&mut self, addr: SocketAddr, name: &FileName) {
-        if let Some(state) = self.peers.get_mut(&addr) {
-            if !state.files.contains(name) {
-                state.files.push(name.clone());
             }
         }
     }
@@ -169,53 +244,152 @@ impl MemoryStore {
             self.remove_peer(addr, None);
         }
     }
+
+    /// Whether the peer at `addr` (of `host`) may get a new row in `name`'s swarm, which need not
+    /// exist yet.
+    fn check_new_row(&self, name: &FileName, host: Host) -> Result<(), StoreError> {
+        if self.rows >= self.limits.max_rows {
+            return Err(StoreError::Capacity("rows"));
+        }
+        if let Some(entry) = self.files.get(name) {
+            if entry.swarm.len() >= self.limits.max_peers_per_file {
+                return Err(StoreError::Capacity("peers per file"));
+            }
+            if entry.members(host) >= self.quotas.peers_per_file {
+                return Err(StoreError::HostQuota("peers in one swarm"));
+            }
+        }
+        self.quotas.check(self.hosts.usage(host), Usage::ROW)
+    }
+
+    /// Whether `host` may hold `bytes` more of bitfields.
+    fn check_bitfield(&self, host: Host, bytes: usize) -> Result<(), StoreError> {
+        if bytes
+            > self
+                .limits
+                .max_bitfield_bytes
+                .saturating_sub(self.bitfield_bytes)
+        {
+            return Err(StoreError::Capacity("bitfield memory"));
+        }
+        self.quotas
+            .check(self.hosts.usage(host), Usage::bitfield(bytes))
+    }
+
+    /// Adds the peer at `addr` to `name`'s swarm (which must exist) holding `holding`.
+    fn insert_row(&mut self, name: &FileName, addr: SocketAddr, holding: Holding) {
+        let Some(state) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let Some(entry) = self.files.get_mut(name) else {
+            return;
+        };
+        let host = state.host;
+        let cost = holding.cost();
+        if matches!(holding, Holding::Seeder) {
+            entry.seeders += 1;
+        }
+        entry.swarm.insert(addr, holding);
+        entry.add_member(host);
+        state.files.push(name.clone());
+        self.rows += 1;
+        self.bitfield_bytes += cost;
+        self.hosts.add(host, Usage::bitfield(cost));
+        self.hosts.add(host, Usage::ROW);
+    }
+
+    /// Replaces what the peer at `addr` holds in `name`'s swarm.
+    fn set_holding(&mut self, name: &FileName, addr: SocketAddr, holding: Holding) {
+        let Some(host) = self.peers.get(&addr).map(|p| p.host) else {
+            return;
+        };
+        let Some(entry) = self.files.get_mut(name) else {
+            return;
+        };
+        let new_cost = holding.cost();
+        let seeder = matches!(holding, Holding::Seeder);
+        let Some(old) = entry.swarm.insert(addr, holding) else {
+            return;
+        };
+        let old_cost = old.cost();
+        entry.seeders =
+            entry.seeders + u32::from(seeder) - u32::from(matches!(old, Holding::Seeder));
+        self.bitfield_bytes = self.bitfield_bytes + new_cost - old_cost;
+        self.hosts.sub(host, Usage::bitfield(old_cost));
+        self.hosts.add(host, Usage::bitfield(new_cost));
+    }
+
+    /// Takes the row of `addr` (of `host`) out of `name`'s swarm, dropping the file when it was
+    /// the last. The peer's own list of files is the caller's to update.
+    fn remove_row(&mut self, name: &FileName, addr: SocketAddr, host: Host) {
+        let Some(entry) = self.files.get_mut(name) else {
+            return;
+        };
+        let Some(holding) = entry.swarm.remove(&addr) else {
+            return;
+        };
+        let cost = holding.cost();
+        if matches!(holding, Holding::Seeder) {
+            entry.seeders -= 1;
+        }
+        entry.remove_member(host);
+        self.rows -= 1;
+        self.bitfield_bytes -= cost;
+        self.hosts.sub(host, Usage::bitfield(cost));
+        self.hosts.sub(host, Usage::ROW);
+        if entry.swarm.is_empty() {
+            let creator = entry.creator;
+            self.files.remove(name);
+            self.hosts.sub(creator, Usage::FILE);
+        }
+    }
+
+    /// A fresh bitfield of a file of `chunks` chunks holding `chunks_held`, or a seeder mark
+    /// when that is every chunk.
+    fn holding_of(chunks: u32, chunks_held: &ChunkRanges) -> Holding {
+        let mut bits = Bitfield::new(chunks);
+        bits.set(chunks_held);
+        if bits.complete() {
+            Holding::Seeder
+        } else {
+            Holding::Partial(bits)
+        }
+    }
 }
 
 impl SwarmStore for MemoryStore {
     fn share(&mut self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError> {
-        match self.files.get(info.name()) {
+        let name = info.name();
+        let host = who.host();
+        match self.files.get(name) {
             Some(entry) if entry.info != *info => {
-                return Err(StoreError::HashMismatch(info.name().clone()))
+                return Err(StoreError::HashMismatch(name.clone()))
             }
-            Some(entry)
-                if entry.swarm.len() >= self.limits.max_peers_per_file
-                    && !entry.swarm.contains_key(&who.addr) =>
-            {
-                return Err(StoreError::Capacity("peers per file"))
-            }
+            Some(_) => {}
             None if self.files.len() >= self.limits.max_files => {
                 return Err(StoreError::Capacity("files"))
             }
-            _ => {}
+            None => self.quotas.check(self.hosts.usage(host), Usage::FILE)?,
         }
-        let new_row = self
+        self.resolve(who, now, true)?;
+        let in_swarm = self
             .files
-            .get(info.name())
-            .is_none_or(|e| !e.swarm.contains_key(&who.addr));
-        if new_row && self.rows >= self.limits.max_rows {
-            return Err(StoreError::Capacity("rows"));
+            .get(name)
+            .is_some_and(|e| e.swarm.contains_key(&who.addr));
+        if in_swarm {
+            self.set_holding(name, who.addr, Holding::Seeder);
+            return Ok(());
         }
-        self.resolve(who, now, true);
-        let entry = self
-            .files
-            .entry(info.name().clone())
-            .or_insert_with(|| FileEntry {
-                info: info.clone(),
-                swarm: BTreeMap::new(),
-                seeders: 0,
-            });
-        match entry.swarm.insert(who.addr, Holding::Seeder) {
-            Some(Holding::Seeder) => {}
-            Some(Holding::Partial(bits)) => {
-                self.bitfield_bytes -= bits.cost();
-                entry.seeders += 1;
-            }
-            None => {
-                entry.seeders += 1;
-                self.rows += 1;
-            }
+        if let Err(e) = self.check_new_row(name, host) {
+            self.forget_if_empty(who.addr);
+            return Err(e);
         }
-        self.note_membership(who.addr, info.name());
+        if !self.files.contains_key(name) {
+            self.files
+                .insert(name.clone(), FileEntry::new(info.clone(), host));
+            self.hosts.add(host, Usage::FILE);
+        }
+        self.insert_row(name, who.addr, Holding::Seeder);
         Ok(())
     }
 
@@ -238,65 +412,79 @@ impl SwarmStore for MemoryStore {
             });
         }
         // The key may move this peer; look the peer up under its final address afterwards.
-        self.resolve(who, now, true);
-        let budget_left = self
-            .limits
-            .max_bitfield_bytes
-            .saturating_sub(self.bitfield_bytes);
-        let max_peers = self.limits.max_peers_per_file;
-        let rows_full = self.rows >= self.limits.max_rows;
+        self.resolve(who, now, true)?;
+        let host = who.host();
         let Some(entry) = self.files.get_mut(file) else {
             self.forget_if_empty(who.addr);
             return Err(StoreError::FileNotFound(file.clone()));
         };
-        let joined = !entry.swarm.contains_key(&who.addr);
-        if joined {
-            let cost = (total as usize).div_ceil(64) * 8;
-            if entry.swarm.len() >= max_peers {
-                self.forget_if_empty(who.addr);
-                return Err(StoreError::Capacity("peers per file"));
-            }
-            if cost > budget_left {
-                self.forget_if_empty(who.addr);
-                return Err(StoreError::Capacity("bitfield memory"));
-            }
-            if rows_full {
-                self.forget_if_empty(who.addr);
-                return Err(StoreError::Capacity("rows"));
-            }
-            let bits = Bitfield::new(total);
-            self.bitfield_bytes += bits.cost();
-            entry.swarm.insert(who.addr, Holding::Partial(bits));
-            self.rows += 1;
-        }
-        let mut freed = 0;
-        if let Some(holding) = entry.swarm.get_mut(&who.addr) {
-            if let Holding::Partial(bits) = holding {
+        let cost = (total as usize).div_ceil(64) * 8;
+        match entry.swarm.get_mut(&who.addr) {
+            Some(Holding::Seeder) => Ok(()),
+            Some(Holding::Partial(bits)) => {
                 bits.set(chunks);
                 if bits.complete() {
-                    freed = bits.cost();
-                    *holding = Holding::Seeder;
-                    entry.seeders += 1;
+                    self.set_holding(file, who.addr, Holding::Seeder);
                 }
+                Ok(())
+            }
+            // A joined downloader's first chunks: its bitfield is made now.
+            Some(Holding::Empty) => {
+                self.check_bitfield(host, cost)?;
+                self.set_holding(file, who.addr, Self::holding_of(total, chunks));
+                Ok(())
+            }
+            None => {
+                let allowed = self
+                    .check_new_row(file, host)
+                    .and_then(|()| self.check_bitfield(host, cost));
+                if let Err(e) = allowed {
+                    self.forget_if_empty(who.addr);
+                    return Err(e);
+                }
+                self.insert_row(file, who.addr, Self::holding_of(total, chunks));
+                Ok(())
             }
         }
-        self.bitfield_bytes -= freed;
-        if joined {
-            self.note_membership(who.addr, file);
+    }
+
+    fn join(&mut self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError> {
+        if !self.files.contains_key(file) {
+            return Err(StoreError::FileNotFound(file.clone()));
+        }
+        // The key may move this peer; look the peer up under its final address afterwards.
+        self.resolve(who, now, true)?;
+        let Some(entry) = self.files.get(file) else {
+            self.forget_if_empty(who.addr);
+            return Err(StoreError::FileNotFound(file.clone()));
+        };
+        if entry.swarm.contains_key(&who.addr) {
+            return Ok(());
+        }
+        if let Err(e) = self.check_new_row(file, who.host()) {
+            self.forget_if_empty(who.addr);
+            return Err(e);
+        }
+        self.insert_row(file, who.addr, Holding::Empty);
+        Ok(())
+    }
+
+    fn exit(
+        &mut self,
+        who: Announcer,
+        file: Option<&FileName>,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        // Resolving first lets a key whose address changed leave under its current rows.
+        if self.resolve(who, now, false)? {
+            self.remove_peer(who.addr, file);
+            self.forget_if_empty(who.addr);
         }
         Ok(())
     }
 
-    fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant) {
-        // Resolving first lets a key whose address changed leave under its current rows.
-        if self.resolve(who, now, false) {
-            self.remove_peer(who.addr, file);
-            self.forget_if_empty(who.addr);
-        }
-    }
-
     fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError> {
-        if !self.resolve(who, now, false) {
+        if !self.resolve(who, now, false)? {
             return Err(StoreError::PeerNotFound(who.addr));
         }
         let files = self.peers.get(&who.addr).map_or(0, |p| p.files.len());
@@ -315,6 +503,7 @@ impl SwarmStore for MemoryStore {
         &self,
         file: &FileName,
         offset: u32,
+        asker: Option<SocketAddr>,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError> {
         let entry = self
@@ -323,13 +512,14 @@ impl SwarmStore for MemoryStore {
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
         let mut next = None;
         for (i, (addr, holding)) in entry.swarm.iter().enumerate().skip(offset as usize) {
+            if Some(*addr) == asker {
+                continue;
+            }
             let chunks = match holding {
                 Holding::Seeder => PeerChunks::Seeder,
                 Holding::Partial(bits) => listed_chunks(bits),
+                Holding::Empty => PeerChunks::Count(0),
             };
-            if matches!(chunks, PeerChunks::Count(0)) {
-                continue;
-            }
             if !fits(&PeerEntry {
                 addr: *addr,
                 chunks,
@@ -433,12 +623,238 @@ mod tests {
     fn listing(store: &MemoryStore, name: &str) -> Vec<PeerEntry> {
         let mut out = Vec::new();
         store
-            .peers(&FileName::new(name).unwrap(), 0, &mut |p| {
+            .peers(&FileName::new(name).unwrap(), 0, None, &mut |p| {
                 out.push(p.clone());
                 true
             })
             .unwrap();
         out
+    }
+
+    /// Recomputes every counter from the swarms and compares: what the caps and quotas read
+    /// must never drift from what is stored.
+    fn assert_consistent(s: &MemoryStore) {
+        let mut rows = 0;
+        let mut bitfield = 0;
+        let mut usage: HashMap<Host, Usage> = HashMap::new();
+        for (name, entry) in &s.files {
+            assert!(!entry.swarm.is_empty(), "empty file {name:?} kept");
+            usage.entry(entry.creator).or_default().files += 1;
+            let mut members: HashMap<Host, usize> = HashMap::new();
+            let mut seeders = 0;
+            for (addr, holding) in &entry.swarm {
+                let peer = s.peers.get(addr).expect("row of an unknown peer");
+                assert!(peer.files.contains(name), "peer does not list {name:?}");
+                *members.entry(peer.host).or_default() += 1;
+                let u = usage.entry(peer.host).or_default();
+                u.rows += 1;
+                u.bitfield_bytes += holding.cost();
+                rows += 1;
+                bitfield += holding.cost();
+                seeders += u32::from(matches!(holding, Holding::Seeder));
+            }
+            assert_eq!(entry.seeders, seeders);
+            for (host, n) in members {
+                assert_eq!(entry.members(host), n);
+            }
+        }
+        for (addr, peer) in &s.peers {
+            usage.entry(peer.host).or_default().ports += 1;
+            for name in &peer.files {
+                assert!(s.files[name].swarm.contains_key(addr));
+            }
+            if let Some(key) = peer.key {
+                assert_eq!(s.keys.get(&key), Some(addr));
+            }
+        }
+        assert_eq!(
+            s.keys.len(),
+            s.peers.values().filter(|p| p.key.is_some()).count()
+        );
+        assert_eq!((s.rows, s.bitfield_bytes), (rows, bitfield));
+        assert_eq!(s.hosts.hosts(), usage.len());
+        for (host, u) in usage {
+            assert_eq!(s.hosts.usage(host), u, "{host:?}");
+        }
+    }
+
+    fn from(addr: &str, source: &str, key: Option<u8>) -> Announcer {
+        Announcer {
+            addr: addr.parse().unwrap(),
+            key: key.map(|k| PeerKey([k; 16])),
+            udp: source.parse().unwrap(),
+        }
+    }
+
+    /// The motivating attack: one host filling `--max-files` locked everyone else out.
+    #[test]
+    fn one_host_holds_only_its_share_of_every_cap() {
+        let now = Instant::now();
+        let limits = Limits {
+            max_files: 100,
+            max_peers: 30,
+            max_peers_per_file: 20,
+            max_rows: 1000,
+            max_bitfield_bytes: 1000,
+            ip_share_percent: 10,
+        };
+        let mut s = MemoryStore::new(Duration::from_secs(90), limits);
+        for i in 0..10 {
+            s.share(who("10.0.0.1:1", None), &info(&format!("f{i}"), 10), now)
+                .unwrap();
+        }
+        assert_eq!(
+            s.share(who("10.0.0.1:1", None), &info("f10", 10), now),
+            Err(StoreError::HostQuota("files created"))
+        );
+        s.share(who("10.0.0.2:1", None), &info("f10", 10), now)
+            .unwrap();
+        // Two peers of one host per swarm, three serving addresses per host.
+        let f0 = FileName::new("f0").unwrap();
+        let f1 = FileName::new("f1").unwrap();
+        let f2 = FileName::new("f2").unwrap();
+        s.join(who("10.0.0.3:1", None), &f0, now).unwrap();
+        s.join(who("10.0.0.3:2", None), &f0, now).unwrap();
+        assert_eq!(
+            s.join(who("10.0.0.3:3", None), &f0, now),
+            Err(StoreError::HostQuota("peers in one swarm"))
+        );
+        s.join(who("10.0.0.3:3", None), &f1, now).unwrap();
+        assert_eq!(
+            s.join(who("10.0.0.3:4", None), &f2, now),
+            Err(StoreError::HostQuota("serving addresses"))
+        );
+        s.join(who("10.0.0.3:1", None), &f1, now).unwrap();
+        s.join(who("10.0.0.4:1", None), &f1, now).unwrap();
+        // A bitfield of 1000 chunks is 128 bytes, over the host's 100.
+        s.share(who("10.0.0.5:1", None), &info("big", 1000), now)
+            .unwrap();
+        let big = FileName::new("big").unwrap();
+        assert_eq!(
+            s.report(who("10.0.0.6:1", None), &big, &"1".parse().unwrap(), now),
+            Err(StoreError::HostQuota("bitfield memory"))
+        );
+        assert!(!s.peers.contains_key(&"10.0.0.6:1".parse().unwrap()));
+        // An IPv6 /64 is one host.
+        s.join(who("[2001:db8::1]:1", None), &f0, now).unwrap();
+        s.join(who("[2001:db8::2]:1", None), &f0, now).unwrap();
+        assert_eq!(
+            s.join(who("[2001:db8::3]:1", None), &f0, now),
+            Err(StoreError::HostQuota("peers in one swarm"))
+        );
+        s.join(who("[2001:db8:0:1::3]:1", None), &f0, now).unwrap();
+        assert_consistent(&s);
+        // Under --trust-ip-field the source is charged, not the announced address.
+        assert_eq!(
+            s.join(from("10.9.9.9:1", "10.0.0.3:5", None), &f2, now),
+            Err(StoreError::HostQuota("serving addresses"))
+        );
+        s.join(from("10.9.9.9:1", "10.0.0.4:5", None), &f2, now)
+            .unwrap();
+        assert_consistent(&s);
+    }
+
+    /// Rows announced with a key change, move or go only with that key (protocol.txt §1.7).
+    #[test]
+    fn keyed_rows_answer_to_their_key_only() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 10);
+        s.share(who("10.0.0.1:1", Some(1)), &f, now).unwrap();
+        let forbidden = Err(StoreError::Forbidden("10.0.0.1:1".parse().unwrap()));
+        assert_eq!(s.exit(who("10.0.0.1:1", None), None, now), forbidden);
+        assert_eq!(s.exit(who("10.0.0.1:1", Some(2)), None, now), forbidden);
+        assert_eq!(s.share(who("10.0.0.1:1", None), &f, now), forbidden);
+        assert_eq!(s.join(who("10.0.0.1:1", Some(2)), f.name(), now), forbidden);
+        assert_eq!(
+            s.heartbeat(who("10.0.0.1:1", None), now).map(drop),
+            forbidden
+        );
+        // Another key cannot move its rows onto this address either.
+        s.share(who("10.0.0.1:2", Some(2)), &f, now).unwrap();
+        assert_eq!(
+            s.heartbeat(who("10.0.0.1:1", Some(2)), now).map(drop),
+            forbidden
+        );
+        assert_eq!(listing(&s, "a").len(), 2);
+        // A keyless peer's rows are taken over by a key (a peer that got one).
+        s.share(who("10.0.0.1:3", None), &f, now).unwrap();
+        assert_eq!(s.heartbeat(who("10.0.0.1:3", Some(3)), now), Ok(1));
+        assert_eq!(
+            s.heartbeat(who("10.0.0.1:3", None), now),
+            Err(StoreError::Forbidden("10.0.0.1:3".parse().unwrap()))
+        );
+        // The key itself may do everything, also from a new address.
+        assert_eq!(s.heartbeat(who("10.0.0.7:1", Some(1)), now), Ok(1));
+        assert_eq!(s.exit(who("10.0.0.7:1", Some(1)), None, now), Ok(()));
+        assert_eq!(listing(&s, "a").len(), 2);
+        assert_consistent(&s);
+    }
+
+    /// A key moving to a new IP takes its rows to that host's quota, or does not move.
+    #[test]
+    fn a_key_move_is_charged_to_the_new_host() {
+        let now = Instant::now();
+        let limits = Limits {
+            max_peers: 10,
+            ..Limits::default()
+        };
+        let mut s = MemoryStore::new(Duration::from_secs(90), limits);
+        s.share(who("10.0.0.1:1", Some(1)), &info("a", 10), now)
+            .unwrap();
+        s.share(who("10.0.0.2:1", None), &info("b", 10), now)
+            .unwrap();
+        // 10.0.0.2 has its one serving address: the move is refused and nothing changes.
+        assert_eq!(
+            s.heartbeat(who("10.0.0.2:9", Some(1)), now),
+            Err(StoreError::HostQuota("serving addresses"))
+        );
+        assert_eq!(listing(&s, "a")[0].addr, "10.0.0.1:1".parse().unwrap());
+        assert_eq!(s.heartbeat(who("10.0.0.3:9", Some(1)), now), Ok(1));
+        assert_eq!(listing(&s, "a")[0].addr, "10.0.0.3:9".parse().unwrap());
+        assert_consistent(&s);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of announcements, departures and expiries leaves every counter equal to
+        /// what the swarms hold.
+        #[test]
+        fn counters_never_drift(ops in proptest::collection::vec(
+            (0u8..7, 0u8..4, 0u8..3, 0u8..4, proptest::option::of(0u8..3), 0u32..12), 1..80)
+        ) {
+            let t0 = Instant::now();
+            let limits = Limits {
+                max_files: 4,
+                max_peers: 8,
+                max_peers_per_file: 5,
+                max_rows: 12,
+                max_bitfield_bytes: 64,
+                ip_share_percent: 50,
+            };
+            let mut s = MemoryStore::new(Duration::from_secs(90), limits);
+            for (step, (op, file, ip, port, key, chunk)) in ops.into_iter().enumerate() {
+                let now = t0 + Duration::from_secs(step as u64 * 10);
+                let addr = format!("10.0.0.{ip}:{}", port + 1);
+                let source = format!("10.0.0.{}:9", if op == 6 { 3 } else { ip });
+                let a = from(&addr, &source, key);
+                // Sizes differ per name so one name is always one file.
+                let f = info(&format!("f{file}"), 8 + u32::from(file) * 64);
+                let name = f.name().clone();
+                let chunks = ChunkRanges::from_indices([chunk % f.chunks()]).unwrap();
+                let _ = match op {
+                    0 => s.share(a, &f, now),
+                    1 | 6 => s.report(a, &name, &chunks, now),
+                    2 => s.join(a, &name, now),
+                    3 => s.exit(a, Some(&name), now),
+                    4 => s.heartbeat(a, now).map(|_| ()),
+                    _ => {
+                        s.expire(now);
+                        Ok(())
+                    }
+                };
+                assert_consistent(&s);
+            }
+        }
     }
 
     #[test]
@@ -474,6 +890,47 @@ mod tests {
                 chunks: 100
             })
         );
+    }
+
+    /// A joined downloader costs a row but no bitfield until its first chunk; sharing or
+    /// reporting later turns its row into a seeder or a partial peer, leaving it makes it go.
+    #[test]
+    fn joined_peers_hold_a_row_and_no_bitfield() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 100);
+        s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+        let name = f.name().clone();
+        s.join(who("10.0.0.2:1", None), &name, now).unwrap();
+        s.join(who("10.0.0.3:1", None), &name, now).unwrap();
+        s.join(who("10.0.0.3:1", None), &name, now).unwrap();
+        assert_eq!((s.rows, s.bitfield_bytes()), (3, 0));
+        assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(0));
+        assert_eq!(s.query(&name).unwrap().leechers, 2);
+        s.report(who("10.0.0.2:1", None), &name, &"7".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!((s.rows, s.bitfield_bytes()), (3, 16));
+        s.join(who("10.0.0.2:1", None), &name, now).unwrap();
+        assert_eq!(
+            listing(&s, "a")[1].chunks,
+            PeerChunks::Ranges("7".parse().unwrap())
+        );
+        s.share(who("10.0.0.3:1", None), &f, now).unwrap();
+        assert_eq!(s.query(&name).unwrap().seeders, 2);
+        s.exit(who("10.0.0.2:1", None), None, now).unwrap();
+        assert_eq!((s.rows, s.bitfield_bytes()), (2, 0));
+        let mut asked = Vec::new();
+        s.peers(&name, 0, Some("10.0.0.1:1".parse().unwrap()), &mut |p| {
+            asked.push(p.addr);
+            true
+        })
+        .unwrap();
+        assert_eq!(asked, ["10.0.0.3:1".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.join(who("10.0.0.4:1", None), &FileName::new("b").unwrap(), now),
+            Err(StoreError::FileNotFound(FileName::new("b").unwrap()))
+        );
+        assert!(!s.peers.contains_key(&"10.0.0.4:1".parse().unwrap()));
     }
 
     #[test]
@@ -513,9 +970,11 @@ mod tests {
         let now = Instant::now();
         let limits = Limits {
             max_files: 1,
+            max_peers: 10,
             max_peers_per_file: 1,
             max_rows: 10,
             max_bitfield_bytes: 0,
+            ip_share_percent: 100,
         };
         let mut s = MemoryStore::new(Duration::from_secs(90), limits);
         s.share(who("10.0.0.1:1", None), &info("a", 10), now)
@@ -542,6 +1001,7 @@ mod tests {
         let now = Instant::now();
         let limits = Limits {
             max_rows: 3,
+            ip_share_percent: 100,
             ..Limits::default()
         };
         let mut s = MemoryStore::new(Duration::from_secs(90), limits);
@@ -565,7 +1025,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.heartbeat(who("10.0.0.4:1", Some(1)), now), Ok(1));
         assert_eq!(s.rows, 3);
-        s.exit(who("10.0.0.1:1", None), None, now);
+        s.exit(who("10.0.0.1:1", None), None, now).unwrap();
         assert_eq!(s.rows, 1);
         s.share(who("10.0.0.3:1", None), &info("c", 10), now)
             .unwrap();

@@ -1,4 +1,5 @@
-//! Swarm state: which peers hold which chunks of which file.
+//! Swarm state: which peers hold which chunks of which file, within global caps and each host's
+//! share of them.
 //!
 //! The protocol speaks of rows `(filename, chunk, ip, port)`; storing them as rows would cost a
 //! heap entry per chunk (half a million per peer for a 1 GiB file). Instead each file keeps, per
@@ -8,6 +9,7 @@
 //! swarm structures of `swarm`.
 
 mod memory;
+mod quota;
 mod swarm;
 
 use std::net::SocketAddr;
@@ -19,26 +21,38 @@ use tracker_proto::{
 };
 
 pub use memory::MemoryStore;
+pub use quota::Quotas;
 pub use swarm::MAX_LISTED_RANGES_BYTES;
+
+use crate::host::Host;
 
 /// Bounds that keep the tracker's memory finite whatever peers send (protocol.txt §1.9).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_files: usize,
+    /// Serving addresses (peers) across all swarms: bounds the peer table, whose entries cost
+    /// memory of their own beside their rows.
+    pub max_peers: usize,
     pub max_peers_per_file: usize,
     /// Rows (a peer in a file's swarm) across all files: bounds memory whatever the mix.
     pub max_rows: usize,
     /// Bytes of partial-peer bitfields across all files.
     pub max_bitfield_bytes: usize,
+    /// The share of each cap one host may hold, in percent ([`Quotas`]).
+    pub ip_share_percent: u32,
 }
 
 impl Default for Limits {
+    /// One host may hold 10 % of each cap: ten hosts are needed to fill the tracker, and one
+    /// host may still share 10,000 files and run 10,000 peers, 1,000 of them in one swarm.
     fn default() -> Self {
         Limits {
             max_files: 100_000,
+            max_peers: 100_000,
             max_peers_per_file: 10_000,
             max_rows: 1_000_000,
             max_bitfield_bytes: 512 << 20,
+            ip_share_percent: 10,
         }
     }
 }
@@ -49,7 +63,16 @@ impl Default for Limits {
 pub struct Announcer {
     pub addr: SocketAddr,
     pub key: Option<PeerKey>,
+    /// The datagram's source: PUNCH notices go there, and its host is charged for the rows.
     pub udp: SocketAddr,
+}
+
+impl Announcer {
+    /// The host the announcement comes from, which quotas charge (not `addr`'s, which
+    /// `--trust-ip-field` lets a host choose).
+    pub fn host(&self) -> Host {
+        Host::of(self.udp.ip())
+    }
 }
 
 /// Why the store refused a change or lookup.
@@ -65,6 +88,10 @@ pub enum StoreError {
     HashMismatch(FileName),
     #[error("tracker limit reached: {0}")]
     Capacity(&'static str),
+    #[error("this IP's share of the tracker is used up: {0} (tracker --ip-share)")]
+    HostQuota(&'static str),
+    #[error("{0} was announced with a key this request does not carry")]
+    Forbidden(SocketAddr),
 }
 
 impl StoreError {
@@ -74,7 +101,8 @@ impl StoreError {
             StoreError::PeerNotFound(_) => ErrorCode::PeerNotFound,
             StoreError::ChunkOutOfRange { .. } => ErrorCode::ChunkNotAvailable,
             StoreError::HashMismatch(_) => ErrorCode::HashMismatch,
-            StoreError::Capacity(_) => ErrorCode::CapacityExceeded,
+            StoreError::Capacity(_) | StoreError::HostQuota(_) => ErrorCode::CapacityExceeded,
+            StoreError::Forbidden(_) => ErrorCode::Forbidden,
         }
     }
 }
@@ -99,8 +127,17 @@ pub trait SwarmStore: Send {
         chunks: &ChunkRanges,
         now: Instant,
     ) -> Result<(), StoreError>;
-    /// Flag 5: `who` leaves `file`'s swarm, or every swarm.
-    fn exit(&mut self, who: Announcer, file: Option<&FileName>, now: Instant);
+    /// Flags 1 and 2 with an address: `who` joins `file`'s swarm holding no chunk yet, or
+    /// keeps what it holds there; either way it is refreshed like any announcement.
+    fn join(&mut self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError>;
+    /// Flag 5: `who` leaves `file`'s swarm, or every swarm. Leaving what one is not in is fine;
+    /// leaving as a peer whose key one does not carry is not.
+    fn exit(
+        &mut self,
+        who: Announcer,
+        file: Option<&FileName>,
+        now: Instant,
+    ) -> Result<(), StoreError>;
     /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
     fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError>;
     /// Any other request carrying a key: refresh that peer's liveness. The UDP return address
@@ -108,10 +145,13 @@ pub trait SwarmStore: Send {
     fn touch_key(&mut self, key: &PeerKey, now: Instant);
     /// Flags 1 and 2. Peers past the TTL are listed until the next [`SwarmStore::expire`]: the
     /// server runs it at least every second, which spares a liveness lookup per listed peer.
+    /// `asker`, the address of a peer asking about its own swarm, is left out of the listing
+    /// (offsets still count it, so pages stay consistent).
     fn peers(
         &self,
         file: &FileName,
         offset: u32,
+        asker: Option<SocketAddr>,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError>;
     /// Flag 6: `head` is the total number of files.

@@ -1,11 +1,13 @@
 //! One file's swarm: which peers hold which of its chunks, kept compactly. A seeder costs its
 //! map entry and nothing more; a partial peer costs one bit per chunk of the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use bitvec::prelude::{BitBox, BitVec, Lsb0};
 use tracker_proto::{ChunkRanges, FileInfo, FileSummary, PeerChunks};
+
+use crate::host::Host;
 
 /// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
 /// `have=<count>` so one peer cannot fill a page (protocol.txt §1.3).
@@ -49,6 +51,19 @@ impl Bitfield {
 pub(super) enum Holding {
     Seeder,
     Partial(Bitfield),
+    /// A downloader that joined with flag 1 or 2 and reported nothing yet: listed `have=0`,
+    /// costing no bitfield until its first chunk.
+    Empty,
+}
+
+impl Holding {
+    /// Bitfield bytes held (what the bitfield budgets count).
+    pub(super) fn cost(&self) -> usize {
+        match self {
+            Holding::Partial(bits) => bits.cost(),
+            Holding::Seeder | Holding::Empty => 0,
+        }
+    }
 }
 
 /// A tracked file and its swarm, in address order (the order listings page through).
@@ -57,9 +72,40 @@ pub(super) struct FileEntry {
     pub(super) swarm: BTreeMap<SocketAddr, Holding>,
     /// How many of `swarm` are seeders, so counts need no scan.
     pub(super) seeders: u32,
+    /// The host that shared it first: the file counts against that host's quota while tracked.
+    pub(super) creator: Host,
+    /// How many of `swarm` each host has (the per-host share of one swarm).
+    members: HashMap<Host, u32>,
 }
 
 impl FileEntry {
+    pub(super) fn new(info: FileInfo, creator: Host) -> Self {
+        FileEntry {
+            info,
+            swarm: BTreeMap::new(),
+            seeders: 0,
+            creator,
+            members: HashMap::new(),
+        }
+    }
+
+    pub(super) fn members(&self, host: Host) -> usize {
+        self.members.get(&host).map_or(0, |&n| n as usize)
+    }
+
+    pub(super) fn add_member(&mut self, host: Host) {
+        *self.members.entry(host).or_default() += 1;
+    }
+
+    pub(super) fn remove_member(&mut self, host: Host) {
+        if let Some(n) = self.members.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                self.members.remove(&host);
+            }
+        }
+    }
+
     pub(super) fn summary(&self) -> FileSummary {
         FileSummary {
             info: self.info.clone(),
