@@ -80,6 +80,7 @@ pub struct Global {
     pub download_limit: u64,
     /// Peers per file we upload to at once, chosen every 10 s by what they gave us (and, when
     /// seeding, how fast they take); one more slot rotates every 30 s so newcomers can start.
+    /// 0 uploads to nobody.
     #[arg(long, global = true, value_name = "N", default_value_t = SwarmConfig::default().upload_slots)]
     pub upload_slots: usize,
     /// Connections per file, the ones we open and the ones peers open to us together.
@@ -156,6 +157,10 @@ pub enum Command {
         /// Drop a peer that leaves requests unanswered this many seconds; its chunks go to others.
         #[arg(long, default_value_t = SwarmConfig::default().stall_timeout.as_secs(), value_name = "SECS")]
         stall_timeout: u64,
+        /// Print one JSON object per file (what was fetched from which peer, what was
+        /// uploaded meanwhile) instead of a summary line.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or
     /// SIGTERM, which leave the swarm (flag 5).

@@ -104,10 +104,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             names,
             give_up,
             stall_timeout,
+            json,
         } => {
             let options = GetOptions {
                 give_up: *give_up,
                 stall_timeout: *stall_timeout,
+                format: Format::json_if(*json),
             };
             commands::get::get(global, dir, tracker, names, &options).await?
         }

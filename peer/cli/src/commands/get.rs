@@ -5,18 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peer_engine::download::{self, Context, DownloadConfig, Progress};
+use peer_engine::download::{self, Context, DownloadConfig, Outcome, Progress};
 use peer_engine::name::ShareName;
 use peer_engine::node::{lock, Node};
 use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
 use peer_engine::share::ShareDir;
 use peer_engine::swarm::budget::ConnectionBudget;
 use peer_engine::swarm::LocalPeer;
+use serde_json::json;
 use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
-use super::flush;
 use super::serve::{start_node, start_refresh};
+use super::{flush, Format};
 use crate::args::Global;
 use crate::signals::stop_signal;
 
@@ -24,6 +25,8 @@ use crate::signals::stop_signal;
 pub struct GetOptions {
     pub give_up: u64,
     pub stall_timeout: u64,
+    /// One JSON object per file instead of a summary line.
+    pub format: Format,
 }
 
 pub async fn get(
@@ -78,10 +81,10 @@ pub async fn get(
                 config,
                 dialer: Some(Arc::new(dialer)),
             };
-            return run_until_signal(&ctx, names, Some(node)).await;
+            return run_until_signal(&ctx, names, options.format, Some(node)).await;
         }
     };
-    run_until_signal(&ctx, names, None).await
+    run_until_signal(&ctx, names, options.format, None).await
 }
 
 /// Downloads `names`; SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and
@@ -89,11 +92,12 @@ pub async fn get(
 async fn run_until_signal(
     ctx: &Context,
     names: &[String],
+    format: Format,
     node: Option<Node>,
 ) -> anyhow::Result<()> {
     let stop = stop_signal()?;
     let result = tokio::select! {
-        result = get_all(ctx, names) => result,
+        result = get_all(ctx, names, format) => result,
         () = stop => Err(anyhow::anyhow!(
             "interrupted: verified chunks are kept; the same command resumes the download"
         )),
@@ -104,9 +108,9 @@ async fn run_until_signal(
     result
 }
 
-/// Downloads every name at once; prints one summary line per file. A name that is not a valid
-/// share name fails on its own, like a download that fails.
-async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
+/// Downloads every name at once; prints one summary line (or JSON object) per file. A name that
+/// is not a valid share name fails on its own, like a download that fails.
+async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Result<()> {
     let jobs = names.iter().map(|name| async move {
         let (progress, _) = watch::channel(Progress::default());
         let result = match ShareName::new(name) {
@@ -120,6 +124,7 @@ async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
     let mut failed = 0;
     for (name, result) in futures::future::join_all(jobs).await {
         match result {
+            Ok(o) if format == Format::Json => println!("{}", outcome_json(&o)),
             Ok(o) => {
                 let secs = o.elapsed.as_secs_f64().max(1e-3);
                 let senders = o.per_peer.values().filter(|b| **b > 0).count();
@@ -136,6 +141,9 @@ async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
                 );
             }
             Err(e) => {
+                if format == Format::Json {
+                    println!("{}", json!({ "name": name, "error": e.to_string() }));
+                }
                 eprintln!("error: {name}: {e}");
                 failed += 1;
             }
@@ -146,4 +154,26 @@ async fn get_all(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("{failed} of {} downloads failed", names.len());
     }
     Ok(())
+}
+
+/// A finished download for `peer get --json`: what it fetched, from whom, what it uploaded
+/// meanwhile, and the limits it ran under.
+fn outcome_json(o: &Outcome) -> serde_json::Value {
+    let mut peers: Vec<_> = o.per_peer.iter().filter(|(_, b)| **b > 0).collect();
+    peers.sort();
+    json!({
+        "name": o.name.as_str(),
+        "size": o.size,
+        "id": o.id.to_string(),
+        "fetched": o.fetched,
+        "resumed": o.resumed,
+        "duplicates": o.duplicates,
+        "uploaded": o.uploaded,
+        "seconds": o.elapsed.as_secs_f64(),
+        "sources": peers.len(),
+        "peers": peers
+            .iter()
+            .map(|(addr, bytes)| json!({ "addr": addr.to_string(), "bytes": bytes }))
+            .collect::<Vec<_>>(),
+    })
 }

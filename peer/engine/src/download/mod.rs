@@ -177,7 +177,10 @@ pub async fn download(
     progress: &watch::Sender<Progress>,
 ) -> Result<Outcome, DownloadError> {
     let started = Instant::now();
-    let swarm_list = match ctx.tracker.peers(name.file_name()).await {
+    // Joining (flag 1 with our address) lists us at once, so leechers that start together find
+    // each other before anyone holds a chunk.
+    let announce = *ctx.local.announce.borrow();
+    let swarm_list = match ctx.tracker.peers_as(name.file_name(), announce).await {
         Ok(s) => s,
         Err(e) if e.code() == Some(TrackerCode::FileNotFound) => {
             return Err(DownloadError::NotOnTracker(name.clone()))
@@ -259,7 +262,7 @@ pub async fn download(
         progress,
         peers: &mut peers,
     }
-    .drive()
+    .drive(swarm_list.interval, swarm_list.min_interval)
     .await;
     if result.is_err() {
         swarm.close();

@@ -27,11 +27,6 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// How often the loop publishes progress, dials, and checks for a stall.
 const TICK: Duration = Duration::from_millis(250);
 
-/// How often the tracker is asked for peers while things go well, and at most how often while
-/// starved (no connected peer has what we need), when the tracker does not say.
-const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
 /// How long the end of a download waits for its last report to reach the tracker.
 const FINAL_REPORT: Duration = Duration::from_secs(10);
 
@@ -47,7 +42,13 @@ pub(super) struct Run<'a> {
 }
 
 impl Run<'_> {
-    pub async fn drive(self) -> Result<(), DownloadError> {
+    /// Runs the download to its end; the tracker is asked for peers every `interval`, and every
+    /// `min_interval` while starved or in a small swarm (the tracker's announce intervals).
+    pub async fn drive(
+        self,
+        interval: Duration,
+        min_interval: Duration,
+    ) -> Result<(), DownloadError> {
         let Run {
             ctx,
             swarm,
@@ -89,16 +90,20 @@ impl Run<'_> {
                 peers.dialing.insert(addr);
                 dials.spawn(connect_and_run(ctx.clone(), swarm.clone(), addr));
             }
+            // Starved (no connected peer has what we need) or in a small swarm (fewer peers known
+            // than we would connect to): ask again soon, others may have joined meanwhile.
             let starved = !swarm.has_useful_peer() && dials.is_empty();
-            let due = if starved {
-                MIN_REFRESH_INTERVAL
+            let small = peers.usable() < ctx.local.config.max_peers;
+            let due = if starved || small {
+                min_interval
             } else {
-                REFRESH_INTERVAL
+                interval
             };
             if refresh.is_empty() && last_refresh.elapsed() >= due {
                 last_refresh = Instant::now();
                 let (tracker, file) = (ctx.tracker.clone(), name.file_name().clone());
-                refresh.spawn(async move { tracker.refresh(&file).await });
+                let announce = *ctx.local.announce.borrow();
+                refresh.spawn(async move { tracker.refresh_as(&file, announce).await });
             }
             tokio::select! {
                 Some(joined) = dials.join_next() => {

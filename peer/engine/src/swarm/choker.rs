@@ -54,13 +54,21 @@ impl Choker {
         }
     }
 
-    /// Most peers unchoked at once: the regular slots plus the optimistic one.
+    /// Most peers unchoked at once: the regular slots plus the optimistic one; none when the
+    /// user turned uploading off (no slots).
     pub fn capacity(&self) -> usize {
-        self.slots + 1
+        if self.slots == 0 {
+            0
+        } else {
+            self.slots + 1
+        }
     }
 
     /// One period's decision: the connections to unchoke (all others are choked).
     pub fn rechoke(&mut self, candidates: &[Candidate], rng: &mut impl Rng) -> HashSet<LinkId> {
+        if self.slots == 0 {
+            return HashSet::new();
+        }
         let mut interested: Vec<&Candidate> = candidates.iter().filter(|c| c.interested).collect();
         // Random order first, so equal scores are ranked at random.
         for i in (1..interested.len()).rev() {
@@ -194,6 +202,15 @@ mod tests {
         }
         // Weight 3 of 6: about half of the picks.
         assert!((1300..1700).contains(&new_picked), "{new_picked}");
+    }
+
+    #[test]
+    fn no_slots_means_no_uploads_at_all() {
+        let mut choker = Choker::new(0);
+        assert_eq!(choker.capacity(), 0);
+        assert!(choker
+            .rechoke(&[c(1, true, 5)], &mut rand::rng())
+            .is_empty());
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct SwarmConfig {
     pub upload_slots: usize,
     /// Upload limit per connection in bytes per second (`None`: as fast as the peer reads).
     pub upload_rate: Option<u64>,
-    /// Chunks we keep requested from one peer.
+    /// Most chunks we keep requested from one peer (fewer from a slow one).
     pub window: u32,
     /// Chunks per REQUEST (a run of consecutive chunks).
     pub run_len: u32,

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::bitfield::Bitfield;
 use crate::connection::{ConnError, Connection, FrameReader, FrameWriter};
+use crate::rate::RateMeter;
 use crate::wire::{ChunkRun, ErrorCode, Frame, MAX_HAVE_INDICES, MAX_REQUEST_CHUNKS};
 
 use super::budget::BudgetError;
@@ -46,6 +47,14 @@ const MAX_FALSE_CLAIMS: u32 = 16;
 
 /// How often the task looks at its timers and re-checks its interest.
 const TICK: Duration = Duration::from_millis(250);
+
+/// How much of a peer's delivery we keep requested: about this long at its recent rate. Deep
+/// queues at a slow peer (a rate-limited seeder shared by many) are what make several
+/// downloaders fetch the same chunk from it before any of them can say it has it.
+const QUEUE_TIME: Duration = Duration::from_millis(500);
+
+/// Window of the delivery rate that sizes the request queue.
+const DELIVERY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Why one peer connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +172,7 @@ struct Task {
     inflight: VecDeque<ChunkRun>,
     outstanding: u32,
     /// Chunks of the oldest request received so far, not yet handed to a store.
-    delivery: Delivery,
+    received: Delivery,
     stores: FuturesOrdered<storing::Pending>,
     /// Runs being stored (so their chunks go back to the picker if the connection ends first).
     storing: VecDeque<ChunkRun>,
@@ -171,6 +180,8 @@ struct Task {
     paused_until: Option<Instant>,
     repeated_haves: u32,
     false_claims: u32,
+    /// The peer's recent delivery rate to us, which sizes our request queue.
+    delivery: RateMeter,
     last_received: Instant,
     last_sent: Instant,
     /// When the output last shrank (or was empty): a peer that stops reading is caught by it.
@@ -203,12 +214,13 @@ impl Task {
             we_interested: false,
             inflight: VecDeque::new(),
             outstanding: 0,
-            delivery: Delivery::default(),
+            received: Delivery::default(),
             stores: FuturesOrdered::new(),
             storing: VecDeque::new(),
             paused_until: None,
             repeated_haves: 0,
             false_claims: 0,
+            delivery: RateMeter::new(DELIVERY_WINDOW),
             last_received: now,
             last_sent: now,
             last_drain: now,
@@ -398,21 +410,21 @@ impl Task {
                 front.first
             )));
         }
-        if self.delivery.run().end() != index {
+        if self.received.run().end() != index {
             // Not consecutive with the chunks held: they form a delivery of their own.
             self.dispatch_delivery();
         }
-        if self.delivery.chunks.is_empty() {
-            self.delivery.first = index;
+        if self.received.chunks.is_empty() {
+            self.received.first = index;
         }
         let len = data.len() as u64;
-        self.delivery.chunks.push(data);
+        self.received.chunks.push(data);
         self.outstanding -= 1;
         self.advance(1);
         if let Some(until) = self.swarm.local.download.book(len, Instant::now()) {
             self.paused_until = Some(until);
         }
-        if self.delivery.chunks.len() as u32 >= self.swarm.local.config.run_len {
+        if self.received.chunks.len() as u32 >= self.swarm.local.config.run_len {
             self.dispatch_delivery();
         }
         Ok(())
@@ -509,10 +521,10 @@ impl Task {
 
     /// Hands the chunks received so far to a store (verify, then write).
     fn dispatch_delivery(&mut self) {
-        if self.delivery.chunks.is_empty() {
+        if self.received.chunks.is_empty() {
             return;
         }
-        let delivery = std::mem::take(&mut self.delivery);
+        let delivery = std::mem::take(&mut self.received);
         let partial = match &self.swarm.state.lock().holdings {
             Holdings::Downloading(p) => Some(p.clone()),
             _ => None,
@@ -574,11 +586,14 @@ impl Task {
         };
         let cfg = &self.swarm.local.config;
         let run_len = cfg.run_len.clamp(1, MAX_REQUEST_CHUNKS);
+        let chunk = f64::from(self.swarm.manifest.chunk_size());
+        let queue = (self.delivery.rate() * QUEUE_TIME.as_secs_f64() / chunk) as u32;
+        let window = queue.clamp(2 * run_len, cfg.window.max(2 * run_len));
         let mut state = self.swarm.state.lock();
         let Some(picker) = state.picker.as_mut() else {
             return;
         };
-        while self.outstanding < cfg.window {
+        while self.outstanding < window {
             let Some(run) = picker.pick(theirs, run_len) else {
                 break;
             };
@@ -629,6 +644,7 @@ impl Task {
 
     fn on_tick(&mut self, cfg: &super::SwarmConfig) -> Result<(), PeerError> {
         let now = Instant::now();
+        self.delivery.record(now, self.link.received());
         if self.paused_until.is_some_and(|t| t <= now) {
             self.paused_until = None;
             self.read_frames()?;
@@ -678,7 +694,7 @@ impl Task {
             for run in self.inflight.iter().chain(&self.storing) {
                 picker.release(*run);
             }
-            picker.release(self.delivery.run());
+            picker.release(self.received.run());
             if self.counted {
                 if let Some(theirs) = &self.theirs {
                     picker.remove_peer(theirs);

@@ -1,0 +1,224 @@
+//! Swarms of real processes on 127.0.0.1: leechers trade chunks with each other, so one seeder
+//! with a total upload limit feeds many downloads while uploading each chunk about once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: usize = 1 << 20;
+
+/// What a seeder (`peer share`) uploaded in all, from the statistics it prints on SIGTERM.
+fn uploaded_by(seeder: &mut Proc) -> f64 {
+    seeder.terminate();
+    let line = seeder.wait_line("  Uploaded:");
+    let (value, unit) = line.split_once(' ').expect("amount and unit");
+    let value: f64 = value.parse().expect("amount");
+    value
+        * match unit {
+            "B" => 1.0,
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            other => panic!("unit {other}"),
+        }
+}
+
+/// A `peer get --json` of `name` into `dir`, with `extra` global flags.
+fn leecher(tracker: SocketAddr, dir: &Path, name: &str, extra: &[&str]) -> Proc {
+    let mut cmd = peer_cmd(tracker, dir);
+    cmd.args(extra).args(["get", "--json", name]);
+    Proc::spawn("leecher", &mut cmd)
+}
+
+/// The JSON outcome a leecher prints when its download is complete.
+fn outcome(p: &mut Proc) -> serde_json::Value {
+    let line = p.wait_line("{");
+    serde_json::from_str(&format!("{{{line}")).expect("JSON outcome")
+}
+
+/// Bytes each peer address delivered, from an outcome.
+fn sources(outcome: &serde_json::Value) -> Vec<(SocketAddr, u64)> {
+    outcome["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| {
+            (
+                p["addr"].as_str().unwrap().parse().unwrap(),
+                p["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// One seeder limited to `limit` bytes/s in all, `n` leechers of an `size`-byte file started
+/// `stagger` apart: every leecher must get a byte-identical file, chunks from other leechers,
+/// and the seeder must upload less than 1.5 times the file.
+fn swarm_case(tag: &str, n: usize, size: usize, limit: u64, stagger: Duration) {
+    let t = TempDir::new(tag);
+    let (_tracker, tracker) = start_tracker();
+    let data = random_file(&t.join("f.bin"), size, 21);
+    let limit = limit.to_string();
+    let (mut seeder, seeder_addr) = start_seeder(
+        tracker,
+        &t.sub("seed"),
+        &t.join("f.bin"),
+        &["--upload-limit", &limit],
+    );
+    let started = Instant::now();
+    let mut leechers = Vec::new();
+    for i in 0..n {
+        let dir = t.sub(&format!("l{i}"));
+        leechers.push((leecher(tracker, &dir, "f.bin", &[]), dir));
+        std::thread::sleep(stagger);
+    }
+    let mut finished = Vec::new();
+    for (p, dir) in &mut leechers {
+        let o = outcome(p);
+        finished.push(started.elapsed());
+        assert_eq!(
+            fs::read(dir.join("f.bin")).expect("downloaded file"),
+            data,
+            "a leecher's file differs"
+        );
+        let from_leechers: u64 = sources(&o)
+            .iter()
+            .filter(|(addr, _)| addr.port() != seeder_addr.port())
+            .map(|(_, b)| b)
+            .sum();
+        assert!(
+            from_leechers > 0,
+            "a leecher got nothing from other leechers: {o}"
+        );
+        eprintln!(
+            "leecher done after {:.1} s, {:.0}% of its chunks from other leechers",
+            started.elapsed().as_secs_f64(),
+            100.0 * from_leechers as f64 / size as f64
+        );
+    }
+    let uploaded = uploaded_by(&mut seeder);
+    eprintln!(
+        "{tag}: seeder uploaded {:.2} x the file; last leecher after {:.1} s",
+        uploaded / size as f64,
+        finished.iter().max().unwrap().as_secs_f64()
+    );
+    assert!(
+        uploaded < 1.5 * size as f64,
+        "the seeder uploaded {uploaded} bytes for a {size}-byte file"
+    );
+}
+
+#[test]
+fn eight_leechers_started_together_trade_with_each_other() {
+    swarm_case("swarm-8", 8, 8 * MIB, 1_000_000, Duration::ZERO);
+}
+
+#[test]
+fn leechers_started_two_seconds_apart_trade_with_each_other() {
+    // `peer get` leaves the swarm once complete, so the file is large enough (17 s at the
+    // seeder's limit) that the first leechers are still there when the last one starts.
+    swarm_case(
+        "swarm-stagger",
+        6,
+        16 * MIB,
+        1_000_000,
+        Duration::from_secs(2),
+    );
+}
+
+#[test]
+fn a_leecher_leaving_or_killed_mid_download_does_not_stall_the_others() {
+    let t = TempDir::new("swarm-leave");
+    let (_tracker, tracker) = start_tracker();
+    let size = 8 * MIB;
+    let data = random_file(&t.join("f.bin"), size, 22);
+    let (_seeder, _) = start_seeder(
+        tracker,
+        &t.sub("seed"),
+        &t.join("f.bin"),
+        &["--upload-limit", "1000000"],
+    );
+    let mut leechers: Vec<_> = (0..5)
+        .map(|i| {
+            let dir = t.sub(&format!("l{i}"));
+            (leecher(tracker, &dir, "f.bin", &[]), dir)
+        })
+        .collect();
+    wait_until("the leechers have started trading", || {
+        leechers
+            .iter()
+            .all(|(_, dir)| recorded_chunks(dir, "f.bin") >= 200)
+    });
+    // One leaves the swarm cleanly (SIGTERM: flag 5), one dies without a word.
+    let (mut leaving, _) = leechers.remove(0);
+    leaving.terminate();
+    let (mut killed, _) = leechers.remove(0);
+    killed.kill();
+    for (p, dir) in &mut leechers {
+        outcome(p);
+        assert_eq!(fs::read(dir.join("f.bin")).unwrap(), data);
+    }
+}
+
+#[test]
+fn uploaders_finish_before_a_free_rider_and_the_free_rider_still_finishes() {
+    let t = TempDir::new("swarm-tft");
+    let (_tracker, tracker) = start_tracker();
+    let size = 8 * MIB;
+    let data = random_file(&t.join("f.bin"), size, 23);
+    // A seeder with 2 upload slots and a total limit, so most chunks must come from leechers.
+    let (_seeder, _) = start_seeder(
+        tracker,
+        &t.sub("seed"),
+        &t.join("f.bin"),
+        &["--upload-limit", "1000000", "--upload-slots", "2"],
+    );
+    let started = Instant::now();
+    let free_dir = t.sub("free");
+    let mut free_rider = leecher(tracker, &free_dir, "f.bin", &["--upload-slots", "0"]);
+    let mut uploaders: Vec<_> = (0..6)
+        .map(|i| {
+            let dir = t.sub(&format!("u{i}"));
+            (leecher(tracker, &dir, "f.bin", &[]), dir)
+        })
+        .collect();
+    let mut done = Vec::new();
+    for (p, dir) in &mut uploaders {
+        let o = outcome(p);
+        done.push(started.elapsed());
+        assert_eq!(fs::read(dir.join("f.bin")).unwrap(), data);
+        assert!(
+            o["uploaded"].as_u64().unwrap() > 0,
+            "an uploader uploaded nothing: {o}"
+        );
+    }
+    let o = outcome(&mut free_rider);
+    let free_done = started.elapsed();
+    assert_eq!(fs::read(free_dir.join("f.bin")).unwrap(), data);
+    assert_eq!(
+        o["uploaded"].as_u64(),
+        Some(0),
+        "the free-rider uploaded: {o}"
+    );
+    done.sort();
+    let median = done[done.len() / 2];
+    eprintln!(
+        "uploaders finished after {:?} s; the free-rider after {:.1} s",
+        done.iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect::<Vec<_>>(),
+        free_done.as_secs_f64()
+    );
+    assert!(
+        free_done > median,
+        "the free-rider ({free_done:?}) finished before most uploaders ({done:?})"
+    );
+    let distinct: HashSet<_> = sources(&o).into_iter().map(|(a, _)| a).collect();
+    assert!(!distinct.is_empty());
+}
