@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use peer_engine::node::{daemon, lock, Node};
 use peer_engine::publish;
 use peer_engine::reach::address;
@@ -48,18 +47,6 @@ pub async fn start_refresh(global: &Global, node: &Node) -> watch::Receiver<Sock
     .await
 }
 
-/// One daemon per directory: a second would announce the same files from another port under
-/// the same key, and the two would keep moving each other's rows.
-pub fn refuse_second_daemon(dir: &ShareDir) -> anyhow::Result<()> {
-    if let Some((at, pid)) = lock::running_daemon_process(dir) {
-        bail!(
-            "a peer (pid {pid}, announced at {at}) already serves {}; stop it with `peer exit` or choose another --dir",
-            dir.root().display()
-        );
-    }
-    Ok(())
-}
-
 /// `peer share FILE`: through the daemon of --dir if one runs, else serving in the foreground
 /// until a signal.
 pub async fn share(
@@ -78,6 +65,9 @@ pub async fn share(
         );
         return Ok(());
     }
+    // One server per directory: a second would announce the same files from another port
+    // under the same key, and the two would keep moving each other's rows.
+    let _serving = lock::hold(&dir)?;
     let node = start_node(global, dir.clone(), tracker.clone())?;
     let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
         Ok(r) => r,
@@ -99,7 +89,7 @@ pub async fn daemon(
     tracker: Arc<TrackerClient>,
     heartbeat: u64,
 ) -> anyhow::Result<()> {
-    refuse_second_daemon(&dir)?;
+    let _serving = lock::hold(&dir)?;
     let node = start_node(global, dir, tracker)?;
     let address = start_refresh(global, &node).await;
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
@@ -110,7 +100,7 @@ pub async fn daemon(
 pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> anyhow::Result<()> {
     match lock::running_daemon_process(dir) {
         Some((at, pid)) => {
-            lock::stop_daemon(pid).await?;
+            lock::stop_daemon(dir, pid).await?;
             print(&format!(
                 "stopped the daemon announced at {at}; it left the swarm (flag 5)"
             ));
