@@ -19,12 +19,12 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
 /// Flags of every open of a file in the share directory.
-fn no_follow() -> i32 {
+pub(super) fn no_follow() -> i32 {
     (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits()
 }
 
 /// True when `e` says the path is a symbolic link we refused to follow.
-pub(super) fn is_link_refusal(e: &io::Error) -> bool {
+fn is_link_refusal(e: &io::Error) -> bool {
     e.raw_os_error() == Some(Errno::ELOOP as i32)
 }
 
@@ -36,7 +36,8 @@ pub(super) fn not_regular(what: &str) -> io::Error {
     )
 }
 
-fn explain(e: io::Error) -> io::Error {
+/// `e`, said plainly when it is the refusal to follow a link.
+pub(super) fn explain(e: io::Error) -> io::Error {
     if is_link_refusal(&e) {
         not_regular("a symbolic link")
     } else {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{Flock, FlockArg};
 
 use super::disk;
 
@@ -47,15 +47,9 @@ fn open(path: &Path, create: bool) -> io::Result<File> {
         .create(create)
         .truncate(false)
         .mode(0o644)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .custom_flags(disk::no_follow())
         .open(path)
-        .map_err(|e| {
-            if disk::is_link_refusal(&e) {
-                disk::not_regular("a symbolic link")
-            } else {
-                e
-            }
-        })?;
+        .map_err(disk::explain)?;
     if !file.metadata()?.is_file() {
         return Err(disk::not_regular("not a lock file"));
     }
