@@ -58,7 +58,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = Arc::new(ShareDir::open(&global.dir)?);
     let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
     let Some(command) = &cli.command else {
-        serve::refuse_second_daemon(&dir)?;
+        // Held until the console has left the swarm; a second server of --dir is refused.
+        let _serving = lock::hold(&dir)?;
         let node = serve::start_node(global, global.node_config(), dir, tracker)?;
         let address = serve::start_refresh(global, &node).await;
         return console::open(console::Launch {

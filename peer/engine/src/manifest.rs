@@ -165,8 +165,13 @@ impl Manifest {
     /// Hashes a file on disk with one thread per core, each reading its own contiguous share of
     /// the file in large positioned reads, so a 1 GiB file takes about a second on two cores.
     pub fn from_file(path: &Path, chunk_size: u32) -> io::Result<Self> {
+        Self::from_open_file(&File::open(path)?, chunk_size)
+    }
+
+    /// [`Manifest::from_file`] of a file already open, so the caller hashes exactly the file it
+    /// checked (the share directory opens without following links, then hashes that handle).
+    pub fn from_open_file(file: &File, chunk_size: u32) -> io::Result<Self> {
         check_chunk_size(chunk_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let file = File::open(path)?;
         let size = file.metadata()?.len();
         let count = chunk_count(size, chunk_size);
         let count_usize = usize::try_from(count)
@@ -179,7 +184,6 @@ impl Manifest {
                 .chunks_mut(per_thread)
                 .enumerate()
                 .map(|(i, out)| {
-                    let file = &file;
                     let first = (i * per_thread) as u64;
                     scope.spawn(move || hash_range(file, size, chunk_size, first, out))
                 })

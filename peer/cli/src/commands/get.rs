@@ -9,7 +9,7 @@ use peer_engine::download::{self, Context, DownloadConfig, Outcome, Progress};
 use peer_engine::name::ShareName;
 use peer_engine::node::{lock, Node};
 use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
-use peer_engine::share::ShareDir;
+use peer_engine::share::{DownloadClaim, ShareDir};
 use peer_engine::swarm::budget::ConnectionBudget;
 use peer_engine::swarm::LocalPeer;
 use serde_json::json;
@@ -108,15 +108,25 @@ async fn run_until_signal(
     result
 }
 
+/// Claims the download of `name` in `dir` (see `ShareDir::claim_download`): refused while
+/// another download of that name into `dir` runs. Hold it until the download ends.
+pub async fn claim(dir: &Arc<ShareDir>, name: &ShareName) -> anyhow::Result<DownloadClaim> {
+    let (dir, name) = (dir.clone(), name.clone());
+    Ok(tokio::task::spawn_blocking(move || dir.claim_download(&name)).await??)
+}
+
 /// Downloads every name at once; prints one summary line (or JSON object) per file. A name that
 /// is not a valid share name fails on its own, like a download that fails.
 async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Result<()> {
     let jobs = names.iter().map(|name| async move {
         let (progress, _) = watch::channel(Progress::default());
         let result = match ShareName::new(name) {
-            Ok(name) => download::download(ctx, &name, &progress)
-                .await
-                .map_err(anyhow::Error::from),
+            Ok(name) => match claim(&ctx.dir, &name).await {
+                Ok(_claim) => download::download(ctx, &name, &progress)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e.into()),
         };
         (name, result)

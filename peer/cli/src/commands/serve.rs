@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
 use peer_engine::reach::address;
@@ -44,18 +43,6 @@ pub async fn start_refresh(global: &Global, node: &Node) -> watch::Receiver<Sock
     .await
 }
 
-/// One daemon per directory: a second would announce the same files from another port under
-/// the same key, and the two would keep moving each other's rows.
-pub fn refuse_second_daemon(dir: &ShareDir) -> anyhow::Result<()> {
-    if let Some((at, pid)) = lock::running_daemon_process(dir) {
-        bail!(
-            "a peer (pid {pid}, announced at {at}) already serves {}; stop it with `peer exit` or choose another --dir",
-            dir.root().display()
-        );
-    }
-    Ok(())
-}
-
 /// `peer share FILE`: through the daemon of --dir if one runs, else serving in the foreground
 /// until a signal.
 pub async fn share(
@@ -74,6 +61,9 @@ pub async fn share(
         );
         return Ok(());
     }
+    // One server per directory: a second would announce the same files from another port
+    // under the same key, and the two would keep moving each other's rows.
+    let _serving = lock::hold(&dir)?;
     let node = start_node(global, global.node_config(), dir.clone(), tracker.clone())?;
     let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
         Ok(r) => r,
@@ -95,7 +85,7 @@ pub async fn daemon(
     tracker: Arc<TrackerClient>,
     heartbeat: u64,
 ) -> anyhow::Result<()> {
-    refuse_second_daemon(&dir)?;
+    let _serving = lock::hold(&dir)?;
     let node = start_node(global, global.node_config(), dir, tracker)?;
     let address = start_refresh(global, &node).await;
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
@@ -106,7 +96,7 @@ pub async fn daemon(
 pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> anyhow::Result<()> {
     match lock::running_daemon_process(dir) {
         Some((at, pid)) => {
-            lock::stop_daemon(pid).await?;
+            lock::stop_daemon(dir, pid).await?;
             print(&format!(
                 "stopped the daemon announced at {at}; it left the swarm (flag 5)"
             ));

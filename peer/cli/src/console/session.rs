@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracker_proto::TrackerClient;
 
 use super::Actions;
-use crate::commands::{catalog, Format};
+use crate::commands::{catalog, get, Format};
 use crate::output::table::{format_file_table, format_session, FileState, FileStats, SessionStats};
 use crate::output::units::format_bytes;
 
@@ -130,7 +130,7 @@ impl Actions for Session {
         {
             anyhow::bail!("{name} is already downloading (3 shows its progress)");
         }
-        if self.dir.complete_path(name).is_file() {
+        if self.dir.has_complete(name) {
             anyhow::bail!(
                 "{name} is already complete in {}",
                 self.dir.root().display()
@@ -144,12 +144,15 @@ impl Actions for Session {
             ),
             Err(e) => return Err(e.into()),
         };
+        // Refused while a `peer get` of the same name into this directory runs.
+        let claim = get::claim(&self.dir, name).await?;
         let ctx = self.context.clone();
         let (tx, rx) = watch::channel(Progress::default());
         let outcome = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
         let task_name = name.clone();
         let task = tokio::spawn(async move {
+            let _claim = claim;
             let result = download::download(&ctx, &task_name, &tx).await;
             if let Err(e) = &result {
                 log::debug!("download of {task_name} ended: {e}");

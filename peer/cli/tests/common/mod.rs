@@ -272,13 +272,17 @@ pub fn summary(out: &str, name: &str) -> (u32, u32, u32) {
     (after("chunks"), after("peers,"), after("resumed,"))
 }
 
+/// Bytes before the bitfield of a resume record (version 2: magic, version, file id, chunk
+/// count, the .part's device, inode, size and change time).
+const RECORD_HEAD: usize = 4 + 1 + 32 + 4 + 4 * 8;
+
 /// Number of chunks listed in a download's resume record (0 when there is none yet).
 pub fn recorded_chunks(dir: &Path, name: &str) -> u32 {
     let Ok(bytes) = std::fs::read(dir.join(".peer").join(format!("{name}.part.have"))) else {
         return 0;
     };
     bytes
-        .get(41..)
+        .get(RECORD_HEAD..)
         .map_or(0, |b| b.iter().map(|x| x.count_ones()).sum())
 }
 

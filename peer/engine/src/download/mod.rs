@@ -202,7 +202,7 @@ pub async fn download(
         ..Progress::default()
     });
 
-    if ctx.dir.complete_path(name).exists() {
+    if ctx.dir.has_complete(name) {
         let (dir, n) = (ctx.dir.clone(), name.clone());
         let have = blocking(name, move || dir.complete_manifest(&n)).await?;
         if have.id() != want.id {

@@ -143,7 +143,7 @@ impl Run<'_> {
                     }
                 }
                 _ = persist.tick() => {
-                    match persist_now(ctx, partial, &name).await {
+                    match persist_now(partial, &name).await {
                         Ok(recorded) => reporter.send(recorded),
                         Err(e) => break Err(e),
                     }
@@ -164,7 +164,7 @@ impl Run<'_> {
             }
         };
         // Whatever happened, what was verified is made durable and reported.
-        let last = persist_now(ctx, partial, &name).await;
+        let last = persist_now(partial, &name).await;
         if let Ok(recorded) = &last {
             reporter.send(recorded.clone());
         }
@@ -197,19 +197,22 @@ async fn connect_and_run(ctx: Context, swarm: Arc<Swarm>, addr: SocketAddr) -> D
 
 /// Makes verified chunks durable (fdatasync, then the resume record) and returns the ones newly
 /// recorded: only those may be reported, so the tracker never lists a chunk we could lose. A
-/// failure ends the download: after a failed sync the kernel may have dropped the dirty pages.
+/// failed fdatasync (or a `.part` replaced under us) ends the download: the kernel may have
+/// dropped the dirty pages, so those chunks are forgotten. A failed record write is retried at
+/// the next save.
 async fn persist_now(
-    ctx: &Context,
     partial: &Arc<PartialFile>,
     name: &ShareName,
 ) -> Result<Vec<u32>, DownloadError> {
     let p = partial.clone();
-    let path = ctx.dir.part_path(name);
-    blocking(name, move || {
-        p.persist().map_err(|error| StoreError::Io { path, error })
-    })
-    .await
-    .map_err(DownloadError::from)
+    match blocking(name, move || p.persist().map_err(StoreError::from)).await {
+        Ok(recorded) => Ok(recorded),
+        Err(StoreError::Persist(e)) if !e.is_fatal() => {
+            log::warn!("{name}: {e}");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Publishes progress; true when verified bytes arrived since the last call.

@@ -7,6 +7,7 @@ use std::fs;
 use crate::manifest::{chunk_count, DEFAULT_CHUNK_SIZE};
 use crate::name::{ShareName, PART_SUFFIX};
 
+use super::record::{PartStamp, Standing};
 use super::ShareDir;
 
 /// One file of the share directory as the disk shows it.
@@ -31,7 +32,7 @@ impl ShareDir {
         match self.complete_files() {
             Ok(names) => {
                 for name in names {
-                    let Ok(meta) = fs::metadata(self.complete_path(&name)) else {
+                    let Ok(meta) = fs::symlink_metadata(self.complete_path(&name)) else {
                         continue;
                     };
                     let total = chunk_count(meta.len(), DEFAULT_CHUNK_SIZE);
@@ -57,12 +58,19 @@ impl ShareDir {
                 else {
                     continue;
                 };
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
                 let Some(manifest) = self.partial_manifest(&name) else {
                     continue;
                 };
+                // What the record lists of this very .part, even if it changed since: a later
+                // download may re-check them, but they are what the disk shows now.
                 let have = self
-                    .read_record(&name, &manifest)
-                    .map_or(0, |record| u64::from(record.count()));
+                    .record_of(&name, &manifest)
+                    .filter(|r| r.standing(&PartStamp::of(&meta)) != Standing::Other)
+                    .map_or(0, |r| u64::from(r.have.count()));
                 files.push(LocalFile {
                     name,
                     size: manifest.size(),

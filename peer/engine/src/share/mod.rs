@@ -8,44 +8,56 @@
 //! - `DIR/.peer/NAME.manifest`: cached manifest of `DIR/NAME`, valid while its size and
 //!   modification time are unchanged, so a restart does not rehash ([`manifest_file`]).
 //! - `DIR/.peer/NAME.part.manifest`: the manifest of a download, fetched once.
-//! - `DIR/.peer/NAME.part.have`: the resume record: which chunks of `NAME.part` are verified
-//!   ([`record`]).
-//! - `DIR/.peer/key`: the peer's tracker identity ([`key`]).
+//! - `DIR/.peer/NAME.part.have`: the resume record: which chunks of which `NAME.part` are
+//!   verified ([`record`]).
+//! - `DIR/.peer/NAME.part.lock`: locked by the one download of `NAME` running ([`claim`]).
+//! - `DIR/.peer/NAME.import`: a file being shared, copied and hashed before it gets its name.
+//! - `DIR/.peer/key`: the peer's tracker identity, readable by its owner only.
+//! - `DIR/.peer/lock`, `DIR/.peer/daemon`: who serves the directory
+//!   ([`crate::node::lock`]).
 //!
+//! Only regular files count: a symbolic link is never followed, whatever its name ([`disk`]).
 //! The record is also what other peers are told we have (the tracker report and the server
-//! read it), so nothing unverified is served; [`partial`] says how it stays true across crashes.
+//! read it), so nothing unverified is served; [`partial`] says how it stays true across crashes
+//! and why it is believed only for the `.part` it describes.
 
+mod claim;
+pub(crate) mod disk;
 mod inventory;
 mod key;
-mod manifest_file;
+pub(crate) mod lockfile;
+pub mod manifest_file;
+mod manifest_sink;
 mod partial;
-mod record;
+mod recheck;
+pub mod record;
 mod served;
 mod staging;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tracker_proto::MAX_CHUNKS;
 
 use crate::bitfield::Bitfield;
 use crate::manifest::{FileId, Manifest, DEFAULT_CHUNK_SIZE};
 use crate::name::{NameError, ShareName, PART_SUFFIX};
 use manifest_file::Stamp;
+use record::{PartStamp, Record, Standing};
 
+pub use claim::DownloadClaim;
 pub use inventory::LocalFile;
-pub use partial::{ManifestSink, PartialFile};
+pub use manifest_sink::ManifestSink;
+pub use partial::{PartialFile, PersistError};
 pub use served::Served;
 pub use staging::Staged;
 
 /// Directory inside the share directory that holds manifests and resume records.
 pub const STATE_DIR: &str = ".peer";
-
-/// Version byte of the on-disk formats (manifest files and resume records).
-const FORMAT_VERSION: u8 = 1;
 
 /// What went wrong with the share directory.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +79,41 @@ pub enum StoreError {
         want: FileId,
     },
     #[error(
-        "{name}: the downloaded file did not re-verify against its manifest; the .part was kept"
+        "{name}: {bad} chunks of the downloaded file did not re-verify against its manifest; they were dropped from the .part's resume record and are fetched again by the next download"
     )]
-    VerifyFailed { name: ShareName },
+    VerifyFailed { name: ShareName, bad: u32 },
+    #[error(
+        "{path}: {size} bytes is too large to share: a file has at most {MAX_CHUNKS} chunks of {chunk_size} bytes ({limit} bytes)"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        chunk_size: u32,
+        limit: u64,
+    },
+    #[error(
+        "{name} is already being downloaded into {} ({}); wait for that download to end or stop it",
+        dir.display(),
+        holder(*pid)
+    )]
+    DownloadBusy {
+        name: ShareName,
+        dir: PathBuf,
+        pid: Option<u32>,
+    },
+    /// A bug of the caller, reported rather than raced: see [`ShareDir::claim_download`].
+    #[error("the download of {0} did not claim its name first (ShareDir::claim_download)")]
+    Unclaimed(ShareName),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => "by this peer".to_owned(),
+        Some(p) => format!("by pid {p}"),
+        None => "by another process".to_owned(),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -79,12 +123,29 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Refuses a file too large to share, before anything copies or hashes it. The one place the
+/// limit is checked: 2^22 chunks (protocol.txt §1.1), 8 GiB at the default chunk size. Larger
+/// files will need a larger chunk size, chosen per file.
+pub fn check_size(path: &Path, size: u64, chunk_size: u32) -> Result<(), StoreError> {
+    let limit = u64::from(MAX_CHUNKS) * u64::from(chunk_size);
+    if size > limit {
+        return Err(StoreError::TooLarge {
+            path: path.to_owned(),
+            size,
+            chunk_size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// A share directory. Cheap to clone the `Arc` of; safe to use from many tasks.
 #[derive(Debug)]
 pub struct ShareDir {
     root: PathBuf,
     state: PathBuf,
     cache: Mutex<HashMap<ShareName, (Stamp, Arc<Manifest>)>>,
+    claims: claim::Claims,
 }
 
 impl ShareDir {
@@ -100,11 +161,20 @@ impl ShareDir {
         fs::create_dir_all(root).map_err(io_err(root))?;
         let root = root.canonicalize().map_err(io_err(root))?;
         let state = root.join(STATE_DIR);
-        fs::create_dir_all(&state).map_err(io_err(&state))?;
+        match disk::entry(&state).map_err(io_err(&state))? {
+            Some(m) if m.is_dir() => {}
+            Some(_) => {
+                return Err(io_err(&state)(disk::not_regular(
+                    "not a directory (a link, or a file)",
+                )))
+            }
+            None => fs::create_dir(&state).map_err(io_err(&state))?,
+        }
         Ok(ShareDir {
             root,
             state,
             cache: Mutex::new(HashMap::new()),
+            claims: claim::Claims::default(),
         })
     }
 
@@ -141,6 +211,11 @@ impl ShareDir {
         self.state.join(format!("{name}{PART_SUFFIX}.have.tmp"))
     }
 
+    /// True when a complete file `name` is here (a regular file, not a link).
+    pub fn has_complete(&self, name: &ShareName) -> bool {
+        disk::entry(&self.complete_path(name)).is_ok_and(|m| m.is_some_and(|m| m.is_file()))
+    }
+
     /// Names of the complete files in the directory, sorted.
     pub fn complete_files(&self) -> Result<Vec<ShareName>, StoreError> {
         let mut names = Vec::new();
@@ -153,6 +228,7 @@ impl ShareDir {
             else {
                 continue;
             };
+            // `file_type` does not follow links: a link is never listed.
             if entry.file_type().is_ok_and(|t| t.is_file()) {
                 names.push(name);
             }
@@ -161,31 +237,53 @@ impl ShareDir {
         Ok(names)
     }
 
+    /// Opens the complete file `name`; `NotFound` when there is none, or only something that
+    /// is not a regular file (a link named like a shared file is not shared here).
+    fn open_complete(&self, name: &ShareName) -> Result<(File, Metadata), StoreError> {
+        let path = self.complete_path(name);
+        match disk::open_regular(&path) {
+            Ok(opened) => Ok(opened),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(name.clone()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                log::debug!("{}: {e}; not shared", path.display());
+                Err(StoreError::NotFound(name.clone()))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// The manifest of the complete file `name`: from memory, from the on-disk cache when the
     /// file is unchanged since, or by hashing it (and caching the result).
     pub fn complete_manifest(&self, name: &ShareName) -> Result<Arc<Manifest>, StoreError> {
-        let path = self.complete_path(name);
-        let meta = match fs::metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(StoreError::NotFound(name.clone())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(name.clone()))
-            }
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let stamp = Stamp::of(&meta);
+        let (file, meta) = self.open_complete(name)?;
+        self.manifest_of(name, &file, &meta)
+    }
+
+    /// The manifest of `file`, the open complete file `name` whose metadata is `meta`.
+    fn manifest_of(
+        &self,
+        name: &ShareName,
+        file: &File,
+        meta: &Metadata,
+    ) -> Result<Arc<Manifest>, StoreError> {
+        let stamp = Stamp::of(meta);
         if let Some((s, m)) = self.cache.lock().get(name) {
             if *s == stamp {
                 return Ok(m.clone());
             }
         }
+        let path = self.complete_path(name);
         let cache_path = self.manifest_path(name);
         let manifest = match manifest_file::read(&cache_path, Some(stamp)) {
             Some(m) => m,
             None => {
+                check_size(&path, meta.len(), DEFAULT_CHUNK_SIZE)?;
                 log::info!("hashing {}", path.display());
-                let m = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).map_err(io_err(&path))?;
-                manifest_file::write(&cache_path, stamp, &m)?;
+                let m =
+                    Manifest::from_open_file(file, DEFAULT_CHUNK_SIZE).map_err(io_err(&path))?;
+                manifest_file::write(&cache_path, stamp, &m).map_err(io_err(&cache_path))?;
                 // Keep the on-disk copy rather than 32 bytes per chunk in memory.
                 manifest_file::read(&cache_path, Some(stamp)).unwrap_or(m)
             }
@@ -206,12 +304,12 @@ impl ShareDir {
     }
 
     /// What can be served of `name`: the complete file, else the verified part of a download in
-    /// progress (as last recorded on disk), else `NotFound`.
+    /// progress (as last recorded on disk, and only while the `.part` is the one recorded),
+    /// else `NotFound`.
     pub fn served(&self, name: &ShareName) -> Result<Served, StoreError> {
-        match self.complete_manifest(name) {
-            Ok(manifest) => {
-                let path = self.complete_path(name);
-                let file = File::open(&path).map_err(io_err(&path))?;
+        match self.open_complete(name) {
+            Ok((file, meta)) => {
+                let manifest = self.manifest_of(name, &file, &meta)?;
                 return Ok(Served {
                     manifest,
                     file,
@@ -223,8 +321,10 @@ impl ShareDir {
         }
         let not_found = || StoreError::NotFound(name.clone());
         let manifest = self.partial_manifest(name).ok_or_else(not_found)?;
-        let have = self.read_record(name, &manifest).ok_or_else(not_found)?;
-        let file = File::open(self.part_path(name)).map_err(|_| not_found())?;
+        let (file, meta) = disk::open_regular(&self.part_path(name)).map_err(|_| not_found())?;
+        let have = self
+            .servable_record(name, &manifest, &PartStamp::of(&meta))
+            .ok_or_else(not_found)?;
         Ok(Served {
             manifest: Arc::new(manifest),
             file,
@@ -232,10 +332,47 @@ impl ShareDir {
         })
     }
 
-    /// The verified chunks of download `name` as last recorded, if its record matches `manifest`.
+    /// The verified chunks of download `name` as last recorded, if its record matches
+    /// `manifest` and the `.part` now in the directory is the one the record describes.
     pub fn read_record(&self, name: &ShareName, manifest: &Manifest) -> Option<Bitfield> {
-        let bytes = fs::read(self.record_path(name)).ok()?;
-        record::parse(&bytes, manifest)
+        let meta = disk::entry(&self.part_path(name)).ok()??;
+        if !meta.is_file() {
+            return None;
+        }
+        self.servable_record(name, manifest, &PartStamp::of(&meta))
+    }
+
+    /// The chunks the record of `name` lists, when they may be served from the `.part` whose
+    /// stamp is `part`: the record's own file, untouched since, or written since by the
+    /// download running now (whose writes are what moved its change time).
+    fn servable_record(
+        &self,
+        name: &ShareName,
+        manifest: &Manifest,
+        part: &PartStamp,
+    ) -> Option<Bitfield> {
+        let record = self.record_of(name, manifest)?;
+        match record.standing(part) {
+            Standing::Unchanged => Some(record.have),
+            Standing::Written if self.download_running(name) => Some(record.have),
+            Standing::Written | Standing::Other => None,
+        }
+    }
+
+    /// The resume record of `name`, if there is one for `manifest`.
+    fn record_of(&self, name: &ShareName, manifest: &Manifest) -> Option<Record> {
+        let path = self.record_path(name);
+        let (mut file, _) = disk::open_regular(&path).ok()?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        match record::parse(&bytes) {
+            Ok(r) if r.is_for(manifest) => Some(r),
+            Ok(_) => None,
+            Err(e) => {
+                log::info!("{}: {e}; not used", path.display());
+                None
+            }
+        }
     }
 
     /// The manifest of an unfinished download of `name`, if one was saved.
@@ -248,10 +385,58 @@ impl ShareDir {
 pub(crate) mod tests {
     use std::path::PathBuf;
 
+    use super::*;
+
     /// A fresh, empty temporary directory path for test `tag`.
     pub fn tempdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn the_size_limit_is_two_to_the_22_chunks() {
+        let p = Path::new("big");
+        check_size(p, 8 << 30, 2048).unwrap();
+        let err = check_size(p, (8 << 30) + 1, 2048).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("at most 4194304 chunks of 2048 bytes (8589934592 bytes)"),
+            "{err}"
+        );
+        check_size(p, (8 << 30) + 1, 4096).unwrap();
+    }
+
+    #[test]
+    fn links_are_not_shared_whatever_their_name() {
+        let root = tempdir("links");
+        let outside = tempdir("links-outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), b"private").unwrap();
+        let dir = ShareDir::open(&root).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("secret")).unwrap();
+        let name = ShareName::new("secret").unwrap();
+        assert!(dir.complete_files().unwrap().is_empty());
+        assert!(!dir.has_complete(&name));
+        assert!(matches!(
+            dir.complete_manifest(&name),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(dir.served(&name), Err(StoreError::NotFound(_))));
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn a_linked_state_directory_is_refused() {
+        let root = tempdir("linked-state");
+        let elsewhere = tempdir("linked-state-target");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join(STATE_DIR)).unwrap();
+        let err = ShareDir::open(&root).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&elsewhere).unwrap();
     }
 }

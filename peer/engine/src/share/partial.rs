@@ -1,58 +1,71 @@
-//! A download in progress: `NAME.part` with its resume record, and the manifest received for it.
+//! A download in progress: `NAME.part` with its resume record.
 //!
 //! Crash safety rests on one ordering: chunk bytes are written and `fdatasync`ed before the
-//! resume record that lists them is replaced (write to a temporary file, fsync, rename). So at
-//! any instant the record lists only chunks whose bytes are on disk, and the complete name
-//! appears only through a rename after the whole `.part` was re-verified.
+//! resume record that lists them is replaced (temporary file, fsync, rename, fsync of the
+//! directory). So at any instant the record lists only chunks whose bytes are on disk, and the
+//! complete name appears only through a rename after the whole `.part` was re-verified.
+//!
+//! Three things can break that from outside; each is caught:
+//! - The `.part` is not the file its record describes (deleted and created again, replaced, or
+//!   written while no download ran). The record carries the `.part`'s identity and change time
+//!   ([`super::record`]): a download re-checks the recorded chunks of a `.part` that changed
+//!   and starts over on one of the wrong size; nobody else serves from it meanwhile.
+//! - An fsync fails ("fsyncgate"). Linux may then have dropped the dirty pages and reports
+//!   success to the next fsync, so retrying would record chunks that are gone. The chunks
+//!   written since the last good sync are forgotten, the file refuses further writes and
+//!   [`PersistError::DataLost`] ends the download; the next run fetches those chunks again.
+//! - A chunk is damaged on disk after its record. The final re-verification finds which ones,
+//!   drops them from the record and fails the download, so the next run fetches exactly those
+//!   instead of failing every finish.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::bitfield::Bitfield;
-use crate::manifest::{ChunkHash, FileId, Manifest, HASH_LEN};
+use crate::manifest::{FileId, Manifest, HASH_LEN};
 use crate::name::ShareName;
 
 use super::manifest_file::{self, Stamp};
-use super::{io_err, record, ShareDir, StoreError};
+use super::record::{PartStamp, Record, Standing};
+use super::{check_size, disk, io_err, recheck, ShareDir, StoreError};
 
-/// A manifest being received: hashes are appended as they arrive, then checked against the id.
-#[derive(Debug)]
-pub struct ManifestSink {
-    out: io::BufWriter<File>,
-    tmp: PathBuf,
-    dest: PathBuf,
+/// Why verified chunks could not be made durable and recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    /// Fatal: see the module docs. The forgotten chunks are missing again in the
+    /// [`PartialFile`], which refuses every further write and persist.
+    #[error(
+        "{}: fsync failed: {error}; the {forgotten} chunks written since the last good fsync may be lost, so they were forgotten and the download stops (running it again fetches them)",
+        path.display()
+    )]
+    DataLost {
+        path: PathBuf,
+        forgotten: u32,
+        error: Arc<io::Error>,
+    },
+    /// Fatal: what we write no longer is the file under the name.
+    #[error(
+        "{} was removed or replaced while downloading into it; the download stops (running it again starts over)",
+        path.display()
+    )]
+    Replaced { path: PathBuf },
+    /// Not fatal: the chunk bytes are durable; their record is retried at the next persist.
+    #[error("{}: saving the resume record: {error} (retried at the next save)", path.display())]
+    Record {
+        path: PathBuf,
+        error: Arc<io::Error>,
+    },
 }
 
-impl ManifestSink {
-    pub fn push(&mut self, hashes: &[ChunkHash]) -> io::Result<()> {
-        for h in hashes {
-            self.out.write_all(h)?;
-        }
-        Ok(())
-    }
-
-    /// The manifest, when what was pushed is the whole manifest named by `id`; `None` when it is
-    /// not (the sender lied), in which case nothing is kept.
-    pub fn finish(self, id: FileId) -> Result<Option<Manifest>, StoreError> {
-        let ManifestSink { out, tmp, dest } = self;
-        let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-        file.sync_data().map_err(io_err(&tmp))?;
-        drop(file);
-        match manifest_file::read(&tmp, None) {
-            Some(m) if m.id() == id => {
-                fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-                Ok(manifest_file::read(&dest, None))
-            }
-            _ => {
-                let _ = fs::remove_file(&tmp);
-                Ok(None)
-            }
-        }
+impl PersistError {
+    /// True when the download must stop with this error instead of carrying on.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, PersistError::Record { .. })
     }
 }
 
@@ -64,6 +77,8 @@ struct Progress {
     unrecorded: Vec<u32>,
     /// Chunks set in `have`, kept so progress checks do not count bits.
     count: u32,
+    /// Set by a fatal [`PersistError`]; every later write or persist fails with it.
+    broken: Option<PersistError>,
 }
 
 /// A download in progress: `NAME.part` plus its resume record. Shared by all tasks fetching the
@@ -78,58 +93,52 @@ pub struct PartialFile {
     tmp: PathBuf,
     complete: PathBuf,
     complete_manifest: PathBuf,
+    part_manifest: PathBuf,
+    root: PathBuf,
     progress: Mutex<Progress>,
+    /// `File::sync_data`; a field so tests can make it fail as a dying disk does.
+    sync_data: fn(&File) -> io::Result<()>,
 }
 
 impl ShareDir {
-    /// Where a manifest received from a peer for download `name` is written page by page, so it
-    /// never has to be held in memory whole.
-    pub fn manifest_sink(
-        &self,
-        name: &ShareName,
-        size: u64,
-        chunk_size: u32,
-    ) -> Result<ManifestSink, StoreError> {
-        let dest = self.part_manifest_path(name);
-        let tmp = manifest_file::tmp_beside(&dest);
-        let mut out = io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
-        out.write_all(&manifest_file::header(Stamp::NONE, size, chunk_size))
-            .map_err(io_err(&tmp))?;
-        Ok(ManifestSink { out, tmp, dest })
-    }
-
     /// Opens (or creates) the download of `name` with the given manifest, keeping the chunks a
-    /// previous run verified when its record is for the same content; anything else left over
-    /// (another version, no record) starts from scratch.
+    /// previous run verified when its record is for the same content and the same `.part`
+    /// (re-checking them when the `.part` changed since); anything else left over (another
+    /// version, no record, a `.part` of the wrong size) starts from scratch. The caller holds
+    /// the claim of `name` ([`ShareDir::claim_download`]).
     pub fn open_partial(
         &self,
         name: &ShareName,
         manifest: Arc<Manifest>,
     ) -> Result<PartialFile, StoreError> {
+        self.require_claim(name)?;
         let part = self.part_path(name);
+        check_size(&part, manifest.size(), manifest.chunk_size())?;
         let record = self.record_path(name);
+        if disk::entry(&part)
+            .map_err(io_err(&part))?
+            .is_some_and(|m| !m.is_file())
+        {
+            return Err(io_err(&part)(disk::not_regular("not a regular file")));
+        }
         let same = self
             .partial_manifest(name)
             .is_some_and(|m| m.id() == manifest.id());
         if !same {
-            let _ = fs::remove_file(&record);
-            let _ = fs::remove_file(&part);
-            manifest_file::write(&self.part_manifest_path(name), Stamp::NONE, &manifest)?;
+            disk::remove_if_present(&record).map_err(io_err(&record))?;
+            disk::remove_if_present(&part).map_err(io_err(&part))?;
+            let path = self.part_manifest_path(name);
+            manifest_file::write(&path, Stamp::NONE, &manifest).map_err(io_err(&path))?;
         }
-        let have = same
-            .then(|| self.read_record(name, &manifest))
-            .flatten()
-            .unwrap_or_else(|| Bitfield::empty(manifest.chunk_count()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
-            .map_err(io_err(&part))?;
-        file.set_len(manifest.size()).map_err(io_err(&part))?;
-        Ok(PartialFile {
+        let (file, meta) = disk::open_writable(&part).map_err(io_err(&part))?;
+        let mut partial = PartialFile {
             name: name.clone(),
+            progress: Mutex::new(Progress {
+                count: 0,
+                have: Bitfield::empty(manifest.chunk_count()),
+                unrecorded: Vec::new(),
+                broken: None,
+            }),
             manifest,
             file,
             part,
@@ -137,12 +146,62 @@ impl ShareDir {
             record,
             complete: self.complete_path(name),
             complete_manifest: self.manifest_path(name),
-            progress: Mutex::new(Progress {
-                count: have.count(),
-                have,
-                unrecorded: Vec::new(),
-            }),
-        })
+            part_manifest: self.part_manifest_path(name),
+            root: self.root().to_owned(),
+            sync_data: File::sync_data,
+        };
+        if meta.len() == partial.manifest.size() {
+            let have = self.resume(&partial, &meta)?;
+            partial.progress.get_mut().count = have.count();
+            partial.progress.get_mut().have = have;
+        } else {
+            if let Some(m) = self.partial_manifest(name).filter(|_| meta.len() > 0) {
+                log::info!(
+                    "{}: {} bytes, not {}: starting over",
+                    partial.part.display(),
+                    meta.len(),
+                    m.size()
+                );
+            }
+            disk::remove_if_present(&partial.record).map_err(io_err(&partial.record))?;
+            let size = partial.manifest.size();
+            partial.file.set_len(size).map_err(io_err(&partial.part))?;
+        }
+        Ok(partial)
+    }
+
+    /// The chunks of `partial` (whose `.part` has the right size and metadata `meta`) that a
+    /// previous run verified: the record's when the `.part` is untouched since, else those of
+    /// them that verify again (then recorded at once, for the `.part` as it is now).
+    fn resume(
+        &self,
+        partial: &PartialFile,
+        meta: &std::fs::Metadata,
+    ) -> Result<Bitfield, StoreError> {
+        let Some(record) = self.record_of(&partial.name, &partial.manifest) else {
+            return Ok(Bitfield::empty(partial.manifest.chunk_count()));
+        };
+        let why = match record.standing(&PartStamp::of(meta)) {
+            Standing::Unchanged => return Ok(record.have),
+            Standing::Written => "written since its resume record (an interrupted run?)",
+            Standing::Other => "not the file its resume record describes (replaced?)",
+        };
+        log::info!(
+            "{}: {why}; re-checking its {} recorded chunks",
+            partial.part.display(),
+            record.have.count()
+        );
+        let good = recheck::matching(&partial.file, &partial.manifest, &record.have)
+            .map_err(io_err(&partial.part))?;
+        let bad = record.have.count() - good.count();
+        if bad > 0 {
+            log::warn!(
+                "{}: {bad} recorded chunks did not verify; they are fetched again",
+                partial.part.display()
+            );
+        }
+        partial.save_record(&good)?;
+        Ok(good)
     }
 
     /// Finishes a download: see `PartialFile::finish`. The caller must have stopped writing.
@@ -179,8 +238,12 @@ impl PartialFile {
 
     /// Writes chunks `first..` whose bytes are `data`, all of them already verified by the caller
     /// against the manifest; one positioned write for the whole run. Returns the chunks that were
-    /// not verified before (another connection may have delivered some of them first).
+    /// not verified before (another connection may have delivered some of them first). Fails
+    /// once a fatal [`PersistError`] happened: nothing written after it could be trusted.
     pub fn write_verified(&self, first: u32, data: &[u8]) -> io::Result<Vec<u32>> {
+        if let Some(broken) = &self.progress.lock().broken {
+            return Err(io::Error::other(broken.clone()));
+        }
         self.file.write_all_at(data, self.manifest.offset(first))?;
         let mut p = self.progress.lock();
         let mut newly = Vec::new();
@@ -204,64 +267,119 @@ impl PartialFile {
     }
 
     /// Makes every verified chunk durable and lists it in the resume record; returns the chunks
-    /// newly recorded (what may now be reported to the tracker).
-    pub fn persist(&self) -> io::Result<Vec<u32>> {
+    /// newly recorded (what may now be reported to the tracker). A fatal error (see
+    /// [`PersistError::is_fatal`]) must end the download.
+    pub fn persist(&self) -> Result<Vec<u32>, PersistError> {
         let (bits_now, newly) = {
             let mut p = self.progress.lock();
+            if let Some(broken) = &p.broken {
+                return Err(broken.clone());
+            }
             if p.unrecorded.is_empty() {
                 return Ok(Vec::new());
             }
             (p.have.clone(), std::mem::take(&mut p.unrecorded))
         };
-        let result = (|| {
-            self.file.sync_data()?;
-            let rec = record::encode(&self.manifest, &bits_now);
-            record::write_atomically(&self.tmp, &self.record, &rec)
-        })();
-        if let Err(e) = result {
+        if let Err(error) = (self.sync_data)(&self.file) {
             let mut p = self.progress.lock();
-            let mut back = newly;
-            back.append(&mut p.unrecorded);
-            p.unrecorded = back;
+            // Chunks written while the sync ran may be lost as well.
+            let mut forgotten = newly;
+            forgotten.append(&mut p.unrecorded);
+            for &i in &forgotten {
+                p.have.clear(i);
+            }
+            p.count -= forgotten.len() as u32;
+            let e = PersistError::DataLost {
+                path: self.part.clone(),
+                forgotten: forgotten.len() as u32,
+                error: Arc::new(error),
+            };
+            p.broken = Some(e.clone());
             return Err(e);
         }
-        Ok(newly)
+        match self.save_record(&bits_now) {
+            Ok(()) => Ok(newly),
+            Err(e) => {
+                let mut p = self.progress.lock();
+                if e.is_fatal() {
+                    p.broken = Some(e.clone());
+                } else {
+                    let mut back = newly;
+                    back.append(&mut p.unrecorded);
+                    p.unrecorded = back;
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// Re-verifies the whole `.part` from disk and renames it to the complete name, then drops
-    /// the resume state. The complete name never appears for a file that does not verify.
+    /// Replaces the resume record by one listing `have` for the `.part` as it is now, after
+    /// checking that the name still is the file we write.
+    fn save_record(&self, have: &Bitfield) -> Result<(), PersistError> {
+        let failed = |error: io::Error| PersistError::Record {
+            path: self.record.clone(),
+            error: Arc::new(error),
+        };
+        let ours = self.file.metadata().map_err(failed)?;
+        match disk::entry(&self.part).map_err(failed)? {
+            Some(m) if (m.dev(), m.ino()) == (ours.dev(), ours.ino()) => {}
+            _ => {
+                return Err(PersistError::Replaced {
+                    path: self.part.clone(),
+                })
+            }
+        }
+        let record = Record {
+            id: self.manifest.id(),
+            part: PartStamp::of(&ours),
+            have: have.clone(),
+        }
+        .encode();
+        disk::replace(&self.tmp, &self.record, |out| out.write_all(&record)).map_err(failed)
+    }
+
+    /// Re-verifies the whole `.part` and renames it to the complete name, then drops the resume
+    /// state. The complete name never appears for a file that does not verify; chunks that do
+    /// not are dropped from the record, so the next download fetches exactly those.
     fn finish(&self) -> Result<(), StoreError> {
-        self.persist().map_err(io_err(&self.part))?;
+        self.persist()?;
         self.file.sync_all().map_err(io_err(&self.part))?;
-        if !self
-            .manifest
-            .verify_file(&self.part)
-            .map_err(io_err(&self.part))?
-        {
+        let count = self.manifest.chunk_count();
+        let good = recheck::matching(&self.file, &self.manifest, &Bitfield::full(count))
+            .map_err(io_err(&self.part))?;
+        if good.count() != count {
+            let bad = count - good.count();
+            {
+                let mut p = self.progress.lock();
+                p.count = good.count();
+                p.have = good.clone();
+            }
+            self.save_record(&good)?;
             return Err(StoreError::VerifyFailed {
                 name: self.name.clone(),
+                bad,
             });
         }
-        if self.complete.exists() {
+        if disk::entry(&self.complete)
+            .map_err(io_err(&self.complete))?
+            .is_some()
+        {
             return Err(StoreError::NameTaken {
                 name: self.name.clone(),
-                dir: self
-                    .complete
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
+                dir: self.root.clone(),
                 have: FileId([0; HASH_LEN]),
                 want: self.manifest.id(),
             });
         }
-        let stamp = Stamp::of(&fs::metadata(&self.part).map_err(io_err(&self.part))?);
-        manifest_file::write(&self.complete_manifest, stamp, &self.manifest)?;
-        fs::rename(&self.part, &self.complete).map_err(io_err(&self.complete))?;
-        if let Some(dir) = self.complete.parent() {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
+        let meta = self.file.metadata().map_err(io_err(&self.part))?;
+        manifest_file::write(&self.complete_manifest, Stamp::of(&meta), &self.manifest)
+            .map_err(io_err(&self.complete_manifest))?;
+        disk::rename_durably(&self.part, &self.complete).map_err(io_err(&self.complete))?;
+        for leftover in [&self.record, &self.part_manifest] {
+            if let Err(e) = disk::remove_if_present(leftover) {
+                log::warn!("removing {}: {e}", leftover.display());
+            }
         }
-        let _ = fs::remove_file(&self.record);
-        let _ = fs::remove_file(self.record.with_extension("manifest"));
         Ok(())
     }
 }
@@ -269,19 +387,34 @@ impl PartialFile {
 #[cfg(test)]
 mod tests {
     use super::super::tests::tempdir;
+    use super::super::DownloadClaim;
     use super::*;
+    use std::fs;
+
+    /// Longer than the coarse clock file times come from.
+    const TICK: std::time::Duration = std::time::Duration::from_millis(30);
 
     fn name(n: &str) -> ShareName {
         ShareName::new(n).unwrap()
+    }
+
+    fn data(len: u32) -> Vec<u8> {
+        (0..len).map(|i| (i % 253) as u8).collect()
+    }
+
+    fn claimed(dir: &ShareDir, n: &str) -> (ShareName, DownloadClaim) {
+        let n = name(n);
+        let claim = dir.claim_download(&n).unwrap();
+        (n, claim)
     }
 
     #[test]
     fn partial_resumes_only_recorded_chunks_and_finishes() {
         let root = tempdir("partial");
         let dir = ShareDir::open(&root).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let data = data(10_000);
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
-        let f = name("f");
+        let (f, _claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m.clone()).unwrap();
         p.write_verified(0, &data[..4096]).unwrap();
         assert_eq!(p.persist().unwrap(), vec![0, 1]);
@@ -296,25 +429,201 @@ mod tests {
         dir.finish(&p).unwrap();
         assert_eq!(fs::read(root.join("f")).unwrap(), data);
         assert!(!root.join("f.part").exists());
+        assert!(!root.join(".peer/f.part.have").exists());
+        assert!(!root.join(".peer/f.part.manifest").exists());
         assert_eq!(dir.complete_manifest(&f).unwrap().id(), m.id());
         assert_eq!(dir.complete_files().unwrap(), vec![f]);
         fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
-    fn finish_refuses_a_part_that_does_not_verify() {
+    fn a_download_needs_its_claim() {
+        let root = tempdir("partial-claim");
+        let dir = ShareDir::open(&root).unwrap();
+        let m = Arc::new(Manifest::from_data(&data(100), 2048).unwrap());
+        assert!(matches!(
+            dir.open_partial(&name("f"), m),
+            Err(StoreError::Unclaimed(_))
+        ));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_part_is_not_served_and_its_download_starts_over() {
+        let root = tempdir("partial-deleted");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(10_000);
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let (f, claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m.clone()).unwrap();
+        p.write_verified(0, &data[..4096]).unwrap();
+        p.persist().unwrap();
+        drop((p, claim));
+        fs::remove_file(root.join("f.part")).unwrap();
+        assert!(matches!(dir.served(&f), Err(StoreError::NotFound(_))));
+        // Past the kernel's timestamp granularity, so even a reused inode number shows.
+        std::thread::sleep(TICK);
+        // Another file in its place, of the right size: not the recorded one, not served.
+        fs::write(root.join("f.part"), vec![0u8; 10_000]).unwrap();
+        assert!(matches!(dir.served(&f), Err(StoreError::NotFound(_))));
+        assert_eq!(dir.read_record(&f, &m), None);
+        fs::remove_file(root.join("f.part")).unwrap();
+        let (_, _claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m.clone()).unwrap();
+        assert_eq!(p.have_count(), 0, "chunks of a deleted .part were kept");
+        assert!(
+            !root.join(".peer/f.part.have").exists(),
+            "stale record kept"
+        );
+        assert!(matches!(dir.served(&f), Err(StoreError::NotFound(_))));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_part_changed_behind_its_record_is_rechecked_and_not_served_meanwhile() {
+        let root = tempdir("partial-changed");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(10_000);
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let (f, claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m.clone()).unwrap();
+        p.write_verified(0, &data[..6144]).unwrap();
+        p.persist().unwrap();
+        assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(3));
+        // While the download runs, its own writes move the change time: still served.
+        std::thread::sleep(TICK);
+        p.write_verified(4, &data[8192..]).unwrap();
+        assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(3));
+        drop((p, claim));
+        assert_eq!(
+            dir.read_record(&f, &m).map(|b| b.count()),
+            None,
+            "no download runs"
+        );
+        fs::OpenOptions::new()
+            .write(true)
+            .open(root.join("f.part"))
+            .unwrap()
+            .write_all_at(b"XX", 2048)
+            .unwrap();
+        let (_, _claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m.clone()).unwrap();
+        assert_eq!(
+            p.have_bits().ones().collect::<Vec<_>>(),
+            vec![0, 2],
+            "the damaged chunk 1 was trusted"
+        );
+        // The re-check was recorded for the .part as it is now.
+        assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(2));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_failed_fsync_forgets_the_unsynced_chunks_and_stops_the_download() {
+        let root = tempdir("partial-fsync");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(10_000);
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let (f, _claim) = claimed(&dir, "f");
+        let mut p = dir.open_partial(&f, m.clone()).unwrap();
+        p.write_verified(0, &data[..2048]).unwrap();
+        assert_eq!(p.persist().unwrap(), vec![0]);
+        p.write_verified(1, &data[2048..6144]).unwrap();
+        p.sync_data = |_| Err(io::Error::from_raw_os_error(nix::errno::Errno::EIO as i32));
+        let err = p.persist().unwrap_err();
+        assert!(err.is_fatal(), "{err}");
+        assert!(
+            matches!(err, PersistError::DataLost { forgotten: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(p.have_bits().ones().collect::<Vec<_>>(), vec![0]);
+        // The disk "recovers": nothing may be trusted any more all the same.
+        p.sync_data = File::sync_data;
+        assert!(p.persist().unwrap_err().is_fatal());
+        assert!(p.write_verified(3, &data[6144..8192]).is_err());
+        assert!(matches!(dir.finish(&p), Err(StoreError::Persist(_))));
+        assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(1));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_failed_record_write_is_retried() {
+        let root = tempdir("partial-record");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(10_000);
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let (f, _claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m.clone()).unwrap();
+        p.write_verified(0, &data[..2048]).unwrap();
+        // A directory where the temporary record goes makes writing it fail.
+        fs::create_dir(root.join(".peer/f.part.have.tmp")).unwrap();
+        let err = p.persist().unwrap_err();
+        assert!(!err.is_fatal(), "{err}");
+        fs::remove_dir(root.join(".peer/f.part.have.tmp")).unwrap();
+        assert_eq!(p.persist().unwrap(), vec![0]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_part_removed_during_the_download_stops_it() {
+        let root = tempdir("partial-removed");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(10_000);
+        let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
+        let (f, _claim) = claimed(&dir, "f");
+        let p = dir.open_partial(&f, m).unwrap();
+        fs::remove_file(root.join("f.part")).unwrap();
+        p.write_verified(0, &data[..2048]).unwrap();
+        let err = p.persist().unwrap_err();
+        assert!(
+            matches!(err, PersistError::Replaced { .. }) && err.is_fatal(),
+            "{err}"
+        );
+        assert!(p.write_verified(1, &data[2048..4096]).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn finish_drops_the_chunks_that_do_not_verify() {
         let root = tempdir("verify");
         let dir = ShareDir::open(&root).unwrap();
         let data = vec![7u8; 5000];
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
-        let p = dir.open_partial(&name("g"), m).unwrap();
+        let (g, _claim) = claimed(&dir, "g");
+        let p = dir.open_partial(&g, m.clone()).unwrap();
         p.write_verified(0, &data).unwrap();
         p.file.write_all_at(b"X", 10).unwrap();
         assert!(matches!(
             dir.finish(&p),
-            Err(StoreError::VerifyFailed { .. })
+            Err(StoreError::VerifyFailed { bad: 1, .. })
         ));
         assert!(!root.join("g").exists());
+        assert_eq!(p.have_bits().ones().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            dir.read_record(&g, &m)
+                .map(|b| b.ones().collect::<Vec<_>>()),
+            Some(vec![1, 2])
+        );
+        p.write_verified(0, &data[..2048]).unwrap();
+        dir.finish(&p).unwrap();
+        assert_eq!(fs::read(root.join("g")).unwrap(), data);
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_linked_part_is_refused() {
+        let root = tempdir("partial-link");
+        let outside = tempdir("partial-link-target");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), b"keep me").unwrap();
+        let dir = ShareDir::open(&root).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("f.part")).unwrap();
+        let m = Arc::new(Manifest::from_data(&data(5000), 2048).unwrap());
+        let (f, _claim) = claimed(&dir, "f");
+        let err = dir.open_partial(&f, m).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep me");
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
     }
 }

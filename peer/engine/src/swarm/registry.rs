@@ -185,12 +185,21 @@ async fn follow_record(dir: Arc<ShareDir>, swarm: Weak<Swarm>) {
             },
         })
         .await;
-        if let Ok(Some(record)) = now {
-            let done = record.is_none();
-            s.refresh_record(record);
-            if done {
+        match now {
+            Ok(Some(record)) => {
+                let done = record.is_none();
+                s.refresh_record(record);
+                if done {
+                    return;
+                }
+            }
+            // Neither a record for this `.part` nor the complete file: the download was given up
+            // or its `.part` replaced, so what we serve may be gone. Stop serving it.
+            Ok(None) => {
+                s.close();
                 return;
             }
+            Err(_) => {}
         }
     }
 }

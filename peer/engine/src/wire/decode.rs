@@ -6,8 +6,8 @@ use bytes::{Buf, Bytes};
 use tracker_proto::FileName;
 
 use super::{
-    ty, ChunkRun, ErrorCode, Frame, PeerId, WireError, MAGIC, MAX_CHUNKS, MAX_ERROR_LEN,
-    MAX_HAVE_INDICES, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN,
+    truncate_utf8, ty, ChunkRun, ErrorCode, Frame, PeerId, WireError, MAGIC, MAX_CHUNKS,
+    MAX_ERROR_LEN, MAX_HAVE_INDICES, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN,
 };
 use crate::manifest::{FileId, HASH_LEN, MAX_CHUNK_SIZE};
 
@@ -132,7 +132,10 @@ impl Frame {
             ty::REJECT => Ok(Frame::Reject(chunk_run(&p, "REJECT")?)),
             ty::ERROR => {
                 let code = ErrorCode::from_u16(p.get_u16());
-                let message = String::from_utf8_lossy(&p).into_owned();
+                // Lossy decoding may grow a message (a bad byte becomes a 3-byte U+FFFD): bound
+                // it again, so what parses is what encodes.
+                let lossy = String::from_utf8_lossy(&p);
+                let message = truncate_utf8(&lossy, MAX_ERROR_LEN).to_owned();
                 Ok(Frame::Error { code, message })
             }
             ty::CHOKE => Ok(Frame::Choke),

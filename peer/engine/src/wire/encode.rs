@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ty, ChunkRun, Frame, MAGIC, MAX_ERROR_LEN, PEER_ID_LEN};
+use super::{truncate_utf8, ty, ChunkRun, Frame, MAGIC, MAX_ERROR_LEN, PEER_ID_LEN};
 use crate::manifest::HASH_LEN;
 
 impl Frame {
@@ -103,15 +103,4 @@ fn put_run(dst: &mut BytesMut, kind: u8, run: &ChunkRun) {
     put_header(dst, kind, 8);
     dst.put_u32(run.first);
     dst.put_u32(run.count);
-}
-
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

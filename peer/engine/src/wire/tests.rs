@@ -251,3 +251,18 @@ fn chunk_frame_layout_is_byte_exact() {
     });
     assert_eq!(&b[..], &[0, 0, 0, 7, 0x07, 1, 2, 3, 4, b'a', b'b']);
 }
+
+#[test]
+fn a_lossy_error_message_stays_within_its_bound() {
+    // Found by the wire_frame fuzz target: 1024 invalid bytes decode to 3072 bytes of U+FFFD.
+    let mut b = BytesMut::new();
+    put_header(&mut b, ty::ERROR, 2 + MAX_ERROR_LEN);
+    b.put_u16(2001);
+    b.put_slice(&[0xff; MAX_ERROR_LEN]);
+    let frame = Frame::parse(b.freeze()).unwrap();
+    let Frame::Error { message, .. } = &frame else {
+        panic!("{frame:?}")
+    };
+    assert!(message.len() <= MAX_ERROR_LEN);
+    assert_eq!(Frame::parse(encoded(&frame)).unwrap(), frame);
+}
