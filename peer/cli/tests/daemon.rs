@@ -182,8 +182,10 @@ fn interrupted_get_leaves_the_swarm_and_keeps_its_verified_chunks() {
 
     let mut get = Proc::spawn("get", peer_cmd(tracker, &get_dir).args(["get", "slow.bin"]));
     let leecher = get.wait_line("peer listening on ");
+    // A downloader is listed from the moment it joins; wait for chunks it has recorded too.
     wait_until("the leecher reports chunks", || {
-        listed(tracker, &probe_dir, "slow.bin").contains(&leecher)
+        common::recorded_chunks(&get_dir, "slow.bin") > 0
+            && listed(tracker, &probe_dir, "slow.bin").contains(&leecher)
     });
 
     let interrupted = std::process::Command::new("kill")

@@ -27,6 +27,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// How often the loop publishes progress, dials, and checks for a stall.
 const TICK: Duration = Duration::from_millis(250);
 
+/// After this long without a verified chunk the loop says where the swarm stands (once).
+const STALL_REPORT: Duration = Duration::from_secs(10);
+
 /// How long the end of a download waits for its last report to reach the tracker.
 const FINAL_REPORT: Duration = Duration::from_secs(10);
 
@@ -152,7 +155,11 @@ impl Run<'_> {
                     if publish(swarm, partial, progress, &mut rate) {
                         last_progress = Instant::now();
                     }
-                    if last_progress.elapsed() > ctx.config.give_up_after {
+                    let quiet = last_progress.elapsed();
+                    if quiet >= STALL_REPORT && quiet < STALL_REPORT + TICK {
+                        log::info!("{name}: nothing arrived for {} s: {}", STALL_REPORT.as_secs(), swarm.describe());
+                    }
+                    if quiet > ctx.config.give_up_after {
                         break Err(DownloadError::Stalled {
                             name: name.clone(),
                             have: partial.have_count(),

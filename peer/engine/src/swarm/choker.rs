@@ -1,14 +1,20 @@
 //! Who gets our upload bandwidth: the choker of BEP 3 and libtorrent, as a pure decision.
 //!
-//! Every [`RECHOKE_PERIOD`] a file's choker unchokes the `slots` interested peers that did the
-//! most for us in the last period: while we download, the ones that sent us the most bytes
-//! (tit-for-tat: who gives, gets); once we seed, the ones we uploaded to fastest (they finish
-//! soonest and start passing chunks on). One more, optimistic, slot goes to a random other
-//! interested peer and moves every [`OPTIMISTIC_ROUNDS`] periods, so a newcomer with nothing to
-//! give can start, and we discover peers faster than the ones we reward. Newly connected peers
-//! are three times as likely to get it. Everybody else is choked.
+//! Every [`RECHOKE_PERIOD`] a file's choker unchokes `slots` interested peers. While we
+//! download, those that sent us the most bytes in the last period (tit-for-tat: who gives,
+//! gets). Once we seed, nobody can give us anything, and ranking by how fast we upload to each
+//! (the original BitTorrent seed choker) rewards whoever spends nothing on uploading, a
+//! free-rider above all: it keeps its slot for as long as it downloads fastest. So a seeder
+//! ranks by what it sent each peer in all, least first (libtorrent's round-robin seed choker):
+//! every interested peer gets its turn at the same share, and chunks spread through the peers
+//! that pass them on. One more, optimistic, slot goes to another interested peer and moves every
+//! [`OPTIMISTIC_ROUNDS`] periods, so a newcomer with nothing to give can start, and we discover
+//! peers faster than the ones we reward: to the one that waited longest since we last unchoked
+//! it, newcomers (never unchoked) first, ties at random. A random pick would hand a lucky peer
+//! the slot several periods in a row, which in a small swarm decides more than tit-for-tat
+//! does. Everybody else is choked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rand::Rng;
@@ -31,18 +37,23 @@ pub struct Candidate {
     pub id: LinkId,
     /// The peer wants chunks we have.
     pub interested: bool,
-    /// Bytes the peer sent us (downloading) or we sent it (seeding) in the last period.
-    pub score: u64,
-    /// Connected for less than the optimistic rotation (3 times as likely to be picked).
-    pub new: bool,
+    /// Bytes the peer sent us in the last period (what ranks it while we download) and since it
+    /// connected (what breaks ties: a peer that ever gave beats one that never did).
+    pub received: u64,
+    pub received_total: u64,
+    /// Bytes we sent it since it connected (what ranks it while we seed, least first).
+    pub sent: u64,
 }
 
-/// One file's choker: remembers the optimistic pick between periods.
+/// One file's choker: remembers the optimistic pick between periods, and when it last unchoked
+/// each peer.
 #[derive(Debug)]
 pub struct Choker {
     slots: usize,
     round: u64,
     optimistic: Option<LinkId>,
+    /// The round each connection was last unchoked in (absent: never).
+    last_unchoked: HashMap<LinkId, u64>,
 }
 
 impl Choker {
@@ -51,6 +62,7 @@ impl Choker {
             slots,
             round: 0,
             optimistic: None,
+            last_unchoked: HashMap::new(),
         }
     }
 
@@ -64,8 +76,14 @@ impl Choker {
         }
     }
 
-    /// One period's decision: the connections to unchoke (all others are choked).
-    pub fn rechoke(&mut self, candidates: &[Candidate], rng: &mut impl Rng) -> HashSet<LinkId> {
+    /// One period's decision: the connections to unchoke (all others are choked). `seeding`:
+    /// we hold the whole file, so nobody has anything to give us.
+    pub fn rechoke(
+        &mut self,
+        candidates: &[Candidate],
+        seeding: bool,
+        rng: &mut impl Rng,
+    ) -> HashSet<LinkId> {
         if self.slots == 0 {
             return HashSet::new();
         }
@@ -74,7 +92,11 @@ impl Choker {
         for i in (1..interested.len()).rev() {
             interested.swap(i, rng.random_range(0..=i));
         }
-        interested.sort_by_key(|c| std::cmp::Reverse(c.score));
+        if seeding {
+            interested.sort_by_key(|c| c.sent);
+        } else {
+            interested.sort_by_key(|c| std::cmp::Reverse((c.received, c.received_total)));
+        }
         let mut unchoked: HashSet<LinkId> =
             interested.iter().take(self.slots).map(|c| c.id).collect();
         let others: Vec<&Candidate> = interested
@@ -87,45 +109,38 @@ impl Choker {
                 .optimistic
                 .is_some_and(|o| others.iter().any(|c| c.id == o));
         if !keep {
-            self.optimistic = pick_weighted(&others, rng);
+            // `others` is in random order, so the first of equal waits is a random one.
+            self.optimistic = others
+                .iter()
+                .min_by_key(|c| self.last_unchoked.get(&c.id).map_or(0, |r| r + 1))
+                .map(|c| c.id);
         }
         if let Some(o) = self.optimistic {
             if others.iter().any(|c| c.id == o) {
                 unchoked.insert(o);
             }
         }
+        self.last_unchoked
+            .retain(|id, _| candidates.iter().any(|c| c.id == *id));
+        for id in &unchoked {
+            self.last_unchoked.insert(*id, self.round);
+        }
         self.round += 1;
         unchoked
     }
-}
-
-/// A random candidate, new ones counting three times.
-fn pick_weighted(candidates: &[&Candidate], rng: &mut impl Rng) -> Option<LinkId> {
-    let weight = |c: &Candidate| if c.new { 3 } else { 1 };
-    let total: u32 = candidates.iter().map(|c| weight(c)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut at = rng.random_range(0..total);
-    for c in candidates {
-        if at < weight(c) {
-            return Some(c.id);
-        }
-        at -= weight(c);
-    }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn c(id: LinkId, interested: bool, score: u64) -> Candidate {
+    fn c(id: LinkId, interested: bool, received: u64) -> Candidate {
         Candidate {
             id,
             interested,
-            score,
-            new: false,
+            received,
+            received_total: received,
+            sent: 0,
         }
     }
 
@@ -140,7 +155,7 @@ mod tests {
             c(4, true, 0),
             c(5, false, 10_000),
         ];
-        let unchoked = choker.rechoke(&peers, &mut rng);
+        let unchoked = choker.rechoke(&peers, false, &mut rng);
         assert!(
             unchoked.contains(&2) && unchoked.contains(&3),
             "{unchoked:?}"
@@ -162,7 +177,7 @@ mod tests {
             .collect();
         let mut picks = Vec::new();
         for _ in 0..30 {
-            let unchoked = choker.rechoke(&peers, &mut rng);
+            let unchoked = choker.rechoke(&peers, false, &mut rng);
             assert!(unchoked.contains(&1));
             let optimistic: Vec<_> = unchoked.iter().filter(|id| **id != 1).copied().collect();
             assert_eq!(optimistic.len(), 1);
@@ -182,26 +197,84 @@ mod tests {
     }
 
     #[test]
-    fn newcomers_are_favoured_for_the_optimistic_slot() {
+    fn the_optimistic_slot_goes_to_whoever_waited_longest() {
         let mut rng = rand::rng();
-        let mut new_picked = 0;
-        for _ in 0..3000 {
-            let mut choker = Choker::new(0);
-            let peers = [
-                Candidate {
-                    new: true,
-                    ..c(1, true, 0)
-                },
-                c(2, true, 0),
-                c(3, true, 0),
-                c(4, true, 0),
-            ];
-            if choker.rechoke(&peers, &mut rng).contains(&1) {
-                new_picked += 1;
+        let mut choker = Choker::new(1);
+        // Peer 1 gives most and keeps the regular slot; 2..=5 share the optimistic one.
+        let peers: Vec<Candidate> = (1..=5)
+            .map(|id| c(id, true, if id == 1 { 1000 } else { 0 }))
+            .collect();
+        let mut order = Vec::new();
+        for _ in 0..(4 * OPTIMISTIC_ROUNDS) {
+            let unchoked = choker.rechoke(&peers, false, &mut rng);
+            order.extend(unchoked.into_iter().filter(|id| *id != 1));
+        }
+        let turns: Vec<LinkId> = order
+            .chunks(OPTIMISTIC_ROUNDS as usize)
+            .map(|r| r[0])
+            .collect();
+        let distinct: HashSet<_> = turns.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            4,
+            "each waiting peer gets a turn before any gets a second: {turns:?}"
+        );
+        // A newcomer goes before everyone who had a turn.
+        let mut with_newcomer = peers.clone();
+        with_newcomer.push(c(9, true, 0));
+        for _ in 0..OPTIMISTIC_ROUNDS {
+            let unchoked = choker.rechoke(&with_newcomer, false, &mut rng);
+            if unchoked.contains(&9) {
+                return;
             }
         }
-        // Weight 3 of 6: about half of the picks.
-        assert!((1300..1700).contains(&new_picked), "{new_picked}");
+        panic!("the newcomer never got the optimistic slot");
+    }
+
+    #[test]
+    fn among_peers_that_gave_nothing_lately_those_that_ever_gave_come_first() {
+        let mut rng = rand::rng();
+        let mut choker = Choker::new(1);
+        let free_rider = c(1, true, 0);
+        let giver = Candidate {
+            received_total: 50_000,
+            ..c(2, true, 0)
+        };
+        for _ in 0..20 {
+            let unchoked = choker.rechoke(&[free_rider, giver], false, &mut rng);
+            assert!(unchoked.contains(&2), "{unchoked:?}");
+        }
+    }
+
+    #[test]
+    fn a_seeder_takes_turns_instead_of_feeding_the_fastest() {
+        let mut rng = rand::rng();
+        let mut choker = Choker::new(2);
+        // Peer 1 took the most so far (it downloads fastest, having nothing to upload).
+        let peers = [
+            Candidate {
+                sent: 9_000_000,
+                ..c(1, true, 0)
+            },
+            Candidate {
+                sent: 1_000,
+                ..c(2, true, 0)
+            },
+            Candidate {
+                sent: 2_000,
+                ..c(3, true, 0)
+            },
+            Candidate {
+                sent: 5_000_000,
+                ..c(4, true, 0)
+            },
+        ];
+        let unchoked = choker.rechoke(&peers, true, &mut rng);
+        assert!(
+            unchoked.contains(&2) && unchoked.contains(&3),
+            "{unchoked:?}"
+        );
+        assert_eq!(unchoked.len(), 3);
     }
 
     #[test]
@@ -209,7 +282,7 @@ mod tests {
         let mut choker = Choker::new(0);
         assert_eq!(choker.capacity(), 0);
         assert!(choker
-            .rechoke(&[c(1, true, 5)], &mut rand::rng())
+            .rechoke(&[c(1, true, 5)], false, &mut rand::rng())
             .is_empty());
     }
 
@@ -217,8 +290,8 @@ mod tests {
     fn nobody_interested_means_nobody_unchoked() {
         let mut choker = Choker::new(4);
         assert!(choker
-            .rechoke(&[c(1, false, 5)], &mut rand::rng())
+            .rechoke(&[c(1, false, 5)], false, &mut rand::rng())
             .is_empty());
-        assert!(choker.rechoke(&[], &mut rand::rng()).is_empty());
+        assert!(choker.rechoke(&[], false, &mut rand::rng()).is_empty());
     }
 }

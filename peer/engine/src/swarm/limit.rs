@@ -52,13 +52,10 @@ impl RateLimit {
     }
 }
 
-/// Books `n` bytes on every limit of `limits` and waits until all of them allow it.
-pub async fn acquire(limits: &[&RateLimit], n: u64) {
-    let now = Instant::now();
-    let until = limits.iter().filter_map(|l| l.book(n, now)).max();
-    if let Some(until) = until {
-        tokio::time::sleep_until(until.into()).await;
-    }
+/// Books `n` bytes at `now` on every limit of `limits`; the instant all of them allow it, if
+/// later than now.
+pub fn book_all(limits: &[std::sync::Arc<RateLimit>], n: u64, now: Instant) -> Option<Instant> {
+    limits.iter().filter_map(|l| l.book(n, now)).max()
 }
 
 #[cfg(test)]

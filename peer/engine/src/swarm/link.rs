@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -21,7 +20,6 @@ pub(super) struct Link {
     pub listen: Option<SocketAddr>,
     /// We opened the connection.
     pub initiated: bool,
-    pub connected_at: Instant,
     peer_interested: AtomicBool,
     we_interested: AtomicBool,
     peer_choking: AtomicBool,
@@ -29,9 +27,8 @@ pub(super) struct Link {
     /// Verified chunk bytes the peer sent us / chunk bytes we sent it, in all.
     received: AtomicU64,
     sent: AtomicU64,
-    /// `received` / `sent` at the last rechoke.
+    /// `received` at the last rechoke.
     received_mark: AtomicU64,
-    sent_mark: AtomicU64,
     /// The choker's decision: we serve this peer's requests.
     unchoke: AtomicBool,
     /// We are serving them now (the task's last CHOKE/UNCHOKE).
@@ -55,7 +52,6 @@ impl Link {
             addr,
             listen,
             initiated,
-            connected_at: Instant::now(),
             peer_interested: AtomicBool::new(false),
             we_interested: AtomicBool::new(false),
             peer_choking: AtomicBool::new(true),
@@ -63,7 +59,6 @@ impl Link {
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             received_mark: AtomicU64::new(0),
-            sent_mark: AtomicU64::new(0),
             unchoke: AtomicBool::new(false),
             unchoked_now: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -121,16 +116,16 @@ impl Link {
         self.received.load(Ordering::Relaxed)
     }
 
-    /// Bytes the choker ranks the peer by for the period just ended, and a new period starts:
-    /// what it sent us while we download, what we sent it while we seed.
-    pub fn take_round_score(&self, seeding: bool) -> u64 {
-        let (total, mark) = if seeding {
-            (&self.sent, &self.sent_mark)
-        } else {
-            (&self.received, &self.received_mark)
-        };
-        let now = total.load(Ordering::Relaxed);
-        now.saturating_sub(mark.swap(now, Ordering::Relaxed))
+    /// Chunk bytes we sent the peer since it connected.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Verified bytes the peer sent us in the period just ended (what the choker ranks it by
+    /// while we download); a new period starts.
+    pub fn take_round_received(&self) -> u64 {
+        let now = self.received.load(Ordering::Relaxed);
+        now.saturating_sub(self.received_mark.swap(now, Ordering::Relaxed))
     }
 
     /// The choker's decision; the task applies it when woken.

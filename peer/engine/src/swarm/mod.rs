@@ -26,7 +26,7 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -579,9 +579,37 @@ impl Swarm {
         peer::run(self.clone(), conn, remote, addr, initiated).await
     }
 
+    /// One line on where the swarm stands, for logs when a download makes no progress.
+    pub fn describe(&self) -> String {
+        let state = self.state.lock();
+        let links: Vec<String> = state
+            .links
+            .values()
+            .map(|l| {
+                format!(
+                    "{}{}{}",
+                    l.listen.unwrap_or(l.addr),
+                    if l.downloading_from() {
+                        " (from)"
+                    } else if l.we_interested() {
+                        " (choked us)"
+                    } else {
+                        ""
+                    },
+                    if l.uploading_to() { " (to)" } else { "" }
+                )
+            })
+            .collect();
+        format!(
+            "{:?}; {} connections: {}",
+            state.picker,
+            links.len(),
+            links.join(", ")
+        )
+    }
+
     /// Decides whom to unchoke (see [`choker`]) and tells the connections.
     fn rechoke(&self) {
-        let now = Instant::now();
         let mut state = self.state.lock();
         let seeding = state.picker.is_none();
         let candidates: Vec<Candidate> = state
@@ -590,13 +618,23 @@ impl Swarm {
             .map(|l| Candidate {
                 id: l.id,
                 interested: l.peer_interested(),
-                score: l.take_round_score(seeding),
-                new: now.duration_since(l.connected_at) < RECHOKE_PERIOD * 3,
+                received: l.take_round_received(),
+                received_total: l.received(),
+                sent: l.sent(),
             })
             .collect();
-        let unchoked = state.choker.rechoke(&candidates, &mut rand::rng());
+        let unchoked = state.choker.rechoke(&candidates, seeding, &mut rand::rng());
         for link in state.links.values() {
             link.set_unchoked(unchoked.contains(&link.id));
+        }
+        if log::log_enabled!(log::Level::Debug) {
+            let names: Vec<String> = state
+                .links
+                .values()
+                .filter(|l| unchoked.contains(&l.id))
+                .map(|l| l.listen.unwrap_or(l.addr).to_string())
+                .collect();
+            log::debug!("{}: rechoke: uploading to {}", self.name, names.join(", "));
         }
     }
 

@@ -25,9 +25,9 @@ use crate::wire::{ChunkRun, ErrorCode, Frame, MAX_HAVE_INDICES, MAX_REQUEST_CHUN
 
 use super::budget::BudgetError;
 use super::handshake::Remote;
-use super::limit::RateLimit;
+use super::limit::{book_all, RateLimit};
 use super::link::Link;
-use super::serving::{self, answer_manifest, answer_request};
+use super::serving::{self, Answer, Answers};
 use super::storing::{self, Delivery, Stored};
 use super::{Holdings, LinkOutcome, Refusal, Swarm};
 
@@ -55,6 +55,12 @@ const QUEUE_TIME: Duration = Duration::from_millis(500);
 
 /// Window of the delivery rate that sizes the request queue.
 const DELIVERY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Fewest chunks kept requested from a peer that serves us (a new or slow one).
+const MIN_WINDOW: u32 = 16;
+
+/// Longest endgame request: endgame copies are duplicates by design, so they stay small.
+const ENDGAME_RUN: u32 = 8;
 
 /// Why one peer connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +158,9 @@ struct Task {
     reader: FrameReader,
     writer: FrameWriter,
     /// The upload limits every answer books its bytes on: the process's, then this connection's.
-    upload_limits: Arc<[Arc<RateLimit>]>,
+    upload_limits: Vec<Arc<RateLimit>>,
+    /// An answer taken from the queue that the upload limits hold back until the instant given.
+    held: Option<(Answer, Instant)>,
     have_seq: watch::Receiver<usize>,
     /// Position in the swarm's have log up to which the peer was told.
     have_cursor: usize,
@@ -162,9 +170,7 @@ struct Task {
     counted: bool,
     // Serving.
     am_choking: bool,
-    answers: FuturesOrdered<serving::Pending>,
-    /// Chunk bytes of the answers not yet encoded.
-    answer_bytes: u64,
+    answers: Answers,
     // Downloading.
     peer_choking: bool,
     we_interested: bool,
@@ -204,12 +210,12 @@ impl Task {
             link,
             reader,
             writer,
-            upload_limits: limits.into(),
+            upload_limits: limits,
+            held: None,
             theirs: None,
             counted: false,
             am_choking: true,
-            answers: FuturesOrdered::new(),
-            answer_bytes: 0,
+            answers: Answers::new(),
             peer_choking: true,
             we_interested: false,
             inflight: VecDeque::new(),
@@ -238,7 +244,7 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = self.swarm.stop.clone();
         loop {
-            let output = self.answer_bytes + self.writer.pending() as u64;
+            let output = self.answers.bytes() + self.writer.pending() as u64;
             let can_read = self.paused_until.is_none()
                 && output < MAX_OUTPUT
                 && self.stores.len() < MAX_STORES;
@@ -255,12 +261,17 @@ impl Task {
                     written?;
                     self.last_sent = Instant::now();
                 }
-                Some(answer) = self.answers.next(), if !self.answers.is_empty() => {
-                    let sent = serving::emit(answer?, &self.swarm.manifest, &mut self.writer);
-                    self.answer_bytes = self.answer_bytes.saturating_sub(sent);
-                    self.link.add_sent(sent);
-                    self.swarm.uploaded.fetch_add(sent, Ordering::Relaxed);
-                    self.swarm.local.uploads.add(&self.swarm.name, sent);
+                Some(answer) = self.answers.next(), if !self.answers.is_empty() && self.held.is_none() => {
+                    let answer = answer?;
+                    match book_all(&self.upload_limits, answer.bytes(), Instant::now()) {
+                        Some(until) => self.held = Some((answer, until)),
+                        None => self.emit(answer),
+                    }
+                }
+                () = sleep_until_held(&self.held), if self.held.is_some() => {
+                    if let Some((answer, _)) = self.held.take() {
+                        self.emit(answer);
+                    }
                 }
                 Some(stored) = self.stores.next(), if !self.stores.is_empty() => {
                     self.storing.pop_front();
@@ -280,6 +291,14 @@ impl Task {
         }
     }
 
+    /// Sends an answer the upload limits let through.
+    fn emit(&mut self, answer: Answer) {
+        let sent = serving::emit(answer, &self.swarm.manifest, &mut self.writer);
+        self.link.add_sent(sent);
+        self.swarm.uploaded.fetch_add(sent, Ordering::Relaxed);
+        self.swarm.local.uploads.add(&self.swarm.name, sent);
+    }
+
     /// Carries out what the choker or the swarm decided.
     fn apply_link(&mut self) -> Result<(), PeerError> {
         if self.link.is_closing() {
@@ -288,11 +307,14 @@ impl Task {
         let unchoke = self.link.unchoked();
         if unchoke == self.am_choking {
             self.am_choking = !unchoke;
-            self.writer.queue(if unchoke {
-                &Frame::Unchoke
+            if unchoke {
+                self.writer.queue(&Frame::Unchoke);
             } else {
-                &Frame::Choke
-            });
+                self.writer.queue(&Frame::Choke);
+                let held = self.held.take().map(|(answer, _)| answer);
+                self.answers
+                    .reject_all(held, &self.swarm.manifest, &mut self.writer);
+            }
             self.link.set_unchoked_now(unchoke);
         }
         Ok(())
@@ -300,7 +322,7 @@ impl Task {
 
     fn read_frames(&mut self) -> Result<(), PeerError> {
         loop {
-            if self.answer_bytes + self.writer.pending() as u64 >= MAX_OUTPUT
+            if self.answers.bytes() + self.writer.pending() as u64 >= MAX_OUTPUT
                 || self.paused_until.is_some()
             {
                 break;
@@ -333,7 +355,7 @@ impl Task {
             Frame::Request(run) => self.on_request(run),
             Frame::GetManifest { start, count } => {
                 self.answers
-                    .push_back(answer_manifest(self.swarm.manifest.clone(), start, count));
+                    .manifest(self.swarm.manifest.clone(), start, count);
                 Ok(())
             }
             Frame::Chunk { index, data } => self.on_chunk(index, data),
@@ -391,12 +413,7 @@ impl Task {
                 run.first, run.count
             )));
         }
-        for (answer, bytes) in
-            answer_request(&self.swarm, run, !self.am_choking, &self.upload_limits)
-        {
-            self.answer_bytes += bytes;
-            self.answers.push_back(answer);
-        }
+        self.answers.request(&self.swarm, run, !self.am_choking);
         Ok(())
     }
 
@@ -446,15 +463,17 @@ impl Task {
         if let Some(picker) = state.picker.as_mut() {
             picker.release(rejected);
         }
-        if let Some(theirs) = self.theirs.as_mut() {
-            for i in rejected.indices() {
-                if theirs.get(i) {
-                    if !self.peer_choking {
+        // Between a CHOKE and the next UNCHOKE a REJECT only means "choked" (protocol.txt
+        // §2.4); otherwise the peer does not hold these chunks, whatever it announced.
+        if !self.peer_choking {
+            if let Some(theirs) = self.theirs.as_mut() {
+                for i in rejected.indices() {
+                    if theirs.get(i) {
                         self.false_claims += 1;
-                    }
-                    theirs.clear(i);
-                    if let Some(picker) = state.picker.as_mut() {
-                        picker.forget_one(i);
+                        theirs.clear(i);
+                        if let Some(picker) = state.picker.as_mut() {
+                            picker.forget_one(i);
+                        }
                     }
                 }
             }
@@ -585,10 +604,11 @@ impl Task {
             return;
         };
         let cfg = &self.swarm.local.config;
-        let run_len = cfg.run_len.clamp(1, MAX_REQUEST_CHUNKS);
         let chunk = f64::from(self.swarm.manifest.chunk_size());
         let queue = (self.delivery.rate() * QUEUE_TIME.as_secs_f64() / chunk) as u32;
-        let window = queue.clamp(2 * run_len, cfg.window.max(2 * run_len));
+        let window = queue.clamp(MIN_WINDOW, cfg.window.max(MIN_WINDOW));
+        // Runs no longer than half the window, so a slow peer's queue holds several small ones.
+        let run_len = cfg.run_len.min(window / 2).clamp(1, MAX_REQUEST_CHUNKS);
         let mut state = self.swarm.state.lock();
         let Some(picker) = state.picker.as_mut() else {
             return;
@@ -604,7 +624,7 @@ impl Task {
         // Endgame: everything is claimed; ask this idle peer too for chunks others still owe,
         // so one slow or stalled peer does not hold up the end of the download.
         if self.inflight.is_empty() {
-            if let Some(run) = picker.endgame(theirs, run_len) {
+            if let Some(run) = picker.endgame(theirs, run_len.min(ENDGAME_RUN)) {
                 self.writer.queue(&Frame::Request(run));
                 self.inflight.push_back(run);
                 self.outstanding += run.count;
@@ -701,5 +721,13 @@ impl Task {
                 }
             }
         }
+    }
+}
+
+/// Resolves when the answer held back by the upload limits may leave.
+async fn sleep_until_held(held: &Option<(Answer, Instant)>) {
+    match held {
+        Some((_, until)) => tokio::time::sleep_until((*until).into()).await,
+        None => std::future::pending().await,
     }
 }

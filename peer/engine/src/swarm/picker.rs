@@ -35,8 +35,15 @@ pub(super) struct Picker {
 
 impl std::fmt::Debug for Picker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let open: u32 = self.open.iter().sum();
-        write!(f, "Picker({open} of {} chunks unclaimed)", self.state.len())
+        let count = |s: State| self.state.iter().filter(|x| **x == s).count();
+        write!(
+            f,
+            "chunks: {} missing, {} requested, {} verifying, {} held",
+            count(State::Missing),
+            count(State::Requested),
+            count(State::Verifying),
+            count(State::Have)
+        )
     }
 }
 
@@ -174,7 +181,13 @@ impl Picker {
             }
             let lo = b as u32 * BLOCK;
             let hi = (lo + BLOCK).min(n);
-            let Some(i) = (lo..hi).find(|&i| self.candidate(field, i)) else {
+            // From a random place in the block, so peers that pick the same block at the same
+            // time (all of them, early on) mostly ask for different chunks of it.
+            let from = rng.random_range(lo..hi);
+            let Some(i) = (from..hi)
+                .chain(lo..from)
+                .find(|&i| self.candidate(field, i))
+            else {
                 continue;
             };
             let rarity = self.avail[i as usize];

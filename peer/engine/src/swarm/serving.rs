@@ -1,11 +1,15 @@
 //! The serving half of a connection: answers to the peer's REQUESTs and GET_MANIFESTs.
 //!
-//! Every answer is a future (a positioned read on the blocking pool, after the rate limits
-//! allowed its bytes) kept in request order, so reads overlap with everything else the
-//! connection does while CHUNK and REJECT frames still leave in the order protocol.txt §2.4
-//! asks for. Reads are at most [`MAX_READ`] bytes, so a REQUEST of 64 large chunks never holds
-//! more than that in memory at once.
+//! Every answer is a future (a positioned read on the blocking pool) kept in request order
+//! ([`Answers`]), so reads overlap with everything else the connection does while CHUNK and
+//! REJECT frames still leave in the order protocol.txt §2.4 asks for. The rate limits are
+//! booked when an answer is about to leave, not when it is read: an answer dropped by a choke
+//! costs no upload budget. Reads are at most [`MAX_READ`] bytes, so a REQUEST of 64 large chunks never
+//! holds more than that in memory at once. Choking a peer turns every answer not yet sent into
+//! a REJECT: otherwise a peer could queue a long backlog while unchoked and be served for many
+//! seconds after it lost its slot.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -13,11 +17,12 @@ use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::stream::{FuturesOrdered, StreamExt};
+
 use crate::connection::FrameWriter;
 use crate::manifest::{ChunkHash, Manifest};
 use crate::wire::{encode_chunk, ChunkRun, Frame, MAX_MANIFEST_HASHES};
 
-use super::limit::{acquire, RateLimit};
 use super::Swarm;
 
 /// Largest positioned read of one answer.
@@ -37,60 +42,126 @@ pub(super) enum Answer {
     },
 }
 
-pub(super) type Pending = Pin<Box<dyn Future<Output = io::Result<Answer>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = io::Result<Answer>> + Send>>;
 
-/// The answers to REQUEST `run` (already checked to lie inside the file): reads of the chunks
-/// we hold (when `serve` is true: the peer is unchoked), REJECTs for the others. `limits` are
-/// the upload limits every read books its bytes on first. Returns them with the bytes they
-/// will send.
-pub(super) fn answer_request(
-    swarm: &Arc<Swarm>,
-    run: ChunkRun,
-    serve: bool,
-    limits: &Arc<[Arc<RateLimit>]>,
-) -> Vec<(Pending, u64)> {
-    if !serve {
-        return vec![(
-            Box::pin(std::future::ready(Ok(Answer::Reject(run)))) as Pending,
-            0,
-        )];
-    }
-    let manifest = swarm.manifest();
-    let per_read = (MAX_READ / u64::from(manifest.chunk_size())).max(1) as u32;
-    let mut answers = Vec::new();
-    let mut i = run.first;
-    while i < run.end() {
-        let have = swarm.has(i);
-        let mut j = i + 1;
-        while j < run.end() && swarm.has(j) == have && (!have || j - i < per_read) {
-            j += 1;
-        }
-        if have {
-            let start = manifest.offset(i);
-            let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
-            answers.push((
-                read_chunks(swarm.file.clone(), limits.clone(), i, start, len),
-                len,
-            ));
-        } else {
-            let reject = Answer::Reject(ChunkRun::new(i, j - i));
-            answers.push((Box::pin(std::future::ready(Ok(reject))) as Pending, 0));
-        }
-        i = j;
-    }
-    answers
+/// What an answer in the queue is for, so the queue can be rebuilt as REJECTs on a choke.
+enum Owed {
+    Chunks(ChunkRun),
+    Reject(ChunkRun),
+    Manifest { start: u32, count: u32 },
 }
 
-fn read_chunks(
-    file: Arc<File>,
-    limits: Arc<[Arc<RateLimit>]>,
-    first: u32,
-    offset: u64,
-    len: u64,
-) -> Pending {
+/// The answers a connection owes its peer, in the order they must be sent.
+pub(super) struct Answers {
+    pending: FuturesOrdered<Pending>,
+    owed: VecDeque<Owed>,
+    /// Chunk bytes of the answers not yet sent.
+    bytes: u64,
+}
+
+impl Answers {
+    pub fn new() -> Answers {
+        Answers {
+            pending: FuturesOrdered::new(),
+            owed: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Chunk bytes owed and not yet sent.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Queues the answers to REQUEST `run` (already checked to lie inside the file): reads of
+    /// the chunks we hold when `serve` (the peer is unchoked), REJECTs for the others.
+    pub fn request(&mut self, swarm: &Arc<Swarm>, run: ChunkRun, serve: bool) {
+        if !serve {
+            self.reject(run);
+            return;
+        }
+        let manifest = swarm.manifest();
+        let per_read = (MAX_READ / u64::from(manifest.chunk_size())).max(1) as u32;
+        let mut i = run.first;
+        while i < run.end() {
+            let have = swarm.has(i);
+            let mut j = i + 1;
+            while j < run.end() && swarm.has(j) == have && (!have || j - i < per_read) {
+                j += 1;
+            }
+            let part = ChunkRun::new(i, j - i);
+            if have {
+                let start = manifest.offset(i);
+                let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
+                self.pending
+                    .push_back(read_chunks(swarm.file.clone(), i, start, len));
+                self.owed.push_back(Owed::Chunks(part));
+                self.bytes += len;
+            } else {
+                self.reject(part);
+            }
+            i = j;
+        }
+    }
+
+    /// Queues the answer to GET_MANIFEST.
+    pub fn manifest(&mut self, manifest: Arc<Manifest>, start: u32, count: u32) {
+        self.pending
+            .push_back(answer_manifest(manifest, start, count));
+        self.owed.push_back(Owed::Manifest { start, count });
+    }
+
+    fn reject(&mut self, run: ChunkRun) {
+        self.pending
+            .push_back(Box::pin(std::future::ready(Ok(Answer::Reject(run)))));
+        self.owed.push_back(Owed::Reject(run));
+    }
+
+    /// The peer was just sent CHOKE: every chunk answer not yet sent (`held` first, an answer
+    /// taken from the queue and waiting for the rate limits) leaves at once as a REJECT, in
+    /// order, right behind the CHOKE, so the peer reads every REJECT between a CHOKE and the
+    /// next UNCHOKE as "choked", and any other as "not held here". Manifest answers stay owed.
+    pub fn reject_all(
+        &mut self,
+        held: Option<Answer>,
+        manifest: &Arc<Manifest>,
+        out: &mut FrameWriter,
+    ) {
+        if let Some(Answer::Chunks { first, data }) = held {
+            out.queue(&Frame::Reject(ChunkRun::new(
+                first,
+                manifest.chunks_in(first, data.len()),
+            )));
+        }
+        let owed = std::mem::take(&mut self.owed);
+        self.pending = FuturesOrdered::new();
+        self.bytes = 0;
+        for o in owed {
+            match o {
+                Owed::Chunks(run) | Owed::Reject(run) => out.queue(&Frame::Reject(run)),
+                Owed::Manifest { start, count } => self.manifest(manifest.clone(), start, count),
+            }
+        }
+    }
+
+    /// The next answer due, once it is ready.
+    pub async fn next(&mut self) -> Option<io::Result<Answer>> {
+        let answer = self.pending.next().await?;
+        if let Some(Owed::Chunks(_)) = self.owed.pop_front() {
+            if let Ok(Answer::Chunks { data, .. }) = &answer {
+                self.bytes = self.bytes.saturating_sub(data.len() as u64);
+            }
+        }
+        Some(answer)
+    }
+}
+
+fn read_chunks(file: Arc<File>, first: u32, offset: u64, len: u64) -> Pending {
     Box::pin(async move {
-        let refs: Vec<&RateLimit> = limits.iter().map(|l| l.as_ref()).collect();
-        acquire(&refs, len).await;
         let data = tokio::task::spawn_blocking(move || {
             let mut data = vec![0u8; len as usize];
             file.read_exact_at(&mut data, offset).map(|()| data)
@@ -102,7 +173,7 @@ fn read_chunks(
 }
 
 /// The answer to GET_MANIFEST: hashes read from the manifest (which may live in a file).
-pub(super) fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -> Pending {
+fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -> Pending {
     Box::pin(async move {
         let count = count.min(MAX_MANIFEST_HASHES);
         let hashes = tokio::task::spawn_blocking(move || manifest.hashes(start, count))
@@ -110,6 +181,16 @@ pub(super) fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -
             .map_err(io::Error::other)??;
         Ok(Answer::Manifest { start, hashes })
     })
+}
+
+impl Answer {
+    /// Chunk bytes the answer carries (what the upload limits count).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Answer::Chunks { data, .. } => data.len() as u64,
+            Answer::Reject(_) | Answer::Manifest { .. } => 0,
+        }
+    }
 }
 
 /// Encodes `answer` into `out`; returns the chunk bytes it carries.
