@@ -19,7 +19,7 @@ pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use error::{ErrorCode, ParseError};
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
-    Ack, ErrorReply, PageBody, PunchNotice, Response, ResponseKind, TrackerMessage,
+    Ack, ErrorReply, PageBody, PunchNotice, RelayOffer, Response, ResponseKind, TrackerMessage,
     MAX_DATAGRAM_BYTES,
 };
 pub use types::{

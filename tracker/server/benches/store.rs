@@ -48,7 +48,7 @@ fn peer(i: u32) -> Announcer {
     Announcer {
         addr,
         key: None,
-        udp: addr,
+        udp: Some(addr),
     }
 }
 

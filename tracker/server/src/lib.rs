@@ -14,6 +14,6 @@ mod rate_limit;
 pub mod store;
 mod udp;
 
-pub use config::{ServerConfig, MIN_RESPONSE_BYTES};
+pub use config::{RelayConfig, ServerConfig, DEFAULT_CREDENTIAL_TTL, MIN_RESPONSE_BYTES};
 pub use handler::{Outcome, Tracker};
 pub use udp::{bind_sockets, serve};

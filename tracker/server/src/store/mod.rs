@@ -49,7 +49,9 @@ impl Default for Limits {
 pub struct Announcer {
     pub addr: SocketAddr,
     pub key: Option<PeerKey>,
-    pub udp: SocketAddr,
+    /// The socket PUNCH notices for this peer go to from now on; `None` keeps the one the
+    /// peer has (`punch=keep`: a one-shot command beside the daemon that listens).
+    pub udp: Option<SocketAddr>,
 }
 
 /// Why the store refused a change or lookup.
