@@ -60,10 +60,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = &cli.command else {
         serve::refuse_second_daemon(&dir)?;
         let node = serve::start_node(global, dir, tracker)?;
-        let address = serve::start_refresh(global, &node).await;
+        let presence = Arc::new(serve::start_presence(global, &node).await);
         return console::open(console::Launch {
             node,
-            address,
+            presence,
             heartbeat: daemon::DEFAULT_HEARTBEAT,
             stun: global.stun_servers(),
             download: DownloadConfig::default(),

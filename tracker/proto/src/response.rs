@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use crate::error::{hex_field, ErrorCode, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
 use crate::types::{
-    parse_peer_addr, AddrError, Cookie, FileId, FileInfo, FileName, FileSummary, ListedFile, PeerChunks,
-    PeerEntry,
+    parse_peer_addr, AddrError, Cookie, FileId, FileInfo, FileName, FileSummary, ListedFile,
+    PeerChunks, PeerEntry,
 };
 
 /// Largest datagram a client accepts from the tracker (the UDP payload limit).

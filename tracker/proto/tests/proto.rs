@@ -406,8 +406,15 @@ fn from_sorted_takes_only_sorted_merged_ranges() {
 fn punch_keep_is_an_envelope_field_of_any_request() {
     let r = Request::parse(b"REQUEST 3 f.bin 0-3 0.0.0.0:6881 punch=keep tid=4").unwrap();
     assert!(r.keep_punch_path);
-    assert_eq!(r.encode(), "REQUEST 3 f.bin 0-3 0.0.0.0:6881 punch=keep tid=4");
-    assert!(!Request::parse(b"REQUEST 9 0.0.0.0:6881").unwrap().keep_punch_path);
+    assert_eq!(
+        r.encode(),
+        "REQUEST 3 f.bin 0-3 0.0.0.0:6881 punch=keep tid=4"
+    );
+    assert!(
+        !Request::parse(b"REQUEST 9 0.0.0.0:6881")
+            .unwrap()
+            .keep_punch_path
+    );
     let err = Request::parse(b"REQUEST 9 0.0.0.0:6881 punch=yes").unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadField);
 }
@@ -440,7 +447,10 @@ fn relay_offers_parse_and_malformed_ones_are_refused() {
             assert_eq!(offer.password, "d8soP47RbdIKLDUOpnJPVQyq5Ts=");
             assert_eq!(offer.ttl, 86400);
             assert_eq!(offer.relay_ips.len(), 2);
-            assert!(!format!("{offer:?}").contains("d8so"), "Debug hides the password");
+            assert!(
+                !format!("{offer:?}").contains("d8so"),
+                "Debug hides the password"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -92,7 +92,12 @@ struct Args {
     turn: Option<String>,
 
     /// The coturn --static-auth-secret the credentials are minted from (TURN REST API).
-    #[arg(long, value_name = "SECRET", env = "TRACKER_TURN_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TRACKER_TURN_SECRET",
+        hide_env_values = true
+    )]
     turn_secret: Option<String>,
 
     /// Seconds the minted TURN credentials stay valid.
@@ -118,7 +123,10 @@ fn main() -> Result<()> {
         bail!("--max-response-bytes must be between {MIN_RESPONSE_BYTES} and 65507");
     }
     if !(60..=30 * 86_400).contains(&args.turn_ttl) {
-        bail!("--turn-ttl must be between 60 s and 30 days, got {}", args.turn_ttl);
+        bail!(
+            "--turn-ttl must be between 60 s and 30 days, got {}",
+            args.turn_ttl
+        );
     }
     if args.turn_secret.is_some() && args.turn.is_none() {
         bail!("--turn-secret needs --turn HOST:PORT (the TURN server the secret belongs to)");

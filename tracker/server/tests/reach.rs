@@ -36,31 +36,63 @@ async fn one_shot_announcements_with_punch_keep_leave_the_punch_path_alone() {
     let requester = udp("127.0.0.1").await;
     // A one-shot command shares first, for a daemon that has announced nothing yet: the
     // tracker has no socket to punch to, and says so at once.
-    let answer = ask(&one_shot, tracker.addr, &share("a.bin", "127.0.0.1:6881", &key, " punch=keep")).await;
+    let answer = ask(
+        &one_shot,
+        tracker.addr,
+        &share("a.bin", "127.0.0.1:6881", &key, " punch=keep"),
+    )
+    .await;
     assert_eq!(answer, "RESPONSE 4 OK");
     let punch = "REQUEST 8 a.bin 127.0.0.1:6881 127.0.0.1:7000";
-    assert!(ask(&requester, tracker.addr, punch).await.starts_with("ERROR 1001"));
+    assert!(ask(&requester, tracker.addr, punch)
+        .await
+        .starts_with("ERROR 1001"));
     // The daemon's own heartbeat makes its socket the PUNCH path...
     let beat = format!("REQUEST 9 127.0.0.1:6881 key={key}");
-    assert!(ask(&daemon, tracker.addr, &beat).await.starts_with("RESPONSE 9 OK"));
+    assert!(ask(&daemon, tracker.addr, &beat)
+        .await
+        .starts_with("RESPONSE 9 OK"));
     // ...and a later one-shot share and report (punch=keep) do not take it away.
-    let answer = ask(&one_shot, tracker.addr, &share("b.bin", "127.0.0.1:6881", &key, " punch=keep")).await;
+    let answer = ask(
+        &one_shot,
+        tracker.addr,
+        &share("b.bin", "127.0.0.1:6881", &key, " punch=keep"),
+    )
+    .await;
     assert_eq!(answer, "RESPONSE 4 OK");
     let report = format!("REQUEST 3 b.bin 0 127.0.0.1:6881 key={key} punch=keep");
     assert_eq!(ask(&one_shot, tracker.addr, &report).await, "RESPONSE 3 OK");
     assert_eq!(
-        ask(&requester, tracker.addr, "REQUEST 8 b.bin 127.0.0.1:6881 127.0.0.1:7000").await,
+        ask(
+            &requester,
+            tracker.addr,
+            "REQUEST 8 b.bin 127.0.0.1:6881 127.0.0.1:7000"
+        )
+        .await,
         "RESPONSE 8 OK"
     );
     assert_eq!(
         punch_arrives(&daemon, PATIENCE).await.as_deref(),
         Some("PUNCH b.bin 127.0.0.1:7000")
     );
-    assert_eq!(punch_arrives(&one_shot, Duration::from_millis(300)).await, None);
+    assert_eq!(
+        punch_arrives(&one_shot, Duration::from_millis(300)).await,
+        None
+    );
     // Without punch=keep an announcement does move the path (the seed behaviour).
-    let answer = ask(&one_shot, tracker.addr, &share("c.bin", "127.0.0.1:6881", &key, "")).await;
+    let answer = ask(
+        &one_shot,
+        tracker.addr,
+        &share("c.bin", "127.0.0.1:6881", &key, ""),
+    )
+    .await;
     assert_eq!(answer, "RESPONSE 4 OK");
-    ask(&requester, tracker.addr, "REQUEST 8 c.bin 127.0.0.1:6881 127.0.0.1:7000").await;
+    ask(
+        &requester,
+        tracker.addr,
+        "REQUEST 8 c.bin 127.0.0.1:6881 127.0.0.1:7000",
+    )
+    .await;
     assert!(punch_arrives(&one_shot, PATIENCE).await.is_some());
 }
 
@@ -79,7 +111,11 @@ async fn flag_10_hands_out_the_turn_server_with_rest_api_credentials() {
     let socket = udp("127.0.0.1").await;
     let answer = ask(&socket, tracker.addr, "REQUEST 10 tid=3").await;
     let fields: Vec<&str> = answer.split(' ').collect();
-    assert_eq!(&fields[..3], &["RESPONSE", "10", "127.0.0.2:3478"], "{answer}");
+    assert_eq!(
+        &fields[..3],
+        &["RESPONSE", "10", "127.0.0.2:3478"],
+        "{answer}"
+    );
     let field = |k: &str| {
         fields
             .iter()
@@ -96,7 +132,10 @@ async fn flag_10_hands_out_the_turn_server_with_rest_api_credentials() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    assert!((now + 590..=now + 610).contains(&expiry), "{expiry} vs {now}");
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
     assert!(name.starts_with("peer-"), "{name}");
     // The password is what coturn recomputes from the shared secret.
     let mac = hmac_sha1::hmac_sha1(SECRET.as_bytes(), user.as_bytes());
@@ -106,7 +145,10 @@ async fn flag_10_hands_out_the_turn_server_with_rest_api_credentials() {
     );
 
     let plain = TrackerProcess::start(&[]);
-    assert_eq!(ask(&socket, plain.addr, "REQUEST 10").await, "RESPONSE 10 none");
+    assert_eq!(
+        ask(&socket, plain.addr, "REQUEST 10").await,
+        "RESPONSE 10 none"
+    );
 }
 
 #[tokio::test]
@@ -115,14 +157,24 @@ async fn relayed_addresses_of_the_handed_out_turn_server_are_accepted() {
     let socket = udp("127.0.0.1").await;
     let key = "22".repeat(16);
     // From 127.0.0.1, announcing an address of the TURN server's IP: a relayed address.
-    let answer = ask(&socket, tracker.addr, &share("r.bin", "127.0.0.2:50123", &key, "")).await;
+    let answer = ask(
+        &socket,
+        tracker.addr,
+        &share("r.bin", "127.0.0.2:50123", &key, ""),
+    )
+    .await;
     assert_eq!(answer, "RESPONSE 4 OK");
     let listing = ask(&socket, tracker.addr, "REQUEST 1 r.bin").await;
     assert!(listing.contains("\n127.0.0.2:50123 seeder"), "{listing}");
     // A PUNCH for the relayed address reaches the peer's own socket.
     let requester = udp("127.0.0.1").await;
     assert_eq!(
-        ask(&requester, tracker.addr, "REQUEST 8 r.bin 127.0.0.2:50123 0.0.0.0:7000").await,
+        ask(
+            &requester,
+            tracker.addr,
+            "REQUEST 8 r.bin 127.0.0.2:50123 0.0.0.0:7000"
+        )
+        .await,
         "RESPONSE 8 OK"
     );
     assert_eq!(
@@ -131,10 +183,20 @@ async fn relayed_addresses_of_the_handed_out_turn_server_are_accepted() {
     );
     // Any other foreign IP is still forbidden, and so are relayed addresses when the tracker
     // hands out no TURN server.
-    let answer = ask(&socket, tracker.addr, &share("r.bin", "127.0.0.9:50123", &key, "")).await;
+    let answer = ask(
+        &socket,
+        tracker.addr,
+        &share("r.bin", "127.0.0.9:50123", &key, ""),
+    )
+    .await;
     assert!(answer.starts_with("ERROR 1201 FORBIDDEN"), "{answer}");
     let plain = TrackerProcess::start(&[]);
-    let answer = ask(&socket, plain.addr, &share("r.bin", "127.0.0.2:50123", &key, "")).await;
+    let answer = ask(
+        &socket,
+        plain.addr,
+        &share("r.bin", "127.0.0.2:50123", &key, ""),
+    )
+    .await;
     assert!(answer.starts_with("ERROR 1201 FORBIDDEN"), "{answer}");
 }
 
@@ -143,7 +205,14 @@ fn turn_flags_are_checked() {
     for args in [
         &["--turn-secret", "x"][..],
         &["--turn", "127.0.0.1:3478"][..],
-        &["--turn", "127.0.0.1:3478", "--turn-secret", "x", "--turn-ttl", "5"][..],
+        &[
+            "--turn",
+            "127.0.0.1:3478",
+            "--turn-secret",
+            "x",
+            "--turn-ttl",
+            "5",
+        ][..],
         &["--turn", "no-such-host.invalid:3478", "--turn-secret", "x"][..],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tracker"))

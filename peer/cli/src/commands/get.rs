@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
 use super::flush;
-use super::serve::{start_node, start_refresh};
+use super::serve::{start_node, start_presence};
 use crate::args::Global;
 use crate::signals::stop_signal;
 
@@ -39,12 +39,13 @@ pub async fn get(
         stall_timeout: Duration::from_secs(options.stall_timeout.max(1)),
         ..DownloadConfig::default()
     };
-    let (node, announce) = match lock::running_daemon(&dir) {
-        Some(at) => (None, watch::channel(at).1),
+    let (node, presence, announce) = match lock::running_daemon(&dir) {
+        Some(at) => (None, None, watch::channel(at).1),
         None => {
             let node = start_node(global, dir.clone(), tracker.clone())?;
-            let announce = start_refresh(global, &node).await;
-            (Some(node), announce)
+            let presence = start_presence(global, &node).await;
+            let announce = presence.announce();
+            (Some(node), Some(presence), announce)
         }
     };
     // Hole punching starts from our own serving port, so it needs our own server.
@@ -59,6 +60,7 @@ pub async fn get(
         Arc::new(
             dialer
                 .with_rendezvous(n.rendezvous.clone())
+                .with_relay(n.outlet.relay.clone())
                 .with_stun(global.stun_servers()),
         )
     });
@@ -81,6 +83,9 @@ pub async fn get(
     };
     if let Some(node) = node {
         node.stop().await;
+    }
+    if let Some(presence) = presence {
+        presence.stop().await;
     }
     result
 }

@@ -10,13 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracker_proto::{FileName, TrackerClient};
 
 use crate::name::ShareName;
-use crate::reach::{self, PunchAnswerer, PunchConfig, Rendezvous};
+use crate::reach::{self, Outlet, PunchAnswerer, PunchConfig, Rendezvous};
 use crate::serve::{self, ServerConfig, UploadStats};
 use crate::share::ShareDir;
 
@@ -33,6 +32,9 @@ pub struct Node {
     /// Where the server hands incoming connections our own punches wait for; dialers of this
     /// node take it (`reach::Dialer::with_rendezvous`).
     pub rendezvous: Arc<Rendezvous>,
+    /// Where connections that do not come through the listener (relayed ones) enter the
+    /// server; `reach::Presence` delivers there.
+    pub outlet: Outlet,
     server: JoinHandle<()>,
 }
 
@@ -72,7 +74,7 @@ impl Node {
             dir.clone(),
             tracker.clone(),
             listen,
-            outlet.punched,
+            outlet.clone(),
             shutdown.clone(),
         ));
         let server = tokio::spawn(serve::run(
@@ -91,6 +93,7 @@ impl Node {
             stats,
             shutdown,
             rendezvous,
+            outlet,
             server,
         })
     }
@@ -111,10 +114,11 @@ async fn answer_punches(
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     listen: SocketAddr,
-    punched: mpsc::Sender<TcpStream>,
+    outlet: Outlet,
     shutdown: CancellationToken,
 ) {
-    let answerer = PunchAnswerer::new(listen, PunchConfig::default());
+    let answerer = PunchAnswerer::new(listen, PunchConfig::default()).with_outlet(&outlet);
+    let punched = outlet.punched;
     let shares = move |f: &FileName| {
         ShareName::try_from(f.clone())
             .is_ok_and(|n| dir.complete_path(&n).exists() || dir.part_path(&n).exists())

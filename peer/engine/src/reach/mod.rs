@@ -32,14 +32,21 @@ pub mod address;
 pub mod answerer;
 pub mod dialer;
 pub mod own_nat;
+pub mod port_map;
+pub mod presence;
+pub mod relay;
 pub mod rendezvous;
 pub mod simultaneous;
+mod udp_probe;
 
 pub use answerer::{answer_notices, PunchAnswerer};
 pub use dialer::{DialError, Dialer};
 pub use own_nat::OwnNat;
+pub use presence::{Presence, ReachConfig};
+pub use relay::{RelayState, TurnChoice};
 pub use rendezvous::{server_hooks, Incoming, Outlet, Rendezvous};
 pub use simultaneous::{simultaneous_open, PunchConfig, PunchError};
+pub use stun::turn::Credentials;
 
 #[cfg(test)]
 mod test_support {

@@ -463,9 +463,13 @@ mod tests {
         let mut daemon = who("10.0.0.1:6881", Some(7));
         daemon.udp = Some("10.0.0.1:40000".parse().unwrap());
         s.heartbeat(daemon, now).unwrap();
-        s.report(one_shot, &name, &"0-1".parse().unwrap(), now).unwrap();
+        s.report(one_shot, &name, &"0-1".parse().unwrap(), now)
+            .unwrap();
         s.share(one_shot, &f, now).unwrap();
-        assert_eq!(s.punch_target(&name, daemon.addr, now), Ok(daemon.udp.unwrap()));
+        assert_eq!(
+            s.punch_target(&name, daemon.addr, now),
+            Ok(daemon.udp.unwrap())
+        );
     }
 
     #[test]
