@@ -282,8 +282,14 @@ impl Dialer {
             _ = &mut head_start => {}
         }
         // Phase two: punching, with the plain connect still in the race until it ends.
-        let me = *self.announce.borrow();
-        if let Some(relay) = self.relay.active() {
+        // A relay still being allocated is waited for a moment: asking the target to connect
+        // back to our unreachable STUN address would only waste its attempts.
+        let relay = self.relay.settled(Duration::from_secs(3)).await;
+        let me = match &relay {
+            Some(relay) => relay.relayed,
+            None => *self.announce.borrow(),
+        };
+        if let Some(relay) = relay {
             // We are relayed: the target's connection back goes to our relayed address, which
             // lets in only the IPs we permit.
             if let Err(e) = relay.permits.permit(vec![target.ip()]).await {

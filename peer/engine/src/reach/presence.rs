@@ -85,6 +85,7 @@ impl Presence {
             choice: config.turn,
             nat: refresh.nat.clone(),
             port_mapped: mapped.clone(),
+            public: refresh.announce.clone(),
             outlet,
             relayed: relayed_tx,
             stop: stop.clone(),

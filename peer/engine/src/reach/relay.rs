@@ -9,11 +9,10 @@
 //! unless the user named servers (`--turn`); `--turn none` turns relaying off.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use stun::turn::{Credentials, Permits, TcpAllocation, TurnConfig};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -44,11 +43,24 @@ pub const PUNCH_FAILURES_FOR_RELAY: u32 = 3;
 /// The relay this peer holds, shared by the relay task (which sets it), the PUNCH answerer
 /// (which permits requesters on it and does not punch while it is active) and the dialer (which
 /// permits targets on it before asking them to connect to the relayed address).
-#[derive(Default)]
 pub struct RelayState {
-    active: Mutex<Option<ActiveRelay>>,
+    active: watch::Sender<Option<ActiveRelay>>,
+    /// Set while the relay task is allocating one: a dialer then waits for it a moment rather
+    /// than asking a peer to connect back to an address nobody can reach.
+    allocating: AtomicBool,
     punch_failures: AtomicU32,
     changed: Notify,
+}
+
+impl Default for RelayState {
+    fn default() -> Self {
+        RelayState {
+            active: watch::channel(None).0,
+            allocating: AtomicBool::new(false),
+            punch_failures: AtomicU32::new(0),
+            changed: Notify::new(),
+        }
+    }
 }
 
 /// A live allocation: the relayed address peers connect to and its permissions.
@@ -61,11 +73,28 @@ pub struct ActiveRelay {
 
 impl RelayState {
     pub fn active(&self) -> Option<ActiveRelay> {
-        self.active.lock().clone()
+        self.active.borrow().clone()
     }
 
     fn set(&self, relay: Option<ActiveRelay>) {
-        *self.active.lock() = relay;
+        self.active.send_replace(relay);
+    }
+
+    /// The active relay; while one is being allocated, waits for it up to `limit`.
+    pub async fn settled(&self, limit: Duration) -> Option<ActiveRelay> {
+        if !self.allocating.load(Ordering::Relaxed) {
+            return self.active();
+        }
+        let mut rx = self.active.subscribe();
+        let ready = async {
+            while rx.borrow_and_update().is_none() && self.allocating.load(Ordering::Relaxed) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, ready).await;
+        self.active()
     }
 
     /// A PUNCH answer ended with no connection either way.
@@ -102,6 +131,9 @@ pub struct RelayInputs {
     pub choice: TurnChoice,
     pub nat: watch::Receiver<OwnNat>,
     pub port_mapped: watch::Receiver<Option<SocketAddr>>,
+    /// The public address STUN sees: a new IP means the control connection to the TURN server
+    /// went out through a mapping that no longer exists, so the relay is made again at once.
+    pub public: watch::Receiver<SocketAddr>,
     pub outlet: Outlet,
     pub relayed: watch::Sender<Option<SocketAddr>>,
     pub stop: CancellationToken,
@@ -157,7 +189,11 @@ pub async fn run(mut inputs: RelayInputs) {
             }
             continue;
         }
-        let Some((mut allocation, expires)) = allocate(candidates).await else {
+        state.allocating.store(true, Ordering::Relaxed);
+        let allocated = allocate(candidates).await;
+        state.allocating.store(false, Ordering::Relaxed);
+        let Some((mut allocation, expires)) = allocated else {
+            state.active.send_replace(None);
             if pause(&inputs.stop, backoff).await {
                 return;
             }
@@ -177,6 +213,7 @@ pub async fn run(mut inputs: RelayInputs) {
         }));
         inputs.relayed.send_replace(Some(relayed));
         let renew_at = expires.map(|e| e.checked_sub(RENEW_BEFORE_EXPIRY).unwrap_or(e));
+        let public_ip = inputs.public.borrow_and_update().ip();
         let release = loop {
             tokio::select! {
                 accepted = allocation.accept() => match accepted {
@@ -191,6 +228,13 @@ pub async fn run(mut inputs: RelayInputs) {
                 },
                 _ = changed(&mut inputs.port_mapped) => if !wanted(&inputs) { break true },
                 _ = changed(&mut inputs.nat) => if !wanted(&inputs) { break true },
+                _ = changed(&mut inputs.public) => {
+                    let now = inputs.public.borrow_and_update().ip();
+                    if now != public_ip && !public_ip.is_unspecified() {
+                        log::info!("public IP moved from {public_ip} to {now}; making the relay again");
+                        break false;
+                    }
+                }
                 _ = sleep_until_opt(renew_at) => {
                     log::info!("TURN credentials expire soon; allocating with fresh ones");
                     break true;
