@@ -7,9 +7,13 @@
 #   scripts/nat-lab.sh down ID     remove everything of run ID (processes, namespaces, run dir)
 #   scripts/nat-lab.sh check ID    verify a running lab with coturn's tools (mapping through each NAT)
 #   scripts/nat-lab.sh test        up + check + transfer matrix + mapping change, always torn down
+#   scripts/nat-lab.sh bench       64 MiB fetched direct and relayed through coturn, one run
+#                                  (BENCH_MIB, BENCH_RUNS); scripts/bench-relay.sh runs it on
+#                                  release binaries
 #   scripts/nat-lab.sh list        run ids with namespaces still present
 #
-# Needs root, iproute2, iptables, conntrack, coturn (turnserver, turnutils_*), and the workspace
+# Needs root, iproute2, iptables, conntrack, coturn (turnserver, turnutils_*), miniupnpd-iptables,
+# miniupnpc (upnpc), natpmpc, and the workspace
 # binaries (`cargo build --workspace --bins`; found in $NAT_LAB_BIN or $CARGO_TARGET_DIR/debug).
 # All traffic stays inside namespaces this script creates: every veth end lives in one of them,
 # nothing is added to the host's own namespace. 203.0.113.0/24 (TEST-NET-3) plays the internet,
@@ -22,9 +26,11 @@ REPO="$(cd "$HERE/.." && pwd)"
 . "$HERE/nat-lab/topology.sh"
 # shellcheck source=nat-lab/scenarios.sh
 . "$HERE/nat-lab/scenarios.sh"
+# shellcheck source=nat-lab/bench.sh
+. "$HERE/nat-lab/bench.sh"
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 cmd="${1:-}"
@@ -57,6 +63,15 @@ case "$cmd" in
         lab_up "$id"
         lab_check_topology
         lab_test_all
+        ;;
+    bench)
+        lab_preflight tracker peer
+        id="$(lab_new_id)"
+        trap 'rc=$?; trap - EXIT INT TERM; lab_finish "$id" "$rc"; exit "$rc"' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        lab_up "$id"
+        lab_bench_relay
         ;;
     -h|--help|help)
         usage

@@ -15,8 +15,8 @@ cargo test --workspace --locked
 nat_lab_unavailable() {
     [ "$(id -u)" = 0 ] || { echo "not running as root"; return; }
     local c probe="nlprobe$$"
-    for c in ip iptables conntrack turnserver turnutils_stunclient turnutils_natdiscovery; do
-        command -v "$c" >/dev/null || { echo "'$c' not installed (apt-get install iproute2 iptables conntrack coturn)"; return; }
+    for c in ip iptables iptables-legacy conntrack turnserver turnutils_stunclient turnutils_natdiscovery miniupnpd upnpc natpmpc; do
+        command -v "$c" >/dev/null || { echo "'$c' not installed (apt-get install iproute2 iptables conntrack coturn miniupnpd-iptables miniupnpc natpmpc)"; return; }
     done
     ip netns add "$probe" 2>/dev/null || { echo "cannot create network namespaces"; return; }
     if ! ip -n "$probe" link add name nlpa type veth peer name nlpb 2>/dev/null; then
@@ -35,7 +35,8 @@ else
         echo "################################################################################"
         echo "##  NAT LAB SKIPPED: $nat_lab_reason"
         echo "##  The NAT traversal tests (scripts/nat-lab.sh test) did NOT run."
-        echo "##  Run this script as root with iproute2, iptables, conntrack and coturn."
+        echo "##  Run this script as root with iproute2, iptables, conntrack, coturn, miniupnpd-iptables,"
+        echo "##  miniupnpc and natpmpc."
         echo "################################################################################"
     } >&2
     [ "${NAT_LAB:-auto}" != require ] || exit 1

@@ -87,18 +87,22 @@ check_stun_probe() {
 
 # Size of every test file: large enough for many pipelined chunks, small enough for a quick lab.
 FILE_BYTES=$((4 * 1024 * 1024))
-# Refresh period of the daemons' STUN refresh in the lab (the default is 30 s).
+# Refresh period for the address-change scenarios only (the default is 30 s); the matrix runs
+# with default flags.
 LAB_REFRESH=2
 # Hang guard for one `peer get`; the peer's own bounds end a failing pair well before it.
 GET_TIMEOUT=${NAT_LAB_GET_TIMEOUT:-150}
+# The issue's bound: no pair waits longer than this for its first chunk.
+FIRST_CHUNK_LIMIT=10
 
+# What a user types: the tracker's address and nothing else (STUN at the tracker's host, TURN
+# from the tracker, port mapping on: all defaults).
 peer_args() {
-    printf '%s\n' --tracker "$TRACKER_IP:$TRACKER_PORT" \
-        --stun "$STUN_IP1:$STUN_PORT" --stun "$STUN_IP2:$STUN_PORT" --refresh "$LAB_REFRESH"
+    printf '%s\n' --tracker "$TRACKER_IP:$TRACKER_PORT"
 }
 
-# Runs `peer` inside the host namespace of LAN $1 with the lab's tracker and STUN servers,
-# killed after GET_TIMEOUT seconds if it has not finished by itself.
+# Runs `peer` inside the host namespace of LAN $1 with default flags (plus "$@"), killed after
+# GET_TIMEOUT seconds if it has not finished by itself.
 peer_in() {
     local lan="$1"; shift
     local args
@@ -107,16 +111,25 @@ peer_in() {
         "$BIN/peer" "${args[@]}" "$@"
 }
 
-# Starts a seeding daemon in LAN s-$1 over $DIR/s-$1, which holds one file per leecher type.
+# The seeder of type $1 lives in LAN s-$1. Its daemon starts (default flags) over a directory
+# already holding the files for leechers none and full; the files for prc and sym are shared
+# with `peer share` beside the running daemon just before their pair runs.
+seeder_file() { echo "m-$1-$2.bin"; }
+preloaded() { [ "$1" = none ] || [ "$1" = full ]; }
+
 start_seeder() {
     local type="$1" lan="s-$1" other args
-    mkdir -p "$DIR/$lan"
+    mkdir -p "$DIR/$lan" "$DIR/src"
     for other in "${NAT_TYPES[@]}"; do
-        head -c "$FILE_BYTES" /dev/urandom >"$DIR/$lan/m-$type-$other.bin"
+        if preloaded "$other"; then
+            head -c "$FILE_BYTES" /dev/urandom >"$DIR/$lan/$(seeder_file "$type" "$other")"
+        else
+            head -c "$FILE_BYTES" /dev/urandom >"$DIR/src/$(seeder_file "$type" "$other")"
+        fi
     done
     mapfile -t args < <(peer_args)
     spawn "$(ns_host "$lan")" "$lan" env RUST_LOG="${RUST_LOG:-info}" "$BIN/peer" "${args[@]}" \
-        --dir "$DIR/$lan" daemon --heartbeat 2
+        --dir "$DIR/$lan" daemon
     wait_for_line "$DIR/$lan.log" '^peer listening on ' "$DIR/$lan.pid" >/dev/null \
         || die "seeder daemon in $lan did not start"
 }
@@ -125,7 +138,7 @@ start_seeder() {
 tracker_peers_of() {
     mkdir -p "$DIR/query"
     in_ns "$NS_PUB" timeout 20 env RUST_LOG=warn "$BIN/peer" --tracker "$TRACKER_IP:$TRACKER_PORT" \
-        --dir "$DIR/query" --stun none peers "$1" --json 2>/dev/null |
+        --dir "$DIR/query" --stun none --turn none --no-port-mapping peers "$1" --json 2>/dev/null |
         grep -oE '"(addr|address)" *: *"[0-9.]+:[0-9]+"' | grep -oE '[0-9.]+:[0-9]+' || true
 }
 
@@ -145,111 +158,193 @@ wait_listed_at() {
     return 1
 }
 
-# Requirement: peers in private LANs announce the public address STUN reported for their
-# serving port, never their 10.x address.
+# Requirement: each seeder is listed where peers can reach it: its public address (STUN) for
+# cone NATs, the router's mapping (UPnP/NAT-PMP) behind the miniupnpd router, the relayed
+# address (TURN) behind the symmetric NAT; never a 10.x address.
 check_announcements() {
-    echo "== announced addresses (asked from the tracker, compared with what STUN told the daemon)"
-    local type lan want got learned deadline
-    for type in "${NAT_TYPES[@]}"; do
-        lan="s-$type"; want="$(lan_public_ip "$lan")"
-        # Until STUN answers, a daemon announces 0.0.0.0:port (the tracker fills in the source
-        # IP); wait for the listing to show what STUN told it.
-        deadline=$((SECONDS + READY_TIMEOUT))
-        while :; do
-            learned="$(sed -n 's/.*public address moved from .* to \([0-9.:]*\)$/\1/p' "$DIR/$lan.log" | tail -n1)"
-            got="$(tracker_peers_of "m-$type-none.bin" | grep "^$want:" | head -n1 || true)"
-            if { [ -n "$learned" ] && [ "$got" = "$learned" ]; } || [ "$SECONDS" -ge "$deadline" ]; then break; fi
-            sleep 0.5
-        done
-        if [ -z "$got" ]; then
-            check_fail "$lan: tracker never listed m-$type-none.bin at $want"
-        elif [ "$got" != "$learned" ]; then
-            check_fail "$lan listed at $got, but STUN told its daemon ${learned:-nothing}"
+    echo "== announced addresses (asked from the tracker)"
+    local type lan want got how
+    for type in "${SEEDER_TYPES[@]}"; do
+        lan="s-$type"
+        case "$type" in
+            sym) want="$TURN_RELAY_IP"; how="relayed address (TURN)" ;;
+            *) want="$(lan_public_ip "$lan")"; how="public address" ;;
+        esac
+        if ! got="$(wait_listed_at "$(seeder_file "$type" none)" "$want")"; then
+            check_fail "$lan: never listed at $want"
+            continue
+        fi
+        if [ "$type" = upnp ] && ! grep -q 'port mapping: TCP 6881 forwarded' "$DIR/$lan.log"; then
+            check_fail "$lan listed at $got, but its router granted no port mapping"
         elif [ "$type" != sym ] && [ "$got" != "$want:$PEER_PORT" ]; then
             check_fail "$lan listed at $got, expected $want:$PEER_PORT"
         else
-            check_ok "$lan ($(lan_private_ip "$lan"):$PEER_PORT) listed at $got, the address STUN reported"
+            [ "$type" = upnp ] && how="router port mapping (UPnP)"
+            check_ok "$lan ($(lan_private_ip "$lan"):$PEER_PORT) listed at $got, its $how"
         fi
     done
 }
 
-# How a failed download in a leecher LAN of type $1 must describe its own NAT (punch.rs).
-own_nat_phrase() {
-    case "$1" in
-        none) echo "this peer is not behind a NAT" ;;
-        sym) echo "this peer is behind a symmetric NAT" ;;
-        *) echo "this peer is behind a cone NAT" ;;
-    esac
+# Polls until $1 (a leecher directory) holds the first verified chunk of $2 (its resume record
+# or the finished file); prints the seconds since $3 (date +%s.%N), or nothing on timeout.
+first_chunk_after() {
+    local dir="$1" file="$2" start="$3" deadline=$((SECONDS + GET_TIMEOUT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if [ -e "$dir/.peer/$file.part.have" ] || [ -e "$dir/$file" ]; then
+            awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
+            return 0
+        fi
+        sleep 0.05
+    done
 }
 
-# One pair of the matrix: leecher in l-$2 downloads m-$1-$2.bin from the seeder in s-$1.
-# Writes "outcome|seconds|detail" to $DIR/result-$1-$2.
+# The leecher downloads as `peer get`, or through the console (choice 1, then q once the file
+# is complete), which runs a daemon underneath.
+leech_get() {
+    local lan="$1" dir="$2" file="$3"
+    peer_in "$lan" --dir "$dir" get "$file" --give-up 30 </dev/null
+}
+leech_console() {
+    local lan="$1" dir="$2" file="$3" deadline=$((SECONDS + GET_TIMEOUT - 10))
+    {
+        echo "1 $file"
+        while [ ! -e "$dir/$file" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        echo q
+    } | peer_in "$lan" --dir "$dir"
+    [ -e "$dir/$file" ]
+}
+
+# One pair of the matrix: leecher in l-$2 downloads m-$1-$2.bin from the seeder in s-$1, as
+# `peer get` ($3 = get) or through the console ($3 = console). A file not yet shared is shared
+# with `peer share` beside the seeder's daemon right before (the issue's case). Writes
+# "outcome|path|first chunk s|connect ms|total s|mode|detail" to $DIR/result-$1-$2.
 run_pair() {
-    local s="$1" l="$2" file="m-$1-$2.bin" start end rc secs log detail outcome
-    log="$DIR/pair-$s-$l.log"
-    mkdir -p "$DIR/l-$l"
+    local s="$1" l="$2" mode="$3" file dir log start end rc=0 first secs path ms outcome detail
+    file="$(seeder_file "$s" "$l")"
+    dir="$DIR/l-$l"; log="$DIR/pair-$s-$l.log"
+    mkdir -p "$dir"
+    if [ ! -e "$DIR/s-$s/$file" ]; then
+        if ! peer_in "s-$s" --dir "$DIR/s-$s" share "$DIR/src/$file" >"$DIR/share-$s-$l.log" 2>&1 </dev/null; then
+            printf 'FAIL share|-|-|-|-|%s|%s\n' "$mode" "$(tail -n1 "$DIR/share-$s-$l.log")" >"$DIR/result-$s-$l"
+            return
+        fi
+    fi
     start=$(date +%s.%N)
-    rc=0
-    peer_in "l-$l" --dir "$DIR/l-$l" get "$file" --give-up 30 >"$log" 2>&1 </dev/null || rc=$?
+    first_chunk_after "$dir" "$file" "$start" >"$DIR/first-$s-$l" &
+    local poller=$!
+    "leech_$mode" "l-$l" "$dir" "$file" >"$log" 2>&1 || rc=$?
     end=$(date +%s.%N)
+    kill "$poller" 2>/dev/null || true
+    wait "$poller" 2>/dev/null || true
+    first="$(cat "$DIR/first-$s-$l" 2>/dev/null)"; first="${first:--}"
     secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
-    if [ "$rc" = 0 ] && cmp -s "$DIR/s-$s/$file" "$DIR/l-$l/$file"; then
-        if grep -q 'connected back to our listener' "$log"; then outcome="ok reverse"
-        elif grep -q 'punched through' "$log"; then outcome="ok punched"
-        else outcome="ok direct"; fi
-        detail="byte-identical"
+    # The first connection to the seeder names the path and how long it took.
+    local line
+    line="$(grep -m1 -E "connected for $file via " "$log" || true)"
+    path="$(sed -n 's/.* via \([a-z]*\) .*/\1/p' <<<"$line")"
+    ms="$(sed -n 's/.* in \([0-9]*\) ms .*/\1/p' <<<"$line")"
+    [ "$path" = direct ] && [ "$s" = upnp ] && path="port-mapped"
+    path="${path:-?}"; ms="${ms:--}"
+    detail=""
+    if [ "$rc" = 0 ] && cmp -s "$DIR/s-$s/$file" "$dir/$file"; then
+        if [ "$first" = - ] || awk -v f="$first" -v m="$FIRST_CHUNK_LIMIT" 'BEGIN { exit !(f > m) }'; then
+            outcome="FAIL slow"; detail="first chunk after ${first}s (limit ${FIRST_CHUNK_LIMIT}s)"
+        else
+            outcome="ok"; detail="byte-identical"
+        fi
     elif [ "$rc" = 0 ]; then
         outcome="FAIL corrupt"; detail="exit 0 but the file differs or is missing"
     else
-        local error
-        error="$(grep -E '^error: ' "$log" | grep -v 'downloads failed' | tail -n1)"
-        # The table shows the sentence about the NAT (the end of the error) when there is one.
-        detail="$(sed -n 's/.*; \(this peer .*\)/\1/p' <<<"$error")"
-        [ -n "$detail" ] || detail="$(cut -c1-300 <<<"$error")"
-        [ -n "$detail" ] || detail="exit $rc, no error line (see $log)"
-        if { [ "$s" = sym ] || [ "$l" = sym ]; } && grep -q 'symmetric' <<<"$error" &&
-            grep -q "$(own_nat_phrase "$l")" <<<"$error"; then
-            outcome="failed, NAT named"
-        else
-            outcome="FAIL exit $rc"
-        fi
+        outcome="FAIL exit $rc"
+        detail="$(grep -E '^error' "$log" | tail -n1 | cut -c1-200)"
+        [ -n "$detail" ] || detail="no error line (see $log)"
     fi
-    printf '%s|%s|%s\n' "$outcome" "$secs" "$detail" >"$DIR/result-$s-$l"
+    printf '%s|%s|%s|%s|%s|%s|%s\n' "$outcome" "$path" "$first" "$ms" "$secs" "$mode" "$detail" >"$DIR/result-$s-$l"
 }
 
-# Every seeder NAT x every leecher NAT. Leecher LANs run in parallel, each one pair at a time.
+# Every seeder (the four NAT types and the UPnP router) x every leecher NAT type, half the
+# pairs as `peer get`, half through the console. Leecher LANs run in parallel, each one pair
+# at a time.
 run_matrix() {
-    echo "== transfer matrix: $((FILE_BYTES / 1024 / 1024)) MiB file, seeder NAT x leecher NAT"
-    local l s pids=()
-    for l in "${NAT_TYPES[@]}"; do
-        ( for s in "${NAT_TYPES[@]}"; do run_pair "$s" "$l"; done ) &
+    echo "== transfer matrix: $((FILE_BYTES / 1024 / 1024)) MiB file, seeder x leecher, default flags"
+    local l s pids=() i j mode
+    for j in "${!NAT_TYPES[@]}"; do
+        l="${NAT_TYPES[$j]}"
+        (
+            for i in "${!SEEDER_TYPES[@]}"; do
+                s="${SEEDER_TYPES[$i]}"
+                if [ $(((i + j) % 2)) = 0 ]; then mode=get; else mode=console; fi
+                run_pair "$s" "$l" "$mode"
+            done
+        ) &
         pids+=($!)
     done
     local pid
     for pid in "${pids[@]}"; do wait "$pid" || true; done
-    printf '  %-7s %-8s %-20s %7s  %s\n' seeder leecher outcome seconds detail
-    local r outcome secs detail
-    for s in "${NAT_TYPES[@]}"; do
+    printf '  %-7s %-8s %-8s %-12s %-12s %10s %8s  %s\n' seeder leecher as outcome path "1st chunk" total detail
+    local r outcome path first ms secs mode detail
+    for s in "${SEEDER_TYPES[@]}"; do
         for l in "${NAT_TYPES[@]}"; do
-            r="$(cat "$DIR/result-$s-$l" 2>/dev/null || echo 'FAIL no result||')"
-            IFS='|' read -r outcome secs detail <<<"$r"
-            printf '  %-7s %-8s %-20s %7s  %s\n' "$s" "$l" "$outcome" "$secs" "$detail"
+            r="$(cat "$DIR/result-$s-$l" 2>/dev/null || echo 'FAIL no result|-|-|-|-|-|')"
+            IFS='|' read -r outcome path first ms secs mode detail <<<"$r"
+            printf '  %-7s %-8s %-8s %-12s %-12s %9ss %7ss  %s (connected in %s ms)\n' \
+                "$s" "$l" "$mode" "$outcome" "$path" "$first" "$secs" "$detail" "$ms"
             case "$outcome" in
                 ok*) CHECKS_PASSED=$((CHECKS_PASSED + 1)) ;;
-                failed,*) CHECKS_PASSED=$((CHECKS_PASSED + 1)) ;;
                 *) CHECKS_FAILED=$((CHECKS_FAILED + 1)) ;;
             esac
         done
     done
 }
 
+# The keepalive: a daemon heartbeating only every 120 s sits idle behind a port-restricted NAT
+# whose router forgets UDP mappings after 30 s; a file shared beside it after 40 s of silence
+# must still be reached at once (the PUNCH path survives on the 15 s keepalive).
+run_keepalive() {
+    local lan=s-prc dir="$DIR/keepalive" file=idle.bin port=$((PEER_PORT + 2)) start first args
+    echo "== keepalive: 40 s idle behind a NAT with a 30 s UDP timeout, --heartbeat 120"
+    mkdir -p "$dir" "$DIR/l-prc-idle"
+    head -c 65536 /dev/urandom >"$DIR/src/$file"
+    mapfile -t args < <(peer_args)
+    spawn "$(ns_host "$lan")" keepalive env RUST_LOG=info "$BIN/peer" "${args[@]}" --listen "0.0.0.0:$port" \
+        --dir "$dir" daemon --heartbeat 120
+    wait_for_line "$DIR/keepalive.log" '^peer listening on ' "$DIR/keepalive.pid" >/dev/null || { check_fail "keepalive daemon did not start"; return; }
+    sleep 40
+    peer_in "$lan" --dir "$dir" share "$DIR/src/$file" >"$DIR/keepalive-share.log" 2>&1 </dev/null
+    start=$(date +%s.%N)
+    if peer_in l-prc --dir "$DIR/l-prc-idle" get "$file" >"$DIR/keepalive-get.log" 2>&1 </dev/null &&
+        cmp -s "$DIR/src/$file" "$DIR/l-prc-idle/$file"; then
+        first=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+        check_ok "after 40 s idle the file shared beside the daemon was fetched in ${first}s ($(grep -m1 -oE 'via [a-z]+' "$DIR/keepalive-get.log"))"
+    else
+        check_fail "after 40 s idle: $(grep -E '^error' "$DIR/keepalive-get.log" | tail -n1)"
+    fi
+    kill -TERM "$(cat "$DIR/keepalive.pid")" 2>/dev/null || true
+}
+
+# Restarts the seeder daemon of LAN $1 with a short --refresh (the address-change scenarios
+# may shorten it; everything else runs with defaults).
+restart_with_short_refresh() {
+    local lan="$1" args pid
+    pid="$(cat "$DIR/$lan.pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    mapfile -t args < <(peer_args)
+    spawn "$(ns_host "$lan")" "$lan-refresh" env RUST_LOG=info "$BIN/peer" "${args[@]}" \
+        --refresh "$LAB_REFRESH" --dir "$DIR/$lan" daemon
+    wait_for_line "$DIR/$lan-refresh.log" '^peer listening on ' "$DIR/$lan-refresh.pid" >/dev/null
+}
+
 # Requirement: the NAT's public address changes mid-run; the daemon notices within a refresh
 # period or so, re-announces, and a new downloader succeeds against the new address.
 run_mapping_change() {
-    local lan=s-prc r wan old new file=m-prc-full.bin t0 got secs
+    local lan=s-prc r wan old new file t0 got secs
+    file="$(seeder_file prc full)"
     echo "== mapping change: $lan's router gets a new public address"
+    restart_with_short_refresh "$lan" || { check_fail "$lan daemon did not restart"; return; }
     r="$(ns_router "$lan")"; wan="$(if_wan "$lan")"
     old="$(lan_public_ip "$lan")"; new="$LAB_NET.$((100 + $(lan_index "$lan")))"
+    wait_listed_at "$file" "$old" >/dev/null || true
     t0=$SECONDS
     in_ns "$r" ip addr del "$old/24" dev "$wan"
     in_ns "$r" ip addr add "$new/24" dev "$wan"
@@ -271,37 +366,30 @@ run_mapping_change() {
     fi
 }
 
-# The same under the symmetric NAT: flushing its conntrack table gives every new connection (and
-# every STUN refresh) a new public port; that alone is no move (the listing stays put), a new
-# public IP is, and a leecher that lets connections in still gets the file (reverse connection).
+# The same under the symmetric NAT, whose peer is relayed: a new public IP breaks the TURN
+# control connection; the peer allocates again, the tracker lists the new relayed address,
+# and a fresh downloader fetches through it.
 run_symmetric_change() {
-    local lan=s-sym r wan old new file=m-sym-full.bin before after got
-    echo "== symmetric NAT: conntrack flushed, then a new public address"
+    local lan=s-sym r wan old new file before got
+    file="$(seeder_file sym full)"
+    echo "== symmetric NAT: a new public address under a relayed peer"
+    restart_with_short_refresh "$lan" || { check_fail "$lan daemon did not restart"; return; }
+    before="$(wait_listed_at "$file" "$TURN_RELAY_IP")" || { check_fail "$lan not relayed after its restart"; return; }
     r="$(ns_router "$lan")"; wan="$(if_wan "$lan")"
     old="$(lan_public_ip "$lan")"; new="$LAB_NET.$((100 + $(lan_index "$lan")))"
-    before="$(tracker_peers_of "$file" | grep "^$old:" | head -n1 || true)"
-    in_ns "$r" conntrack -F >/dev/null 2>&1 || true
-    # Nothing to wait for but time: three refresh periods in which nothing may move.
-    sleep $((3 * LAB_REFRESH + 1))
-    after="$(tracker_peers_of "$file" | grep "^$old:" | head -n1 || true)"
-    if [ -n "$before" ] && [ "$before" = "$after" ]; then
-        check_ok "after a conntrack flush $lan is still listed at $after (new ports on the same IP are no move)"
-    else
-        check_fail "$lan listed at '${before:-nothing}' before the conntrack flush, '${after:-nothing}' after"
-    fi
     in_ns "$r" ip addr del "$old/24" dev "$wan"
     in_ns "$r" ip addr add "$new/24" dev "$wan"
     in_ns "$r" conntrack -F >/dev/null 2>&1 || true
-    if got="$(wait_listed_at "$file" "$new" "$after" $((6 * LAB_REFRESH + 20)))"; then
-        check_ok "tracker lists $lan at $got after its public IP changed"
+    if got="$(wait_listed_at "$file" "$TURN_RELAY_IP" "$before" $((6 * LAB_REFRESH + 30)))"; then
+        check_ok "after its public IP changed, $lan is relayed at $got (was $before)"
     else
-        check_fail "tracker did not move $lan from $old to $new"
+        check_fail "$lan still listed at $before after its public IP changed"
         return
     fi
     rm -rf "$DIR/l-full-sym"; mkdir -p "$DIR/l-full-sym"
     if peer_in l-full --dir "$DIR/l-full-sym" get "$file" --give-up 30 >"$DIR/symmetric-change-get.log" 2>&1 </dev/null &&
         cmp -s "$DIR/$lan/$file" "$DIR/l-full-sym/$file"; then
-        check_ok "a new downloader in l-full fetched $file from $got, byte-identical"
+        check_ok "a new downloader in l-full fetched $file through $got, byte-identical"
     else
         check_fail "new downloader in l-full failed against $got: $(grep -E '^error' "$DIR/symmetric-change-get.log" | head -n1)"
     fi
@@ -345,9 +433,10 @@ run_bad_input() {
 lab_test_all() {
     local type
     check_stun_probe
-    for type in "${NAT_TYPES[@]}"; do start_seeder "$type"; done
+    for type in "${SEEDER_TYPES[@]}"; do start_seeder "$type"; done
     check_announcements
     run_matrix
+    run_keepalive
     run_mapping_change
     run_symmetric_change
     run_bad_input

@@ -2,14 +2,19 @@
 # Sourced by scripts/nat-lab.sh; every function takes its names from the run id so that
 # parallel runs never share a namespace, a veth or a directory.
 
-# The "internet" of the lab: TEST-NET-3 (RFC 5737), used only inside our namespaces.
+# The "internet" of the lab: TEST-NET-3 (RFC 5737), used only inside our namespaces. The
+# tracker and coturn share one host, as an operator would run them: peers with default flags
+# ask STUN at the tracker's host, port 3478, and the tracker hands out that coturn for TURN.
 LAB_NET=203.0.113
 TRACKER_IP=$LAB_NET.2
 TRACKER_PORT=6969
-STUN_IP1=$LAB_NET.3
-STUN_IP2=$LAB_NET.4
+STUN_IP1=$LAB_NET.2
+STUN_IP2=$LAB_NET.3
 STUN_PORT=3478
 STUN_ALT_PORT=3479
+# coturn relays from the tracker host's IP (the IP the tracker accepts relayed addresses on).
+TURN_RELAY_IP=$STUN_IP1
+TURN_SECRET="lab-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 PEER_PORT=6881
 
 # The private LANs: a seeder side and a leecher side per NAT type, so that every pair of the
@@ -20,8 +25,11 @@ PEER_PORT=6881
 #   prc   port-restricted cone: plain MASQUERADE (endpoint-independent mapping, filtering by
 #         remote address and port, as conntrack does)
 #   sym   symmetric: MASQUERADE --random-fully (a new public port per destination)
-LAN_NAMES=(s-none s-full s-prc s-sym l-none l-full l-prc l-sym)
+#   upnp  port-restricted cone whose router runs miniupnpd (UPnP IGD + NAT-PMP): the peer asks
+#         it to forward its port and is reached directly
+LAN_NAMES=(s-none s-full s-prc s-sym l-none l-full l-prc l-sym s-upnp)
 NAT_TYPES=(none full prc sym)
+SEEDER_TYPES=(none full prc sym upnp)
 
 # Seconds any readiness wait may take before the lab gives up (a loaded 2-core CI machine).
 READY_TIMEOUT=${NAT_LAB_READY_TIMEOUT:-30}
@@ -79,8 +87,8 @@ in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
 lab_preflight() {
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, iptables)"
     local c
-    for c in ip iptables conntrack turnserver turnutils_stunclient turnutils_natdiscovery timeout cmp awk; do
-        command -v "$c" >/dev/null || die "'$c' not found; install iproute2 iptables conntrack coturn coreutils"
+    for c in ip iptables iptables-legacy conntrack turnserver turnutils_stunclient turnutils_natdiscovery miniupnpd upnpc natpmpc timeout cmp awk; do
+        command -v "$c" >/dev/null || die "'$c' not found; install iproute2 iptables conntrack coturn miniupnpd-iptables miniupnpc natpmpc coreutils"
     done
     for c in "$@"; do
         [ -x "$(lab_bin_dir)/$c" ] || die "binary '$(lab_bin_dir)/$c' missing; run: cargo build --workspace --bins (or set NAT_LAB_BIN)"
@@ -125,9 +133,10 @@ build_public() {
     in_ns "$NS_PUB" ip link set lo up
     in_ns "$NS_PUB" ip link add br0 type bridge
     in_ns "$NS_PUB" ip link set br0 up
-    in_ns "$NS_PUB" ip addr add "$TRACKER_IP/24" dev br0
-    in_ns "$NS_PUB" ip addr add "$STUN_IP1/24" dev br0
-    in_ns "$NS_PUB" ip addr add "$STUN_IP2/24" dev br0
+    local ip
+    for ip in $(printf '%s\n' "$TRACKER_IP" "$STUN_IP1" "$STUN_IP2" | sort -u); do
+        in_ns "$NS_PUB" ip addr add "$ip/24" dev br0
+    done
 }
 
 # veth pair created directly inside two of our namespaces (never in the host's).
@@ -175,19 +184,41 @@ build_lan() {
 # packets are DROPPED, not rejected: otherwise the router's own stack answers SYNs with RST and
 # a hole-punching SYN racing the other side's would kill the attempt.
 nat_rules() {
-    local lan="$1" r type wan lanif priv
+    local lan="$1" r type wan lanif priv ipt=iptables
     r="$(ns_router "$lan")"; type="$(lan_type "$lan")"
     wan="$(if_wan "$lan")"; lanif="$(if_lan "$lan")"; priv="$(lan_private_ip "$lan")"
-    in_ns "$r" iptables -P FORWARD DROP
-    in_ns "$r" iptables -A INPUT -i lo -j ACCEPT
-    in_ns "$r" iptables -A INPUT -i "$lanif" -j ACCEPT
-    in_ns "$r" iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-    in_ns "$r" iptables -A INPUT -i "$wan" -j DROP
-    in_ns "$r" iptables -A FORWARD -i "$lanif" -o "$wan" -j ACCEPT
-    in_ns "$r" iptables -A FORWARD -i "$wan" -o "$lanif" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    # miniupnpd drives the legacy (libiptc) tables, so its router keeps every rule there: a
+    # packet must pass both rule sets when both exist.
+    [ "$type" != upnp ] || ipt=iptables-legacy
+    # Many home routers forget idle UDP mappings after 30 s: the peers' keepalive must beat it.
+    in_ns "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=30 2>/dev/null || true
+    in_ns "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout_stream=30 2>/dev/null || true
+    in_ns "$r" $ipt -P FORWARD DROP
+    in_ns "$r" $ipt -A INPUT -i lo -j ACCEPT
+    in_ns "$r" $ipt -A INPUT -i "$lanif" -j ACCEPT
+    in_ns "$r" $ipt -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    in_ns "$r" $ipt -A INPUT -i "$wan" -j DROP
+    in_ns "$r" $ipt -A FORWARD -i "$lanif" -o "$wan" -j ACCEPT
+    in_ns "$r" $ipt -A FORWARD -i "$wan" -o "$lanif" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
     case "$type" in
         prc)
             in_ns "$r" iptables -t nat -A POSTROUTING -o "$wan" -j MASQUERADE
+            ;;
+        upnp)
+            # The chains miniupnpd fills: DNAT of mapped ports, their SNAT, and the filter
+            # rule letting the forwarded connections through.
+            in_ns "$r" $ipt -t nat -N MINIUPNPD
+            in_ns "$r" $ipt -t nat -A PREROUTING -i "$wan" -j MINIUPNPD
+            in_ns "$r" $ipt -t nat -N MINIUPNPD-POSTROUTING
+            in_ns "$r" $ipt -t nat -A POSTROUTING -o "$wan" -j MINIUPNPD-POSTROUTING
+            in_ns "$r" $ipt -t nat -A POSTROUTING -o "$wan" -j MASQUERADE
+            in_ns "$r" $ipt -N MINIUPNPD
+            in_ns "$r" $ipt -A FORWARD -i "$wan" -o "$lanif" -j MINIUPNPD
+            # miniupnpd's STUN test (CHANGE-REQUEST) expects the answers from coturn's other
+            # address to reach the router itself; a router filtering its own WAN input that
+            # way would conclude it sits behind another NAT and refuse to forward.
+            in_ns "$r" $ipt -I INPUT 1 -i "$wan" -p udp -s "$STUN_IP1" -j ACCEPT
+            in_ns "$r" $ipt -I INPUT 1 -i "$wan" -p udp -s "$STUN_IP2" -j ACCEPT
             ;;
         full)
             in_ns "$r" iptables -t nat -A POSTROUTING -o "$wan" -j MASQUERADE
@@ -206,9 +237,13 @@ nat_rules() {
 start_coturn() {
     : >"$DIR/turnserver.conf"
     # Two listening IPs and an alternate port make coturn offer RFC 5780 (OTHER-ADDRESS,
-    # CHANGE-REQUEST), so the NAT probe can tell endpoint-dependent mapping apart.
-    spawn "$NS_PUB" turnserver turnserver -c "$DIR/turnserver.conf" --stun-only --no-cli --no-tls --no-dtls \
+    # CHANGE-REQUEST), so the NAT probe can tell endpoint-dependent mapping apart. TURN with
+    # TCP relaying (RFC 6062, on by default) and the REST-API secret the tracker mints
+    # credentials from.
+    spawn "$NS_PUB" turnserver turnserver -c "$DIR/turnserver.conf" --no-cli --no-tls --no-dtls \
         -L "$STUN_IP1" -L "$STUN_IP2" -p "$STUN_PORT" --alt-listening-port "$STUN_ALT_PORT" \
+        --relay-ip "$TURN_RELAY_IP" --use-auth-secret --static-auth-secret="$TURN_SECRET" \
+        --realm p2p-lab --pidfile "$DIR/turnserver.pidfile" --db "$DIR/turndb" \
         --log-file stdout --simple-log --no-software-attribute
     local deadline=$((SECONDS + READY_TIMEOUT))
     until in_ns "$NS_PUB" timeout 2 turnutils_stunclient -p "$STUN_PORT" "$STUN_IP1" >/dev/null 2>&1; do
@@ -219,8 +254,8 @@ start_coturn() {
 }
 
 start_tracker() {
-    spawn "$NS_PUB" tracker env RUST_LOG="${RUST_LOG:-info}" "$BIN/tracker" \
-        --bind "$TRACKER_IP:$TRACKER_PORT"
+    spawn "$NS_PUB" tracker env RUST_LOG="${RUST_LOG:-info}" TRACKER_TURN_SECRET="$TURN_SECRET" \
+        "$BIN/tracker" --bind "$TRACKER_IP:$TRACKER_PORT" --turn "$STUN_IP1:$STUN_PORT"
     wait_for_line "$DIR/tracker.log" '^tracker listening on ' "$DIR/tracker.pid" >/dev/null \
         || die "tracker did not start"
 }
@@ -236,7 +271,37 @@ lab_up() {
     for lan in "${LAN_NAMES[@]}"; do build_lan "$lan"; done
     start_coturn
     start_tracker
-    log "run $LAB_ID: tracker $TRACKER_IP:$TRACKER_PORT, STUN $STUN_IP1:$STUN_PORT + $STUN_IP2:$STUN_PORT"
+    start_miniupnpd s-upnp
+    log "run $LAB_ID: tracker $TRACKER_IP:$TRACKER_PORT, STUN/TURN $STUN_IP1:$STUN_PORT + $STUN_IP2:$STUN_PORT, miniupnpd on $(ns_router s-upnp)"
+}
+
+# miniupnpd on the router of LAN $1: UPnP IGD and NAT-PMP for the LAN. Lab WAN addresses are
+# "reserved" to it, so it learns its external address by STUN from the lab's coturn (which
+# needs two -L addresses for miniupnpd's CHANGE-REQUEST test).
+start_miniupnpd() {
+    local lan="$1" r conf
+    r="$(ns_router "$lan")"; conf="$DIR/miniupnpd-$lan.conf"
+    cat >"$conf" <<CONF
+ext_ifname=$(if_wan "$lan")
+listening_ip=$(if_lan "$lan")
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+ext_perform_stun=yes
+ext_stun_host=$STUN_IP1
+ext_stun_port=$STUN_PORT
+uuid=3d3cec3a-8cf0-11e0-98ee-001a6b$LAB_ID
+allow 1024-65535 10.0.$(lan_index "$lan").0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
+    spawn "$r" "miniupnpd-$lan" miniupnpd -d -f "$conf" -P "$DIR/miniupnpd-$lan.pidfile"
+    # Ready when it answers NAT-PMP from the LAN.
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until in_ns "$(ns_host "$lan")" timeout 3 natpmpc -g "10.0.$(lan_index "$lan").1" 2>/dev/null | grep -q 'Public IP address'; do
+        kill -0 "$(cat "$DIR/miniupnpd-$lan.pid")" 2>/dev/null || { tail -n 20 "$DIR/miniupnpd-$lan.log" >&2; die "miniupnpd exited"; }
+        [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$DIR/miniupnpd-$lan.log" >&2; die "miniupnpd did not answer NAT-PMP within ${READY_TIMEOUT}s"; }
+        sleep 0.3
+    done
 }
 
 # Sends SIGTERM to every process inside namespaces "$@" (ours: nothing else runs there), waits

@@ -138,7 +138,10 @@ fn second_server(first: &Binding, second: Option<SocketAddr>) -> Result<SocketAd
 
 /// A socket bound to `0.0.0.0` sends from the IP of the route towards the server; connecting a
 /// throwaway UDP socket asks the kernel for that IP without sending anything.
-async fn concrete_local(local: SocketAddr, server: SocketAddr) -> Result<SocketAddr, ProbeError> {
+pub async fn concrete_local(
+    local: SocketAddr,
+    server: SocketAddr,
+) -> Result<SocketAddr, ProbeError> {
     if !local.ip().is_unspecified() {
         return Ok(local);
     }

@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 use peer_engine::download::DownloadConfig;
 use peer_engine::node::{daemon, NodeConfig};
-use peer_engine::reach::address;
+use peer_engine::reach::{address, Credentials, ReachConfig, TurnChoice};
 use peer_engine::swarm::SwarmConfig;
 
 /// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
@@ -95,6 +97,29 @@ pub struct Global {
     /// tracker moves to the new one at once.
     #[arg(long, global = true, value_name = "SECS", default_value_t = address::DEFAULT_REFRESH.as_secs())]
     pub refresh: u64,
+    /// TURN server relaying for this peer when nothing else lets peers in (a symmetric NAT,
+    /// or punches failing): it holds a TCP allocation there and announces the relayed
+    /// address. Repeat for fallbacks; `none` turns relaying off. [default: the server the
+    /// tracker hands out, with its short-lived credentials]
+    #[arg(long = "turn", global = true, value_name = "HOST:PORT")]
+    pub turn: Vec<String>,
+    /// Username for the --turn servers (long-term credentials).
+    #[arg(long, global = true, value_name = "USER", requires = "turn_pass")]
+    pub turn_user: Option<String>,
+    /// Password for the --turn servers.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PASS",
+        env = "PEER_TURN_PASS",
+        hide_env_values = true,
+        requires = "turn_user"
+    )]
+    pub turn_pass: Option<String>,
+    /// Do not ask the router to forward the serving port (UPnP IGD, NAT-PMP, PCP; on by
+    /// default, renewed while the peer runs, removed when it stops).
+    #[arg(long, global = true)]
+    pub no_port_mapping: bool,
 }
 
 impl Global {
@@ -130,6 +155,33 @@ impl Global {
             .rsplit_once(':')
             .map_or(self.tracker.as_str(), |(host, _)| host);
         vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
+    }
+}
+
+impl Global {
+    /// How this peer makes itself reachable: STUN, router port mapping and TURN as the flags
+    /// say.
+    pub fn reach_config(&self) -> ReachConfig {
+        let turn = if self.turn.iter().any(|t| t == "none") {
+            TurnChoice::Disabled
+        } else if self.turn.is_empty() {
+            TurnChoice::FromTracker
+        } else {
+            TurnChoice::Servers {
+                servers: self.turn.clone(),
+                credentials: self
+                    .turn_user
+                    .as_ref()
+                    .zip(self.turn_pass.as_ref())
+                    .map(|(u, p)| Credentials::new(u, p)),
+            }
+        };
+        ReachConfig {
+            stun: self.stun_servers(),
+            refresh: Duration::from_secs(self.refresh.max(1)),
+            turn,
+            port_mapping: !self.no_port_mapping,
+        }
     }
 }
 

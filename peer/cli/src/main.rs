@@ -61,10 +61,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // Held until the console has left the swarm; a second server of --dir is refused.
         let _serving = lock::hold(&dir)?;
         let node = serve::start_node(global, global.node_config(), dir, tracker)?;
-        let address = serve::start_refresh(global, &node).await;
+        let presence = Arc::new(serve::start_presence(global, &node).await);
         return console::open(console::Launch {
             node,
-            address,
+            presence,
             heartbeat: daemon::DEFAULT_HEARTBEAT,
             stun: global.stun_servers(),
             download: DownloadConfig::default(),

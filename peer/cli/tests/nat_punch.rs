@@ -10,6 +10,7 @@
 mod common;
 
 use std::fs;
+use std::time::Duration;
 
 use common::*;
 
@@ -42,11 +43,13 @@ fn seeder_unreachable_at_its_announced_address_serves_through_a_punch_request() 
         "downloaded file differs"
     );
     assert!(
-        log.contains(&format!("{announced}: direct connection failed")),
+        log.lines()
+            .any(|l| l.contains(&format!("{announced}: punching from"))
+                && l.contains("direct connection failed")),
         "the direct connect was tried first:\n{log}"
     );
     assert!(
-        log.contains("punched through (it connected back to our listener)"),
+        log.contains("via reverse (it connected back to our listener)"),
         "the connection came from the seeder answering the PUNCH notice:\n{log}"
     );
 }
@@ -78,5 +81,54 @@ fn unreachable_seeder_ends_in_a_bounded_clear_error() {
     assert!(
         error.contains("NAT type is unknown"),
         "says what it knows about our NAT: {error}"
+    );
+}
+
+/// The case the reachability issue opened with: a daemon with default flags, `peer share`
+/// beside it, a downloader seconds later. The one-shot share must not take the daemon's PUNCH
+/// path (the daemon is unreachable at its announced address, as behind a filtering NAT, so only
+/// its answer to the PUNCH can carry the download), and the answer must come at once, not at
+/// the next heartbeat 30 s later.
+#[test]
+fn share_beside_a_daemon_keeps_punches_going_to_the_daemon() {
+    let t = TempDir::new("punch-beside-daemon");
+    let (_tracker, tracker) = start_tracker();
+    let data = random_file(&t.join("f.bin"), MIB, 63);
+    let seed = t.sub("seed");
+    let announced = format!("127.0.0.1:{}", dead_port());
+    let mut daemon = Proc::spawn(
+        "daemon",
+        peer_cmd(tracker, &seed).args(["--announce", &announced, "daemon"]),
+    );
+    daemon.wait_line("peer listening on ");
+    let shared = run(peer_cmd(tracker, &seed).args(["share", t.join("f.bin").to_str().unwrap()]));
+    assert!(
+        shared.status.success(),
+        "share failed:\n{}",
+        stderr(&shared)
+    );
+    assert!(
+        stdout(&shared).contains("through the daemon"),
+        "{}",
+        stdout(&shared)
+    );
+    let leech = t.sub("leech");
+    let started = std::time::Instant::now();
+    let out = run(peer_cmd(tracker, &leech).args(["get", "f.bin"]));
+    let log = stderr(&out);
+    assert!(out.status.success(), "get failed:\n{log}");
+    assert!(
+        fs::read(leech.join("f.bin")).unwrap() == data,
+        "downloaded file differs"
+    );
+    assert!(
+        log.contains("via reverse (it connected back to our listener)"),
+        "the daemon answered the PUNCH:\n{log}"
+    );
+    // Generous for a loaded machine, far below the 30 s heartbeat the old path waited for.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}:\n{log}",
+        started.elapsed()
     );
 }

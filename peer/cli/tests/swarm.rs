@@ -204,9 +204,9 @@ fn uploaders_give_each_other_more_than_a_free_rider_which_still_finishes() {
         tracker,
         &t.sub("seed"),
         &t.join("f.bin"),
-        &["--upload-limit", "500000", "--upload-slots", "2"],
+        &["--upload-limit", "400000", "--upload-slots", "2"],
     );
-    let scarce = ["--upload-limit", "300000", "--upload-slots", "2"];
+    let scarce = ["--upload-limit", "200000", "--upload-slots", "2"];
     let mut uploaders: Vec<_> = (0..6)
         .map(|i| {
             let dir = t.sub(&format!("u{i}"));

@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::{
     AnnounceIntervals, ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary,
-    ListedFile, PeerEntry, PeerKey, PunchNotice, Request, RequestKind, Response, ResponseKind,
-    TrackerMessage, MAX_DATAGRAM_BYTES,
+    ListedFile, PeerEntry, PeerKey, PunchNotice, RelayOffer, Request, RequestKind, Response,
+    ResponseKind, TrackerMessage, MAX_DATAGRAM_BYTES,
 };
 
 /// How the client talks to the tracker.
@@ -38,15 +38,21 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Attempts per request before giving up with [`ClientError::Timeout`].
     pub attempts: u32,
+    /// Announce with `punch=keep` (protocol.txt §1.7): this client's socket never becomes the
+    /// one the tracker sends PUNCH notices to. For one-shot commands beside a daemon that
+    /// listens for them on its own socket.
+    pub keep_punch_path: bool,
 }
 
 impl Default for ClientConfig {
-    /// A fresh random key, 500 ms first wait, 4 attempts (7.5 s in all before giving up).
+    /// A fresh random key, 500 ms first wait, 4 attempts (7.5 s in all before giving up); the
+    /// socket takes PUNCH notices.
     fn default() -> Self {
         ClientConfig {
             key: PeerKey::random(),
             timeout: Duration::from_millis(500),
             attempts: 4,
+            keep_punch_path: false,
         }
     }
 }
@@ -332,6 +338,15 @@ impl TrackerClient {
         }
     }
 
+    /// Flag 10: the TURN relay the tracker offers to peers nobody can reach directly, with
+    /// short-lived credentials; `None` when it offers none.
+    pub async fn relay_offer(&self) -> Result<Option<RelayOffer>, ClientError> {
+        match self.request(RequestKind::RelayOffer).await? {
+            ResponseKind::Relay(offer) => Ok(offer),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Follows every page of flag 1 or 2. Each page carries `announce`: joining is idempotent,
     /// and so every page refreshes the peer's liveness.
     async fn swarm(
@@ -412,6 +427,7 @@ impl TrackerClient {
             tid: Some(tid),
             key: Some(shared.config.key),
             cookie: None,
+            keep_punch_path: shared.config.keep_punch_path && kind.announce().is_some(),
             kind,
         };
         let mut wait = shared.config.timeout;

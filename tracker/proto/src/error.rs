@@ -130,7 +130,7 @@ pub enum ParseError {
     BadKeyword { expected: &'static str },
     #[error("empty token (tokens are separated by single spaces)")]
     EmptyToken,
-    #[error("unknown flag {0:?} (flags are 1-9)")]
+    #[error("unknown flag {0:?} (flags are 1-10)")]
     UnknownFlag(String),
     #[error("missing {0}")]
     MissingField(&'static str),

@@ -19,8 +19,8 @@ pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use error::{ErrorCode, ParseError};
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
-    Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, Response, ResponseKind, TrackerMessage,
-    MAX_DATAGRAM_BYTES,
+    Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, RelayOffer, Response, ResponseKind,
+    TrackerMessage, MAX_DATAGRAM_BYTES,
 };
 pub use types::{
     is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, ChunkRanges, ChunkRangesError,

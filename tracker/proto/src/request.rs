@@ -22,6 +22,9 @@ pub struct Request {
     pub key: Option<PeerKey>,
     /// Proof of address ownership handed out by the tracker (`cookie=`).
     pub cookie: Option<Cookie>,
+    /// `punch=keep`: this announcement must not make the sender's socket the one PUNCH notices
+    /// go to. A one-shot command of a peer whose daemon listens for them sends it (§1.7).
+    pub keep_punch_path: bool,
     pub kind: RequestKind,
 }
 
@@ -69,6 +72,8 @@ pub enum RequestKind {
     },
     /// Flag 9: keep every row of the sender alive (and move them if `announce` changed).
     Heartbeat { announce: SocketAddr },
+    /// Flag 10: the TURN relay this tracker offers, with credentials (§5).
+    RelayOffer,
 }
 
 impl RequestKind {
@@ -83,6 +88,7 @@ impl RequestKind {
             RequestKind::Query { .. } => 7,
             RequestKind::Punch { .. } => 8,
             RequestKind::Heartbeat { .. } => 9,
+            RequestKind::RelayOffer => 10,
         }
     }
 
@@ -108,6 +114,7 @@ impl Request {
             tid: None,
             key: None,
             cookie: None,
+            keep_punch_path: false,
             kind,
         }
     }
@@ -130,6 +137,16 @@ impl Request {
             .take("cookie")
             .map(|v| v.parse().map_err(hex_field("cookie")))
             .transpose()?;
+        let keep_punch_path = match line.take("punch") {
+            None => false,
+            Some("keep") => true,
+            Some(other) => {
+                return Err(ParseError::BadField {
+                    field: "punch",
+                    reason: format!("{:?} is not `keep`", crate::token::truncated(other)),
+                })
+            }
+        };
         // Padding lets a client without a cookie make its request big enough for the
         // tracker's cookie answer to pass the 3x amplification bound.
         line.take("pad");
@@ -139,6 +156,7 @@ impl Request {
             tid,
             key,
             cookie,
+            keep_punch_path,
             kind,
         })
     }
@@ -253,6 +271,10 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
                 announce: parse_peer_addr(line.positional[0])?,
             }
         }
+        "10" => {
+            line.expect_positional(&[])?;
+            RequestKind::RelayOffer
+        }
         other => return Err(ParseError::UnknownFlag(crate::token::truncated(other))),
     })
 }
@@ -307,6 +329,10 @@ impl fmt::Display for Request {
             RequestKind::Query { file } => write!(f, " {file}")?,
             RequestKind::Punch { file, target, me } => write!(f, " {file} {target} {me}")?,
             RequestKind::Heartbeat { announce } => write!(f, " {announce}")?,
+            RequestKind::RelayOffer => {}
+        }
+        if self.keep_punch_path {
+            f.write_str(" punch=keep")?;
         }
         if let Some(key) = &self.key {
             write!(f, " key={key}")?;

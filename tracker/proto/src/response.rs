@@ -1,7 +1,7 @@
 //! What the tracker sends: `RESPONSE` / `ERROR` answers and unsolicited `PUNCH` notices.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{hex_field, ErrorCode, ParseError};
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
@@ -80,7 +80,77 @@ pub enum ResponseKind {
     Alive {
         files: u32,
     },
+    /// Flag 10: the TURN relay the tracker offers, `None` when it offers none.
+    Relay(Option<RelayOffer>),
     Error(ErrorReply),
+}
+
+/// A TURN server and short-lived credentials for it (`RESPONSE 10`, protocol.txt §5.2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayOffer {
+    /// The TURN server's address (TCP).
+    pub server: SocketAddr,
+    pub username: String,
+    pub password: String,
+    /// Seconds the credentials stay valid.
+    pub ttl: u32,
+    /// IPs of the relayed addresses the tracker accepts in announcements (§1.7): a downloader
+    /// knows a peer listed at one of them is relayed.
+    pub relay_ips: Vec<IpAddr>,
+}
+
+impl fmt::Debug for RelayOffer {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayOffer")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("ttl", &self.ttl)
+            .field("relay_ips", &self.relay_ips)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credentials travel as single tokens: printable ASCII without spaces, 1..=255 bytes.
+fn credential_token(field: &'static str, value: &str) -> Result<String, ParseError> {
+    if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ParseError::BadField {
+            field,
+            reason: "expected 1 to 255 printable ASCII characters".into(),
+        });
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_relay_offer(line: &mut Line<'_>) -> Result<Option<RelayOffer>, ParseError> {
+    line.expect_positional(&["flag", "TURN server"])?;
+    if line.positional[1] == "none" {
+        return Ok(None);
+    }
+    let server = parse_peer_addr(line.positional[1])?;
+    if server.ip().is_unspecified() {
+        return Err(AddrError::Unspecified(server).into());
+    }
+    let username = credential_token("user", line.require("user")?)?;
+    let password = credential_token("pass", line.require("pass")?)?;
+    let ttl = parse_u32("ttl", line.require("ttl")?)?;
+    let relay_ips = line
+        .require("relay")?
+        .split(',')
+        .map(|ip| {
+            ip.parse::<IpAddr>().map_err(|_| ParseError::BadField {
+                field: "relay",
+                reason: format!("{:?} is not an IP address", truncated(ip)),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(RelayOffer {
+        server,
+        username,
+        password,
+        ttl,
+        relay_ips,
+    }))
 }
 
 /// `ERROR <code> <NAME> <text>`, with a cookie when the code is `COOKIE_REQUIRED`.
@@ -244,6 +314,7 @@ impl TrackerMessage {
                     files: parse_u32("files", line.require("files")?)?,
                 }
             }
+            "10" => ResponseKind::Relay(parse_relay_offer(&mut line)?),
             other => return Err(ParseError::UnknownFlag(truncated(other))),
         };
         line.finish()?;
@@ -549,6 +620,24 @@ impl fmt::Display for Response {
             }
             ResponseKind::Alive { files } => {
                 write!(f, "RESPONSE 9 OK files={files}")?;
+                write_tid(f, self.tid)
+            }
+            ResponseKind::Relay(None) => {
+                f.write_str("RESPONSE 10 none")?;
+                write_tid(f, self.tid)
+            }
+            ResponseKind::Relay(Some(offer)) => {
+                write!(
+                    f,
+                    "RESPONSE 10 {} user={} pass={} ttl={} relay=",
+                    offer.server, offer.username, offer.password, offer.ttl
+                )?;
+                for (i, ip) in offer.relay_ips.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{ip}")?;
+                }
                 write_tid(f, self.tid)
             }
             ResponseKind::Error(e) => {

@@ -95,6 +95,7 @@ fn request_kind() -> impl Strategy<Value = RequestKind> {
         (file_name(), unicast_addr(), own_addr())
             .prop_map(|(file, target, me)| RequestKind::Punch { file, target, me }),
         addr().prop_map(|announce| RequestKind::Heartbeat { announce }),
+        Just(RequestKind::RelayOffer),
     ]
 }
 
@@ -104,11 +105,13 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(any::<u32>()),
         prop::option::of(any::<[u8; 16]>().prop_map(PeerKey)),
         prop::option::of(any::<[u8; 8]>().prop_map(Cookie)),
+        any::<bool>(),
     )
-        .prop_map(|(kind, tid, key, cookie)| Request {
+        .prop_map(|(kind, tid, key, cookie, keep_punch_path)| Request {
             tid,
             key,
             cookie,
+            keep_punch_path,
             kind,
         })
 }
@@ -184,6 +187,23 @@ fn response_kind() -> impl Strategy<Value = ResponseKind> {
         ]
         .prop_map(ResponseKind::Ok),
         any::<u32>().prop_map(|files| ResponseKind::Alive { files }),
+        Just(ResponseKind::Relay(None)),
+        (
+            unicast_addr(),
+            "[!-~]{1,40}",
+            "[!-~]{1,40}",
+            any::<u32>(),
+            prop::collection::vec(ip(), 1..4)
+        )
+            .prop_map(|(server, username, password, ttl, relay_ips)| {
+                ResponseKind::Relay(Some(RelayOffer {
+                    server,
+                    username,
+                    password,
+                    ttl,
+                    relay_ips,
+                }))
+            }),
         (
             prop::sample::select(ErrorCode::ALL.to_vec()),
             "[ -~]{0,60}",
@@ -401,7 +421,7 @@ fn peer_list_headers_carry_both_intervals_or_none() {
 #[test]
 fn malformed_requests_give_typed_errors() {
     assert_eq!(err(b"REQUEST 0"), ErrorCode::UnknownFlag);
-    assert_eq!(err(b"REQUEST 10"), ErrorCode::UnknownFlag);
+    assert_eq!(err(b"REQUEST 11"), ErrorCode::UnknownFlag);
     assert_eq!(err(b"REQUEST x"), ErrorCode::UnknownFlag);
     assert_eq!(err(b"REQUEST"), ErrorCode::MissingField);
     assert_eq!(err(b"REQUEST 1"), ErrorCode::MissingField);
@@ -567,4 +587,77 @@ fn from_sorted_takes_only_sorted_merged_ranges() {
     assert_eq!(ChunkRanges::from_sorted(vec![(0, 3), (4, 6)]), None);
     assert_eq!(ChunkRanges::from_sorted(vec![(3, 1)]), None);
     assert_eq!(ChunkRanges::from_sorted(vec![(0, MAX_CHUNKS)]), None);
+}
+
+#[test]
+fn punch_keep_is_an_envelope_field_of_any_request() {
+    let r = Request::parse(b"REQUEST 3 f.bin 0-3 0.0.0.0:6881 punch=keep tid=4").unwrap();
+    assert!(r.keep_punch_path);
+    assert_eq!(
+        r.encode(),
+        "REQUEST 3 f.bin 0-3 0.0.0.0:6881 punch=keep tid=4"
+    );
+    assert!(
+        !Request::parse(b"REQUEST 9 0.0.0.0:6881")
+            .unwrap()
+            .keep_punch_path
+    );
+    let err = Request::parse(b"REQUEST 9 0.0.0.0:6881 punch=yes").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadField);
+}
+
+#[test]
+fn flag_10_asks_for_the_relay_offer() {
+    let r = Request::parse(b"REQUEST 10 tid=9").unwrap();
+    assert_eq!(r.kind, RequestKind::RelayOffer);
+    assert_eq!(r.encode(), "REQUEST 10 tid=9");
+    assert_eq!(
+        Request::parse(b"REQUEST 10 f.bin").unwrap_err().code(),
+        ErrorCode::ExtraField
+    );
+    assert_eq!(
+        Request::parse(b"REQUEST 11").unwrap_err().code(),
+        ErrorCode::UnknownFlag
+    );
+}
+
+#[test]
+fn relay_offers_parse_and_malformed_ones_are_refused() {
+    let text = "RESPONSE 10 203.0.113.2:3478 user=1700000000:p0a1b2c3d pass=d8soP47RbdIKLDUOpnJPVQyq5Ts= ttl=86400 relay=203.0.113.2,203.0.113.3 tid=5";
+    match TrackerMessage::parse(text.as_bytes()).unwrap() {
+        TrackerMessage::Response(Response {
+            tid: Some(5),
+            kind: ResponseKind::Relay(Some(offer)),
+        }) => {
+            assert_eq!(offer.server, "203.0.113.2:3478".parse().unwrap());
+            assert_eq!(offer.username, "1700000000:p0a1b2c3d");
+            assert_eq!(offer.password, "d8soP47RbdIKLDUOpnJPVQyq5Ts=");
+            assert_eq!(offer.ttl, 86400);
+            assert_eq!(offer.relay_ips.len(), 2);
+            assert!(
+                !format!("{offer:?}").contains("d8so"),
+                "Debug hides the password"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        TrackerMessage::parse(b"RESPONSE 10 none"),
+        Ok(TrackerMessage::Response(Response {
+            kind: ResponseKind::Relay(None),
+            ..
+        }))
+    ));
+    for bad in [
+        "RESPONSE 10",
+        "RESPONSE 10 203.0.113.2:3478 pass=x ttl=1 relay=203.0.113.2",
+        "RESPONSE 10 203.0.113.2:3478 user=u pass=x ttl=-1 relay=203.0.113.2",
+        "RESPONSE 10 203.0.113.2:3478 user=u pass=x ttl=1 relay=nope",
+        "RESPONSE 10 203.0.113.2:3478 user=u pass=x ttl=1",
+        "RESPONSE 10 0.0.0.0:3478 user=u pass=x ttl=1 relay=203.0.113.2",
+        "RESPONSE 10 203.0.113.2:3478 user= pass=x ttl=1 relay=203.0.113.2",
+        "RESPONSE 10 203.0.113.2:3478 user=u pass=x ttl=1 relay=203.0.113.2 extra=1",
+    ] {
+        assert!(TrackerMessage::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
 }

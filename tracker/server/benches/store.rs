@@ -48,7 +48,8 @@ fn peer(i: u32) -> Announcer {
     Announcer {
         addr,
         key: None,
-        udp: addr,
+        source: addr,
+        udp: Some(addr),
     }
 }
 

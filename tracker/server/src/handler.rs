@@ -10,9 +10,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, Request, RequestKind,
-    Response, ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, RelayOffer, Request,
+    RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
@@ -239,7 +240,7 @@ impl<S: SwarmStore> Tracker<S> {
             return Ok(SocketAddr::new(source.ip(), addr.port()));
         }
         let ip = addr.ip().to_canonical();
-        if ip != source.ip() && !self.config.trust_ip_field {
+        if ip != source.ip() && !self.config.trust_ip_field && !self.is_relay_ip(ip) {
             return Err((
                 ErrorCode::Forbidden,
                 format!(
@@ -292,6 +293,36 @@ impl<S: SwarmStore> Tracker<S> {
         Ok(())
     }
 
+    /// Whether `ip` is one of the relayed-address IPs of the TURN server this tracker hands
+    /// out: announcements may carry such an address though it is not the sender's (§1.7).
+    fn is_relay_ip(&self, ip: IpAddr) -> bool {
+        self.config
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.relay_ips.contains(&ip))
+    }
+
+    /// The TURN server and fresh REST-API credentials for the peer at `ip` (flag 10). The
+    /// username names the peer's IP by a keyed hash, so the server's per-user quotas count
+    /// per host without telling anyone which host.
+    fn relay_offer(&self, ip: IpAddr) -> Option<RelayOffer> {
+        let relay = self.config.relay.as_ref()?;
+        let ttl = relay.credential_ttl.as_secs();
+        let mut hash = Sha256::new();
+        hash.update(relay.secret.as_bytes());
+        hash.update(ip.to_string().as_bytes());
+        let user = format!("peer-{}", hex_prefix(&hash.finalize()[..5]));
+        let credentials =
+            stun::turn::Credentials::rest_api(&relay.secret, &user, unix_secs() + ttl);
+        Some(RelayOffer {
+            server: relay.server,
+            username: credentials.username,
+            password: credentials.password,
+            ttl: u32::try_from(ttl).unwrap_or(u32::MAX),
+            relay_ips: relay.relay_ips.clone(),
+        })
+    }
+
     fn apply(
         &self,
         store: &mut S,
@@ -305,7 +336,8 @@ impl<S: SwarmStore> Tracker<S> {
             Ok(Announcer {
                 addr: self.announced(addr, source)?,
                 key: request.key,
-                udp: reply_to,
+                source: reply_to,
+                udp: (!request.keep_punch_path).then_some(reply_to),
             })
         };
         if request.kind.announce().is_none() && parsed.verified {
@@ -426,8 +458,13 @@ impl<S: SwarmStore> Tracker<S> {
                 *punch = Some((target_udp, notice.to_string().into_bytes()));
                 ResponseKind::Ok(Ack::Punch)
             }
+            RequestKind::RelayOffer => ResponseKind::Relay(self.relay_offer(source.ip())),
         }))
     }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A request that passed parsing and the cookie check, waiting for the store.

@@ -15,6 +15,8 @@ mod rate_limit;
 pub mod store;
 mod udp;
 
-pub use config::{ServerConfig, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+pub use config::{
+    RelayConfig, ServerConfig, DEFAULT_CREDENTIAL_TTL, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
+};
 pub use handler::{Outcome, Tracker};
 pub use udp::{bind_sockets, serve};

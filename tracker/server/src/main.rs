@@ -1,7 +1,7 @@
 //! `tracker`: the UDP tracker of the p2p file-sharing system (protocol.txt §1).
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +10,14 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use tracker::store::Limits;
-use tracker::{bind_sockets, serve, ServerConfig, Tracker, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+use tracker::{
+    bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
+    MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
+};
 use tracker_proto::AnnounceIntervals;
 
 /// UDP tracker: keeps which peers hold which chunks of which file and answers the text protocol
-/// `REQUEST <FLAG> ...` (flags 1-9, see protocol.txt §1). Try it by hand with
+/// `REQUEST <FLAG> ...` (flags 1-10, see protocol.txt §1). Try it by hand with
 /// `printf 'REQUEST 6' | nc -u -w1 127.0.0.1 <port>`. Logs go to stderr (RUST_LOG=debug shows
 /// every refused request).
 #[derive(Parser, Debug)]
@@ -104,6 +107,31 @@ struct Args {
     /// per CPU core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+
+    /// TURN server (coturn) handed to peers nobody can reach directly (flag 10), with
+    /// short-lived credentials minted from --turn-secret; peers then relay through it with
+    /// default settings. Run coturn with `--use-auth-secret --static-auth-secret=SECRET` and
+    /// TCP relaying on (its default).
+    #[arg(long, value_name = "HOST:PORT", requires = "turn_secret")]
+    turn: Option<String>,
+
+    /// The coturn --static-auth-secret the credentials are minted from (TURN REST API).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TRACKER_TURN_SECRET",
+        hide_env_values = true
+    )]
+    turn_secret: Option<String>,
+
+    /// Seconds the minted TURN credentials stay valid.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_CREDENTIAL_TTL.as_secs())]
+    turn_ttl: u64,
+
+    /// Another IP the TURN server relays from (coturn --relay-ip or --external-ip unlike its
+    /// listening IP); announcements may carry addresses of it. Repeatable.
+    #[arg(long, value_name = "IP", requires = "turn")]
+    turn_relay_ip: Vec<IpAddr>,
 }
 
 fn main() -> Result<()> {
@@ -134,6 +162,15 @@ fn main() -> Result<()> {
             args.min_announce_interval
         );
     }
+    if !(60..=30 * 86_400).contains(&args.turn_ttl) {
+        bail!(
+            "--turn-ttl must be between 60 s and 30 days, got {}",
+            args.turn_ttl
+        );
+    }
+    if args.turn_secret.is_some() && args.turn.is_none() {
+        bail!("--turn-secret needs --turn HOST:PORT (the TURN server the secret belongs to)");
+    }
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -159,6 +196,10 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     let local = sockets[0]
         .local_addr()
         .context("cannot read the bound UDP address")?;
+    let relay = match &args.turn {
+        Some(spec) => Some(relay_config(&args, spec).await?),
+        None => None,
+    };
     let config = ServerConfig {
         ttl: Duration::from_secs_f64(args.ttl),
         trust_ip_field: args.trust_ip_field,
@@ -178,6 +219,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
             interval: args.announce_interval,
             min_interval: args.min_announce_interval,
         },
+        relay,
     };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {
@@ -215,6 +257,33 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     serve(sockets, tracker)
         .await
         .context("tracker UDP service failed")
+}
+
+/// Resolves --turn once at start: the IP is what relayed addresses are checked against.
+async fn relay_config(args: &Args, spec: &str) -> Result<RelayConfig> {
+    let server = tokio::net::lookup_host(spec)
+        .await
+        .with_context(|| format!("cannot resolve --turn {spec:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("--turn {spec:?} resolves to nothing"))?;
+    let secret = args.turn_secret.clone().unwrap_or_default();
+    if secret.is_empty() {
+        bail!("--turn-secret must not be empty");
+    }
+    let mut relay_ips = vec![server.ip().to_canonical()];
+    for ip in &args.turn_relay_ip {
+        let ip = ip.to_canonical();
+        if !relay_ips.contains(&ip) {
+            relay_ips.push(ip);
+        }
+    }
+    log::info!("handing out TURN server {server} (relayed addresses on {relay_ips:?})");
+    Ok(RelayConfig {
+        server,
+        secret,
+        credential_ttl: Duration::from_secs(args.turn_ttl),
+        relay_ips,
+    })
 }
 
 fn bind_error(e: std::io::Error, addr: SocketAddr, proto: &str) -> anyhow::Error {

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
-use super::serve::{start_node, start_refresh};
+use super::serve::{start_node, start_presence};
 use super::{flush, Format};
 use crate::args::Global;
 use crate::signals::stop_signal;
@@ -60,7 +60,8 @@ pub async fn get(
         },
         None => {
             let node = start_node(global, node_config, dir.clone(), tracker.clone())?;
-            let announce = start_refresh(global, &node).await;
+            let presence = start_presence(global, &node).await;
+            let announce = presence.announce();
             node.follow(announce.clone());
             // Hole punching starts from our own serving port, so it needs our own server.
             let dialer = Dialer::new(
@@ -71,6 +72,7 @@ pub async fn get(
                 PunchConfig::default(),
             )
             .with_rendezvous(node.rendezvous.clone())
+            .with_relay(node.outlet.relay.clone())
             .with_stun(global.stun_servers());
             let ctx = Context {
                 dir,
@@ -81,7 +83,9 @@ pub async fn get(
                 config,
                 dialer: Some(Arc::new(dialer)),
             };
-            return run_until_signal(&ctx, names, options.format, Some(node)).await;
+            let result = run_until_signal(&ctx, names, options.format, Some(node)).await;
+            presence.stop().await;
+            return result;
         }
     };
     run_until_signal(&ctx, names, options.format, None).await

@@ -49,7 +49,9 @@ pub fn flush() {
 }
 
 /// Resolves the tracker and binds a client with this directory's persistent key, so every
-/// command on the directory is the same peer to the tracker.
+/// command on the directory is the same peer to the tracker. Beside a running daemon the
+/// client announces with `punch=keep`: PUNCH notices keep going to the daemon's socket, which
+/// listens for them, never to this command's, which is about to close.
 pub async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerClient> {
     let addr = tokio::net::lookup_host(spec)
         .await
@@ -58,6 +60,7 @@ pub async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<Track
         .with_context(|| format!("tracker address {spec:?} resolves to nothing"))?;
     let config = ClientConfig {
         key: dir.peer_key()?,
+        keep_punch_path: peer_engine::node::lock::running_daemon(dir).is_some(),
         ..ClientConfig::default()
     };
     Ok(TrackerClient::bind(addr, config).await?)

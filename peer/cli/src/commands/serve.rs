@@ -2,16 +2,14 @@
 //! `peer exit` stops the daemon of a directory (or leaves without one). Also the pieces the
 //! console and `peer get` share with them: starting a node and following its public address.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
-use peer_engine::reach::address;
+use peer_engine::reach::Presence;
 use peer_engine::share::ShareDir;
-use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
 use super::{flush, print};
@@ -32,13 +30,15 @@ pub fn start_node(
     Ok(node)
 }
 
-/// Starts STUN refresh for `node`'s serving port; the receiver carries the announce address.
-pub async fn start_refresh(global: &Global, node: &Node) -> watch::Receiver<SocketAddr> {
-    address::start_refresh(
+/// Starts what keeps `node` reachable (STUN refresh, router port mapping, TURN relay); its
+/// `announce()` carries the announce address. Stop it after the node.
+pub async fn start_presence(global: &Global, node: &Node) -> Presence {
+    Presence::start(
         node.listen,
         node.announce,
-        global.stun_servers(),
-        Duration::from_secs(global.refresh.max(1)),
+        node.tracker.clone(),
+        node.outlet.clone(),
+        global.reach_config(),
     )
     .await
 }
@@ -65,17 +65,20 @@ pub async fn share(
     // under the same key, and the two would keep moving each other's rows.
     let _serving = lock::hold(&dir)?;
     let node = start_node(global, global.node_config(), dir.clone(), tracker.clone())?;
+    // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
+    // mapping and relay are under way by the time the tracker lists the file.
+    let presence = start_presence(global, &node).await;
     let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
         Ok(r) => r,
         Err(e) => {
             node.stop().await;
+            presence.stop().await;
             return Err(e.into());
         }
     };
     println!("shared {name} ({} bytes, {})", m.size(), m.id());
     flush();
-    let address = start_refresh(global, &node).await;
-    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
+    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
 }
 
 /// `peer daemon`: serves --dir until a signal.
@@ -87,8 +90,8 @@ pub async fn daemon(
 ) -> anyhow::Result<()> {
     let _serving = lock::hold(&dir)?;
     let node = start_node(global, global.node_config(), dir, tracker)?;
-    let address = start_refresh(global, &node).await;
-    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), address).await
+    let presence = start_presence(global, &node).await;
+    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
 }
 
 /// `peer exit`: stops the daemon of --dir, which leaves the swarm on its way out; without one,
@@ -118,11 +121,13 @@ pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> a
 async fn serve_until_signal(
     node: Node,
     heartbeat: Duration,
-    address: watch::Receiver<SocketAddr>,
+    presence: Presence,
 ) -> anyhow::Result<()> {
     let uploads = node.uploads().clone();
     let started = Instant::now();
-    daemon::run_until(node, heartbeat, address, stop_signal()?).await?;
+    let result = daemon::run_until(node, heartbeat, presence.announce(), stop_signal()?).await;
+    presence.stop().await;
+    result?;
     print(&format_session(&SessionStats {
         uploaded: uploads.bytes(),
         downloaded: 0,

@@ -14,7 +14,6 @@ pub mod progress;
 pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,13 +21,12 @@ use std::time::{Duration, Instant};
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use peer_engine::download::{Context, DownloadConfig};
 use peer_engine::name::ShareName;
 use peer_engine::node::{daemon, Node};
-use peer_engine::reach::{Dialer, OwnNat, PunchConfig};
+use peer_engine::reach::{Dialer, OwnNat, Presence, PunchConfig};
 
 use crate::output::table::FileStats;
 use crate::signals::stop_signal;
@@ -232,8 +230,9 @@ async fn report_progress<A: Actions>(actions: Arc<A>, output: Output) {
 pub struct Launch {
     /// The started server; the console runs the daemon on it in the background.
     pub node: Node,
-    /// The announce address as STUN refresh learns it.
-    pub address: watch::Receiver<SocketAddr>,
+    /// What keeps the node reachable; its announce address follows STUN, port mapping and
+    /// relay. Stopped after the node on every way out.
+    pub presence: Arc<Presence>,
     pub heartbeat: Duration,
     /// STUN servers, for the status screen.
     pub stun: Vec<String>,
@@ -246,11 +245,12 @@ pub struct Launch {
 pub async fn open(launch: Launch) -> anyhow::Result<()> {
     let Launch {
         node,
-        address,
+        presence,
         heartbeat,
         stun,
         download,
     } = launch;
+    let address = presence.announce();
     let stop = CancellationToken::new();
     let banner = format!(
         "peer console: serving {} on {}, tracker {}. Pick a number (h shows the menu again).",
@@ -268,6 +268,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
             PunchConfig::default(),
         )
         .with_rendezvous(node.rendezvous.clone())
+        .with_relay(presence.relay())
         .with_stun(stun.clone()),
     );
     let parts = session::SessionParts {
@@ -297,9 +298,11 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     let terminal = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
     let signalled = stop_signal()?;
     let on_signal = session.clone();
+    let presence_on_signal = presence.clone();
     tokio::spawn(async move {
         signalled.await;
         on_signal.leave().await;
+        presence_on_signal.stop().await;
         if let Some(mode) = terminal {
             let _ = nix::sys::termios::tcsetattr(
                 std::io::stdin(),
@@ -316,5 +319,6 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     let result = tokio::task::spawn_blocking(move || run(actions, runtime, &banner, history)).await;
     // Every way out of the loop leaves the swarm; after 5 or q this finds nothing left to do.
     session.leave().await;
+    presence.stop().await;
     result?
 }

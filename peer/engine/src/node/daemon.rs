@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tracker_proto::ErrorCode as TrackerCode;
@@ -23,6 +23,16 @@ use super::{lock, Node};
 
 /// Default time between two heartbeats: well inside the tracker's 90 s TTL.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Longest silence towards the tracker, whatever `--heartbeat` says: a heartbeat at least this
+/// often keeps the NAT's UDP mapping to the tracker, the path PUNCH notices take, alive well
+/// inside common NAT UDP timeouts (RFC 4787 asks for 2 min; many home routers use 30 s).
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// How often the share directory is checked for files put there by others (`peer share`
+/// beside the daemon, a copy by hand): a file is announced, from the daemon's own socket,
+/// within about this long.
+const DIRECTORY_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the daemon on a started node until `stop` resolves: announces every complete file,
 /// heartbeats every `heartbeat`, rescans the directory each time, then leaves the swarm.
@@ -41,6 +51,9 @@ pub async fn run_until(
     lock::record(&node.dir, node.announce)?;
     let mut announced: HashMap<ShareName, FileId> = HashMap::new();
     let mut ticker = tokio::time::interval(heartbeat);
+    let mut keepalive = tokio::time::interval(KEEPALIVE.min(heartbeat));
+    let mut directory = tokio::time::interval(DIRECTORY_CHECK);
+    let mut directory_stamp = None;
     let mut first = true;
     let mut address_open = true;
     tokio::pin!(stop);
@@ -48,17 +61,18 @@ pub async fn run_until(
         tokio::select! {
             _ = ticker.tick() => {
                 if !first {
-                    match node.tracker.heartbeat(node.announce).await {
-                        Ok(_) => {}
-                        Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => {
-                            log::info!("tracker forgot us; announcing every file again");
-                            announced.clear();
-                        }
-                        Err(e) => log::warn!("heartbeat: {e}"),
-                    }
+                    beat(&node, &mut announced).await;
                 }
                 first = false;
                 announce_new(&node, &mut announced).await;
+            }
+            _ = keepalive.tick(), if !first => beat(&node, &mut announced).await,
+            _ = directory.tick(), if !first => {
+                let stamp = directory_changed(&node).await;
+                if stamp != directory_stamp {
+                    directory_stamp = stamp;
+                    announce_new(&node, &mut announced).await;
+                }
             }
             changed = address.changed(), if address_open => {
                 if changed.is_err() {
@@ -89,6 +103,36 @@ pub async fn run_until(
     lock::release(&node.dir);
     node.stop().await;
     Ok(())
+}
+
+/// One heartbeat (flag 9) from the daemon's socket: keeps the rows, and the NAT mapping PUNCH
+/// notices take, alive.
+async fn beat(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
+    match node.tracker.heartbeat(node.announce).await {
+        Ok(_) => {}
+        // Nothing announced yet (an empty directory), or the tracker restarted or expired us.
+        Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => {
+            if !announced.is_empty() {
+                log::info!("tracker forgot us; announcing every file again");
+                announced.clear();
+            }
+        }
+        Err(e) => log::warn!("heartbeat: {e}"),
+    }
+}
+
+/// The share directory's modification time: it changes when a file is added, renamed or
+/// removed there (not when one is written to), so polling it is one stat a second.
+async fn directory_changed(node: &Node) -> Option<SystemTime> {
+    let dir = node.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        std::fs::metadata(dir.root())
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Announces complete files not yet announced (or changed since), hashing them as needed.

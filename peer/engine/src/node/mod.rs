@@ -10,13 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracker_proto::{FileName, TrackerClient};
 
 use crate::name::ShareName;
-use crate::reach::{self, PunchAnswerer, PunchConfig, Rendezvous};
+use crate::reach::{self, Outlet, PunchAnswerer, PunchConfig, Rendezvous};
 use crate::serve;
 use crate::share::ShareDir;
 use crate::swarm::budget::{ConnectionBudget, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_IP};
@@ -68,6 +68,9 @@ pub struct Node {
     /// node take it (`reach::Dialer::with_rendezvous`).
     pub rendezvous: Arc<Rendezvous>,
     announce_tx: watch::Sender<SocketAddr>,
+    /// Where connections that do not come through the listener (relayed ones) enter the
+    /// server; `reach::Presence` delivers there.
+    pub outlet: Outlet,
     server: JoinHandle<()>,
 }
 
@@ -117,7 +120,7 @@ impl Node {
             dir.clone(),
             tracker.clone(),
             listen,
-            outlet.punched,
+            outlet.clone(),
             shutdown.clone(),
         ));
         let server = tokio::spawn(serve::run(
@@ -138,6 +141,7 @@ impl Node {
             shutdown,
             rendezvous,
             announce_tx,
+            outlet,
             server,
         })
     }
@@ -183,13 +187,14 @@ async fn answer_punches(
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     listen: SocketAddr,
-    punched: mpsc::Sender<TcpStream>,
+    outlet: Outlet,
     shutdown: CancellationToken,
 ) {
-    let answerer = PunchAnswerer::new(listen, PunchConfig::default());
+    let answerer = PunchAnswerer::new(listen, PunchConfig::default()).with_outlet(&outlet);
+    let punched = outlet.punched;
     let shares = move |f: &FileName| {
         ShareName::try_from(f.clone())
-            .is_ok_and(|n| dir.complete_path(&n).exists() || dir.part_path(&n).exists())
+            .is_ok_and(|n| dir.has_complete(&n) || dir.part_path(&n).exists())
     };
     let serve = move |stream: TcpStream| {
         if punched.try_send(stream).is_err() {

@@ -9,7 +9,9 @@
 //!
 //! The policy (what to announce, what counts as a change, what several STUN servers saying
 //! different things means) is pure and lives in [`AddressBook`] and [`classify`]; STUN itself
-//! is the `stun` crate's [`Refresher`], one per server; [`follow`] combines their answers.
+//! is the `stun` crate's [`Refresher`] over TCP, one per server, plus one UDP round per period
+//! from the serving port number ([`udp_probe`]), whose mapping stands in for the TCP one when a
+//! server answers over UDP only; [`follow`] combines their answers.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -17,6 +19,9 @@ use std::time::Duration;
 use stun::refresher::{MappingEvent, Refresher, RefresherConfig, Transport};
 use stun::BindingConfig;
 use tokio::sync::{mpsc, watch};
+
+use super::own_nat::OwnNat;
+use super::udp_probe;
 
 /// Default period between two STUN queries.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -99,9 +104,33 @@ impl AddressBook {
     }
 }
 
-/// What one STUN server's refresher says now: its index among the servers and the mapping it
-/// last saw (kept through an outage, as the refresher does).
-pub type Sighting = (usize, SocketAddr);
+/// What one STUN server said about the serving port, over one transport: the mapping it saw,
+/// or `None` when it did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// TCP from the serving port: the mapping peers connect to.
+    Tcp(usize, Option<SocketAddr>),
+    /// UDP from the serving port number: used when the server has no TCP (most public STUN
+    /// servers answer over UDP only), as an inference of the TCP mapping.
+    Udp(usize, Option<SocketAddr>),
+}
+
+/// Per server: the last TCP mapping, whether TCP has failed, the last UDP mapping.
+#[derive(Debug, Default, Clone)]
+struct ServerView {
+    tcp: Option<SocketAddr>,
+    tcp_failed: bool,
+    udp: Option<SocketAddr>,
+    inferred_logged: bool,
+}
+
+impl ServerView {
+    /// The mapping to use: TCP's once it answered (kept through outages), else the UDP one
+    /// once TCP has failed.
+    fn effective(&self) -> Option<SocketAddr> {
+        self.tcp.or(if self.tcp_failed { self.udp } else { None })
+    }
+}
 
 /// Combines the servers' sightings into the announce address and publishes it on `tx` whenever
 /// it moves. With one server this follows that server; with several, the first server's view
@@ -109,24 +138,42 @@ pub type Sighting = (usize, SocketAddr);
 /// sightings end or every receiver is gone.
 pub async fn follow(
     mut book: AddressBook,
-    servers: usize,
+    servers: Vec<SocketAddr>,
     mut sightings: mpsc::Receiver<Sighting>,
     tx: watch::Sender<SocketAddr>,
 ) {
-    let mut seen: Vec<Option<SocketAddr>> = vec![None; servers];
+    let mut seen: Vec<ServerView> = vec![ServerView::default(); servers.len()];
     let mut warned_symmetric = false;
     loop {
-        let (index, mapped) = tokio::select! {
+        let sighting = tokio::select! {
             sighting = sightings.recv() => match sighting {
                 Some(s) => s,
                 None => return,
             },
             _ = tx.closed() => return,
         };
-        if let Some(slot) = seen.get_mut(index) {
-            *slot = Some(mapped);
+        let index = match sighting {
+            Sighting::Tcp(i, _) | Sighting::Udp(i, _) => i,
+        };
+        let Some(view) = seen.get_mut(index) else {
+            continue;
+        };
+        match sighting {
+            Sighting::Tcp(_, Some(mapped)) => view.tcp = Some(mapped),
+            Sighting::Tcp(_, None) => view.tcp_failed = true,
+            Sighting::Udp(_, mapped) => view.udp = mapped.or(view.udp),
         }
-        let answers: Vec<SocketAddr> = seen.iter().flatten().copied().collect();
+        if view.tcp.is_none() && view.tcp_failed && !view.inferred_logged {
+            if let Some(udp) = view.udp {
+                view.inferred_logged = true;
+                log::info!(
+                    "STUN server {} does not answer over TCP; the TCP mapping of the serving \
+                     port is inferred from the UDP one: {udp}",
+                    servers[index]
+                );
+            }
+        }
+        let answers: Vec<SocketAddr> = seen.iter().filter_map(ServerView::effective).collect();
         let mapping = classify(&answers);
         if let Some(Mapping::PerDestination(addrs)) = &mapping {
             if !warned_symmetric {
@@ -138,7 +185,7 @@ pub async fn follow(
             }
         }
         // The first server's view is the one to announce; `classify` sorts, so pick it here.
-        let preferred = seen.iter().flatten().next().copied().map(Mapping::Stable);
+        let preferred = answers.first().copied().map(Mapping::Stable);
         let chosen = match mapping {
             Some(Mapping::PerDestination(addrs)) if only_ports_differ(book.public(), &addrs) => {
                 None
@@ -170,19 +217,10 @@ pub const DEFAULT_STUN_PORT: u16 = 3478;
 /// not delay the next round.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts STUN refresh for a server listening on `listen`: every `period` each of `servers` is
-/// asked over TCP from the serving port (one [`Refresher`] each). The receiver starts at
-/// `initial` and follows the public address; with no usable server it never changes (its
-/// sender is gone at once).
-pub async fn start_refresh(
-    listen: SocketAddr,
-    initial: SocketAddr,
-    servers: Vec<String>,
-    period: Duration,
-) -> watch::Receiver<SocketAddr> {
-    let (tx, rx) = watch::channel(initial);
+/// Resolves `HOST:PORT` specs, warning about (and skipping) the ones that do not resolve.
+pub async fn resolve_servers(specs: &[String]) -> Vec<SocketAddr> {
     let mut resolved = Vec::new();
-    for spec in &servers {
+    for spec in specs {
         match tokio::net::lookup_host(spec.as_str())
             .await
             .ok()
@@ -194,8 +232,31 @@ pub async fn start_refresh(
             }
         }
     }
+    resolved
+}
+
+/// What STUN refresh publishes: the announce address and what we know of our NAT.
+pub struct Refresh {
+    pub announce: watch::Receiver<SocketAddr>,
+    pub nat: watch::Receiver<OwnNat>,
+}
+
+/// Starts STUN refresh for a server listening on `listen`: every `period` each of `servers` is
+/// asked over TCP from the serving port (one [`Refresher`] each) and, from one UDP socket on
+/// the serving port number, over UDP ([`udp_probe`]), which also tells our NAT's mapping
+/// behaviour. The announce receiver starts at `initial` and follows the public address; with
+/// no usable server it never changes.
+pub async fn start_refresh(
+    listen: SocketAddr,
+    initial: SocketAddr,
+    servers: Vec<String>,
+    period: Duration,
+) -> Refresh {
+    let (tx, announce) = watch::channel(initial);
+    let (nat_tx, nat) = watch::channel(OwnNat::Unknown);
+    let resolved = resolve_servers(&servers).await;
     if resolved.is_empty() {
-        return rx;
+        return Refresh { announce, nat };
     }
     let config = RefresherConfig {
         period,
@@ -212,32 +273,47 @@ pub async fn start_refresh(
         tokio::spawn(async move {
             while let Some(event) = refresher.next_event().await {
                 let mapped = match event {
-                    MappingEvent::Mapped(addr) | MappingEvent::Changed { new: addr, .. } => addr,
+                    MappingEvent::Mapped(addr) | MappingEvent::Changed { new: addr, .. } => {
+                        Some(addr)
+                    }
                     MappingEvent::Unreachable { last_known, error } => {
                         log::warn!(
                             "STUN server {server}: {error}; still announcing {}",
-                            last_known.map_or("the listening port".to_owned(), |a| a.to_string())
+                            last_known
+                                .map_or("the last address known".to_owned(), |a| a.to_string())
                         );
-                        continue;
+                        None
                     }
                     MappingEvent::Back(_) => {
                         log::info!("STUN server {server} answers again");
                         continue;
                     }
                 };
-                if sight_tx.send((index, mapped)).await.is_err() {
+                if sight_tx.send(Sighting::Tcp(index, mapped)).await.is_err() {
                     return;
                 }
             }
         });
     }
+    match udp_probe::bind(listen).await {
+        Ok(socket) => {
+            tokio::spawn(udp_probe::run(
+                socket,
+                resolved.clone(),
+                period,
+                sight_tx,
+                nat_tx,
+            ));
+        }
+        Err(e) => log::warn!("no UDP socket for STUN from port {}: {e}", listen.port()),
+    }
     tokio::spawn(follow(
         AddressBook::new(listen.port()),
-        resolved.len(),
+        resolved,
         sight_rx,
         tx,
     ));
-    rx
+    Refresh { announce, nat }
 }
 
 #[cfg(test)]
@@ -316,19 +392,65 @@ mod tests {
     async fn follower_publishes_moves_and_prefers_the_first_server() {
         let (sight_tx, sight_rx) = mpsc::channel(16);
         let (tx, mut rx) = watch::channel(addr("0.0.0.0:6881"));
-        let task = tokio::spawn(follow(AddressBook::new(6881), 2, sight_rx, tx));
-        sight_tx.send((1, addr("192.0.2.1:1"))).await.unwrap();
+        let servers = vec![addr("198.51.100.1:3478"), addr("198.51.100.2:3478")];
+        let task = tokio::spawn(follow(AddressBook::new(6881), servers, sight_rx, tx));
+        sight_tx
+            .send(Sighting::Tcp(1, Some(addr("192.0.2.1:1"))))
+            .await
+            .unwrap();
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), addr("192.0.2.1:1"));
         // The first server disagrees: symmetric NAT, and its view wins.
-        sight_tx.send((0, addr("192.0.2.9:9"))).await.unwrap();
+        sight_tx
+            .send(Sighting::Tcp(0, Some(addr("192.0.2.9:9"))))
+            .await
+            .unwrap();
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), addr("192.0.2.9:9"));
         // The same sighting again is no move; a later real move is.
-        sight_tx.send((0, addr("192.0.2.9:9"))).await.unwrap();
-        sight_tx.send((0, addr("192.0.2.9:10"))).await.unwrap();
+        sight_tx
+            .send(Sighting::Tcp(0, Some(addr("192.0.2.9:9"))))
+            .await
+            .unwrap();
+        sight_tx
+            .send(Sighting::Tcp(0, Some(addr("192.0.2.9:10"))))
+            .await
+            .unwrap();
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), addr("192.0.2.9:10"));
+        drop(sight_tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn udp_mapping_stands_in_only_once_tcp_has_failed() {
+        let (sight_tx, sight_rx) = mpsc::channel(16);
+        let (tx, mut rx) = watch::channel(addr("0.0.0.0:6881"));
+        let task = tokio::spawn(follow(
+            AddressBook::new(6881),
+            vec![addr("198.51.100.1:3478")],
+            sight_rx,
+            tx,
+        ));
+        // UDP answers first: nothing is announced while TCP may still answer.
+        sight_tx
+            .send(Sighting::Udp(0, Some(addr("192.0.2.5:6881"))))
+            .await
+            .unwrap();
+        sight_tx.send(Sighting::Tcp(0, None)).await.unwrap();
+        rx.changed().await.unwrap();
+        assert_eq!(
+            *rx.borrow_and_update(),
+            addr("192.0.2.5:6881"),
+            "inferred from UDP"
+        );
+        // TCP answering later wins over the inference.
+        sight_tx
+            .send(Sighting::Tcp(0, Some(addr("192.0.2.5:7000"))))
+            .await
+            .unwrap();
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), addr("192.0.2.5:7000"));
         drop(sight_tx);
         task.await.unwrap();
     }

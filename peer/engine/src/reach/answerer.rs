@@ -9,6 +9,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, Semaphore};
 use tracker_proto::{FileName, PunchNotice};
 
+use super::relay::RelayState;
+use super::rendezvous::{Outlet, Rendezvous};
 use super::simultaneous::{simultaneous_open, PunchConfig};
 
 /// Answers the tracker's PUNCH notices for files `shares` says this peer serves, handing each
@@ -45,11 +47,17 @@ pub async fn answer_notices<S, F>(
 /// The target side: answers punch notices by connecting back from the serving port and handing
 /// each connection to `serve` (the same handler accepted connections get). Answers run
 /// concurrently up to [`PunchConfig::max_concurrent_answers`].
+///
+/// While this peer holds a relay (protocol.txt §5) a notice is answered differently: the
+/// requester connects to the relayed address, so we only permit its IP on the allocation, and
+/// do not punch (our connection back would reach its listener as a stranger's).
 #[derive(Clone)]
 pub struct PunchAnswerer {
     local: SocketAddr,
     config: PunchConfig,
     slots: Arc<Semaphore>,
+    relay: Arc<RelayState>,
+    rendezvous: Arc<Rendezvous>,
 }
 
 impl PunchAnswerer {
@@ -60,7 +68,18 @@ impl PunchAnswerer {
             local,
             config,
             slots,
+            relay: Arc::default(),
+            rendezvous: Arc::default(),
         }
+    }
+
+    /// Answers as the server of `outlet` does: with its relay (see above) and its rendezvous,
+    /// which tells whether a failed answer was a failure at all (the requester's connection
+    /// may have reached the listener instead).
+    pub fn with_outlet(mut self, outlet: &Outlet) -> Self {
+        self.relay = outlet.relay.clone();
+        self.rendezvous = outlet.rendezvous.clone();
+        self
     }
 
     /// Starts connecting to `from` in the background; `serve` gets the stream when the punch
@@ -71,6 +90,12 @@ impl PunchAnswerer {
     where
         F: FnOnce(TcpStream) + Send + 'static,
     {
+        if self.relay.active().is_some() {
+            let relay = self.relay.clone();
+            info!("punch: {from} asks for {file}; permitting it on our relay");
+            tokio::spawn(async move { relay.permit(from.ip()).await });
+            return true;
+        }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             warn!(
                 "punch: ignoring notice for {file} from {from}: {} answers already running",
@@ -81,18 +106,26 @@ impl PunchAnswerer {
         let local = self.local;
         let config = self.config.clone();
         let file = file.to_owned();
+        let (relay, rendezvous) = (self.relay.clone(), self.rendezvous.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let started = tokio::time::Instant::now();
             info!("punch: {from} asks for {file}; connecting from {local}");
             match simultaneous_open(local, from, &config).await {
                 Ok(stream) => {
                     info!("punch: connected to {from} for {file}");
+                    relay.punch_succeeded();
                     serve(stream)
                 }
                 // The requester's SYN may already have reached our listener, which then owns the
                 // one connection this 4-tuple can carry; our own attempts fail and that is fine.
+                Err(_) if rendezvous.arrived_since(from.ip(), started) => {
+                    info!("punch: {from} reached our listener itself for {file}");
+                    relay.punch_succeeded();
+                }
                 Err(e) => {
-                    info!("punch: answer to {from} for {file} ended without a connection: {e}")
+                    info!("punch: answer to {from} for {file} ended without a connection: {e}");
+                    relay.punch_failed();
                 }
             }
         });

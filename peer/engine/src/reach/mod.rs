@@ -1,5 +1,6 @@
-//! Reaching peers behind NATs: the address we announce, and TCP hole punching to reach a peer
-//! whose NAT drops connections nobody inside asked for.
+//! Reaching peers behind NATs: the address we announce, TCP hole punching to reach a peer
+//! whose NAT drops connections nobody inside asked for, router port mapping, and TURN relaying
+//! when nothing else gets through.
 //!
 //! A home router lets in only packets of connections its inside opened. When both peers sit
 //! behind such routers, neither can connect to the other's public address: the SYN is dropped.
@@ -21,25 +22,39 @@
 //! hands it to the waiting punch ("reverse connection"). Otherwise the attempts fail and the
 //! error names our NAT type as STUN sees it ([`OwnNat`]).
 //!
-//! Who does what: [`Dialer`] (the requester; the download engine's way to every peer, in
-//! [`dialer`]), [`PunchAnswerer`] + [`answer_notices`] (the target, run by every serving node,
-//! in [`answerer`]), [`simultaneous_open`] (what both sides do, in [`simultaneous`]), and
-//! [`Incoming`] (the server's end: punched connections to serve, accepted ones to offer to the
-//! rendezvous first, in [`rendezvous`]). [`own_nat`] explains a failure; [`address`] keeps the
-//! announced address true while the NAT changes its mapping.
+//! Pairs that punching cannot connect (a symmetric NAT against a filtering one) go through a
+//! TURN relay: the unreachable side holds a TCP allocation and announces the relayed address
+//! ([`relay`], protocol.txt §5); a router that forwards our port on request makes all of this
+//! unnecessary ([`port_map`]).
+//!
+//! Who does what: [`Dialer`] (the requester; the download engine's way to every peer, racing
+//! the paths, in [`dialer`]), [`PunchAnswerer`] + [`answer_notices`] (the target, run by every
+//! serving node, in [`answerer`]), [`simultaneous_open`] (what both sides do, in
+//! [`simultaneous`]), and [`Incoming`] / [`Outlet`] (the server's end: punched and relayed
+//! connections to serve, accepted ones to offer to the rendezvous first, in [`rendezvous`]).
+//! [`Presence`] starts what keeps a node reachable and composes the announced address:
+//! [`address`] (STUN over TCP and UDP, following the NAT's mapping), [`port_map`] and
+//! [`relay`]. [`own_nat`] explains a failure.
 
 pub mod address;
 pub mod answerer;
 pub mod dialer;
 pub mod own_nat;
+pub mod port_map;
+pub mod presence;
+pub mod relay;
 pub mod rendezvous;
 pub mod simultaneous;
+mod udp_probe;
 
 pub use answerer::{answer_notices, PunchAnswerer};
 pub use dialer::{DialError, Dialer};
 pub use own_nat::OwnNat;
+pub use presence::{Presence, ReachConfig};
+pub use relay::{RelayState, TurnChoice};
 pub use rendezvous::{server_hooks, Incoming, Outlet, Rendezvous};
 pub use simultaneous::{simultaneous_open, PunchConfig, PunchError};
+pub use stun::turn::Credentials;
 
 #[cfg(test)]
 mod test_support {

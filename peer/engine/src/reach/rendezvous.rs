@@ -1,7 +1,7 @@
 //! Where the server and our own punches meet: connections a punch waits for that arrive on the
 //! listener, and connections punched for a notice that the server must serve.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -9,6 +9,9 @@ use log::debug;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::relay::RelayState;
 
 /// Connections a punch expects on our listener rather than on its own socket.
 ///
@@ -21,12 +24,25 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Default)]
 pub struct Rendezvous {
     waiting: Mutex<HashMap<IpAddr, Vec<oneshot::Sender<TcpStream>>>>,
+    /// The last connections offered, newest last: lets a PUNCH answer whose own attempts
+    /// failed tell "the requester's SYN got in first" (a success) from a real failure.
+    recent: Mutex<VecDeque<(IpAddr, Instant)>>,
 }
+
+/// Connections remembered in [`Rendezvous::recent`].
+const RECENT: usize = 64;
 
 impl Rendezvous {
     /// Hands `stream` to a punch waiting for a connection from `from`'s IP; gives it back when
     /// none waits, for the server to serve.
     pub fn claim(&self, stream: TcpStream, from: SocketAddr) -> Option<TcpStream> {
+        {
+            let mut recent = self.recent.lock();
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((from.ip(), Instant::now()));
+        }
         let mut waiting = self.waiting.lock();
         let mut stream = stream;
         if let Some(list) = waiting.get_mut(&from.ip()) {
@@ -45,6 +61,14 @@ impl Rendezvous {
             waiting.remove(&from.ip());
         }
         Some(stream)
+    }
+
+    /// Whether a connection from `ip` arrived since `since`.
+    pub(super) fn arrived_since(&self, ip: IpAddr, since: Instant) -> bool {
+        self.recent
+            .lock()
+            .iter()
+            .any(|(from, at)| *from == ip && *at >= since)
     }
 
     pub(super) fn expect(&self, ip: IpAddr) -> oneshot::Receiver<TcpStream> {
@@ -76,11 +100,27 @@ impl Incoming {
     }
 }
 
-/// The other end of [`Incoming`]: where punched connections go and the shared rendezvous.
+/// The other end of [`Incoming`]: where punched and relayed connections go, the shared
+/// rendezvous, and the relay this peer holds (if any), which decides how PUNCH notices are
+/// answered.
 #[derive(Clone)]
 pub struct Outlet {
     pub punched: mpsc::Sender<TcpStream>,
     pub rendezvous: Arc<Rendezvous>,
+    pub relay: Arc<RelayState>,
+}
+
+impl Outlet {
+    /// Hands a connection that arrived other than through the listener (a relayed one) to the
+    /// punch waiting for `from`'s IP, else to the server. A full queue drops it with a warning:
+    /// the server is at its connection limit.
+    pub fn deliver(&self, stream: TcpStream, from: SocketAddr) {
+        if let Some(stream) = self.rendezvous.claim(stream, from) {
+            if self.punched.try_send(stream).is_err() {
+                log::warn!("server busy or stopped; dropping the connection of {from}");
+            }
+        }
+    }
 }
 
 /// A connected [`Incoming`] / [`Outlet`] pair for one server.
@@ -95,6 +135,7 @@ pub fn server_hooks() -> (Incoming, Outlet) {
         Outlet {
             punched: tx,
             rendezvous,
+            relay: Arc::default(),
         },
     )
 }

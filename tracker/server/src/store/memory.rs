@@ -18,12 +18,12 @@ use super::swarm::{listed_chunks, Bitfield, FileEntry, Holding};
 use super::{Announcer, Limits, Page, Quotas, StoreError, SwarmStore};
 use crate::host::Host;
 
-/// One serving address: its identity key, where its UDP socket answers (for PUNCH), the host its
-/// rows count against, when it was last heard from, and the swarms it is in (so leaving or
-/// expiring touches only those).
+/// One serving address: its identity key, where its UDP socket answers (for PUNCH; none yet
+/// when only `punch=keep` announcements were heard), the host its rows count against, when it
+/// was last heard from, and the swarms it is in (so leaving or expiring touches only those).
 struct PeerState {
     key: Option<PeerKey>,
-    udp: SocketAddr,
+    udp: Option<SocketAddr>,
     host: Host,
     last_seen: Instant,
     files: Vec<FileName>,
@@ -108,7 +108,9 @@ impl MemoryStore {
                 self.keys.insert(key, who.addr);
             }
         }
-        peer.udp = who.udp;
+        if who.udp.is_some() {
+            peer.udp = who.udp;
+        }
         peer.last_seen = now;
         Ok(true)
     }
@@ -578,7 +580,7 @@ impl SwarmStore for MemoryStore {
         }
         self.peers
             .get(&target)
-            .map(|p| p.udp)
+            .and_then(|p| p.udp)
             .ok_or(StoreError::PeerNotFound(target))
     }
 
@@ -606,7 +608,8 @@ mod tests {
         Announcer {
             addr,
             key: key.map(|k| PeerKey([k; 16])),
-            udp: addr,
+            source: addr,
+            udp: Some(addr),
         }
     }
 
@@ -682,7 +685,8 @@ mod tests {
         Announcer {
             addr: addr.parse().unwrap(),
             key: key.map(|k| PeerKey([k; 16])),
-            udp: source.parse().unwrap(),
+            source: source.parse().unwrap(),
+            udp: Some(source.parse().unwrap()),
         }
     }
 
@@ -855,6 +859,34 @@ mod tests {
                 assert_consistent(&s);
             }
         }
+    }
+
+    #[test]
+    fn keep_punch_path_announcements_never_move_where_punches_go() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let f = info("a", 4);
+        let name = f.name().clone();
+        // A one-shot command shares for a daemon that has no rows yet: no return path at all,
+        // so a punch towards it fails at once instead of going to a socket about to close.
+        let mut one_shot = who("10.0.0.1:6881", Some(7));
+        one_shot.udp = None;
+        s.share(one_shot, &f, now).unwrap();
+        assert_eq!(
+            s.punch_target(&name, one_shot.addr, now),
+            Err(StoreError::PeerNotFound(one_shot.addr))
+        );
+        // The daemon's own announcement sets it; later one-shot ones leave it alone.
+        let mut daemon = who("10.0.0.1:6881", Some(7));
+        daemon.udp = Some("10.0.0.1:40000".parse().unwrap());
+        s.heartbeat(daemon, now).unwrap();
+        s.report(one_shot, &name, &"0-1".parse().unwrap(), now)
+            .unwrap();
+        s.share(one_shot, &f, now).unwrap();
+        assert_eq!(
+            s.punch_target(&name, daemon.addr, now),
+            Ok(daemon.udp.unwrap())
+        );
     }
 
     #[test]

@@ -63,15 +63,18 @@ impl Default for Limits {
 pub struct Announcer {
     pub addr: SocketAddr,
     pub key: Option<PeerKey>,
-    /// The datagram's source: PUNCH notices go there, and its host is charged for the rows.
-    pub udp: SocketAddr,
+    /// The datagram's source: its host is charged for the rows.
+    pub source: SocketAddr,
+    /// The socket PUNCH notices for this peer go to from now on; `None` keeps the one the
+    /// peer has (`punch=keep`: a one-shot command beside the daemon that listens).
+    pub udp: Option<SocketAddr>,
 }
 
 impl Announcer {
     /// The host the announcement comes from, which quotas charge (not `addr`'s, which
     /// `--trust-ip-field` lets a host choose).
     pub fn host(&self) -> Host {
-        Host::of(self.udp.ip())
+        Host::of(self.source.ip())
     }
 }
 
