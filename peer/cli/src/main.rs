@@ -59,8 +59,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
     let Some(command) = &cli.command else {
         // Held until the console has left the swarm; a second server of --dir is refused.
-        let _serving = lock::hold(&dir)?;
-        let node = serve::start_node(global, global.node_config(), dir, tracker)?;
+        let serving = lock::hold(&dir)?;
+        let node = serve::start_server(global, dir, tracker, &serving)?;
         let presence = Arc::new(serve::start_presence(global, &node).await);
         return console::open(console::Launch {
             node,

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use peer_engine::node::lock::DirLock;
 use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
 use peer_engine::reach::Presence;
@@ -17,7 +19,8 @@ use crate::args::Global;
 use crate::output::table::{format_session, SessionStats};
 use crate::signals::stop_signal;
 
-/// Starts serving and prints the startup line tests and scripts wait for.
+/// Starts serving for one command (`peer get` without a daemon) and prints the startup line
+/// tests and scripts wait for.
 pub fn start_node(
     global: &Global,
     config: NodeConfig,
@@ -25,9 +28,29 @@ pub fn start_node(
     tracker: Arc<TrackerClient>,
 ) -> anyhow::Result<Node> {
     let node = Node::start(dir, tracker, global.listen, global.announce, config)?;
+    print_listening(&node);
+    Ok(node)
+}
+
+/// Starts the server of `dir` (daemon, console, foreground share), which holds its lock, and
+/// records it before the startup line: a `peer share` typed right after that line goes
+/// through this process even while STUN and port mapping are still under way.
+pub fn start_server(
+    global: &Global,
+    dir: Arc<ShareDir>,
+    tracker: Arc<TrackerClient>,
+    _serving: &DirLock,
+) -> anyhow::Result<Node> {
+    let node = Node::start(dir, tracker, global.listen, global.announce, global.node_config())?;
+    lock::record(&node.dir, node.announce)
+        .with_context(|| format!("cannot record this server in {}", node.dir.root().display()))?;
+    print_listening(&node);
+    Ok(node)
+}
+
+fn print_listening(node: &Node) {
     println!("peer listening on {}", node.listen);
     flush();
-    Ok(node)
 }
 
 /// Starts what keeps `node` reachable (STUN refresh, router port mapping, TURN relay); its
@@ -63,8 +86,8 @@ pub async fn share(
     }
     // One server per directory: a second would announce the same files from another port
     // under the same key, and the two would keep moving each other's rows.
-    let _serving = lock::hold(&dir)?;
-    let node = start_node(global, global.node_config(), dir.clone(), tracker.clone())?;
+    let serving = lock::hold(&dir)?;
+    let node = start_server(global, dir.clone(), tracker.clone(), &serving)?;
     // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
     // mapping and relay are under way by the time the tracker lists the file.
     let presence = start_presence(global, &node).await;
@@ -88,8 +111,8 @@ pub async fn daemon(
     tracker: Arc<TrackerClient>,
     heartbeat: u64,
 ) -> anyhow::Result<()> {
-    let _serving = lock::hold(&dir)?;
-    let node = start_node(global, global.node_config(), dir, tracker)?;
+    let serving = lock::hold(&dir)?;
+    let node = start_server(global, dir, tracker, &serving)?;
     let presence = start_presence(global, &node).await;
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
 }
