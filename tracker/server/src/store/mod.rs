@@ -20,7 +20,7 @@ use tracker_proto::{
     ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerEntry, PeerKey,
 };
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Restored, SnapshotError};
 pub use quota::Quotas;
 pub use swarm::MAX_LISTED_RANGES_BYTES;
 

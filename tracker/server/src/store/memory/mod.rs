@@ -12,7 +12,11 @@
 //! Every row change goes through `insert_row`, `set_holding` and `remove_row`, and every peer
 //! through `add_peer` and `remove_peer`, so the counters the caps and quotas read (rows,
 //! bitfield bytes, per-host usage, per-swarm members) cannot drift from the swarms.
+//!
+//! Longer than most modules: that bookkeeping is one invariant and reads best in one place
+//! (its tests and the state file are in submodules).
 
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +35,8 @@ use super::quota::{HostTable, Usage};
 use super::swarm::{listed_chunks, Bitfield, FileEntry, Holding};
 use super::{Announcer, Done, Limits, Op, Page, Quotas, StoreError, SwarmStore, Task};
 use crate::host::Host;
+
+pub use snapshot::{Restored, SnapshotError};
 
 /// Shards of the swarms: a few times more than the cores of a machine this runs on, so two
 /// receive threads rarely want the same one.
@@ -84,6 +90,8 @@ pub struct MemoryStore {
     hasher: RandomState,
     /// Every file's line in the catalogue, in name order (the order flag 6 pages through).
     catalogue: RwLock<BTreeMap<FileName, ListedFile>>,
+    /// Set by [`MemoryStore::seal`]; every batch holds it for reading while it runs.
+    sealed: RwLock<bool>,
 }
 
 fn listed(entry: &FileEntry) -> ListedFile {
@@ -108,7 +116,15 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             catalogue: RwLock::new(BTreeMap::new()),
+            sealed: RwLock::new(false),
         }
+    }
+
+    /// Stops all changes: batches running now finish, later ones are answered 1204
+    /// UNAVAILABLE and expiry stops. A tracker that is shutting down seals its store before the
+    /// final save, so nothing it acknowledged is missing from the file.
+    pub fn seal(&self) {
+        *self.sealed.write() = true;
     }
 
     /// Bytes held in partial-peer bitfields (what `--max-bitfield-mib` bounds).
@@ -828,6 +844,11 @@ fn add_peer(dir: &mut Directory, who: Announcer, now: Instant) {
 
 impl SwarmStore for MemoryStore {
     fn run(&self, tasks: &mut [Task<'_>], now: Instant) -> Vec<Result<Done, StoreError>> {
+        let sealed = self.sealed.read();
+        if *sealed {
+            let closing = StoreError::Unavailable("the tracker is shutting down".into());
+            return tasks.iter().map(|_| Err(closing.clone())).collect();
+        }
         tasks
             .iter_mut()
             .map(|task| {
@@ -840,6 +861,9 @@ impl SwarmStore for MemoryStore {
     }
 
     fn expire(&self, now: Instant) {
-        MemoryStore::expire(self, now);
+        let sealed = self.sealed.read();
+        if !*sealed {
+            MemoryStore::expire(self, now);
+        }
     }
 }

@@ -564,3 +564,217 @@ fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
     assert_eq!(rows(&s), 2);
     assert!(has_peer(&s, "10.0.0.3:1"));
 }
+
+fn catalogue(s: &MemoryStore) -> Vec<ListedFile> {
+    let mut out = Vec::new();
+    s.files(0, &mut |f| {
+        out.push(f.clone());
+        true
+    });
+    out
+}
+
+/// A store with every kind of row, key and host a state file must carry.
+fn populated(now: Instant) -> MemoryStore {
+    let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    s.share(who("10.0.0.1:6881", Some(1)), &info("movie.mkv", 300), now)
+        .unwrap();
+    s.report(
+        who("10.0.0.2:6881", Some(2)),
+        &FileName::new("movie.mkv").unwrap(),
+        &"0-9,64,200-255".parse().unwrap(),
+        now,
+    )
+    .unwrap();
+    s.join(
+        who("[2001:db8:1:2::7]:6881", None),
+        &FileName::new("movie.mkv").unwrap(),
+        now,
+    )
+    .unwrap();
+    // Announced from another host (a relay or --trust-ip-field): the host is kept as is.
+    s.share(
+        from("192.0.2.9:7000", "10.0.0.3:5000", Some(3)),
+        &info("notes.txt", 1),
+        now,
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn a_state_file_brings_back_every_row_key_and_host() {
+    let now = Instant::now();
+    let s = populated(now);
+    let bytes = s.snapshot(now);
+    let later = now + Duration::from_secs(5);
+    let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let restored = t.restore(&bytes, later).unwrap();
+    assert_eq!(
+        (restored.files, restored.peers, restored.rows),
+        (2, 4, 4),
+        "{restored:?}"
+    );
+    assert_consistent(&t);
+    for name in ["movie.mkv", "notes.txt"] {
+        assert_eq!(listing(&t, name), listing(&s, name), "{name}");
+    }
+    assert_eq!(catalogue(&t), catalogue(&s));
+    assert_eq!(t.bitfield_bytes(), s.bitfield_bytes());
+    // Keys are restored: another key may not take the address, its own key may.
+    assert_eq!(
+        t.heartbeat(who("10.0.0.2:6881", Some(9)), later),
+        Err(StoreError::Forbidden("10.0.0.2:6881".parse().unwrap()))
+    );
+    assert_eq!(t.heartbeat(who("10.0.0.2:6881", Some(2)), later), Ok(1));
+    // The charged host of the relayed peer came back, not its address's.
+    let dir = t.directory.lock();
+    let relayed = &dir.peers[&"192.0.2.9:7000".parse().unwrap()];
+    assert_eq!(relayed.host, Host::of("10.0.0.3".parse().unwrap()));
+    // Silence counts from the save, not from the load.
+    assert_eq!(relayed.last_seen, later);
+}
+
+#[test]
+fn peers_expire_after_a_restore_as_they_would_have() {
+    let now = Instant::now();
+    let s = populated(now);
+    s.heartbeat(who("10.0.0.1:6881", Some(1)), now + Duration::from_secs(60))
+        .unwrap();
+    let bytes = s.snapshot(now + Duration::from_secs(89));
+    let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let later = now + Duration::from_secs(1000);
+    t.restore(&bytes, later).unwrap();
+    assert_eq!(peer_count(&t), 4);
+    t.expire(later + Duration::from_millis(1500));
+    // Only the peer heard from 29 s before the save is left.
+    assert_eq!(peer_count(&t), 1);
+    assert!(has_peer(&t, "10.0.0.1:6881"));
+    assert_consistent(&t);
+}
+
+#[test]
+fn every_truncation_and_every_edit_of_a_state_file_is_refused() {
+    let now = Instant::now();
+    let bytes = populated(now).snapshot(now);
+    for len in 0..bytes.len() {
+        let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        assert!(
+            t.restore(&bytes[..len], now).is_err(),
+            "prefix of {len} bytes"
+        );
+        assert_eq!(peer_count(&t), 0, "a refused file loaded something");
+    }
+    for i in (0..bytes.len()).step_by(7) {
+        let mut edited = bytes.clone();
+        edited[i] ^= 0x01;
+        let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        assert!(t.restore(&edited, now).is_err(), "byte {i} flipped");
+    }
+}
+
+/// A state file is checked line by line too, as one written by hand (with a right checksum)
+/// could be wrong in any field.
+#[test]
+fn a_well_sealed_but_wrong_state_file_names_its_line() {
+    let seal = |body: &str| {
+        let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        format!("{body}end {digest}\n").into_bytes()
+    };
+    use sha2::Digest;
+    let head = "tracker-state 1\nsaved-unix-ms 1\n";
+    let id = format!("sha256:{}", "5a".repeat(32));
+    let cases = [
+        (
+            format!("{head}seed 10.0.0.1:1\n"),
+            3,
+            "a row before any file",
+        ),
+        (
+            format!("{head}file a 4096 2048 {id} 10.0.0.1\npart 10.0.0.1:1 ff\n"),
+            4,
+            "bitfield",
+        ),
+        (
+            format!("{head}file a 4096 2048 {id} 10.0.0.1\npart 10.0.0.1:1 0400000000000000\n"),
+            4,
+            "bitfield",
+        ),
+        (
+            format!("{head}file a/b 4096 2048 {id} 10.0.0.1\n"),
+            3,
+            "file name",
+        ),
+        (
+            format!("{head}peer 10.0.0.1:1 10.0.0.1 5 nokey -\n"),
+            3,
+            "not a key",
+        ),
+        (
+            format!("{head}peer 10.0.0.1:1 10.0.0.1 5 - - extra\n"),
+            3,
+            "unexpected",
+        ),
+        (format!("{head}bogus\n"), 3, "unknown record"),
+    ];
+    for (body, line, says) in cases {
+        let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+        let e = t.restore(&seal(&body), Instant::now()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("line {line}:")) && text.contains(says),
+            "{body:?}: {text}"
+        );
+    }
+    let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let e = t
+        .restore(b"{\"json\": true}\n", Instant::now())
+        .unwrap_err();
+    assert!(matches!(e, SnapshotError::NotState(_)), "{e}");
+}
+
+#[test]
+fn a_restore_under_smaller_limits_keeps_within_them_and_says_so() {
+    let now = Instant::now();
+    let bytes = populated(now).snapshot(now);
+    let limits = Limits {
+        max_rows: 2,
+        ..Limits::default()
+    };
+    let t = MemoryStore::new(Duration::from_secs(90), limits);
+    let restored = t.restore(&bytes, now).unwrap();
+    assert_eq!(restored.rows, 2);
+    assert_eq!(restored.refused_rows, 2);
+    assert_eq!(rows(&t), 2);
+    assert_consistent(&t);
+}
+
+#[test]
+fn a_sealed_store_changes_nothing_and_says_why() {
+    let now = Instant::now();
+    let s = populated(now);
+    let before = s.snapshot(now);
+    s.seal();
+    let name = FileName::new("movie.mkv").unwrap();
+    let mut tasks = [Task {
+        touch: None,
+        op: Op::Exit {
+            who: who("10.0.0.1:6881", Some(1)),
+            file: Some(&name),
+        },
+    }];
+    let done = SwarmStore::run(&s, &mut tasks, now);
+    assert!(matches!(&done[..], [Err(StoreError::Unavailable(_))]));
+    SwarmStore::expire(&s, now + Duration::from_secs(1000));
+    let after = s.snapshot(now);
+    // Only the save time line may differ.
+    let body = |b: &[u8]| -> Vec<String> {
+        String::from_utf8(b.to_vec())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("saved-unix-ms") && !l.starts_with("end "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(body(&after), body(&before));
+}
