@@ -1,0 +1,254 @@
+//! Hostile clients against a real `peer daemon` with default flags (protocol.txt §2): idle and
+//! half-open connections, clients that request and never read, malformed and out-of-range
+//! frames, wrong names and ids, duplicates, floods and lies, a thousand connections from one
+//! IP. The attacker speaks from 127.0.0.2 (loopback is all of 127/8), the honest downloader, a
+//! real `peer get`, from 127.0.0.1: each test checks that the honest download still completes
+//! byte-identical and prints the outcome with the daemon's peak RSS (VmHWM, reset before each
+//! attack) to target/tmp/hostile-figures.txt.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::raw::{self, End, Raw};
+use common::victim::{figure, mib, Daemon};
+use common::*;
+use peer_engine::manifest::{FileId, Manifest};
+use peer_engine::wire::{ErrorCode, Frame, PeerId};
+
+const NAME: &str = "f.bin";
+
+/// The attacker's address: another host, as far as the daemon can tell.
+fn attacker_ip() -> IpAddr {
+    "127.0.0.2".parse().unwrap()
+}
+
+/// A tracker and a daemon seeding one file of `size` random bytes.
+struct Lab {
+    t: TempDir,
+    _tracker_proc: Proc,
+    tracker: SocketAddr,
+    daemon: Daemon,
+    data: Vec<u8>,
+    id: FileId,
+    chunks: u32,
+    gets: u32,
+}
+
+impl Lab {
+    fn new(tag: &str, size: usize) -> Lab {
+        let t = TempDir::new(tag);
+        let (tracker_proc, tracker) = start_tracker();
+        let seed = t.sub("seed");
+        let data = random_file(&seed.join(NAME), size, size as u64 ^ 0x5eed);
+        let manifest = Manifest::from_data(&data, 2048).expect("manifest");
+        let daemon = Daemon::start(tracker, &seed, t.path(), &[NAME]);
+        Lab {
+            chunks: manifest.chunk_count(),
+            id: manifest.id(),
+            t,
+            _tracker_proc: tracker_proc,
+            tracker,
+            daemon,
+            data,
+            gets: 0,
+        }
+    }
+
+    fn connect(&self) -> Raw {
+        Raw::connect_from(attacker_ip(), self.daemon.addr).expect("connect to the daemon")
+    }
+
+    /// A connection past the handshake, as a peer that holds nothing and has sent its BITFIELD.
+    fn joined(&self) -> (Raw, PeerId) {
+        let mut c = self.connect();
+        let me = PeerId::random();
+        let greeting = c
+            .handshake(me, NAME, self.id, None)
+            .unwrap_or_else(|f| panic!("handshake refused: {f:?}"));
+        let bits = peer_engine::bitfield::Bitfield::from_wire(&greeting.bits, self.chunks)
+            .expect("the daemon's BITFIELD");
+        assert_eq!(bits.count(), self.chunks, "the daemon seeds the whole file");
+        c.send(&Frame::Bitfield(empty_bitfield(self.chunks)))
+            .expect("send BITFIELD");
+        (c, me)
+    }
+
+    /// A real `peer get --json` of the file from 127.0.0.1, with default flags; checks the file
+    /// and returns how long it took and its JSON outcome.
+    fn honest_get(&mut self) -> (Duration, serde_json::Value) {
+        self.gets += 1;
+        let dir = self.t.sub(&format!("leech{}", self.gets));
+        let started = Instant::now();
+        let out = run(peer_cmd(self.tracker, &dir).args(["get", "--json", NAME]));
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "the honest download failed under attack:\n{}\ndaemon log:\n{}",
+            stderr(&out),
+            self.daemon.log()
+        );
+        assert!(
+            std::fs::read(dir.join(NAME)).expect("downloaded file") == self.data,
+            "the honest download differs"
+        );
+        let text = stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON outcome in:\n{text}"));
+        let json = serde_json::from_str(line).expect("get --json");
+        (took, json)
+    }
+}
+
+fn empty_bitfield(chunks: u32) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(peer_engine::bitfield::Bitfield::empty(chunks).as_wire())
+}
+
+/// An attack running in its own thread until stopped.
+struct Attack<T> {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Attack<T> {
+    fn start(f: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static) -> Attack<T> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        Attack {
+            stop,
+            handle: std::thread::spawn(move || f(s)),
+        }
+    }
+
+    fn finish(self) -> T {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("attack thread")
+    }
+}
+
+/// How the connections of an idle attack ended.
+#[derive(Debug, Default)]
+struct IdleStats {
+    opened: u64,
+    /// Refused at once with ERROR 1005 (no slot).
+    refused: u64,
+    /// Closed by the server without a word after a while (its handshake deadline).
+    timed_out: u64,
+    /// The longest a connection stayed open without completing a handshake.
+    longest: Duration,
+}
+
+/// Keeps `count` connections from `ips` open to `to`, each sending `opening` and then nothing;
+/// a connection the server closes is opened again at once, as a real attacker would.
+fn idle_flood(
+    ips: Vec<IpAddr>,
+    to: SocketAddr,
+    count: usize,
+    opening: impl Fn(usize) -> Vec<u8> + Send + 'static,
+) -> Attack<IdleStats> {
+    Attack::start(move |stop| {
+        let mut stats = IdleStats::default();
+        let open = |i: usize, stats: &mut IdleStats| -> Option<Raw> {
+            let mut c = Raw::connect_from(ips[i % ips.len()], to).ok()?;
+            stats.opened += 1;
+            let _ = c.send_bytes(&opening(i));
+            Some(c)
+        };
+        let mut conns: Vec<Option<Raw>> = (0..count).map(|i| open(i, &mut stats)).collect();
+        while !stop.load(Ordering::Relaxed) {
+            for (i, slot) in conns.iter_mut().enumerate() {
+                let closed = slot.as_mut().is_none_or(|c| c.is_closed());
+                if !closed {
+                    continue;
+                }
+                if let Some(mut c) = slot.take() {
+                    let lived = c.opened.elapsed();
+                    match c.read_frame(Duration::ZERO) {
+                        Ok(Frame::Error {
+                            code: ErrorCode::ConnectionRefused,
+                            ..
+                        }) => stats.refused += 1,
+                        _ => {
+                            stats.timed_out += 1;
+                            stats.longest = stats.longest.max(lived);
+                        }
+                    }
+                }
+                *slot = open(i, &mut stats);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stats
+    })
+}
+
+#[test]
+fn idle_and_half_open_connections_from_one_host_leave_room_for_a_download() {
+    let mut lab = Lab::new("idle", 4 << 20);
+    lab.daemon.reset_peak();
+    // Half send nothing, half four bytes of a frame header (a HANDSHAKE's length) and stop.
+    let attack = idle_flood(vec![attacker_ip()], lab.daemon.addr, 300, |i| {
+        if i % 2 == 0 {
+            Vec::new()
+        } else {
+            57u32.to_be_bytes().to_vec()
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let held = lab.daemon.open_fds();
+    let (took, _) = lab.honest_get();
+    // Long enough for the handshake deadline to have closed some idle ones.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(took));
+    let stats = attack.finish();
+    lab.daemon.assert_alive();
+    assert!(stats.refused > 0, "no connection was refused: {stats:?}");
+    assert!(
+        stats.timed_out > 0 && stats.longest < Duration::from_secs(30),
+        "idle connections were not closed by the handshake deadline: {stats:?}"
+    );
+    figure(&format!(
+        "idle: 300 idle/half-open connections from 127.0.0.2, reopened when closed ({} opened, {} refused at once, {} closed by the handshake deadline, longest {:.1} s; daemon held {held} fds): honest get from 127.0.0.1 completed in {:.1} s; daemon peak RSS {}",
+        stats.opened,
+        stats.refused,
+        stats.timed_out,
+        stats.longest.as_secs_f64(),
+        took.as_secs_f64(),
+        mib(lab.daemon.peak_kib())
+    ));
+}
+
+#[test]
+fn a_thousand_connections_from_one_ip_leave_room_for_a_download() {
+    raw::allow_open_files(1500);
+    let mut lab = Lab::new("thousand", 4 << 20);
+    lab.daemon.reset_peak();
+    let started = Instant::now();
+    let mut conns: Vec<Raw> = (0..1000).map(|_| lab.connect()).collect();
+    let opened = started.elapsed();
+    // Each sends a valid HANDSHAKE: those with a slot are served, the rest refused.
+    for c in &mut conns {
+        let _ = c.send(&raw::hello(PeerId::random(), NAME, lab.id, None));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let refused = conns
+        .iter_mut()
+        .map(|c| c.is_closed())
+        .filter(|closed| *closed)
+        .count();
+    let (took, _) = lab.honest_get();
+    lab.daemon.assert_alive();
+    assert!(refused >= 1000 - 32, "only {refused} of 1000 refused");
+    figure(&format!(
+        "thousand: 1000 connections from 127.0.0.2 opened in {:.1} s, {refused} refused (per-IP cap 32): honest get from 127.0.0.1 completed in {:.1} s; daemon peak RSS {}",
+        opened.as_secs_f64(),
+        took.as_secs_f64(),
+        mib(lab.daemon.peak_kib())
+    ));
+    drop(conns);
+}
