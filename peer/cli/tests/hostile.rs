@@ -252,3 +252,32 @@ fn a_thousand_connections_from_one_ip_leave_room_for_a_download() {
     ));
     drop(conns);
 }
+
+#[test]
+fn idle_connections_from_many_hosts_cannot_fill_every_slot() {
+    let mut lab = Lab::new("idle-many", 4 << 20);
+    lab.daemon.reset_peak();
+    // 300 connections from ten addresses: more than the daemon's 256 slots, within each
+    // address's 32, all saying nothing and reopened as soon as they are closed.
+    let ips: Vec<IpAddr> = (2..12)
+        .map(|i| format!("127.0.0.{i}").parse().unwrap())
+        .collect();
+    let attack = idle_flood(ips, lab.daemon.addr, 300, |_| Vec::new());
+    std::thread::sleep(Duration::from_secs(1));
+    let held = lab.daemon.open_fds();
+    let (took, _) = lab.honest_get();
+    let stats = attack.finish();
+    lab.daemon.assert_alive();
+    assert!(
+        held >= 256,
+        "the attack did not fill the daemon's slots (it holds {held} fds)"
+    );
+    figure(&format!(
+        "idle-many: 300 silent connections from 127.0.0.2-11, reopened when closed ({} opened, {} refused at once, {} closed to make room or by the deadline; daemon held {held} fds): honest get from 127.0.0.1 completed in {:.1} s; daemon peak RSS {}",
+        stats.opened,
+        stats.refused,
+        stats.timed_out,
+        took.as_secs_f64(),
+        mib(lab.daemon.peak_kib())
+    ));
+}
