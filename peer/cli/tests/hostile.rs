@@ -18,7 +18,7 @@ use common::raw::{self, End, Raw};
 use common::victim::{figure, mib, Daemon};
 use common::*;
 use peer_engine::manifest::{FileId, Manifest};
-use peer_engine::wire::{ErrorCode, Frame, PeerId};
+use peer_engine::wire::{ChunkRun, ErrorCode, Frame, PeerId};
 
 const NAME: &str = "f.bin";
 
@@ -280,4 +280,146 @@ fn idle_connections_from_many_hosts_cannot_fill_every_slot() {
         took.as_secs_f64(),
         mib(lab.daemon.peak_kib())
     ));
+}
+
+/// What a client that asks and never reads does to the daemon.
+#[derive(Debug, Default)]
+struct GreedyStats {
+    connections: u64,
+    /// Bytes of requests the daemon took from us (it stops reading when it owes too much).
+    pushed: u64,
+    /// Connections the daemon closed on us (it drops a peer that takes none of its bytes).
+    dropped: u64,
+    /// Connections still open at the end whose first unread bytes include a CHUNK: the
+    /// daemon was serving them.
+    served: u64,
+}
+
+/// `count` connections from 127.0.0.2 that pipeline `frames` and never read a byte until the
+/// attack stops; `interested` ones say INTERESTED first, so the choker unchokes some of them. A
+/// connection the daemon drops is opened again.
+fn greedy(lab: &Lab, count: usize, interested: bool, frames: Vec<Frame>) -> Attack<GreedyStats> {
+    let (addr, id, chunks) = (lab.daemon.addr, lab.id, lab.chunks);
+    Attack::start(move |stop| {
+        let mut batch = bytes::BytesMut::new();
+        for _ in 0..64 {
+            for f in &frames {
+                f.encode(&mut batch);
+            }
+        }
+        let mut stats = GreedyStats::default();
+        let open = |stats: &mut GreedyStats| -> Option<Raw> {
+            let mut c = Raw::connect_from(attacker_ip(), addr).ok()?;
+            c.handshake(PeerId::random(), NAME, id, None).ok()?;
+            c.send(&Frame::Bitfield(empty_bitfield(chunks))).ok()?;
+            if interested {
+                c.send(&Frame::Interested).ok()?;
+            }
+            stats.connections += 1;
+            Some(c)
+        };
+        let mut conns: Vec<Option<Raw>> = (0..count).map(|_| open(&mut stats)).collect();
+        while !stop.load(Ordering::Relaxed) {
+            for slot in conns.iter_mut() {
+                let Some(c) = slot else {
+                    *slot = open(&mut stats);
+                    continue;
+                };
+                match c.push(&batch) {
+                    Ok(n) => stats.pushed += n as u64,
+                    Err(_) => {
+                        stats.dropped += 1;
+                        *slot = None;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for c in conns.iter_mut().flatten() {
+            loop {
+                match c.read_frame(Duration::from_millis(500)) {
+                    Ok(Frame::Chunk { .. }) => {
+                        stats.served += 1;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        stats
+    })
+}
+
+/// Runs a greedy attack beside an honest download, prints its figure and returns the stats.
+fn greedy_case(tag: &str, what: &str, interested: bool, frames: Vec<Frame>) -> GreedyStats {
+    let mut lab = Lab::new(tag, 8 << 20);
+    let base = lab.daemon.rss_kib();
+    lab.daemon.reset_peak();
+    let attack = greedy(&lab, 16, interested, frames);
+    // Let the backlog build up before the honest download starts.
+    std::thread::sleep(Duration::from_secs(3));
+    let (took, _) = lab.honest_get();
+    let stats = attack.finish();
+    lab.daemon.assert_alive();
+    let peak = lab.daemon.peak_kib();
+    figure(&format!(
+        "{tag}: 16 connections from 127.0.0.2 {what}, never reading ({} opened, {} dropped by the daemon, {:.1} MiB of requests taken, {} being served at the end): honest get from 127.0.0.1 completed in {:.1} s; daemon RSS {} before, peak {}",
+        stats.connections,
+        stats.dropped,
+        stats.pushed as f64 / (1 << 20) as f64,
+        stats.served,
+        took.as_secs_f64(),
+        mib(base),
+        mib(peak)
+    ));
+    // 2 MiB of answers per connection (protocol.txt §2.4) plus buffers and the honest
+    // download; an unbounded queue grows by hundreds of MiB here.
+    assert!(
+        peak < base + 16 * 6 * 1024 + 64 * 1024,
+        "the daemon's memory grew from {} to {}",
+        mib(base),
+        mib(peak)
+    );
+    stats
+}
+
+#[test]
+fn requests_never_read_while_unchoked_stay_bounded() {
+    let stats = greedy_case(
+        "greedy-unchoked",
+        "interested, pipelining REQUESTs of 64 chunks",
+        true,
+        vec![Frame::Request(ChunkRun::new(0, 64))],
+    );
+    assert!(
+        stats.served > 0,
+        "the choker unchoked none of the attackers, so this tested nothing: {stats:?}"
+    );
+}
+
+#[test]
+fn requests_never_read_while_choked_stay_bounded() {
+    greedy_case(
+        "greedy-choked",
+        "not interested (choked), pipelining REQUESTs",
+        false,
+        vec![Frame::Request(ChunkRun::new(0, 64))],
+    );
+}
+
+/// Regression: manifest answers were not counted in what a connection owes, so the daemon kept
+/// reading GET_MANIFESTs from a peer that never read, queued a blocking-pool read for each, and
+/// starved every other connection (an honest download could not get its handshake answered).
+#[test]
+fn manifest_requests_never_read_stay_bounded() {
+    greedy_case(
+        "greedy-manifest",
+        "pipelining GET_MANIFEST of 4096 hashes",
+        false,
+        vec![Frame::GetManifest {
+            start: 0,
+            count: 4096,
+        }],
+    );
 }

@@ -163,6 +163,26 @@ impl Raw {
         }
     }
 
+    /// Writes as much of `bytes` as the socket takes without waiting; returns how much, or the
+    /// error once the server has closed (or reset) the connection.
+    pub fn push(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.set_nonblocking(true)?;
+        let mut sent = 0;
+        let result = loop {
+            if sent == bytes.len() {
+                break Ok(sent);
+            }
+            match self.stream.write(&bytes[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(sent),
+                Err(e) => break Err(e),
+            }
+        };
+        self.stream.set_nonblocking(false)?;
+        result
+    }
+
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
