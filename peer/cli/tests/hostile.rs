@@ -30,6 +30,7 @@ fn attacker_ip() -> IpAddr {
 /// A tracker and a daemon seeding one file of `size` random bytes.
 struct Lab {
     t: TempDir,
+    seed: std::path::PathBuf,
     _tracker_proc: Proc,
     tracker: SocketAddr,
     daemon: Daemon,
@@ -51,6 +52,7 @@ impl Lab {
             chunks: manifest.chunk_count(),
             id: manifest.id(),
             t,
+            seed,
             _tracker_proc: tracker_proc,
             tracker,
             daemon,
@@ -422,4 +424,287 @@ fn manifest_requests_never_read_stay_bounded() {
             count: 4096,
         }],
     );
+}
+
+/// How the daemon must end a connection that misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// With this ERROR, then close.
+    Error(ErrorCode),
+    /// Closed, with or without an ERROR first.
+    Closed,
+}
+
+/// A HANDSHAKE whose NAME is `name`'s raw bytes, which need not be a valid file name.
+fn raw_hello(name: &[u8], id: FileId) -> Vec<u8> {
+    let mut payload = b"P2PW".to_vec();
+    payload.push(peer_engine::wire::VERSION);
+    payload.extend_from_slice(&PeerId::random().0);
+    payload.extend_from_slice(&id.0);
+    payload.push(name.len() as u8);
+    payload.extend_from_slice(name);
+    payload.push(0);
+    let mut bytes = raw::header(payload.len() as u32 + 1, 0x01);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn encoded(frames: &[Frame]) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    for f in frames {
+        f.encode(&mut out);
+    }
+    out.to_vec()
+}
+
+/// Sends `bytes` on `c` and checks that the daemon ends the connection as `expect` says within
+/// `limit`; returns a line for the figure and the message of its ERROR.
+fn expect_end(
+    c: &mut Raw,
+    case: &str,
+    bytes: &[u8],
+    expect: Expect,
+    limit: Duration,
+) -> (String, String) {
+    let started = Instant::now();
+    // The daemon may close before taking everything: a failed write is part of the answer.
+    let _ = c.send_bytes(bytes);
+    let (frames, end) = c.drain(limit);
+    let took = started.elapsed();
+    assert_eq!(
+        end,
+        End::Closed,
+        "{case}: the daemon kept the connection open for {limit:?} (it sent {frames:?})"
+    );
+    let error = frames.iter().rev().find_map(|f| match f {
+        Frame::Error { code, message } => Some((*code, message.clone())),
+        _ => None,
+    });
+    if let Expect::Error(code) = expect {
+        assert_eq!(
+            error.as_ref().map(|e| e.0),
+            Some(code),
+            "{case}: expected ERROR {code:?}, got {frames:?}"
+        );
+    }
+    let (said, message) = error.map_or(("closed".to_owned(), String::new()), |(code, m)| {
+        (format!("{code:?}"), m)
+    });
+    let line = format!("{case}: {said} in {:.0} ms", took.as_secs_f64() * 1000.0);
+    (line, message)
+}
+
+#[test]
+fn malformed_unexpected_and_lying_frames_are_refused_while_others_are_served() {
+    let mut lab = Lab::new("frames", 1 << 20);
+    let private = lab.t.sub("private");
+    std::fs::write(private.join("secret.txt"), b"not for you").unwrap();
+    std::os::unix::fs::symlink(private.join("secret.txt"), lab.seed.join("secret.txt"))
+        .expect("symlink into the share directory");
+    lab.daemon.reset_peak();
+    let chunks = lab.chunks;
+    let soon = Duration::from_secs(30);
+    let mut lines = Vec::new();
+    let bad_frame = Expect::Error(ErrorCode::BadFrame);
+
+    // Before the handshake: every other frame type, unknown types, bounds broken from the
+    // header. Each is refused from its first 5 bytes, without the payload being sent at all.
+    let mut before: Vec<(String, Vec<u8>)> = [
+        Frame::Bitfield(empty_bitfield(chunks)),
+        Frame::Have(vec![0]),
+        Frame::GetManifest { start: 0, count: 1 },
+        Frame::Manifest {
+            start: 0,
+            hashes: vec![[0; 32]],
+        },
+        Frame::Request(ChunkRun::new(0, 1)),
+        Frame::Chunk {
+            index: 0,
+            data: bytes::Bytes::from_static(&[0; 2048]),
+        },
+        Frame::Reject(ChunkRun::new(0, 1)),
+        Frame::Choke,
+        Frame::Unchoke,
+        Frame::Interested,
+        Frame::NotInterested,
+        Frame::KeepAlive,
+    ]
+    .into_iter()
+    .map(|f| (format!("{} before HANDSHAKE", f.name()), encoded(&[f])))
+    .collect();
+    for (case, header) in [
+        ("unknown type 0x0F", raw::header(1, 0x0f)),
+        ("unknown type 0xFF", raw::header(1, 0xff)),
+        ("LENGTH 0", raw::header(0, 0x01)),
+        ("HANDSHAKE of 330 bytes", raw::header(330, 0x01)),
+        ("HANDSHAKE of 4 GiB", raw::header(u32::MAX, 0x01)),
+        ("CHUNK header of 1 MiB", raw::header(1 << 20, 0x07)),
+    ] {
+        before.push((case.to_owned(), header));
+    }
+    for (case, bytes) in &before {
+        lines.push(expect_end(&mut lab.connect(), case, bytes, bad_frame, soon).0);
+    }
+
+    // Handshakes the daemon must refuse, and what it may say.
+    let mut wrong_id = lab.id;
+    wrong_id.0[0] ^= 1;
+    let mut old = raw::hello(PeerId::random(), NAME, lab.id, None);
+    if let Frame::Handshake { version, .. } = &mut old {
+        *version = 1;
+    }
+    let handshakes: Vec<(&str, Vec<u8>, Expect)> = vec![
+        (
+            "version 1",
+            encoded(&[old]),
+            Expect::Error(ErrorCode::UnsupportedVersion),
+        ),
+        (
+            "a name not shared",
+            raw_hello(b"nothing.bin", lab.id),
+            Expect::Error(ErrorCode::FileNotFound),
+        ),
+        (
+            "../private/secret.txt",
+            raw_hello(b"../private/secret.txt", lab.id),
+            Expect::Error(ErrorCode::FileNotFound),
+        ),
+        (
+            "a symlink to a private file",
+            raw_hello(b"secret.txt", lab.id),
+            Expect::Error(ErrorCode::FileNotFound),
+        ),
+        (
+            "the right name, a wrong id",
+            raw_hello(NAME.as_bytes(), wrong_id),
+            Expect::Error(ErrorCode::HashMismatch),
+        ),
+        (
+            "a HANDSHAKE cut after 20 bytes",
+            raw_hello(NAME.as_bytes(), lab.id)[..20].to_vec(),
+            Expect::Closed,
+        ),
+    ];
+    // A refusal never reveals the id of the file the daemon has under that name.
+    let real_hex = lab.id.to_string().trim_start_matches("sha256:").to_owned();
+    for (case, bytes, expect) in &handshakes {
+        let (line, message) = expect_end(&mut lab.connect(), case, bytes, *expect, soon);
+        assert!(
+            !message.contains(&real_hex),
+            "{case}: the refusal revealed the file's id: {message}"
+        );
+        lines.push(line);
+    }
+
+    // After the handshake (and our BITFIELD): out-of-range, unrequested and lying frames.
+    let after: Vec<(&str, Vec<Frame>, Expect)> = vec![
+        (
+            "REQUEST past the last chunk",
+            vec![Frame::Request(ChunkRun::new(chunks, 1))],
+            bad_frame,
+        ),
+        (
+            "REQUEST running past the end",
+            vec![Frame::Request(ChunkRun::new(chunks - 1, 2))],
+            bad_frame,
+        ),
+        (
+            "HAVE past the last chunk",
+            vec![Frame::Have(vec![chunks])],
+            bad_frame,
+        ),
+        (
+            "HAVE flood (the same chunk 100 times)",
+            vec![Frame::Have(vec![0; 100])],
+            bad_frame,
+        ),
+        (
+            "unrequested CHUNK",
+            vec![Frame::Chunk {
+                index: 0,
+                data: bytes::Bytes::from_static(&[0; 2048]),
+            }],
+            bad_frame,
+        ),
+        (
+            "unrequested REJECT",
+            vec![Frame::Reject(ChunkRun::new(0, 1))],
+            bad_frame,
+        ),
+        (
+            "a second BITFIELD",
+            vec![Frame::Bitfield(empty_bitfield(chunks))],
+            bad_frame,
+        ),
+        (
+            "a second HANDSHAKE",
+            vec![raw::hello(PeerId::random(), NAME, lab.id, None)],
+            bad_frame,
+        ),
+    ];
+    for (case, frames, expect) in &after {
+        let (mut c, _) = lab.joined();
+        lines.push(expect_end(&mut c, case, &encoded(frames), *expect, soon).0);
+    }
+    // BITFIELD lies: the wrong length, spare bits set.
+    let mut long = empty_bitfield(chunks).to_vec();
+    long.push(0);
+    let mut spare = empty_bitfield(chunks + 1).to_vec();
+    *spare.last_mut().unwrap() = 0xff;
+    for (case, bits) in [
+        ("a BITFIELD one byte too long", long),
+        ("a BITFIELD with spare bits set", spare),
+    ] {
+        let mut c = lab.connect();
+        c.handshake(PeerId::random(), NAME, lab.id, None)
+            .expect("handshake");
+        let frame = Frame::Bitfield(bytes::Bytes::from(bits));
+        lines.push(expect_end(&mut c, case, &encoded(&[frame]), bad_frame, soon).0);
+    }
+
+    // A duplicate: the same peer id again from the same IP; the older connection goes.
+    let (mut first, me) = lab.joined();
+    let mut second = lab.connect();
+    second
+        .handshake(me, NAME, lab.id, None)
+        .expect("the newer duplicate is accepted");
+    lines.push(
+        expect_end(
+            &mut first,
+            "a duplicate connection (the older one)",
+            &[],
+            Expect::Error(ErrorCode::Duplicate),
+            soon,
+        )
+        .0,
+    );
+    assert!(!second.is_closed(), "the newer duplicate was closed too");
+    // The daemon's own peer id: a connection to itself.
+    let mut c = lab.connect();
+    let own = c
+        .handshake(PeerId::random(), NAME, lab.id, None)
+        .expect("handshake")
+        .peer_id;
+    c.close();
+    let mut c = lab.connect();
+    lines.push(
+        expect_end(
+            &mut c,
+            "a HANDSHAKE with the daemon's own peer id",
+            &encoded(&[raw::hello(own, NAME, lab.id, None)]),
+            Expect::Error(ErrorCode::Duplicate),
+            soon,
+        )
+        .0,
+    );
+
+    let (took, _) = lab.honest_get();
+    lab.daemon.assert_alive();
+    figure(&format!(
+        "frames: {} hostile connections from 127.0.0.2 each ended as the protocol says ({}); then an honest get from 127.0.0.1 completed in {:.1} s; daemon peak RSS {}",
+        lines.len() + 1,
+        lines.join("; "),
+        took.as_secs_f64(),
+        mib(lab.daemon.peak_kib())
+    ));
 }

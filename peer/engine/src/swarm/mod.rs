@@ -545,7 +545,7 @@ impl Swarm {
             if !keep_new {
                 return Err(Refusal::Duplicate);
             }
-            existing.close();
+            existing.replace();
         } else if state.links.len() >= self.local.config.max_peers {
             return Err(Refusal::Full);
         }

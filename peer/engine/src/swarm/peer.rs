@@ -146,6 +146,15 @@ pub(super) async fn run(
         log::warn!("{addr}: dropped for {}: {why}", swarm.name);
         let addrs: Vec<SocketAddr> = [Some(addr), link.listen].into_iter().flatten().collect();
         swarm.ban(remote.peer_id, &addrs);
+        // Tell the peer why (protocol.txt §2.4: a bad frame is ERROR 2001 and close).
+        task.writer.send_error(ErrorCode::BadFrame, why).await;
+    } else if link.is_replaced() {
+        task.writer
+            .send_error(
+                ErrorCode::Duplicate,
+                "a newer connection between the same peers replaced this one",
+            )
+            .await;
     }
     result.map(|()| LinkOutcome {
         delivered: link.received(),
@@ -404,10 +413,6 @@ impl Task {
     fn on_request(&mut self, run: ChunkRun) -> Result<(), PeerError> {
         let total = self.swarm.manifest.chunk_count();
         if run.first >= total || run.count > total - run.first {
-            self.writer.queue(&Frame::Error {
-                code: ErrorCode::BadFrame,
-                message: format!("request {}+{} beyond {total} chunks", run.first, run.count),
-            });
             return Err(PeerError::Hostile(format!(
                 "REQUEST {}+{} beyond {total} chunks",
                 run.first, run.count
