@@ -11,6 +11,7 @@ mod signals;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Parser;
 use peer_engine::download::DownloadConfig;
 use peer_engine::name::ShareName;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let global = &cli.global;
     let dir = Arc::new(ShareDir::open(&global.dir)?);
     let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
