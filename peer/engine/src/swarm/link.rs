@@ -37,6 +37,8 @@ pub(super) struct Link {
     closing: AtomicBool,
     /// A newer connection between the same peers took this one's place (protocol.txt §2.4).
     replaced: AtomicBool,
+    /// The peer has taken none of the bytes we owe it for a while: an upload slot is wasted on it.
+    stalled: AtomicBool,
     wake: Notify,
 }
 
@@ -65,6 +67,7 @@ impl Link {
             unchoked_now: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -152,6 +155,14 @@ impl Link {
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    pub fn set_stalled(&self, v: bool) {
+        self.stalled.store(v, Ordering::Relaxed);
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
     }
 
     /// Asks the task to end the connection as the duplicate of a newer one.
