@@ -41,7 +41,13 @@ pub fn start_server(
     tracker: Arc<TrackerClient>,
     _serving: &DirLock,
 ) -> anyhow::Result<Node> {
-    let node = Node::start(dir, tracker, global.listen, global.announce, global.node_config())?;
+    let node = Node::start(
+        dir,
+        tracker,
+        global.listen,
+        global.announce,
+        global.node_config(),
+    )?;
     lock::record(&node.dir, node.announce)
         .with_context(|| format!("cannot record this server in {}", node.dir.root().display()))?;
     print_listening(&node);
