@@ -142,7 +142,9 @@ async fn lie_to(
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![run.first]));
                     // A length no frame may have, then a few bytes of nothing.
-                    conn.queue_encoded(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]));
+                    conn.queue_encoded(Bytes::from_static(&[
+                        0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3,
+                    ]));
                     conn.flush().await?;
                     return Ok(());
                 }
