@@ -11,6 +11,7 @@ mod signals;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Parser;
 use peer_engine::download::DownloadConfig;
 use peer_engine::name::ShareName;
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
     };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    // Transfers take fractions of a second: log lines a person compares need milliseconds.
+    logger.format_timestamp_millis();
     if cli.command.is_none() {
         logger.target(env_logger::Target::Pipe(Box::new(
             console::output::LogWriter,
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let global = &cli.global;
     let dir = Arc::new(ShareDir::open(&global.dir)?);
     let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
@@ -106,10 +110,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             give_up,
             stall_timeout,
             json,
+            recheck,
         } => {
             let options = GetOptions {
                 give_up: *give_up,
                 stall_timeout: *stall_timeout,
+                recheck: *recheck,
                 format: Format::json_if(*json),
             };
             commands::get::get(global, dir, tracker, names, &options).await?

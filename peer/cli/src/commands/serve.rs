@@ -41,7 +41,13 @@ pub fn start_server(
     tracker: Arc<TrackerClient>,
     _serving: &DirLock,
 ) -> anyhow::Result<Node> {
-    let node = Node::start(dir, tracker, global.listen, global.announce, global.node_config())?;
+    let node = Node::start(
+        dir,
+        tracker,
+        global.listen,
+        global.announce,
+        global.node_config(),
+    )?;
     lock::record(&node.dir, node.announce)
         .with_context(|| format!("cannot record this server in {}", node.dir.root().display()))?;
     print_listening(&node);
@@ -148,7 +154,7 @@ async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     let uploads = node.uploads().clone();
     let started = Instant::now();
-    let result = daemon::run_until(node, heartbeat, presence.announce(), stop_signal()?).await;
+    let result = daemon::run_until(node, heartbeat, presence.announce(), stop_signal()).await;
     presence.stop().await;
     result?;
     print(&format_session(&SessionStats {

@@ -24,6 +24,12 @@ pub enum Lie {
     Garbage,
     /// Takes requests and never answers them (a stalled peer).
     Silent,
+    /// Claims every chunk, unchokes, then rejects every request (a BITFIELD lie).
+    FalseClaims,
+    /// Sends a chunk (a correct one) nobody asked for.
+    UnrequestedChunk,
+    /// Announces every chunk, then repeats HAVEs of chunks it already announced.
+    HaveFlood,
 }
 
 /// A running liar; it lives as long as the test process.
@@ -100,6 +106,19 @@ async fn lie_to(
     conn.queue(&Frame::Bitfield(Bytes::copy_from_slice(field.as_wire())));
     // Serves whoever asks, as an honest seeder with a free upload slot would.
     conn.queue(&Frame::Unchoke);
+    match lie {
+        Lie::UnrequestedChunk => conn.queue(&Frame::Chunk {
+            index: 0,
+            data: Bytes::copy_from_slice(&data[..manifest.chunk_len(0)]),
+        }),
+        Lie::HaveFlood => {
+            let announced: Vec<u32> = (0..manifest.chunk_count().min(100)).collect();
+            for _ in 0..10 {
+                conn.queue(&Frame::Have(announced.clone()));
+            }
+        }
+        _ => {}
+    }
     conn.flush().await?;
     loop {
         match conn.read_frame().await? {
@@ -118,11 +137,14 @@ async fn lie_to(
                 conn.queue(&Frame::Manifest { start, hashes });
             }
             Frame::Request(_) if lie == Lie::Silent => {}
+            Frame::Request(run) if lie == Lie::FalseClaims => conn.queue(&Frame::Reject(run)),
             Frame::Request(run) => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![run.first]));
-                    conn.out()
-                        .extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]);
+                    // A length no frame may have, then a few bytes of nothing.
+                    conn.queue_encoded(Bytes::from_static(&[
+                        0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3,
+                    ]));
                     conn.flush().await?;
                     return Ok(());
                 }

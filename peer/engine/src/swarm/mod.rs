@@ -77,8 +77,8 @@ impl Default for SwarmConfig {
             max_peers: 40,
             upload_slots: DEFAULT_SLOTS,
             upload_rate: None,
-            window: 512,
-            run_len: 32,
+            window: 1024,
+            run_len: 128,
             stall_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(90),
             keepalive: Duration::from_secs(30),
@@ -405,7 +405,14 @@ impl Swarm {
         let mut state = self.state.lock();
         state.write_error.get_or_insert(error);
         drop(state);
+        self.have_seq.send_modify(|_| ());
         self.stop.cancel();
+    }
+
+    /// Changes each time chunks become verified here or a write fails: whoever waits for the
+    /// download to complete looks again at once instead of at its next tick.
+    pub fn changes(&self) -> watch::Receiver<usize> {
+        self.have_seq.subscribe()
     }
 
     /// The write error that stopped the download, if one did.
@@ -545,7 +552,7 @@ impl Swarm {
             if !keep_new {
                 return Err(Refusal::Duplicate);
             }
-            existing.close();
+            existing.replace();
         } else if state.links.len() >= self.local.config.max_peers {
             return Err(Refusal::Full);
         }
@@ -621,6 +628,7 @@ impl Swarm {
                 received: l.take_round_received(),
                 received_total: l.received(),
                 sent: l.sent(),
+                stalled: l.stalled(),
             })
             .collect();
         let unchoked = state.choker.rechoke(&candidates, seeding, &mut rand::rng());
@@ -635,6 +643,21 @@ impl Swarm {
                 .map(|l| l.listen.unwrap_or(l.addr).to_string())
                 .collect();
             log::debug!("{}: rechoke: uploading to {}", self.name, names.join(", "));
+        }
+    }
+
+    /// An unchoked peer stopped taking our bytes: its slot goes at once to the interested peer
+    /// waiting for one that we sent the least, instead of idling until the next period.
+    fn replace_stalled(&self, stalled: &Link) {
+        let state = self.state.lock();
+        stalled.set_unchoked(false);
+        let next = state
+            .links
+            .values()
+            .filter(|l| l.peer_interested() && !l.unchoked() && !l.stalled())
+            .min_by_key(|l| l.sent());
+        if let Some(next) = next {
+            next.set_unchoked(true);
         }
     }
 
