@@ -31,10 +31,11 @@ pub enum ErrorCode {
     Forbidden,
     CapacityExceeded,
     RateLimited,
+    Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::PeerNotFound,
         ErrorCode::FileNotFound,
         ErrorCode::ChunkNotAvailable,
@@ -55,6 +56,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::CapacityExceeded,
         ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
     ];
 
     pub fn code(self) -> u16 {
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 1201,
             ErrorCode::CapacityExceeded => 1202,
             ErrorCode::RateLimited => 1203,
+            ErrorCode::Unavailable => 1204,
         }
     }
 
@@ -104,6 +107,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::CapacityExceeded => "CAPACITY_EXCEEDED",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 

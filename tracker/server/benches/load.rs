@@ -1,16 +1,24 @@
 //! Load benchmark: the release `tracker` binary on loopback under a mix of flags 1, 3 and 6
-//! (40/40/20) from many simulated peers. Prints requests/s, latency percentiles and the
-//! tracker's RSS.
+//! (40/40/20) from many simulated peers, measured against a null responder in the same run.
+//! Prints requests/s, latency percentiles, CPU per request and RSS for each, and the tracker's
+//! ratio to the null responder.
 //!
-//! Phase 1 (capacity): closed loop, each client thread keeps a window of requests in flight.
-//! Phase 2 (latency): open loop at a fixed rate (default: half the phase-1 figure) in 250 µs
-//! batches, so latency is measured without the closed loop's own queueing.
+//! The null responder is the ceiling: the same SO_REUSEPORT sockets (`bind_sockets`), the same
+//! `recvmmsg`/`sendmmsg` batches, and for every request a fixed `RESPONSE 6 files=0 tid=N`,
+//! with no parsing beyond the tid and no store. It is this benchmark run again as a child
+//! process (`LOAD_NULL_RESPONDER` set), so it can be pinned like the tracker.
+//!
+//! Per target, phase 1 (capacity): closed loop, each client thread keeps a window of requests
+//! in flight. Phase 2 (latency): open loop at a fixed rate (default: half that target's phase-1
+//! figure) in 250 µs batches, so latency is measured without the closed loop's own queueing.
 //!
 //! Environment: LOAD_SCENARIO (`default` or `heavy`, see [`request`]), LOAD_SECS (default 5),
 //! LOAD_CLIENTS (phase-1 client sockets, default 4), LOAD_WINDOW (in flight per client in phase
 //! 1, default 32), LOAD_RATE (phase-2 requests/s), LOAD_RATE_CLIENTS (phase-2 client sockets,
 //! default 2: every client is a sender and a receiver thread on the tracker's own cores, and with
-//! 8 of them on a 2-core machine the generator's scheduling delays, not the tracker, set the tail), LOAD_WORKERS (tracker --workers, default: its own default).
+//! 8 of them on a 2-core machine the generator's scheduling delays, not the tracker, set the
+//! tail), LOAD_WORKERS (tracker --workers, default: its own default), LOAD_PIN=1 (one worker
+//! pinned to CPU 0 with `taskset`, the generator to CPU 1, as issue 15 measured).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -20,6 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracker::batch::{send_all, RecvBatch};
+
+/// Set in the environment of the child that is the null responder.
+const NULL_RESPONDER: &str = "LOAD_NULL_RESPONDER";
 
 const FILES: usize = 100;
 const PEERS: u16 = 1000;
@@ -43,17 +54,52 @@ impl Drop for TrackerProcess {
     }
 }
 
-fn start_tracker() -> (TrackerProcess, SocketAddr) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracker"));
-    // The 1,000 simulated peers all come from 127.0.0.1 but stand for a host each: one host's
-    // default share of the caps (10 %) would refuse a full heavy swarm.
-    cmd.args(["--bind", "127.0.0.1:0", "--ip-share", "100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Ok(w) = std::env::var("LOAD_WORKERS") {
-        cmd.args(["--workers", &w]);
+/// What is measured: the tracker, or the null responder (the ceiling).
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Null,
+    Tracker,
+}
+
+fn pinned() -> bool {
+    std::env::var("LOAD_PIN").is_ok_and(|v| v == "1")
+}
+
+fn start(target: Target) -> (TrackerProcess, SocketAddr) {
+    let exe = match target {
+        Target::Tracker => std::path::PathBuf::from(env!("CARGO_BIN_EXE_tracker")),
+        Target::Null => std::env::current_exe().expect("the benchmark's own path"),
+    };
+    let mut cmd = if pinned() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    match target {
+        // The 1,000 simulated peers all come from 127.0.0.1 but stand for a host each: one
+        // host's default share of the caps (10 %) would refuse a full heavy swarm.
+        Target::Tracker => {
+            cmd.args(["--bind", "127.0.0.1:0", "--ip-share", "100"]);
+        }
+        Target::Null => {
+            cmd.env(NULL_RESPONDER, "1");
+        }
     }
-    let mut child = cmd.spawn().expect("start tracker");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let workers = if pinned() {
+        Some("1".to_string())
+    } else {
+        std::env::var("LOAD_WORKERS").ok()
+    };
+    if let Some(w) = workers {
+        match target {
+            Target::Tracker => cmd.args(["--workers", &w]),
+            Target::Null => cmd.env("LOAD_WORKERS", &w),
+        };
+    }
+    let mut child = cmd.spawn().expect("start the measured process");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -65,6 +111,48 @@ fn start_tracker() -> (TrackerProcess, SocketAddr) {
         .and_then(|a| a.parse().ok())
         .expect("address in startup line");
     (TrackerProcess(child), addr)
+}
+
+/// The null responder's life: the tracker's sockets and batching, a fixed answer per request.
+fn null_responder() -> ! {
+    let workers = env_or(
+        "LOAD_WORKERS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let sockets =
+        tracker::bind_sockets("127.0.0.1:0".parse().unwrap(), workers).expect("bind sockets");
+    println!(
+        "null responder listening on {}",
+        sockets[0].local_addr().unwrap()
+    );
+    let threads: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| {
+            std::thread::spawn(move || {
+                let mut batch = RecvBatch::new();
+                let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+                loop {
+                    let Ok(n) = batch.recv(&socket) else { continue };
+                    out.clear();
+                    for (datagram, from) in (0..n).filter_map(|i| batch.get(i)) {
+                        let tid = request_tid(datagram).unwrap_or(0);
+                        out.push((from, format!("RESPONSE 6 files=0 tid={tid}").into_bytes()));
+                    }
+                    send_all(&socket, &out);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    std::process::exit(1)
+}
+
+/// The `tid=` of a request (its last token, as this benchmark sends them).
+fn request_tid(request: &[u8]) -> Option<u32> {
+    let at = request.windows(5).rposition(|w| w == b" tid=")?;
+    std::str::from_utf8(&request[at + 5..]).ok()?.parse().ok()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -176,8 +264,20 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e6
 }
 
-fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cpu: f64) {
+/// What one phase measured, for the ratios.
+struct Figures {
+    rate: f64,
+    p99_ms: f64,
+    cpu_us: f64,
+}
+
+fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cpu: f64) -> Figures {
     stats.latencies_ns.sort_unstable();
+    let figures = Figures {
+        rate: stats.answered as f64 / secs,
+        p99_ms: percentile(&stats.latencies_ns, 0.99),
+        cpu_us: tracker_cpu * 1e6 / stats.answered.max(1) as f64,
+    };
     println!(
         "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, tracker RSS {} KiB, tracker CPU {:.1} µs per request ({:.0}% of a core)",
         stats.answered as f64 / secs,
@@ -190,6 +290,7 @@ fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cp
         tracker_cpu * 1e6 / stats.answered.max(1) as f64,
         tracker_cpu / secs * 100.0
     );
+    figures
 }
 
 /// Closed loop: `window` requests in flight per client socket. Clients batch their system
@@ -345,6 +446,9 @@ fn merge(threads: Vec<std::thread::JoinHandle<Stats>>) -> Stats {
 }
 
 fn main() {
+    if std::env::var_os(NULL_RESPONDER).is_some() {
+        null_responder();
+    }
     let secs: f64 = env_or("LOAD_SECS", 5.0);
     let clients: usize = env_or("LOAD_CLIENTS", 4);
     let window: usize = env_or("LOAD_WINDOW", 32);
@@ -352,29 +456,63 @@ fn main() {
     // address hash, and a few sources can land unevenly.
     let rate_clients: usize = env_or("LOAD_RATE_CLIENTS", 2);
     let heavy = std::env::var("LOAD_SCENARIO").is_ok_and(|s| s == "heavy");
-    let (process, tracker) = start_tracker();
-    let pid = process.0.id();
-    populate(tracker);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if pinned() {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; pid 0 is this thread,
+        // whose later children (the client threads) inherit the mask.
+        let ok = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(1, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        assert!(ok, "cannot pin the generator to CPU 1");
+    }
     println!(
-        "tracker load benchmark ({} scenario): {FILES} files, {PEERS} simulated reporting peers, mix 40% flag 1 / 40% flag 3 / 20% flag 6, {clients} client sockets, {} CPUs",
+        "tracker load benchmark ({} scenario): {FILES} files, {PEERS} simulated reporting peers, mix 40% flag 1 / 40% flag 3 / 20% flag 6, {clients} client sockets, {} CPUs, {}",
         if heavy { "heavy" } else { "default" },
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        cpus,
+        if pinned() {
+            "1 worker pinned to CPU 0, generator on CPU 1"
+        } else {
+            "unpinned"
+        }
     );
-    let cpu = cpu_secs(pid);
-    let stats = capacity(tracker, clients, window, secs, heavy);
-    let cpu = cpu_secs(pid) - cpu;
-    let max_rate = stats.answered as f64 / secs;
-    let label = format!("capacity (closed loop, window {window}/client)");
-    report(&label, stats, secs, pid, cpu);
-    let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
-    let cpu = cpu_secs(pid);
-    let stats = fixed_rate(tracker, rate_clients, rate, secs, heavy);
-    let cpu = cpu_secs(pid) - cpu;
-    report(
-        &format!("fixed rate {rate} requests/s (open loop)"),
-        stats,
-        secs,
-        pid,
-        cpu,
+    let mut figures = Vec::new();
+    for (target, name) in [
+        (Target::Null, "null responder"),
+        (Target::Tracker, "tracker"),
+    ] {
+        let (process, addr) = start(target);
+        let pid = process.0.id();
+        populate(addr);
+        let cpu = cpu_secs(pid);
+        let stats = capacity(addr, clients, window, secs, heavy);
+        let cpu = cpu_secs(pid) - cpu;
+        let max_rate = stats.answered as f64 / secs;
+        let label = format!("{name}: capacity (closed loop, window {window}/client)");
+        let full = report(&label, stats, secs, pid, cpu);
+        let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
+        let cpu = cpu_secs(pid);
+        let stats = fixed_rate(addr, rate_clients, rate, secs, heavy);
+        let cpu = cpu_secs(pid) - cpu;
+        let half = report(
+            &format!("{name}: fixed rate {rate} requests/s (open loop)"),
+            stats,
+            secs,
+            pid,
+            cpu,
+        );
+        figures.push((full, half));
+    }
+    let (null, tracker) = (&figures[0], &figures[1]);
+    println!(
+        "tracker / null responder: {:.2} of the requests/s ({:.0} / {:.0}); CPU per request {:.1} µs / {:.1} µs; p99 at half load {:.3} ms / {:.3} ms",
+        tracker.0.rate / null.0.rate,
+        tracker.0.rate,
+        null.0.rate,
+        tracker.0.cpu_us,
+        null.0.cpu_us,
+        tracker.1.p99_ms,
+        null.1.p99_ms
     );
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tracker::store::{Announcer, Limits, MemoryStore, SwarmStore};
+use tracker::store::{Announcer, Limits, MemoryStore};
 use tracker::{ServerConfig, Tracker};
 use tracker_proto::{ChunkRanges, FileId, FileInfo, FileName};
 
@@ -58,7 +58,7 @@ fn big_swarm() {
     const CHUNKS: u32 = 524_288;
     let base = LIVE.load(Ordering::Relaxed);
     let now = Instant::now();
-    let mut store = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let store = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let name = FileName::new("one-gib.bin").unwrap();
     let info = FileInfo::new(
         name.clone(),

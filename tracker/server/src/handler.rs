@@ -2,8 +2,10 @@
 //! answer datagram (or deliberate silence) and relays PUNCH notices.
 //!
 //! [`Tracker::handle`] is the whole protocol decision: bytes and source in, an [`Outcome`] out
-//! ([`Tracker::handle_batch`] does many under one lock of the store), so tests and benches need
-//! no sockets. Answers never amplify towards an unverified source (protocol.txt §1.6).
+//! ([`Tracker::handle_batch`] does a receive batch, handing the store all of its work at once),
+//! so tests and benches need no sockets. Every trust rule (cookies, whose addresses a source may
+//! announce, PUNCH origins, rate limits) is applied here, before the store sees a request;
+//! answers never amplify towards an unverified source (protocol.txt §1.6).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -20,7 +22,7 @@ use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
 use crate::host::Host;
 use crate::rate_limit::{PunchLimiter, Refusal};
-use crate::store::{Announcer, MemoryStore, StoreError, SwarmStore};
+use crate::store::{Announcer, Done, MemoryStore, Op, StoreError, SwarmStore, Task};
 
 /// What to send after handling one datagram.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -34,9 +36,7 @@ pub struct Outcome {
 /// The tracker's state and request logic.
 pub struct Tracker<S: SwarmStore = MemoryStore> {
     config: ServerConfig,
-    /// parking_lot's lock does not poison: a panic while handling one request cannot stop the
-    /// service, and no store change is half-made in a way that matters more than stopping would.
-    store: Mutex<S>,
+    store: S,
     cookies: CookieJar,
     punches: Mutex<PunchLimiter>,
 }
@@ -65,7 +65,7 @@ impl<S: SwarmStore> Tracker<S> {
     pub fn with_store(config: ServerConfig, store: S) -> Self {
         Tracker {
             config,
-            store: Mutex::new(store),
+            store,
             cookies: CookieJar::new(),
             punches: Mutex::new(PunchLimiter::new()),
         }
@@ -75,9 +75,14 @@ impl<S: SwarmStore> Tracker<S> {
         &self.config
     }
 
+    /// The store the tracker answers from.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// Frees the rows of peers silent for longer than the TTL.
     pub fn expire(&self, now: Instant) {
-        self.store.lock().expire(now);
+        self.store.expire(now);
         self.punches.lock().forget_idle(now);
     }
 
@@ -85,13 +90,16 @@ impl<S: SwarmStore> Tracker<S> {
     pub fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) -> Outcome {
         match self.prepare(datagram, source) {
             Prepared::Done(outcome) => outcome,
-            Prepared::Apply(p) => self.finish(&mut self.store.lock(), p, now),
+            Prepared::Apply(p) => {
+                let p = [p];
+                self.finish(&p, now).pop().unwrap_or_default()
+            }
         }
     }
 
-    /// Handles many datagrams, taking the store's lock once for all of them: receive threads
-    /// would otherwise contend for it on every request. Answers (and PUNCH notices) are
-    /// appended to `out` as (destination, datagram).
+    /// Handles many datagrams, handing the store the work of all of them at once (one round
+    /// trip for a store behind a network). Answers (and PUNCH notices) are appended to `out`
+    /// as (destination, datagram).
     pub fn handle_batch<'a>(
         &self,
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
@@ -108,11 +116,8 @@ impl<S: SwarmStore> Tracker<S> {
         if pending.is_empty() {
             return;
         }
-        let mut store = self.store.lock();
-        for p in pending {
-            let reply_to = p.reply_to;
-            let outcome = self.finish(&mut store, p, now);
-            push_outcome(out, reply_to, outcome);
+        for (p, outcome) in pending.iter().zip(self.finish(&pending, now)) {
+            push_outcome(out, p.reply_to, outcome);
         }
     }
 
@@ -168,12 +173,62 @@ impl<S: SwarmStore> Tracker<S> {
         })
     }
 
-    /// Applies a parsed request to the store and renders the answer.
-    fn finish(&self, store: &mut S, p: Parsed, now: Instant) -> Outcome {
-        let mut punch = None;
+    /// Plans every parsed request, runs the store's part of all of them at once, and renders
+    /// each answer.
+    fn finish(&self, batch: &[Parsed], now: Instant) -> Vec<Outcome> {
+        let mut bodies: Vec<Option<PageBody>> = batch.iter().map(|_| None).collect();
+        let mut planned = Vec::with_capacity(batch.len());
+        let mut results = {
+            let mut tasks = Vec::with_capacity(batch.len());
+            for (p, body) in batch.iter().zip(bodies.iter_mut()) {
+                planned.push(match self.plan(p, body) {
+                    Ok(Some(task)) => {
+                        tasks.push(task);
+                        Ok(Some(tasks.len() - 1))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                });
+            }
+            if tasks.is_empty() {
+                Vec::new()
+            } else {
+                self.store.run(&mut tasks, now)
+            }
+        }
+        .into_iter()
+        .map(Some)
+        .collect::<Vec<_>>();
+        batch
+            .iter()
+            .zip(planned)
+            .zip(bodies)
+            .map(|((p, plan), body)| {
+                let mut punch = None;
+                let answer = match plan {
+                    Err(e) => Err(e),
+                    Ok(None) => Ok(Answer::Kind(ResponseKind::Relay(
+                        self.relay_offer(p.source.ip()),
+                    ))),
+                    Ok(Some(i)) => match results.get_mut(i).and_then(Option::take) {
+                        Some(done) => self.render(p, done, body, now, &mut punch),
+                        None => Err(unavailable("the store gave no answer")),
+                    },
+                };
+                self.outcome(p, answer, punch)
+            })
+            .collect()
+    }
+
+    /// The answer datagram for `answer`, guarded against amplification.
+    fn outcome(
+        &self,
+        p: &Parsed,
+        answer: Result<Answer, (ErrorCode, String)>,
+        punch: Option<(SocketAddr, Vec<u8>)>,
+    ) -> Outcome {
         let tid = p.request.tid;
-        let applied = self.apply(store, &p, now, &mut punch);
-        let (text, is_error) = match applied {
+        let (text, is_error) = match answer {
             Ok(Answer::Text(text)) => (text, false),
             Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
             Err((code, text)) => {
@@ -324,15 +379,14 @@ impl<S: SwarmStore> Tracker<S> {
         })
     }
 
-    fn apply(
+    /// The store's part of a request, after the trust rules; `None` for a request the store
+    /// has no part in.
+    fn plan<'a>(
         &self,
-        store: &mut S,
-        parsed: &Parsed,
-        now: Instant,
-        punch: &mut Option<(SocketAddr, Vec<u8>)>,
-    ) -> Result<Answer, (ErrorCode, String)> {
+        parsed: &'a Parsed,
+        body: &'a mut Option<PageBody>,
+    ) -> Result<Option<Task<'a>>, (ErrorCode, String)> {
         let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
-        let store_err = |e: StoreError| (e.code(), e.to_string());
         let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
             Ok(Announcer {
                 addr: self.announced(addr, source)?,
@@ -341,13 +395,14 @@ impl<S: SwarmStore> Tracker<S> {
                 udp: (!request.keep_punch_path).then_some(reply_to),
             })
         };
-        if request.kind.announce().is_none() && parsed.verified {
-            if let Some(key) = &request.key {
-                store.touch_key(key, now);
-            }
-        }
+        let touch = if request.kind.announce().is_none() && parsed.verified {
+            request.key
+        } else {
+            None
+        };
         let max = self.config.max_response_bytes;
-        Ok(Answer::Kind(match &request.kind {
+        let tid = request.tid;
+        let op = match &request.kind {
             RequestKind::Peers {
                 file,
                 announce,
@@ -360,77 +415,111 @@ impl<S: SwarmStore> Tracker<S> {
             } => {
                 let refresh = matches!(request.kind, RequestKind::Refresh { .. });
                 Self::check_offset(*offset, self.config.limits.max_peers_per_file)?;
-                // Joining first: the answer's counts include the joiner.
-                let asker = match announce {
-                    Some(addr) => {
-                        let who = who(*addr)?;
-                        store.join(who, file, now).map_err(store_err)?;
-                        Some(who.addr)
-                    }
-                    None => None,
-                };
+                let join = announce.map(who).transpose()?;
                 let intervals = Some(self.config.intervals);
-                let summary = store.query(file).map_err(store_err)?;
-                let header = PeersHeader {
-                    refresh,
-                    file: &summary,
-                    intervals,
-                };
-                let mut body = PageBody::for_peers(max, header, request.tid);
-                let page = store
-                    .peers(file, *offset, asker, &mut |p| body.push(p))
-                    .map_err(store_err)?;
-                let header = PeersHeader {
-                    refresh,
-                    file: &page.head,
-                    intervals,
-                };
-                return Ok(Answer::Text(body.finish_peers(
-                    header,
-                    page.next,
-                    request.tid,
-                )));
+                // The page is sized by the header of the counts the store sees as it lists.
+                Op::Peers {
+                    file,
+                    offset: *offset,
+                    join,
+                    sink: Box::new(move |summary, peer| {
+                        body.get_or_insert_with(|| {
+                            let header = PeersHeader {
+                                refresh,
+                                file: summary,
+                                intervals,
+                            };
+                            PageBody::for_peers(max, header, tid)
+                        })
+                        .push(peer)
+                    }),
+                }
             }
             RequestKind::ListFiles { offset } => {
                 Self::check_offset(*offset, self.config.limits.max_files)?;
-                let mut body = PageBody::for_files(max, request.tid);
-                let page = store.files(*offset, &mut |f| body.push(f));
-                return Ok(Answer::Text(body.finish_files(
-                    page.head,
-                    page.next,
-                    request.tid,
-                )));
+                Op::Files {
+                    offset: *offset,
+                    sink: Box::new(move |file| {
+                        body.get_or_insert_with(|| PageBody::for_files(max, tid))
+                            .push(file)
+                    }),
+                }
             }
-            RequestKind::Query { file } => {
-                ResponseKind::File(store.query(file).map_err(store_err)?)
-            }
+            RequestKind::Query { file } => Op::Query { file },
             RequestKind::Chunks {
                 file,
                 chunks,
                 announce,
-            } => {
-                store
-                    .report(who(*announce)?, file, chunks, now)
-                    .map_err(store_err)?;
-                ResponseKind::Ok(Ack::Chunks)
-            }
-            RequestKind::Share { info, announce } => {
-                store.share(who(*announce)?, info, now).map_err(store_err)?;
-                ResponseKind::Ok(Ack::Share)
-            }
-            RequestKind::Exit { file, announce } => {
-                store
-                    .exit(who(*announce)?, file.as_ref(), now)
-                    .map_err(store_err)?;
-                ResponseKind::Ok(Ack::Exit)
-            }
-            RequestKind::Heartbeat { announce } => {
-                let files = store.heartbeat(who(*announce)?, now).map_err(store_err)?;
-                ResponseKind::Alive { files }
-            }
+            } => Op::Report {
+                who: who(*announce)?,
+                file,
+                chunks,
+            },
+            RequestKind::Share { info, announce } => Op::Share {
+                who: who(*announce)?,
+                info,
+            },
+            RequestKind::Exit { file, announce } => Op::Exit {
+                who: who(*announce)?,
+                file: file.as_ref(),
+            },
+            RequestKind::Heartbeat { announce } => Op::Heartbeat {
+                who: who(*announce)?,
+            },
             RequestKind::Punch { file, target, me } => {
+                self.punch_origin(*me, source)?;
+                Op::PunchTarget {
+                    file,
+                    target: *target,
+                }
+            }
+            RequestKind::RelayOffer => return Ok(None),
+        };
+        Ok(Some(Task { touch, op }))
+    }
+
+    /// The answer to a request from what the store did for it.
+    fn render(
+        &self,
+        parsed: &Parsed,
+        done: Result<Done, StoreError>,
+        body: Option<PageBody>,
+        now: Instant,
+        punch: &mut Option<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Answer, (ErrorCode, String)> {
+        let (request, source) = (&parsed.request, parsed.source);
+        let done = done.map_err(|e| {
+            if let StoreError::Unavailable(why) = &e {
+                log::warn!(
+                    "answering flag {} with an error: {why}",
+                    request.kind.flag()
+                );
+            }
+            (e.code(), e.to_string())
+        })?;
+        let max = self.config.max_response_bytes;
+        let tid = request.tid;
+        Ok(Answer::Kind(match (&request.kind, done) {
+            (RequestKind::Peers { .. } | RequestKind::Refresh { .. }, Done::Peers(page)) => {
+                let header = PeersHeader {
+                    refresh: matches!(request.kind, RequestKind::Refresh { .. }),
+                    file: &page.head,
+                    intervals: Some(self.config.intervals),
+                };
+                let body = body.unwrap_or_else(|| PageBody::for_peers(max, header, tid));
+                return Ok(Answer::Text(body.finish_peers(header, page.next, tid)));
+            }
+            (RequestKind::ListFiles { .. }, Done::Files(page)) => {
+                let body = body.unwrap_or_else(|| PageBody::for_files(max, tid));
+                return Ok(Answer::Text(body.finish_files(page.head, page.next, tid)));
+            }
+            (RequestKind::Query { .. }, Done::File(summary)) => ResponseKind::File(summary),
+            (RequestKind::Chunks { .. }, Done::Ok) => ResponseKind::Ok(Ack::Chunks),
+            (RequestKind::Share { .. }, Done::Ok) => ResponseKind::Ok(Ack::Share),
+            (RequestKind::Exit { .. }, Done::Ok) => ResponseKind::Ok(Ack::Exit),
+            (RequestKind::Heartbeat { .. }, Done::Alive(files)) => ResponseKind::Alive { files },
+            (RequestKind::Punch { file, target, me }, Done::PunchTo(target_udp)) => {
                 let me = self.punch_origin(*me, source)?;
-                let target_udp = store.punch_target(file, *target, now).map_err(store_err)?;
                 let allowed = self.punches.lock().allow(
                     Host::of(source.ip()),
                     Host::of(target.ip()),
@@ -459,9 +548,23 @@ impl<S: SwarmStore> Tracker<S> {
                 *punch = Some((target_udp, notice.to_string().into_bytes()));
                 ResponseKind::Ok(Ack::Punch)
             }
-            RequestKind::RelayOffer => ResponseKind::Relay(self.relay_offer(source.ip())),
+            (_, done) => {
+                return Err(unavailable(&format!(
+                    "the store answered flag {} with {done:?}",
+                    request.kind.flag()
+                )))
+            }
         }))
     }
+}
+
+/// The error of a store that could not do its part.
+fn unavailable(why: &str) -> (ErrorCode, String) {
+    log::error!("{why}");
+    (
+        ErrorCode::Unavailable,
+        StoreError::Unavailable(why.to_string()).to_string(),
+    )
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {

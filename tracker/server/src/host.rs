@@ -2,7 +2,7 @@
 //! IPv6 /64. A site is handed a whole /64 and may rotate through 2^64 addresses, so a limit per
 //! IPv6 address would limit nothing.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// One host: an IPv4 address or the first 64 bits of an IPv6 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +23,19 @@ impl Host {
             }
         }
     }
+
+    /// An address of this host (an IPv6 /64's first), from which [`Host::of`] gives it back:
+    /// how a state file names a host.
+    pub fn ip(&self) -> IpAddr {
+        match *self {
+            Host::V4(octets) => IpAddr::from(octets),
+            Host::V6Prefix(prefix) => {
+                let mut octets = [0u8; 16];
+                octets[..8].copy_from_slice(&prefix);
+                IpAddr::V6(Ipv6Addr::from(octets))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -36,5 +49,19 @@ mod tests {
         assert_ne!(host("2001:db8:1:2::1"), host("2001:db8:1:3::1"));
         assert_eq!(host("::ffff:10.0.0.1"), host("10.0.0.1"));
         assert_ne!(host("10.0.0.1"), host("10.0.0.2"));
+    }
+
+    #[test]
+    fn a_host_comes_back_from_its_ip() {
+        for ip in [
+            "10.0.0.1",
+            "2001:db8:1:2::9",
+            "::ffff:10.0.0.1",
+            "::1",
+            "::",
+        ] {
+            let host = Host::of(ip.parse().unwrap());
+            assert_eq!(Host::of(host.ip()), host, "{ip}");
+        }
     }
 }

@@ -2,14 +2,15 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::store::Limits;
+use tracker::store::{Limits, MemoryStore};
 use tracker::{
     bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
     MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
@@ -103,6 +104,17 @@ struct Args {
     #[arg(long, value_name = "PORT")]
     stun_tcp: Option<u16>,
 
+    /// Keep the swarms in FILE across restarts: read at start, written right after, every
+    /// --state-interval seconds and on SIGTERM or SIGINT (the final save loses nothing). A
+    /// missing FILE starts empty; a damaged one is an error (move it away to start empty).
+    /// Holds peers' keys: it is created readable by its owner only.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// Seconds between two saves of --state: what a crash (kill -9, power loss) may lose.
+    #[arg(long, default_value_t = 60, value_name = "SECS", requires = "state")]
+    state_interval: u64,
+
     /// Receive threads, each with its own SO_REUSEPORT socket on the UDP port (default: one
     /// per CPU core).
     #[arg(long, value_name = "N")]
@@ -170,6 +182,12 @@ fn main() -> Result<()> {
             args.turn_ttl
         );
     }
+    if !(1..=86_400).contains(&args.state_interval) {
+        bail!(
+            "--state-interval must be between 1 s and a day, got {}",
+            args.state_interval
+        );
+    }
     if args.turn_secret.is_some() && args.turn.is_none() {
         bail!("--turn-secret needs --turn HOST:PORT (the TURN server the secret belongs to)");
     }
@@ -223,6 +241,13 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         },
         relay,
     };
+    // Loaded before the startup line: a tracker that cannot have its state never says it
+    // listens.
+    let store = MemoryStore::new(config.ttl, config.limits);
+    let state = match &args.state {
+        Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
+        None => None,
+    };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {
             let addr = SocketAddr::new(bind.ip(), port);
@@ -246,7 +271,22 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         config.max_response_bytes
     );
 
-    let tracker = Arc::new(Tracker::new(config));
+    let tracker = Arc::new(Tracker::with_store(config, store));
+    if let Some(state) = &state {
+        // Written once now: a path that cannot be written fails at start, not at shutdown.
+        state.save(&tracker).await?;
+        let (state, tracker) = (Arc::clone(state), Arc::clone(&tracker));
+        let every = Duration::from_secs(args.state_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.save(&tracker).await {
+                    log::error!("{e:#}");
+                }
+            }
+        });
+    }
     if let Some(listener) = stun_tcp {
         // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
         // (a minute of failing accepts), the tracker keeps answering on UDP.
@@ -256,9 +296,123 @@ async fn run(args: Args, workers: usize) -> Result<()> {
             }
         });
     }
-    serve(sockets, tracker)
+    let served = serve(sockets, Arc::clone(&tracker));
+    let Some(state) = state else {
+        return served.await.context("tracker UDP service failed");
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        served = served => return served.context("tracker UDP service failed"),
+        _ = term.recv() => log::info!("SIGTERM: saving the state and stopping"),
+        _ = tokio::signal::ctrl_c() => log::info!("SIGINT: saving the state and stopping"),
+    }
+    tracker.store().seal();
+    state.save(&tracker).await?;
+    log::info!("state saved to {}", state.path.display());
+    Ok(())
+}
+
+/// `--state FILE`: where the swarms are kept across restarts. Saves go to a temporary file
+/// beside it that then replaces it, so a crash while saving leaves the previous state whole.
+struct StateFile {
+    path: PathBuf,
+    /// One save at a time (a periodic one may still run when the final one starts).
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl StateFile {
+    /// Loads `path` into `store` when it exists.
+    async fn open(path: PathBuf, store: &MemoryStore) -> Result<StateFile> {
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read(path))
+                .await
+                .context("reading --state stopped")?
+        };
+        match read {
+            Ok(bytes) => {
+                let restored = store.restore(&bytes, Instant::now()).with_context(|| {
+                    format!(
+                        "cannot load the state file {} (move it away to start with no swarms)",
+                        path.display()
+                    )
+                })?;
+                let age = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+                    .saturating_sub(restored.saved_unix_ms);
+                log::info!(
+                    "restored {} files, {} peers, {} rows from {} (saved {:.1} s ago)",
+                    restored.files,
+                    restored.peers,
+                    restored.rows,
+                    path.display(),
+                    age as f64 / 1000.0
+                );
+                if restored.refused_rows + restored.refused_peers > 0 {
+                    log::warn!(
+                        "{} rows and {} peers of {} are over this run's limits and were not \
+                         restored (see --max-* and --ip-share)",
+                        restored.refused_rows,
+                        restored.refused_peers,
+                        path.display()
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::info!("no state file {} yet: starting empty", path.display());
+            }
+            Err(e) => bail!("cannot read the state file {}: {e}", path.display()),
+        }
+        Ok(StateFile {
+            path,
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn save(&self, tracker: &Arc<Tracker>) -> Result<()> {
+        let _one_at_a_time = self.writing.lock().await;
+        let started = Instant::now();
+        let (tracker, path) = (Arc::clone(tracker), self.path.clone());
+        let bytes = tokio::task::spawn_blocking(move || {
+            let bytes = tracker.store().snapshot(Instant::now());
+            write_replacing(&path, &bytes).map(|()| bytes.len())
+        })
         .await
-        .context("tracker UDP service failed")
+        .context("saving --state stopped")?
+        .with_context(|| format!("cannot save the state to {}", self.path.display()))?;
+        log::debug!(
+            "saved {bytes} bytes of state to {} in {:?}",
+            self.path.display(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over
+/// `path`: readers see the old file or the new one, never a part.
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Resolves --turn once at start: the IP is what relayed addresses are checked against.

@@ -20,7 +20,7 @@ use tracker_proto::{
     ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerEntry, PeerKey,
 };
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Restored, SnapshotError};
 pub use quota::Quotas;
 pub use swarm::MAX_LISTED_RANGES_BYTES;
 
@@ -95,6 +95,9 @@ pub enum StoreError {
     HostQuota(&'static str),
     #[error("{0} was announced with a key this request does not carry")]
     Forbidden(SocketAddr),
+    /// The backend could not be reached or answered nonsense; the text says what to look at.
+    #[error("the tracker's store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -106,6 +109,7 @@ impl StoreError {
             StoreError::HashMismatch(_) => ErrorCode::HashMismatch,
             StoreError::Capacity(_) | StoreError::HostQuota(_) => ErrorCode::CapacityExceeded,
             StoreError::Forbidden(_) => ErrorCode::Forbidden,
+            StoreError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -117,57 +121,79 @@ pub struct Page<T> {
     pub next: Option<u32>,
 }
 
-/// The swarm state the server reads and changes. Listing methods offer entries one by one to
-/// `fits`, which returns `false` when the entry does not fit the answer; the page ends there.
-pub trait SwarmStore: Send {
+/// Offered each listed peer in turn, with the file's counts: `false` when the entry does not
+/// fit the answer, which ends the page there.
+pub type PeerSink<'a> = Box<dyn FnMut(&FileSummary, &PeerEntry) -> bool + 'a>;
+/// Like [`PeerSink`], for the catalogue.
+pub type FileSink<'a> = Box<dyn FnMut(&ListedFile) -> bool + 'a>;
+
+/// One store operation of a request, with the trust rules of `Tracker::handle` already applied
+/// (an [`Announcer`]'s address is one its source may use).
+pub enum Op<'a> {
     /// Flag 4: `who` seeds `info` (creating the file if new).
-    fn share(&mut self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError>;
+    Share { who: Announcer, info: &'a FileInfo },
     /// Flag 3: `who` holds `chunks` of `file`.
-    fn report(
-        &mut self,
+    Report {
         who: Announcer,
-        file: &FileName,
-        chunks: &ChunkRanges,
-        now: Instant,
-    ) -> Result<(), StoreError>;
-    /// Flags 1 and 2 with an address: `who` joins `file`'s swarm holding no chunk yet, or
-    /// keeps what it holds there; either way it is refreshed like any announcement.
-    fn join(&mut self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError>;
+        file: &'a FileName,
+        chunks: &'a ChunkRanges,
+    },
     /// Flag 5: `who` leaves `file`'s swarm, or every swarm. Leaving what one is not in is fine;
     /// leaving as a peer whose key one does not carry is not.
-    fn exit(
-        &mut self,
+    Exit {
         who: Announcer,
-        file: Option<&FileName>,
-        now: Instant,
-    ) -> Result<(), StoreError>;
-    /// Flag 9: refresh (and maybe move) `who`; returns the number of swarms it is in.
-    fn heartbeat(&mut self, who: Announcer, now: Instant) -> Result<u32, StoreError>;
-    /// Any other request carrying a key: refresh that peer's liveness. The UDP return address
-    /// is left alone: one-shot commands of a peer share its key but not its long-lived socket.
-    fn touch_key(&mut self, key: &PeerKey, now: Instant);
-    /// Flags 1 and 2. Peers past the TTL are listed until the next [`SwarmStore::expire`]: the
-    /// server runs it at least every second, which spares a liveness lookup per listed peer.
-    /// `asker`, the address of a peer asking about its own swarm, is left out of the listing
-    /// (offsets still count it, so pages stay consistent).
-    fn peers(
-        &self,
-        file: &FileName,
+        file: Option<&'a FileName>,
+    },
+    /// Flag 9: refresh (and maybe move) `who`; answers [`Done::Alive`].
+    Heartbeat { who: Announcer },
+    /// Flags 1 and 2: `join` (an address given) first joins `file`'s swarm holding no chunk
+    /// yet, or keeps what it holds there, and is refreshed like any announcement; then the
+    /// swarm is listed from `offset`, leaving out the joiner (offsets still count it, so pages
+    /// stay consistent). Peers past the TTL are listed until the next expiry, which runs at
+    /// least every second. Answers [`Done::Peers`].
+    Peers {
+        file: &'a FileName,
         offset: u32,
-        asker: Option<SocketAddr>,
-        fits: &mut dyn FnMut(&PeerEntry) -> bool,
-    ) -> Result<Page<FileSummary>, StoreError>;
-    /// Flag 6: `head` is the total number of files.
-    fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32>;
-    /// Flag 7.
-    fn query(&self, file: &FileName) -> Result<FileSummary, StoreError>;
-    /// Flag 8: the UDP address of `target`, a live member of `file`'s swarm.
-    fn punch_target(
-        &self,
-        file: &FileName,
+        join: Option<Announcer>,
+        sink: PeerSink<'a>,
+    },
+    /// Flag 6; answers [`Done::Files`] whose head is the total number of files.
+    Files { offset: u32, sink: FileSink<'a> },
+    /// Flag 7; answers [`Done::File`].
+    Query { file: &'a FileName },
+    /// Flag 8: the UDP address of `target`, a live member of `file`'s swarm
+    /// ([`Done::PunchTo`]).
+    PunchTarget {
+        file: &'a FileName,
         target: SocketAddr,
-        now: Instant,
-    ) -> Result<SocketAddr, StoreError>;
+    },
+}
+
+/// One request's work for the store: its operation, and the key of a request that is not an
+/// announcement, whose peer's liveness any verified request refreshes. The UDP return address
+/// is left alone then: one-shot commands of a peer share its key but not its socket.
+pub struct Task<'a> {
+    pub touch: Option<PeerKey>,
+    pub op: Op<'a>,
+}
+
+/// What an operation answered.
+#[derive(Debug)]
+pub enum Done {
+    Ok,
+    Alive(u32),
+    Peers(Page<FileSummary>),
+    Files(Page<u32>),
+    File(FileSummary),
+    PunchTo(SocketAddr),
+}
+
+/// The swarm state the server reads and changes, shared by every receive thread (and, for a
+/// shared backend, by every tracker on it). A receive batch goes to the store at once, so a
+/// backend behind a network round trip pays one per batch, not one per request.
+pub trait SwarmStore: Send + Sync {
+    /// Runs the tasks of one receive batch in order; one result per task.
+    fn run(&self, tasks: &mut [Task<'_>], now: Instant) -> Vec<Result<Done, StoreError>>;
     /// Frees the rows of peers silent for longer than the TTL.
-    fn expire(&mut self, now: Instant);
+    fn expire(&self, now: Instant);
 }

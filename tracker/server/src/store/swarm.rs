@@ -41,6 +41,34 @@ impl Bitfield {
         self.count as usize == self.bits.len()
     }
 
+    /// The field as 64-bit words, chunk 0 in the lowest bit of the first (what a state file
+    /// keeps).
+    pub(super) fn words(&self) -> &[u64] {
+        self.bits.as_raw_slice()
+    }
+
+    /// The field of a file of `chunks` chunks from [`Bitfield::words`]; `None` when there are
+    /// not as many words as such a field has, or bits are set past the last chunk.
+    pub(super) fn from_words(chunks: u32, words: Vec<u64>) -> Option<Self> {
+        if words.len() != (chunks as usize).div_ceil(64) {
+            return None;
+        }
+        let mut bits = BitVec::<u64, Lsb0>::from_vec(words);
+        if bits[chunks as usize..].any() {
+            return None;
+        }
+        bits.truncate(chunks as usize);
+        let count = bits.count_ones() as u32;
+        Some(Bitfield {
+            bits: bits.into_boxed_bitslice(),
+            count,
+        })
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Heap bytes held (what the bitfield budget counts).
     pub(super) fn cost(&self) -> usize {
         self.bits.as_raw_slice().len() * 8

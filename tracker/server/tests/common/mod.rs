@@ -49,6 +49,24 @@ impl TrackerProcess {
         TrackerProcess { addr, child }
     }
 
+    /// Sends SIGTERM and waits for the process to end; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill failed");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the tracker") {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tracker did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -59,6 +77,54 @@ impl Drop for TrackerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `tracker --bind 127.0.0.1:0 <extra>` expecting it to refuse to start: its stdout and
+/// stderr.
+pub fn start_failing(extra: &[&str]) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot start the tracker binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "tracker started with {extra:?}: {stdout}{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// A fresh directory under the system's temporary one, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "tracker-test-{tag}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.0
+            .join(name)
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
