@@ -367,7 +367,7 @@ impl<S: SwarmStore> Tracker<S> {
         let mut hash = Sha256::new();
         hash.update(relay.secret.as_bytes());
         hash.update(ip.to_string().as_bytes());
-        let user = format!("peer-{}", hex_prefix(&hash.finalize()[..5]));
+        let user = format!("peer-{}", hex::encode(&hash.finalize()[..5]));
         let credentials =
             stun::turn::Credentials::rest_api(&relay.secret, &user, unix_secs() + ttl);
         Some(RelayOffer {
@@ -565,10 +565,6 @@ fn unavailable(why: &str) -> (ErrorCode, String) {
         ErrorCode::Unavailable,
         StoreError::Unavailable(why.to_string()).to_string(),
     )
-}
-
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A request that passed parsing and the cookie check, waiting for the store.
