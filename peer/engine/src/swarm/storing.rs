@@ -1,7 +1,8 @@
 //! The downloading half's writes: consecutive chunks received from one peer are verified
 //! against the manifest and written with one vectored positioned write straight from the
-//! buffers they arrived in, on the blocking pool (hashing is the
-//! engine's heaviest work and must not hold up other connections), in the order they arrived.
+//! buffers they arrived in, on the blocking pool (hashing is the engine's heaviest work and
+//! must not hold up other connections), in the order they arrived. The deliveries of one read
+//! of the socket make one trip there.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,24 +45,32 @@ pub(super) enum Stored {
     Failed { run: ChunkRun, error: String },
 }
 
-pub(super) type Pending = Pin<Box<dyn Future<Output = Stored> + Send>>;
+/// How each delivery of one trip ended, in the order given.
+pub(super) type Pending = Pin<Box<dyn Future<Output = Vec<Stored>> + Send>>;
 
-/// Verifies and writes `delivery` into `partial` on the blocking pool.
+/// Verifies and writes `deliveries` into `partial` on the blocking pool, in one trip.
 pub(super) fn store(
     partial: Arc<PartialFile>,
     manifest: Arc<Manifest>,
-    delivery: Delivery,
+    deliveries: Vec<Delivery>,
 ) -> Pending {
     Box::pin(async move {
-        let run = delivery.run();
-        match tokio::task::spawn_blocking(move || verify_and_write(&partial, &manifest, delivery))
-            .await
-        {
+        let runs: Vec<ChunkRun> = deliveries.iter().map(Delivery::run).collect();
+        let trip = move || {
+            deliveries
+                .into_iter()
+                .map(|d| verify_and_write(&partial, &manifest, d))
+                .collect()
+        };
+        match tokio::task::spawn_blocking(trip).await {
             Ok(stored) => stored,
-            Err(e) => Stored::Failed {
-                run,
-                error: e.to_string(),
-            },
+            Err(e) => runs
+                .into_iter()
+                .map(|run| Stored::Failed {
+                    run,
+                    error: e.to_string(),
+                })
+                .collect(),
         }
     })
 }
