@@ -19,6 +19,7 @@ use peer_engine::share::ShareDir;
 
 use args::{Cli, Command};
 use commands::get::GetOptions;
+use commands::target::Target;
 use commands::{print, serve, Format};
 
 fn main() -> ExitCode {
@@ -53,10 +54,29 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Show { file, json }) = &cli.command {
+        print(&commands::show::show(file, Format::json_if(*json))?);
+        return Ok(());
+    }
+    // What `peer get` is asked for decides the tracker when --tracker is not given.
+    let targets: Vec<(String, anyhow::Result<Target>)> = match &cli.command {
+        Some(Command::Get { names, .. }) => names
+            .iter()
+            .map(|n| (n.clone(), Target::parse(n)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if cli.global.tracker.is_none() {
+        cli.global.tracker = targets
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok()?.first_tracker())
+            .next()
+            .map(str::to_owned);
+    }
     let global = &cli.global;
     let dir = Arc::new(ShareDir::open(&global.dir)?);
-    let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
+    let tracker = Arc::new(commands::connect_tracker(global.tracker(), &dir).await?);
     let Some(command) = &cli.command else {
         // Held until the console has left the swarm; a second server of --dir is refused.
         let serving = lock::hold(&dir)?;
@@ -68,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat: daemon::DEFAULT_HEARTBEAT,
             stun: global.stun_servers(),
             download: DownloadConfig::default(),
+            tracker_url: commands::target::tracker_url(global.tracker()),
         })
         .await;
     };
@@ -101,8 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::share(global, dir, tracker, file, *heartbeat).await?
         }
         Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
+        // Printed above, before the share directory is opened (it needs none).
+        Command::Show { .. } => {}
         Command::Get {
-            names,
+            names: _,
             give_up,
             stall_timeout,
             json,
@@ -112,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stall_timeout: *stall_timeout,
                 format: Format::json_if(*json),
             };
-            commands::get::get(global, dir, tracker, names, &options).await?
+            commands::get::get(global, dir, tracker, targets, &options).await?
         }
     }
     Ok(())

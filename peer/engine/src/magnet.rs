@@ -1,6 +1,6 @@
 //! Magnet links (protocol.txt §6.3): `magnet:?xt=urn:p2p:sha256:<64 hex>&dn=<name>&tr=<tracker>`,
-//! the text a user pastes to name a share without its metainfo file. The id is the content id
-//! of §6.2; the metainfo itself is fetched from peers and checked against it (§2.6).
+//! the text a user pastes to name a share without its metainfo file. The id is the file id
+//! of §2.1; the metainfo itself is fetched from peers and checked against it (§2.6).
 //!
 //! [`Magnet::parse`] and `Display` are pure. Parameters other than `xt`, `dn` and `tr` are
 //! ignored, as BEP 9 asks; an `xt` of another scheme (BitTorrent's `urn:btih:`) is refused

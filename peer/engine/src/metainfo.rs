@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use bt_bencode::{ByteString, Value};
-use sha2::{Digest, Sha256};
 use tracker_proto::{FileName, MAX_CHUNKS};
 
 use crate::manifest::{chunk_count, FileId, MAX_CHUNK_SIZE};
@@ -136,19 +135,6 @@ impl Layout {
             Layout::Files(files) => files.iter().map(|f| f.length).sum(),
         }
     }
-
-    /// What a directory's content id covers besides its manifest (protocol.txt §6.2): the
-    /// SHA-256 of the canonical bencoding of its `files` list. `None` for a single file,
-    /// whose id is the SHA-256 of its manifest alone.
-    pub fn digest(&self) -> Option<[u8; 32]> {
-        match self {
-            Layout::Single { .. } => None,
-            Layout::Files(files) => {
-                let bytes = bt_bencode::to_vec(&files_value(files)).unwrap_or_default();
-                Some(Sha256::digest(bytes).into())
-            }
-        }
-    }
 }
 
 /// The `info` dictionary: what the content is. Peers exchange exactly this (protocol.txt §2.6).
@@ -157,7 +143,7 @@ pub struct Info {
     pub name: ShareName,
     /// BEP 3's `piece length`: the chunk size.
     pub piece_length: u32,
-    /// The content id (`sha256:` of the manifest, with the layout for a directory).
+    /// The content id (protocol.txt §2.1: `sha256:` of the manifest).
     pub id: FileId,
     pub layout: Layout,
 }
@@ -578,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn directories_round_trip_and_their_layout_has_a_digest() {
+    fn directories_round_trip() {
         let info = dir_info(&[("a/one.txt", 10), ("a/b/two.bin", 0), ("three", 4097)]);
         let m = with_info(info.clone());
         let back = Metainfo::parse(&m.encode()).unwrap();
@@ -586,10 +572,6 @@ mod tests {
         assert_eq!(back.info.total(), 4107);
         assert_eq!(back.info.chunk_count(), 3);
         assert_eq!(Info::parse(&info.encode()).unwrap(), info);
-        let digest = info.layout.digest().unwrap();
-        let renamed = dir_info(&[("a/one.txt", 10), ("a/b/two.bin", 0), ("four", 4097)]);
-        assert_ne!(renamed.layout.digest().unwrap(), digest);
-        assert_eq!(Layout::Single { length: 3 }.digest(), None);
     }
 
     #[test]

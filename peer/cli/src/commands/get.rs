@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
 use super::serve::{start_node, start_presence};
+use super::target::Target;
 use super::{flush, Format};
 use crate::args::Global;
 use crate::signals::stop_signal;
@@ -33,7 +34,7 @@ pub async fn get(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
-    names: &[String],
+    targets: Vec<(String, anyhow::Result<Target>)>,
     options: &GetOptions,
 ) -> anyhow::Result<()> {
     let config = DownloadConfig {
@@ -83,25 +84,25 @@ pub async fn get(
                 config,
                 dialer: Some(Arc::new(dialer)),
             };
-            let result = run_until_signal(&ctx, names, options.format, Some(node)).await;
+            let result = run_until_signal(&ctx, targets, options.format, Some(node)).await;
             presence.stop().await;
             return result;
         }
     };
-    run_until_signal(&ctx, names, options.format, None).await
+    run_until_signal(&ctx, targets, options.format, None).await
 }
 
 /// Downloads `names`; SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and
 /// still leave the swarm, instead of leaving rows behind until the tracker's TTL.
 async fn run_until_signal(
     ctx: &Context,
-    names: &[String],
+    targets: Vec<(String, anyhow::Result<Target>)>,
     format: Format,
     node: Option<Node>,
 ) -> anyhow::Result<()> {
     let stop = stop_signal()?;
     let result = tokio::select! {
-        result = get_all(ctx, names, format) => result,
+        result = get_all(ctx, targets, format) => result,
         () = stop => Err(anyhow::anyhow!(
             "interrupted: verified chunks are kept; the same command resumes the download"
         )),
@@ -119,21 +120,22 @@ pub async fn claim(dir: &Arc<ShareDir>, name: &ShareName) -> anyhow::Result<Down
     Ok(tokio::task::spawn_blocking(move || dir.claim_download(&name)).await??)
 }
 
-/// Downloads every name at once; prints one summary line (or JSON object) per file. A name that
-/// is not a valid share name fails on its own, like a download that fails.
-async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Result<()> {
-    let jobs = names.iter().map(|name| async move {
+/// Downloads every target at once; prints one summary line (or JSON object) per file. A target
+/// that is not a valid name, metainfo file or magnet link fails on its own, like a download
+/// that fails.
+async fn get_all(
+    ctx: &Context,
+    targets: Vec<(String, anyhow::Result<Target>)>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let count = targets.len();
+    let jobs = targets.into_iter().map(|(given, target)| async move {
         let (progress, _) = watch::channel(Progress::default());
-        let result = match ShareName::new(name) {
-            Ok(name) => match claim(&ctx.dir, &name).await {
-                Ok(_claim) => download::download(ctx, &name, &progress)
-                    .await
-                    .map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
+        let result = match target {
+            Ok(target) => fetch(ctx, &target, &progress).await,
+            Err(e) => Err(e),
         };
-        (name, result)
+        (given, result)
     });
     let mut failed = 0;
     for (name, result) in futures::future::join_all(jobs).await {
@@ -165,9 +167,19 @@ async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Res
     }
     flush();
     if failed > 0 {
-        anyhow::bail!("{failed} of {} downloads failed", names.len());
+        anyhow::bail!("{failed} of {count} downloads failed");
     }
     Ok(())
+}
+
+/// Claims and downloads one target, checked against what it names.
+pub async fn fetch(
+    ctx: &Context,
+    target: &Target,
+    progress: &watch::Sender<Progress>,
+) -> anyhow::Result<Outcome> {
+    let _claim = claim(&ctx.dir, &target.name).await?;
+    Ok(download::download_expecting(ctx, &target.name, &target.expect, progress).await?)
 }
 
 /// A finished download for `peer get --json`: what it fetched, from whom, what it uploaded

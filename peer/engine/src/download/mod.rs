@@ -7,6 +7,7 @@
 //! the swarm does not care who opened a connection.
 
 mod manifest_fetch;
+mod metainfo_fetch;
 mod peer_set;
 mod report;
 mod run;
@@ -24,6 +25,7 @@ use tracker_proto::ErrorCode as TrackerCode;
 use tracker_proto::TrackerClient;
 
 use crate::manifest::{FileId, MAX_CHUNK_SIZE};
+use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::reach::Dialer;
 use crate::share::{ShareDir, StoreError};
@@ -53,6 +55,28 @@ impl Default for DownloadConfig {
             report_interval: Duration::from_secs(1),
             give_up_after: Duration::from_secs(60),
             attempts_per_peer: 3,
+        }
+    }
+}
+
+/// What the user named the download by, beyond its name: what the tracker's listing and the
+/// peers must then match before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A name only (`peer get NAME`): whatever the tracker lists under it.
+    Listed,
+    /// A content id (a magnet link): the metainfo is fetched from peers and checked against it.
+    Id(FileId),
+    /// A whole `info` dictionary (a `.p2p` file).
+    Info(Info),
+}
+
+impl Expect {
+    fn id(&self) -> Option<FileId> {
+        match self {
+            Expect::Listed => None,
+            Expect::Id(id) => Some(*id),
+            Expect::Info(info) => Some(info.id),
         }
     }
 }
@@ -101,6 +125,23 @@ pub enum DownloadError {
     NotOnTracker(ShareName),
     #[error("{0}: chunk size {1} is larger than this peer supports ({MAX_CHUNK_SIZE})")]
     Unsupported(ShareName, u32),
+    #[error("the tracker lists {name} as {listed}, but the metainfo or magnet link names {want}: another file under that name")]
+    OtherContent {
+        name: ShareName,
+        listed: FileId,
+        want: FileId,
+    },
+    #[error("{name}: {why}")]
+    MetainfoMismatch { name: ShareName, why: String },
+    #[error("{name}: no peer gave a metainfo matching {id} ({tried} tried; last: {last})")]
+    NoMetainfo {
+        name: ShareName,
+        id: FileId,
+        tried: usize,
+        last: String,
+    },
+    #[error("{0} is a directory share; this peer downloads single files only so far")]
+    Directory(ShareName),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{name}: no peer gave a manifest matching {id} ({tried} tried; last: {last})")]
@@ -176,6 +217,18 @@ pub async fn download(
     name: &ShareName,
     progress: &watch::Sender<Progress>,
 ) -> Result<Outcome, DownloadError> {
+    download_expecting(ctx, name, &Expect::Listed, progress).await
+}
+
+/// Downloads `name`, which must be the content `expect` names (protocol.txt §6): the tracker's
+/// listing, the metainfo peers hand over and the manifest are all checked against it before
+/// anything is written.
+pub async fn download_expecting(
+    ctx: &Context,
+    name: &ShareName,
+    expect: &Expect,
+    progress: &watch::Sender<Progress>,
+) -> Result<Outcome, DownloadError> {
     let started = Instant::now();
     // Joining (flag 1 with our address) lists us at once, so leechers that start together find
     // each other before anyone holds a chunk.
@@ -195,6 +248,33 @@ pub async fn download(
     };
     if want.chunk_size > MAX_CHUNK_SIZE {
         return Err(DownloadError::Unsupported(name.clone(), want.chunk_size));
+    }
+    if let Some(id) = expect.id().filter(|id| *id != want.id) {
+        return Err(DownloadError::OtherContent {
+            name: name.clone(),
+            listed: want.id,
+            want: id,
+        });
+    }
+    let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
+    peers.learn(&swarm_list.peers);
+    let metainfo = match expect {
+        Expect::Listed => None,
+        Expect::Info(given) => Some(given.clone()),
+        Expect::Id(_) => {
+            Some(metainfo_fetch::fetch_info(ctx, name, &want, info.chunks(), &mut peers).await?)
+        }
+    };
+    if let Some(metainfo) = &metainfo {
+        metainfo_fetch::check(metainfo, name, &want).map_err(|why| {
+            DownloadError::MetainfoMismatch {
+                name: name.clone(),
+                why,
+            }
+        })?;
+        if matches!(metainfo.layout, Layout::Files(_)) {
+            return Err(DownloadError::Directory(name.clone()));
+        }
     }
     progress.send_replace(Progress {
         total: info.chunks(),
@@ -231,8 +311,6 @@ pub async fn download(
         });
     }
 
-    let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
-    peers.learn(&swarm_list.peers);
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == want.id) {
         Some(m) => Arc::new(m),
         None => Arc::new(fetch_manifest(ctx, name, &want, &mut peers).await?),
