@@ -205,10 +205,11 @@ leech_get() {
     peer_in "$lan" --dir "$dir" get "$file" --give-up 30 </dev/null
 }
 leech_console() {
-    local lan="$1" dir="$2" file="$3" deadline=$((SECONDS + GET_TIMEOUT - 10))
+    local lan="$1" dir="$2" file="$3" log="$4" deadline=$((SECONDS + GET_TIMEOUT - 10))
     {
         echo "1 $file"
-        while [ ! -e "$dir/$file" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        while [ ! -e "$dir/$file" ] && ! grep -q "^failed: $file" "$log" &&
+            [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
         echo q
     } | peer_in "$lan" --dir "$dir"
     [ -e "$dir/$file" ]
@@ -232,12 +233,19 @@ run_pair() {
     start=$(date +%s.%N)
     first_chunk_after "$dir" "$file" "$start" >"$DIR/first-$s-$l" &
     local poller=$!
-    "leech_$mode" "l-$l" "$dir" "$file" >"$log" 2>&1 || rc=$?
+    "leech_$mode" "l-$l" "$dir" "$file" "$log" >"$log" 2>&1 || rc=$?
     end=$(date +%s.%N)
+    # A fast download can end between two polls: the poller then sees the finished file on its
+    # next look (an upper bound for the first chunk). Only a poller still looking after that is
+    # stopped.
+    local waited=0
+    while kill -0 "$poller" 2>/dev/null && [ "$waited" -lt 20 ]; do sleep 0.1; waited=$((waited + 1)); done
     kill "$poller" 2>/dev/null || true
     wait "$poller" 2>/dev/null || true
     first="$(cat "$DIR/first-$s-$l" 2>/dev/null)"; first="${first:--}"
     secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+    # Seen after the end means "by the end".
+    [ "$first" = - ] || first=$(awk -v f="$first" -v t="$secs" 'BEGIN { print (f > t ? t : f) }')
     # The first connection to the seeder names the path and how long it took.
     local line
     line="$(grep -m1 -E "connected for $file via " "$log" || true)"
@@ -256,7 +264,7 @@ run_pair() {
         outcome="FAIL corrupt"; detail="exit 0 but the file differs or is missing"
     else
         outcome="FAIL exit $rc"
-        detail="$(grep -E '^error' "$log" | tail -n1 | cut -c1-200)"
+        detail="$(grep -E '^(error|failed)' "$log" | tail -n1 | cut -c1-200 || true)"
         [ -n "$detail" ] || detail="no error line (see $log)"
     fi
     printf '%s|%s|%s|%s|%s|%s|%s\n' "$outcome" "$path" "$first" "$ms" "$secs" "$mode" "$detail" >"$DIR/result-$s-$l"

@@ -218,6 +218,11 @@ pub enum Command {
         /// uploaded meanwhile) instead of a summary line.
         #[arg(long)]
         json: bool,
+        /// Read the whole file back and verify every chunk again before it takes its name
+        /// (every chunk is already verified before it is written; this catches a disk that
+        /// returns other bytes than it was given, at the cost of a second hash pass).
+        #[arg(long)]
+        recheck: bool,
     },
     /// Serve every file of --dir, announce each to the tracker and heartbeat it until SIGINT or
     /// SIGTERM, which leave the swarm (flag 5).

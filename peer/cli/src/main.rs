@@ -32,6 +32,8 @@ fn main() -> ExitCode {
     };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    // Transfers take fractions of a second: log lines a person compares need milliseconds.
+    logger.format_timestamp_millis();
     if cli.command.is_none() {
         logger.target(env_logger::Target::Pipe(Box::new(
             console::output::LogWriter,
@@ -129,10 +131,12 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             give_up,
             stall_timeout,
             json,
+            recheck,
         } => {
             let options = GetOptions {
                 give_up: *give_up,
                 stall_timeout: *stall_timeout,
+                recheck: *recheck,
                 format: Format::json_if(*json),
             };
             commands::get::get(global, dir, tracker, targets, &options).await?

@@ -2,17 +2,19 @@
 //! [`Frame`]s and back.
 //!
 //! Reads go into one growing buffer and frames are cut out of it without copying chunk data;
-//! writes are encoded into an output buffer and sent with one syscall for many frames, because
-//! 2048-byte chunks sent one `write` each waste most of loopback's bandwidth.
+//! writes gather small frames encoded here and runs of CHUNK frames read straight from the file
+//! into one vectored write, because 2048-byte chunks sent one `write` each waste most of
+//! loopback's bandwidth.
 //!
 //! [`Connection`] reads and writes in turn (the handshake, a manifest fetch). A swarm connection
 //! does both at once: [`Connection::into_split`] gives a [`FrameReader`] and a [`FrameWriter`]
 //! whose `fill` and `write_some` are cancel-safe, so one task can wait on both in a `select!`.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -21,9 +23,6 @@ use crate::wire::{ErrorCode, Frame, WireError};
 
 /// How many bytes to ask the kernel for per read.
 const READ_CHUNK: usize = 256 * 1024;
-
-/// Output beyond this many buffered bytes is written before more is encoded.
-pub const FLUSH_THRESHOLD: usize = 256 * 1024;
 
 /// Why a connection ended or must end.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +55,7 @@ impl Connection {
                 half: read,
                 buf: BytesMut::with_capacity(READ_CHUNK),
             },
-            writer: FrameWriter {
-                half: write,
-                buf: BytesMut::with_capacity(FLUSH_THRESHOLD + 64 * 1024),
-            },
+            writer: FrameWriter::new(write),
         }
     }
 
@@ -111,9 +107,9 @@ impl Connection {
         self.writer.queue(frame);
     }
 
-    /// The output buffer, for encoders that write straight into it (chunks).
-    pub fn out(&mut self) -> &mut BytesMut {
-        self.writer.out()
+    /// Queues bytes already encoded as frames, without copying them.
+    pub fn queue_encoded(&mut self, frames: Bytes) {
+        self.writer.queue_encoded(frames);
     }
 
     /// Sends everything buffered.
@@ -154,41 +150,96 @@ impl FrameReader {
     }
 }
 
-/// The sending half of a connection.
+/// The sending half of a connection: small frames are encoded into a buffer, frames encoded
+/// elsewhere (a run of CHUNK frames read from the file on the blocking pool) join the queue as
+/// they are, and one vectored write sends many of both.
 #[derive(Debug)]
 pub struct FrameWriter {
     half: OwnedWriteHalf,
+    /// Encoded frames waiting, in order, before `buf`.
+    queued: VecDeque<Bytes>,
+    queued_bytes: usize,
     buf: BytesMut,
 }
 
+/// Most buffers handed to one vectored write.
+const MAX_WRITE_SLICES: usize = 64;
+
 impl FrameWriter {
+    fn new(half: OwnedWriteHalf) -> FrameWriter {
+        FrameWriter {
+            half,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            buf: BytesMut::with_capacity(64 * 1024),
+        }
+    }
+
     /// Encodes a frame into the output buffer.
     pub fn queue(&mut self, frame: &Frame) {
         frame.encode(&mut self.buf);
     }
 
-    /// The output buffer, for encoders that write straight into it (chunks).
-    pub fn out(&mut self) -> &mut BytesMut {
-        &mut self.buf
+    /// Queues frames already encoded (whole frames only), without copying them.
+    pub fn queue_encoded(&mut self, frames: Bytes) {
+        if frames.is_empty() {
+            return;
+        }
+        if !self.buf.is_empty() {
+            let small = self.buf.split().freeze();
+            self.queued_bytes += small.len();
+            self.queued.push_back(small);
+        }
+        self.queued_bytes += frames.len();
+        self.queued.push_back(frames);
     }
 
     /// Bytes waiting to be sent.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.queued_bytes + self.buf.len()
     }
 
-    /// Sends some of the buffered bytes with one write. Cancel-safe: a write that does not
-    /// complete sends nothing, and what a completed one sent leaves the buffer.
+    /// Sends some of the buffered bytes with one vectored write. Cancel-safe: a write that
+    /// does not complete sends nothing, and what a completed one sent leaves the queue.
     pub async fn write_some(&mut self) -> Result<(), ConnError> {
-        self.half.write_buf(&mut self.buf).await?;
+        let mut slices: Vec<IoSlice<'_>> = self
+            .queued
+            .iter()
+            .take(MAX_WRITE_SLICES)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        if slices.len() < MAX_WRITE_SLICES && !self.buf.is_empty() {
+            slices.push(IoSlice::new(&self.buf));
+        }
+        let sent = self.half.write_vectored(&slices).await?;
+        if sent == 0 && !slices.is_empty() {
+            return Err(ConnError::Io(io::ErrorKind::WriteZero.into()));
+        }
+        self.consume(sent);
         Ok(())
+    }
+
+    /// Drops the first `sent` bytes of the output, which the socket took.
+    fn consume(&mut self, mut sent: usize) {
+        while sent > 0 {
+            let Some(front) = self.queued.front_mut() else {
+                self.buf.advance(sent);
+                return;
+            };
+            let n = sent.min(front.len());
+            front.advance(n);
+            self.queued_bytes -= n;
+            sent -= n;
+            if front.is_empty() {
+                self.queued.pop_front();
+            }
+        }
     }
 
     /// Sends everything buffered.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
-        if !self.buf.is_empty() {
-            self.half.write_all(&self.buf).await?;
-            self.buf.clear();
+        while self.pending() > 0 {
+            self.write_some().await?;
         }
         Ok(())
     }

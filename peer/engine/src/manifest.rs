@@ -285,13 +285,6 @@ impl Manifest {
         (self.size - start).min(u64::from(self.chunk_size)) as usize
     }
 
-    /// Number of chunks in `bytes` bytes of consecutive chunks starting at chunk `first` (only
-    /// the file's last chunk is short, so this is the count of chunk-size pieces, rounded up).
-    pub fn chunks_in(&self, first: u32, bytes: usize) -> u32 {
-        let whole = (bytes as u64).div_ceil(u64::from(self.chunk_size)) as u32;
-        whole.min(self.count.saturating_sub(first))
-    }
-
     /// True when `data` is exactly chunk `index`; errors only when the manifest cannot be read.
     pub fn verify(&self, index: u32, data: &[u8]) -> io::Result<bool> {
         match self.hashes(index, 1)?.first() {

@@ -254,8 +254,9 @@ impl<S: SwarmStore> Tracker<S> {
 
     /// The serving address a PUNCH names as its sender (protocol.txt §1.8): the announcement
     /// rules of §1.7, a unicast address, and under `--trust-ip-field` another address than the
-    /// source's only from a LAN address to a LAN address, so no one can make a peer send SYNs
-    /// to a victim of their choice.
+    /// source's only from a LAN address to a LAN address or to a relayed address of our own
+    /// TURN server (a relayed peer asking to be connected back), so no one can make a peer
+    /// send SYNs to a victim of their choice.
     fn punch_origin(
         &self,
         me: SocketAddr,
@@ -270,7 +271,7 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let (ip, from) = (me.ip(), source.ip());
         let lan_to_lan = exempt(from) && exempt(ip) && (!ip.is_loopback() || from.is_loopback());
-        if ip != from && !lan_to_lan {
+        if ip != from && !lan_to_lan && !self.is_relay_ip(ip) {
             return Err((
                 ErrorCode::Forbidden,
                 format!(
@@ -497,7 +498,8 @@ enum Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+    use crate::config::{RelayConfig, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES};
+    use std::time::Duration;
 
     /// Pages of the smallest allowed size still make progress in the worst case: a 255-byte
     /// name, IPv6 peers, scattered chunks, every header number wide.
@@ -552,5 +554,50 @@ mod tests {
             }
         }
         assert_eq!(listed, 21);
+    }
+
+    /// A peer behind a symmetric NAT asks a seeder behind a port-restricted one to connect back
+    /// to its TURN-relayed address: with public addresses (no LAN exemption) the PUNCH goes
+    /// through for the relay's IP and for no other foreign IP.
+    #[test]
+    fn a_punch_may_name_the_requesters_relayed_address() {
+        let relay_ip: IpAddr = "203.0.113.2".parse().unwrap();
+        let tracker = Tracker::new(ServerConfig {
+            relay: Some(RelayConfig {
+                server: SocketAddr::new(relay_ip, 3478),
+                secret: "s".into(),
+                credential_ttl: Duration::from_secs(600),
+                relay_ips: vec![relay_ip],
+            }),
+            ..ServerConfig::default()
+        });
+        let now = Instant::now();
+        let cookie = |source: SocketAddr| tracker.cookies.issue(source.ip(), unix_secs());
+        let seeder: SocketAddr = "203.0.113.13:40000".parse().unwrap();
+        let share = format!(
+            "REQUEST 4 f.bin 2 0.0.0.0:6881 size=4096 id=sha256:{} key={} cookie={}",
+            "ab".repeat(32),
+            "11".repeat(16),
+            cookie(seeder)
+        );
+        let out = tracker.handle(share.as_bytes(), seeder, now);
+        assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 4 OK"[..]));
+        let leecher: SocketAddr = "203.0.113.18:41000".parse().unwrap();
+        let punch = |me: &str| {
+            let request = format!(
+                "REQUEST 8 f.bin 203.0.113.13:6881 {me} cookie={}",
+                cookie(leecher)
+            );
+            tracker.handle(request.as_bytes(), leecher, now)
+        };
+        let out = punch("203.0.113.2:55645");
+        assert_eq!(out.reply.as_deref(), Some(&b"RESPONSE 8 OK"[..]));
+        let (to, notice) = out.punch.expect("the seeder is told");
+        assert_eq!(to, seeder);
+        assert_eq!(notice, b"PUNCH f.bin 203.0.113.2:55645");
+        let out = punch("198.51.100.7:55645");
+        let reply = String::from_utf8(out.reply.unwrap()).unwrap();
+        assert!(reply.starts_with("ERROR 1201 FORBIDDEN"), "{reply}");
+        assert!(out.punch.is_none());
     }
 }

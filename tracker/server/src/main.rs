@@ -135,7 +135,9 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let args = Args::parse();
     if !(args.ttl.is_finite() && args.ttl > 0.0 && args.ttl < 1e9) {
         bail!(

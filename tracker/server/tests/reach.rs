@@ -181,6 +181,22 @@ async fn relayed_addresses_of_the_handed_out_turn_server_are_accepted() {
         punch_arrives(&socket, PATIENCE).await.as_deref(),
         Some("PUNCH r.bin 127.0.0.1:7000")
     );
+    // A relayed peer behind a symmetric NAT asks a listed peer to connect back to its relayed
+    // address (its source IP is another one).
+    let relayed_requester = udp("127.0.0.3").await;
+    assert_eq!(
+        ask(
+            &relayed_requester,
+            tracker.addr,
+            "REQUEST 8 r.bin 127.0.0.2:50123 127.0.0.2:50999"
+        )
+        .await,
+        "RESPONSE 8 OK"
+    );
+    assert_eq!(
+        punch_arrives(&socket, PATIENCE).await.as_deref(),
+        Some("PUNCH r.bin 127.0.0.2:50999")
+    );
     // Any other foreign IP is still forbidden, and so are relayed addresses when the tracker
     // hands out no TURN server.
     let answer = ask(

@@ -26,6 +26,8 @@ use crate::signals::stop_signal;
 pub struct GetOptions {
     pub give_up: u64,
     pub stall_timeout: u64,
+    /// Verify the whole file again before it takes its name.
+    pub recheck: bool,
     /// One JSON object per file instead of a summary line.
     pub format: Format,
 }
@@ -39,6 +41,7 @@ pub async fn get(
 ) -> anyhow::Result<()> {
     let config = DownloadConfig {
         give_up_after: Duration::from_secs(options.give_up.max(1)),
+        recheck: options.recheck,
         ..DownloadConfig::default()
     };
     let mut node_config = global.node_config();

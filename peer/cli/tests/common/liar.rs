@@ -121,8 +121,8 @@ async fn lie_to(
             Frame::Request(run) => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![run.first]));
-                    conn.out()
-                        .extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]);
+                    // A length no frame may have, then a few bytes of nothing.
+                    conn.queue_encoded(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]));
                     conn.flush().await?;
                     return Ok(());
                 }

@@ -28,7 +28,7 @@ use crate::manifest::{FileId, MAX_CHUNK_SIZE};
 use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::reach::Dialer;
-use crate::share::{ShareDir, StoreError};
+use crate::share::{Finish, ShareDir, StoreError};
 use crate::swarm::budget::ConnectionBudget;
 use crate::swarm::registry::Swarms;
 use crate::swarm::{LocalPeer, Swarm, SwarmStats};
@@ -46,6 +46,10 @@ pub struct DownloadConfig {
     pub give_up_after: Duration,
     /// Failed connection attempts per peer address before it is left alone for a while.
     pub attempts_per_peer: u32,
+    /// Read the complete file back and verify every chunk again before it takes its name.
+    /// Off by default: every chunk is verified before it is written, and a second pass costs
+    /// as much CPU as the first (libtorrent and rqbit do not make it either).
+    pub recheck: bool,
 }
 
 impl Default for DownloadConfig {
@@ -55,6 +59,7 @@ impl Default for DownloadConfig {
             report_interval: Duration::from_secs(1),
             give_up_after: Duration::from_secs(60),
             attempts_per_peer: 3,
+            recheck: false,
         }
     }
 }
@@ -352,7 +357,12 @@ pub async fn download_expecting(
 
     let dir = ctx.dir.clone();
     let p = partial.clone();
-    blocking(name, move || dir.finish(&p)).await?;
+    let check = if ctx.config.recheck {
+        Finish::Recheck
+    } else {
+        Finish::Verified
+    };
+    blocking(name, move || dir.finish(&p, check)).await?;
     swarm.finish_download();
     progress.send_modify(|p| p.done = true);
     let stats = swarm.stats();

@@ -73,6 +73,7 @@ impl Run<'_> {
         let mut rate = RateMeter::new(RATE_WINDOW);
         let mut last_progress = Instant::now();
         let mut last_refresh = Instant::now();
+        let mut changes = swarm.changes();
         let outcome = loop {
             if let Some(error) = swarm.write_error() {
                 break Err(DownloadError::Write {
@@ -109,6 +110,8 @@ impl Run<'_> {
                 refresh.spawn(async move { tracker.refresh_as(&file, announce).await });
             }
             tokio::select! {
+                // Completion and write errors are looked at above, at once.
+                _ = changes.changed() => {}
                 Some(joined) = dials.join_next() => {
                     let Ok((addr, result)) = joined else { continue };
                     peers.dialing.remove(&addr);

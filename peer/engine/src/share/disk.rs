@@ -11,12 +11,13 @@
 //! over the old name, fsync the directory. Without the last step a crash can undo the rename.
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, IoSlice, IoSliceMut};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::uio::{preadv, pwritev};
 
 /// Flags of every open of a file in the share directory.
 pub(super) fn no_follow() -> i32 {
@@ -156,6 +157,59 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Writes `parts` one after another at `offset` with as few `pwritev` calls as the kernel
+/// allows: the chunks of a delivery go to disk straight from the buffers they arrived in.
+pub(crate) fn write_all_vectored_at(
+    file: &File,
+    parts: &[impl AsRef<[u8]>],
+    mut offset: u64,
+) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p.as_ref())).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let batch = rest.len().min(MAX_IOV);
+        let at = i64::try_from(offset).map_err(|_| io::Error::other("offset beyond 2^63"))?;
+        let n = match pwritev(file, &rest[..batch], at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += n as u64;
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Fills `slots` one after another from `file` at `offset` with as few `preadv` calls as the
+/// kernel allows: a server reads chunks straight into the frames that carry them.
+pub(crate) fn read_exact_vectored_at(
+    file: &File,
+    slots: Vec<&mut [u8]>,
+    mut offset: u64,
+) -> io::Result<()> {
+    let mut slices: Vec<IoSliceMut<'_>> = slots.into_iter().map(IoSliceMut::new).collect();
+    let mut rest = &mut slices[..];
+    // Zero-length slots (an empty chunk) need no read.
+    IoSliceMut::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        let batch = rest.len().min(MAX_IOV);
+        let at = i64::try_from(offset).map_err(|_| io::Error::other("offset beyond 2^63"))?;
+        let n = match preadv(file, &mut rest[..batch], at) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += n as u64;
+        IoSliceMut::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Slices per `pwritev`/`preadv` call (Linux's `IOV_MAX`).
+const MAX_IOV: usize = 1024;
 
 #[cfg(test)]
 mod tests {

@@ -52,7 +52,7 @@ use record::{PartStamp, Record, Standing};
 pub use claim::DownloadClaim;
 pub use inventory::LocalFile;
 pub use manifest_sink::ManifestSink;
-pub use partial::{PartialFile, PersistError};
+pub use partial::{Finish, PartialFile, PersistError};
 pub use served::Served;
 pub use staging::Staged;
 

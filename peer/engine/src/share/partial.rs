@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -205,8 +205,8 @@ impl ShareDir {
     }
 
     /// Finishes a download: see `PartialFile::finish`. The caller must have stopped writing.
-    pub fn finish(&self, partial: &PartialFile) -> Result<(), StoreError> {
-        partial.finish()?;
+    pub fn finish(&self, partial: &PartialFile, check: Finish) -> Result<(), StoreError> {
+        partial.finish(check)?;
         self.forget(&partial.name);
         Ok(())
     }
@@ -236,27 +236,28 @@ impl PartialFile {
         self.have_count() == self.manifest.chunk_count()
     }
 
-    /// Writes chunks `first..` whose bytes are `data`, all of them already verified by the caller
-    /// against the manifest; one positioned write for the whole run. Returns the chunks that were
-    /// not verified before (another connection may have delivered some of them first). Fails
-    /// once a fatal [`PersistError`] happened: nothing written after it could be trusted.
-    pub fn write_verified(&self, first: u32, data: &[u8]) -> io::Result<Vec<u32>> {
+    /// Writes consecutive chunks `first..`, one per element of `chunks`, all of them already
+    /// verified by the caller against the manifest; one vectored positioned write for the
+    /// whole run. Returns the chunks that were not verified before (another connection may
+    /// have delivered some of them first). Fails once a fatal [`PersistError`] happened:
+    /// nothing written after it could be trusted.
+    pub fn write_verified(
+        &self,
+        first: u32,
+        chunks: &[impl AsRef<[u8]>],
+    ) -> io::Result<Vec<u32>> {
         if let Some(broken) = &self.progress.lock().broken {
             return Err(io::Error::other(broken.clone()));
         }
-        self.file.write_all_at(data, self.manifest.offset(first))?;
+        disk::write_all_vectored_at(&self.file, chunks, self.manifest.offset(first))?;
         let mut p = self.progress.lock();
         let mut newly = Vec::new();
-        let mut index = first;
-        let mut pos = 0usize;
-        while pos < data.len() {
+        for index in first..first + chunks.len() as u32 {
             if p.have.set(index) {
                 p.unrecorded.push(index);
                 p.count += 1;
                 newly.push(index);
             }
-            pos += self.manifest.chunk_len(index).max(1);
-            index += 1;
         }
         Ok(newly)
     }
@@ -338,27 +339,22 @@ impl PartialFile {
         disk::replace(&self.tmp, &self.record, |out| out.write_all(&record)).map_err(failed)
     }
 
-    /// Re-verifies the whole `.part` and renames it to the complete name, then drops the resume
-    /// state. The complete name never appears for a file that does not verify; chunks that do
-    /// not are dropped from the record, so the next download fetches exactly those.
-    fn finish(&self) -> Result<(), StoreError> {
+    /// Makes the `.part` durable and renames it to the complete name, then drops the resume
+    /// state. With [`Finish::Recheck`] the whole file is verified again first: the complete
+    /// name never appears for a file that does not verify, and chunks that do not are dropped
+    /// from the record, so the next download fetches exactly those.
+    fn finish(&self, check: Finish) -> Result<(), StoreError> {
         self.persist()?;
         self.file.sync_all().map_err(io_err(&self.part))?;
         let count = self.manifest.chunk_count();
-        let good = recheck::matching(&self.file, &self.manifest, &Bitfield::full(count))
-            .map_err(io_err(&self.part))?;
-        if good.count() != count {
-            let bad = count - good.count();
-            {
-                let mut p = self.progress.lock();
-                p.count = good.count();
-                p.have = good.clone();
-            }
-            self.save_record(&good)?;
+        if self.have_count() != count {
             return Err(StoreError::VerifyFailed {
                 name: self.name.clone(),
-                bad,
+                bad: count - self.have_count(),
             });
+        }
+        if check == Finish::Recheck {
+            self.recheck_all()?;
         }
         if disk::entry(&self.complete)
             .map_err(io_err(&self.complete))?
@@ -382,6 +378,37 @@ impl PartialFile {
         }
         Ok(())
     }
+
+    /// Reads the whole `.part` back and verifies every chunk; those that do not match are
+    /// forgotten (here and in the resume record) and the download fails.
+    fn recheck_all(&self) -> Result<(), StoreError> {
+        let count = self.manifest.chunk_count();
+        let good = recheck::matching(&self.file, &self.manifest, &Bitfield::full(count))
+            .map_err(io_err(&self.part))?;
+        if good.count() == count {
+            return Ok(());
+        }
+        let bad = count - good.count();
+        {
+            let mut p = self.progress.lock();
+            p.count = good.count();
+            p.have = good.clone();
+        }
+        self.save_record(&good)?;
+        Err(StoreError::VerifyFailed {
+            name: self.name.clone(),
+            bad,
+        })
+    }
+}
+
+/// What finishing a download checks before the file takes its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Every chunk was verified before it was written: trust that.
+    Verified,
+    /// Read the file back and verify every chunk again.
+    Recheck,
 }
 
 #[cfg(test)]
@@ -390,12 +417,18 @@ mod tests {
     use super::super::DownloadClaim;
     use super::*;
     use std::fs;
+    use std::os::unix::fs::FileExt;
 
     /// Longer than the coarse clock file times come from.
     const TICK: std::time::Duration = std::time::Duration::from_millis(30);
 
     fn name(n: &str) -> ShareName {
         ShareName::new(n).unwrap()
+    }
+
+    /// `data` as the 2048-byte chunks a delivery carries.
+    fn split(data: &[u8]) -> Vec<&[u8]> {
+        data.chunks(2048).collect()
     }
 
     fn data(len: u32) -> Vec<u8> {
@@ -416,17 +449,17 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (f, _claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m.clone()).unwrap();
-        p.write_verified(0, &data[..4096]).unwrap();
+        p.write_verified(0, &split(&data[..4096])).unwrap();
         assert_eq!(p.persist().unwrap(), vec![0, 1]);
-        p.write_verified(4, &data[8192..]).unwrap();
+        p.write_verified(4, &split(&data[8192..])).unwrap();
         drop(p);
         let p = dir.open_partial(&f, m.clone()).unwrap();
         assert_eq!(p.have_count(), 2, "chunk 4 was never recorded");
         let served = dir.served(&f).unwrap();
         assert!(served.has(1) && !served.has(2));
-        p.write_verified(2, &data[4096..]).unwrap();
+        p.write_verified(2, &split(&data[4096..])).unwrap();
         assert!(p.is_complete());
-        dir.finish(&p).unwrap();
+        dir.finish(&p, Finish::Verified).unwrap();
         assert_eq!(fs::read(root.join("f")).unwrap(), data);
         assert!(!root.join("f.part").exists());
         assert!(!root.join(".peer/f.part.have").exists());
@@ -456,7 +489,7 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (f, claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m.clone()).unwrap();
-        p.write_verified(0, &data[..4096]).unwrap();
+        p.write_verified(0, &split(&data[..4096])).unwrap();
         p.persist().unwrap();
         drop((p, claim));
         fs::remove_file(root.join("f.part")).unwrap();
@@ -487,12 +520,12 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (f, claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m.clone()).unwrap();
-        p.write_verified(0, &data[..6144]).unwrap();
+        p.write_verified(0, &split(&data[..6144])).unwrap();
         p.persist().unwrap();
         assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(3));
         // While the download runs, its own writes move the change time: still served.
         std::thread::sleep(TICK);
-        p.write_verified(4, &data[8192..]).unwrap();
+        p.write_verified(4, &split(&data[8192..])).unwrap();
         assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(3));
         drop((p, claim));
         assert_eq!(
@@ -526,9 +559,9 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (f, _claim) = claimed(&dir, "f");
         let mut p = dir.open_partial(&f, m.clone()).unwrap();
-        p.write_verified(0, &data[..2048]).unwrap();
+        p.write_verified(0, &split(&data[..2048])).unwrap();
         assert_eq!(p.persist().unwrap(), vec![0]);
-        p.write_verified(1, &data[2048..6144]).unwrap();
+        p.write_verified(1, &split(&data[2048..6144])).unwrap();
         p.sync_data = |_| Err(io::Error::from_raw_os_error(nix::errno::Errno::EIO as i32));
         let err = p.persist().unwrap_err();
         assert!(err.is_fatal(), "{err}");
@@ -540,8 +573,8 @@ mod tests {
         // The disk "recovers": nothing may be trusted any more all the same.
         p.sync_data = File::sync_data;
         assert!(p.persist().unwrap_err().is_fatal());
-        assert!(p.write_verified(3, &data[6144..8192]).is_err());
-        assert!(matches!(dir.finish(&p), Err(StoreError::Persist(_))));
+        assert!(p.write_verified(3, &split(&data[6144..8192])).is_err());
+        assert!(matches!(dir.finish(&p, Finish::Recheck), Err(StoreError::Persist(_))));
         assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(1));
         fs::remove_dir_all(&root).unwrap();
     }
@@ -554,7 +587,7 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (f, _claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m.clone()).unwrap();
-        p.write_verified(0, &data[..2048]).unwrap();
+        p.write_verified(0, &split(&data[..2048])).unwrap();
         // A directory where the temporary record goes makes writing it fail.
         fs::create_dir(root.join(".peer/f.part.have.tmp")).unwrap();
         let err = p.persist().unwrap_err();
@@ -573,13 +606,13 @@ mod tests {
         let (f, _claim) = claimed(&dir, "f");
         let p = dir.open_partial(&f, m).unwrap();
         fs::remove_file(root.join("f.part")).unwrap();
-        p.write_verified(0, &data[..2048]).unwrap();
+        p.write_verified(0, &split(&data[..2048])).unwrap();
         let err = p.persist().unwrap_err();
         assert!(
             matches!(err, PersistError::Replaced { .. }) && err.is_fatal(),
             "{err}"
         );
-        assert!(p.write_verified(1, &data[2048..4096]).is_err());
+        assert!(p.write_verified(1, &split(&data[2048..4096])).is_err());
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -591,10 +624,10 @@ mod tests {
         let m = Arc::new(Manifest::from_data(&data, 2048).unwrap());
         let (g, _claim) = claimed(&dir, "g");
         let p = dir.open_partial(&g, m.clone()).unwrap();
-        p.write_verified(0, &data).unwrap();
+        p.write_verified(0, &split(&data)).unwrap();
         p.file.write_all_at(b"X", 10).unwrap();
         assert!(matches!(
-            dir.finish(&p),
+            dir.finish(&p, Finish::Recheck),
             Err(StoreError::VerifyFailed { bad: 1, .. })
         ));
         assert!(!root.join("g").exists());
@@ -604,8 +637,8 @@ mod tests {
                 .map(|b| b.ones().collect::<Vec<_>>()),
             Some(vec![1, 2])
         );
-        p.write_verified(0, &data[..2048]).unwrap();
-        dir.finish(&p).unwrap();
+        p.write_verified(0, &split(&data[..2048])).unwrap();
+        dir.finish(&p, Finish::Verified).unwrap();
         assert_eq!(fs::read(root.join("g")).unwrap(), data);
         fs::remove_dir_all(&root).unwrap();
     }

@@ -79,8 +79,8 @@ impl Default for SwarmConfig {
             max_peers: 40,
             upload_slots: DEFAULT_SLOTS,
             upload_rate: None,
-            window: 512,
-            run_len: 32,
+            window: 1024,
+            run_len: 128,
             stall_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(90),
             keepalive: Duration::from_secs(30),
@@ -436,7 +436,14 @@ impl Swarm {
         let mut state = self.state.lock();
         state.write_error.get_or_insert(error);
         drop(state);
+        self.have_seq.send_modify(|_| ());
         self.stop.cancel();
+    }
+
+    /// Changes each time chunks become verified here or a write fails: whoever waits for the
+    /// download to complete looks again at once instead of at its next tick.
+    pub fn changes(&self) -> watch::Receiver<usize> {
+        self.have_seq.subscribe()
     }
 
     /// The write error that stopped the download, if one did.

@@ -35,8 +35,14 @@ use super::{Holdings, LinkOutcome, Refusal, Swarm};
 /// peer's requests.
 const MAX_OUTPUT: u64 = 2 * 1024 * 1024;
 
-/// Deliveries being verified and written at once per connection.
-const MAX_STORES: usize = 8;
+/// Deliveries being verified and written at once per connection: with [`MAX_DELIVERY`] this
+/// bounds the unverified bytes a connection holds (1 MiB of 2048-byte chunks).
+const MAX_STORES: usize = 4;
+
+/// Most chunks handed to one store. Chunks that arrive together (one read of the socket) are
+/// verified and written together: one trip to the blocking pool and one `pwritev` for up to
+/// this many, instead of one per request.
+const MAX_DELIVERY: usize = 128;
 
 /// Duplicate HAVEs (chunks the peer had already announced) tolerated before it counts as a flood.
 const MAX_REPEATED_HAVES: u32 = 64;
@@ -293,7 +299,7 @@ impl Task {
 
     /// Sends an answer the upload limits let through.
     fn emit(&mut self, answer: Answer) {
-        let sent = serving::emit(answer, &self.swarm.manifest, &mut self.writer);
+        let sent = serving::emit(answer, &mut self.writer);
         self.link.add_sent(sent);
         self.swarm.uploaded.fetch_add(sent, Ordering::Relaxed);
         self.swarm.local.uploads.add(&self.swarm.name, sent);
@@ -445,7 +451,7 @@ impl Task {
         if let Some(until) = self.swarm.local.download.book(len, Instant::now()) {
             self.paused_until = Some(until);
         }
-        if self.received.chunks.len() as u32 >= self.swarm.local.config.run_len {
+        if self.received.chunks.len() >= MAX_DELIVERY {
             self.dispatch_delivery();
         }
         Ok(())

@@ -13,27 +13,30 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::connection::FrameWriter;
 use crate::manifest::{ChunkHash, Manifest};
-use crate::wire::{encode_chunk, ChunkRun, Frame, MAX_MANIFEST_HASHES};
+use crate::share::disk;
+use crate::wire::{chunk_frames, ChunkRun, Frame, CHUNK_HEADER, MAX_MANIFEST_HASHES};
 
 use super::Swarm;
 
 /// Largest positioned read of one answer.
 const MAX_READ: u64 = 256 * 1024;
 
-/// One answer, ready to be encoded.
+/// One answer, ready to be sent.
 pub(super) enum Answer {
-    /// The bytes of chunks `first..`, read in one piece.
+    /// The CHUNK frames of `run`, read from the file straight into place.
     Chunks {
-        first: u32,
-        data: Vec<u8>,
+        run: ChunkRun,
+        frames: Bytes,
+        /// Chunk bytes they carry.
+        bytes: u64,
     },
     Reject(ChunkRun),
     Manifest {
@@ -98,7 +101,7 @@ impl Answers {
                 let start = manifest.offset(i);
                 let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
                 self.pending
-                    .push_back(read_chunks(swarm.file.clone(), i, start, len));
+                    .push_back(read_chunks(swarm.file.clone(), manifest.clone(), part, start));
                 self.owed.push_back(Owed::Chunks(part));
                 self.bytes += len;
             } else {
@@ -131,11 +134,8 @@ impl Answers {
         manifest: &Arc<Manifest>,
         out: &mut FrameWriter,
     ) {
-        if let Some(Answer::Chunks { first, data }) = held {
-            out.queue(&Frame::Reject(ChunkRun::new(
-                first,
-                manifest.chunks_in(first, data.len()),
-            )));
+        if let Some(Answer::Chunks { run, .. }) = held {
+            out.queue(&Frame::Reject(run));
         }
         let owed = std::mem::take(&mut self.owed);
         self.pending = FuturesOrdered::new();
@@ -152,23 +152,32 @@ impl Answers {
     pub async fn next(&mut self) -> Option<io::Result<Answer>> {
         let answer = self.pending.next().await?;
         if let Some(Owed::Chunks(_)) = self.owed.pop_front() {
-            if let Ok(Answer::Chunks { data, .. }) = &answer {
-                self.bytes = self.bytes.saturating_sub(data.len() as u64);
+            if let Ok(Answer::Chunks { bytes, .. }) = &answer {
+                self.bytes = self.bytes.saturating_sub(*bytes);
             }
         }
         Some(answer)
     }
 }
 
-fn read_chunks(file: Arc<File>, first: u32, offset: u64, len: u64) -> Pending {
+/// Reads the chunks of `run`, which start at `offset` in `file`, into the CHUNK frames that
+/// will carry them (one `preadv`, no copy between the file and the socket's buffer).
+fn read_chunks(file: Arc<File>, manifest: Arc<Manifest>, run: ChunkRun, offset: u64) -> Pending {
     Box::pin(async move {
-        let data = tokio::task::spawn_blocking(move || {
-            let mut data = vec![0u8; len as usize];
-            file.read_exact_at(&mut data, offset).map(|()| data)
+        tokio::task::spawn_blocking(move || {
+            let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
+            let bytes: usize = lens.iter().sum();
+            let mut frames = BytesMut::zeroed(bytes + CHUNK_HEADER * lens.len());
+            let slots = chunk_frames(&mut frames, run.first, &lens);
+            disk::read_exact_vectored_at(&file, slots, offset)?;
+            Ok(Answer::Chunks {
+                run,
+                frames: frames.freeze(),
+                bytes: bytes as u64,
+            })
         })
         .await
-        .map_err(io::Error::other)??;
-        Ok(Answer::Chunks { first, data })
+        .map_err(io::Error::other)?
     })
 }
 
@@ -187,25 +196,18 @@ impl Answer {
     /// Chunk bytes the answer carries (what the upload limits count).
     pub fn bytes(&self) -> u64 {
         match self {
-            Answer::Chunks { data, .. } => data.len() as u64,
+            Answer::Chunks { bytes, .. } => *bytes,
             Answer::Reject(_) | Answer::Manifest { .. } => 0,
         }
     }
 }
 
-/// Encodes `answer` into `out`; returns the chunk bytes it carries.
-pub(super) fn emit(answer: Answer, manifest: &Manifest, out: &mut FrameWriter) -> u64 {
+/// Queues `answer` on `out`; returns the chunk bytes it carries.
+pub(super) fn emit(answer: Answer, out: &mut FrameWriter) -> u64 {
     match answer {
-        Answer::Chunks { first, data } => {
-            let mut pos = 0;
-            let mut index = first;
-            while pos < data.len() {
-                let len = manifest.chunk_len(index);
-                encode_chunk(out.out(), index, &data[pos..pos + len]);
-                pos += len;
-                index += 1;
-            }
-            data.len() as u64
+        Answer::Chunks { frames, bytes, .. } => {
+            out.queue_encoded(frames);
+            bytes
         }
         Answer::Reject(run) => {
             out.queue(&Frame::Reject(run));

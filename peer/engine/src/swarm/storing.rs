@@ -1,5 +1,6 @@
-//! The downloading half's writes: chunks received for one request are verified against the
-//! manifest and written with one positioned write, on the blocking pool (hashing is the
+//! The downloading half's writes: consecutive chunks received from one peer are verified
+//! against the manifest and written with one vectored positioned write straight from the
+//! buffers they arrived in, on the blocking pool (hashing is the
 //! engine's heaviest work and must not hold up other connections), in the order they arrived.
 
 use std::future::Future;
@@ -82,18 +83,16 @@ fn verify_and_write(partial: &PartialFile, manifest: &Manifest, delivery: Delive
             index: run.first + expected.len() as u32,
         };
     }
-    let mut bytes = Vec::with_capacity(delivery.bytes() as usize);
     for ((index, chunk), want) in run.indices().zip(&delivery.chunks).zip(&expected) {
         if !manifest.matches(index, chunk, want) {
             return Stored::Corrupt { run, index };
         }
-        bytes.extend_from_slice(chunk);
     }
-    match partial.write_verified(run.first, &bytes) {
+    match partial.write_verified(run.first, &delivery.chunks) {
         Ok(newly) => Stored::Written {
             run,
             newly,
-            bytes: bytes.len() as u64,
+            bytes: delivery.bytes(),
         },
         Err(e) => Stored::Failed {
             run,

@@ -99,11 +99,32 @@ impl Frame {
     }
 }
 
-/// Appends a CHUNK frame straight from a borrowed slice, so the server copies file bytes once.
+/// Appends a CHUNK frame straight from a borrowed slice.
 pub fn encode_chunk(dst: &mut BytesMut, index: u32, data: &[u8]) {
     put_header(dst, ty::CHUNK, 4 + data.len());
     dst.put_u32(index);
     dst.put_slice(data);
+}
+
+/// Bytes of a CHUNK frame before its data: length, type, chunk index.
+pub const CHUNK_HEADER: usize = 9;
+
+/// Lays out consecutive CHUNK frames for chunks `first..` of lengths `lens` in `frames`, which
+/// must be exactly `CHUNK_HEADER * lens.len() + lens.sum()` bytes long: writes every header and
+/// returns the data slots, in order, so a server can read file bytes straight into them.
+pub fn chunk_frames<'a>(frames: &'a mut [u8], first: u32, lens: &[usize]) -> Vec<&'a mut [u8]> {
+    let mut slots = Vec::with_capacity(lens.len());
+    let mut rest = frames;
+    for (index, &len) in (first..).zip(lens) {
+        let (header, tail) = rest.split_at_mut(CHUNK_HEADER);
+        header[..4].copy_from_slice(&(5 + len as u32).to_be_bytes());
+        header[4] = ty::CHUNK;
+        header[5..].copy_from_slice(&index.to_be_bytes());
+        let (slot, tail) = tail.split_at_mut(len);
+        slots.push(slot);
+        rest = tail;
+    }
+    slots
 }
 
 pub(super) fn put_header(dst: &mut BytesMut, kind: u8, payload: usize) {

@@ -21,7 +21,7 @@ use tracker_proto::{FileName, FileNameError};
 
 use crate::manifest::{ChunkHash, FileId, MAX_CHUNK_SIZE};
 
-pub use encode::encode_chunk;
+pub use encode::{chunk_frames, encode_chunk, CHUNK_HEADER};
 
 /// First bytes of every HANDSHAKE: tells a stray client (HTTP, a port scanner) apart at once.
 pub const MAGIC: [u8; 4] = *b"P2PW";

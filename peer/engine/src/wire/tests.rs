@@ -123,6 +123,25 @@ proptest! {
     }
 
     #[test]
+    fn laid_out_chunk_frames_parse_as_the_chunks_written_into_them(
+        first in 0u32..1_000_000,
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..20),
+    ) {
+        let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let mut frames = vec![0u8; lens.iter().map(|l| CHUNK_HEADER + l).sum()];
+        for (slot, data) in chunk_frames(&mut frames, first, &lens).into_iter().zip(&chunks) {
+            slot.copy_from_slice(data);
+        }
+        let mut buf = BytesMut::from(&frames[..]);
+        for (index, data) in (first..).zip(&chunks) {
+            let n = Frame::check(&buf).unwrap().unwrap();
+            let frame = Frame::parse(buf.split_to(n).freeze()).unwrap();
+            prop_assert_eq!(frame, Frame::Chunk { index, data: Bytes::from(data.clone()) });
+        }
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
     fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
         if let Ok(Some(n)) = Frame::check(&data) {
             let _ = Frame::parse(Bytes::copy_from_slice(&data[..n]));
