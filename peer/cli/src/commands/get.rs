@@ -160,10 +160,16 @@ async fn get_all(
                 );
             }
             Err(e) => {
+                let why = format!("{e:#}");
                 if format == Format::Json {
-                    println!("{}", json!({ "name": name, "error": e.to_string() }));
+                    println!("{}", json!({ "name": name, "error": why }));
                 }
-                eprintln!("error: {name}: {e}");
+                // Errors about a metainfo file name its path already.
+                if why.contains(name.as_str()) {
+                    eprintln!("error: {why}");
+                } else {
+                    eprintln!("error: {name}: {why}");
+                }
                 failed += 1;
             }
         }

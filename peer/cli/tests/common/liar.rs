@@ -8,6 +8,8 @@ use bytes::Bytes;
 use peer_engine::bitfield::Bitfield;
 use peer_engine::connection::Connection;
 use peer_engine::manifest::Manifest;
+use peer_engine::metainfo::{Info, Layout};
+use peer_engine::name::ShareName;
 use peer_engine::wire::{Frame, PeerId, VERSION};
 use tracker_proto::client::ClientConfig;
 use tracker_proto::TrackerClient;
@@ -24,6 +26,9 @@ pub enum Lie {
     Garbage,
     /// Takes requests and never answers them (a stalled peer).
     Silent,
+    /// Answers GET_METAINFO with the info dictionary of other content (another id), and
+    /// otherwise corrupts chunks.
+    WrongMetainfo,
 }
 
 /// A running liar; it lives as long as the test process.
@@ -93,7 +98,7 @@ async fn lie_to(
         version: VERSION,
         peer_id: PeerId::random(),
         file_id,
-        name,
+        name: name.clone(),
         listen: None,
     });
     let field = Bitfield::full(manifest.chunk_count());
@@ -117,12 +122,30 @@ async fn lie_to(
                     .collect();
                 conn.queue(&Frame::Manifest { start, hashes });
             }
+            Frame::GetMetainfo { piece: 0 } if lie == Lie::WrongMetainfo => {
+                let other = Info {
+                    name: ShareName::new(name.as_str())?,
+                    piece_length: manifest.chunk_size(),
+                    id: Manifest::from_data(b"other content", 2048)?.id(),
+                    layout: Layout::Single {
+                        length: manifest.size(),
+                    },
+                };
+                let bytes = other.encode();
+                conn.queue(&Frame::Metainfo {
+                    piece: 0,
+                    total: bytes.len() as u32,
+                    data: Bytes::from(bytes),
+                });
+            }
             Frame::Request(_) if lie == Lie::Silent => {}
             Frame::Request(run) => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![run.first]));
                     // A length no frame may have, then a few bytes of nothing.
-                    conn.queue_encoded(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3]));
+                    conn.queue_encoded(Bytes::from_static(&[
+                        0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3,
+                    ]));
                     conn.flush().await?;
                     return Ok(());
                 }
