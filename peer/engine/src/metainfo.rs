@@ -429,7 +429,8 @@ fn decode(bytes: &[u8]) -> Result<Value, MetainfoError> {
 }
 
 /// Walks the bencode structure without building it and refuses nesting deeper than
-/// [`MAX_NESTING`]. Malformed input is left for the decoder to describe.
+/// [`MAX_NESTING`] and byte strings longer than the input. Other malformed input is left for
+/// the decoder to describe.
 fn check_nesting(bytes: &[u8]) -> Result<(), MetainfoError> {
     let mut depth = 0usize;
     let mut i = 0usize;
@@ -454,12 +455,21 @@ fn check_nesting(bytes: &[u8]) -> Result<(), MetainfoError> {
                 let Some(colon) = bytes[i..].iter().position(|&b| b == b':') else {
                     return Ok(());
                 };
+                let start = i + colon + 1;
+                // bt_bencode 0.8 adds the declared length to its offset unchecked: a length
+                // near usize::MAX wraps it and panics on slicing, so it never sees one.
                 let len = std::str::from_utf8(&bytes[i..i + colon])
                     .ok()
-                    .and_then(|s| s.parse::<usize>().ok());
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|len| *len <= bytes.len() - start);
                 match len {
-                    Some(len) => i = i.saturating_add(colon + 1).saturating_add(len),
-                    None => return Ok(()),
+                    Some(len) => i = start + len,
+                    None => {
+                        return Err(MetainfoError::Bencode(format!(
+                            "byte string at offset {i} is longer than the {} bytes left",
+                            bytes.len() - start
+                        )))
+                    }
                 }
             }
             _ => return Ok(()),
@@ -572,6 +582,24 @@ mod tests {
         assert_eq!(back.info.total(), 4107);
         assert_eq!(back.info.chunk_count(), 3);
         assert_eq!(Info::parse(&info.encode()).unwrap(), info);
+    }
+
+    #[test]
+    fn a_string_length_past_the_end_is_an_error_not_a_panic() {
+        // Found by the metainfo fuzz target: bt_bencode's offset overflowed on it.
+        let crash = b"d8:0000000018446744073709551615:000e\x04\x00";
+        assert!(matches!(
+            Metainfo::parse(crash),
+            Err(MetainfoError::Bencode(_))
+        ));
+        assert!(matches!(
+            Info::parse(b"99:x"),
+            Err(MetainfoError::Bencode(_))
+        ));
+        assert!(matches!(
+            Info::parse(b"d4:name18446744073709551615:x"),
+            Err(MetainfoError::Bencode(_))
+        ));
     }
 
     #[test]
