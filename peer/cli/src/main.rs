@@ -24,8 +24,10 @@ use commands::{print, serve, Format};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The console shows only what deserves attention, above its prompt (RUST_LOG still rules).
-    let default_level = if cli.command.is_none() {
+    let bars = matches!(cli.command, Some(Command::Get { .. })) && output::live::bars_wanted();
+    // The console, and `peer get` under its progress bars, show only what deserves attention
+    // (RUST_LOG still rules).
+    let default_level = if cli.command.is_none() || bars {
         "warn"
     } else {
         "info"
@@ -38,6 +40,9 @@ fn main() -> ExitCode {
         logger.target(env_logger::Target::Pipe(Box::new(
             console::output::LogWriter,
         )));
+    }
+    if bars {
+        logger.target(env_logger::Target::Pipe(Box::new(output::live::LogWriter)));
     }
     logger.init();
     let runtime = match tokio::runtime::Runtime::new() {

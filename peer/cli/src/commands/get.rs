@@ -20,6 +20,7 @@ use super::serve::{start_node, start_presence};
 use super::target::Target;
 use super::{flush, Format};
 use crate::args::Global;
+use crate::output::live::Live;
 use crate::signals::stop_signal;
 
 /// What the user asked of the downloader (`peer get` flags).
@@ -132,16 +133,28 @@ async fn get_all(
     format: Format,
 ) -> anyhow::Result<()> {
     let count = targets.len();
-    let jobs = targets.into_iter().map(|(given, target)| async move {
-        let (progress, _) = watch::channel(Progress::default());
-        let result = match target {
-            Ok(target) => fetch(ctx, &target, &progress).await,
-            Err(e) => Err(e),
-        };
-        (given, result)
-    });
+    let mut shown = Vec::new();
+    let jobs: Vec<_> = targets
+        .into_iter()
+        .map(|(given, target)| {
+            let (progress, watching) = watch::channel(Progress::default());
+            if let Ok(t) = &target {
+                shown.push((t.name.clone(), watching));
+            }
+            async move {
+                let result = match target {
+                    Ok(target) => fetch(ctx, &target, &progress).await,
+                    Err(e) => Err(e),
+                };
+                (given, result)
+            }
+        })
+        .collect();
+    let live = Live::start(shown);
+    let results = futures::future::join_all(jobs).await;
+    live.finish().await;
     let mut failed = 0;
-    for (name, result) in futures::future::join_all(jobs).await {
+    for (name, result) in results {
         match result {
             Ok(o) if format == Format::Json => println!("{}", outcome_json(&o)),
             Ok(o) => {

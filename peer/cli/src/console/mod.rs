@@ -10,7 +10,6 @@
 
 pub mod menu;
 pub mod output;
-pub mod progress;
 pub mod session;
 
 use std::future::Future;
@@ -30,10 +29,10 @@ use peer_engine::reach::{Dialer, OwnNat, Presence, PunchConfig};
 
 use crate::commands::target::Target;
 use crate::output::table::FileStats;
+use crate::output::ticker::ProgressTicker;
 use crate::signals::stop_signal;
 use menu::{parse_choice, Choice, MENU};
 use output::Output;
-use progress::ProgressTicker;
 
 /// What the menu choices do. Every method returns the text to show, or an error whose message
 /// (with its causes) is shown instead; none of them may end the console.

@@ -306,23 +306,7 @@ impl Actions for Session {
                     };
                     f.state = state;
                 }
-                None => files.push(FileStats {
-                    name: name.clone(),
-                    size: p.size,
-                    chunk_size: p.size.div_ceil(u64::from(p.total.max(1))),
-                    chunks_have: u64::from(p.have),
-                    chunks_total: u64::from(p.total),
-                    downloaded: p.bytes,
-                    uploaded: 0,
-                    down_rate: if running { p.rate } else { 0.0 },
-                    up_rate: 0.0,
-                    swarm: if running {
-                        p.swarm
-                    } else {
-                        SwarmStats::default()
-                    },
-                    state,
-                }),
+                None => files.push(FileStats::of_download(name, &p, state)),
             }
         }
         let sent = self.uploads().per_file();

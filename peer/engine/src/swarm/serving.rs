@@ -100,12 +100,8 @@ impl Answers {
             if have {
                 let start = manifest.offset(i);
                 let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
-                self.pending.push_back(read_chunks(
-                    swarm.file.clone(),
-                    manifest.clone(),
-                    part,
-                    start,
-                ));
+                self.pending
+                    .push_back(read_chunks(swarm.file.clone(), manifest.clone(), part, start));
                 self.owed.push_back(Owed::Chunks(part));
                 self.bytes += len;
             } else {
