@@ -232,10 +232,12 @@ pub enum Command {
         heartbeat: u64,
     },
     /// Print a metainfo file the way transmission-show prints a torrent: name, content id,
-    /// magnet link, pieces, trackers, files.
+    /// magnet link, pieces, trackers, files. A magnet link shows what it says (name, id,
+    /// trackers); the rest comes from peers when it is downloaded.
     Show {
-        /// The metainfo file (NAME.p2p).
-        file: PathBuf,
+        /// The metainfo file (NAME.p2p) or a magnet link.
+        #[arg(value_name = "FILE.p2p|MAGNET")]
+        file: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -99,6 +99,21 @@ fn share_writes_a_metainfo_and_a_magnet_link_that_get_downloads() {
     assert_eq!(json["magnet"], magnet.as_str(), "{json}");
     assert_eq!(json["files"][0]["length"], 300_000, "{json}");
 
+    // A magnet link shows what it carries.
+    let out = run(Command::new(peer_bin()).args(["show", &magnet]));
+    assert!(out.status.success(), "show MAGNET failed: {}", stderr(&out));
+    let shown = stdout(&out);
+    for line in [
+        "Name: movie.bin".to_owned(),
+        format!("Hash: {id}"),
+        format!("p2p://{tracker}"),
+    ] {
+        assert!(shown.contains(&line), "{line:?} missing from:\n{shown}");
+    }
+    let out = run(Command::new(peer_bin()).args(["show", "--json", &magnet]));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(json["trackers"][0][0], format!("p2p://{tracker}"), "{json}");
+
     // The metainfo beside the file is never shared: the tracker lists the one file.
     let list = run(peer_cmd(tracker, &t.sub("probe")).args(["list", "--json"]));
     let list: serde_json::Value = serde_json::from_str(stdout(&list).trim()).expect("list");
@@ -217,6 +232,12 @@ fn bad_metainfo_files_and_magnet_links_fail_clearly_and_write_nothing() {
     assert!(!out.status.success(), "show accepted a path with ..");
     assert!(
         stderr(&out).contains("is not a valid metainfo file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(Command::new(peer_bin()).args(["show", "magnet:?xt=urn:sha1:abc"]));
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown xt"),
         "{}",
         stderr(&out)
     );

@@ -1,5 +1,5 @@
-//! `peer show FILE.p2p`: a metainfo file the way `transmission-show` prints a torrent
-//! (GENERAL, TRACKERS, FILES), or as JSON.
+//! `peer show`: a metainfo file the way `transmission-show` prints a torrent (GENERAL,
+//! TRACKERS, FILES), or a magnet link's share of that, or either as JSON.
 
 use std::fmt::Write as _;
 
@@ -84,6 +84,38 @@ pub fn metainfo_json(file: &str, m: &Metainfo, magnet: &Magnet) -> Value {
         "directory": matches!(info.layout, Layout::Files(_)),
         "trackers": m.trackers,
         "files": files,
+    })
+}
+
+/// What a magnet link says: the rest of a metainfo comes from peers.
+pub fn magnet_text(magnet: &Magnet) -> String {
+    let name = magnet
+        .name
+        .as_ref()
+        .map_or("(none: no dn=)", |n| n.as_str());
+    let mut out = format!("Name: {name}\n\nGENERAL\n\n");
+    let _ = writeln!(out, "  Name: {name}");
+    let _ = writeln!(out, "  Hash: {}", magnet.id);
+    let _ = writeln!(out, "  Magnet: {magnet}");
+    out.push_str("  (size, pieces and files come from peers: `peer get` fetches them)\n");
+    out.push_str("\nTRACKERS\n\n");
+    if magnet.trackers.is_empty() {
+        out.push_str("  (none: give --tracker when downloading)\n");
+    } else {
+        out.push_str("  Tier #1\n");
+    }
+    for t in &magnet.trackers {
+        let _ = writeln!(out, "  {t}");
+    }
+    out.trim_end().to_owned()
+}
+
+pub fn magnet_json(magnet: &Magnet) -> Value {
+    json!({
+        "magnet": magnet.to_string(),
+        "name": magnet.name.as_ref().map(|n| n.as_str()),
+        "id": magnet.id.to_string(),
+        "trackers": if magnet.trackers.is_empty() { vec![] } else { vec![magnet.trackers.clone()] },
     })
 }
 
