@@ -86,6 +86,19 @@ impl Expect {
     }
 }
 
+/// Checks a metainfo's `info` against the tracker's listing of `name`; directories are not
+/// downloaded yet.
+fn accept_info(info: &Info, name: &ShareName, want: &Expected) -> Result<(), DownloadError> {
+    metainfo_fetch::check(info, name, want).map_err(|why| DownloadError::MetainfoMismatch {
+        name: name.clone(),
+        why,
+    })?;
+    if matches!(info.layout, Layout::Files(_)) {
+        return Err(DownloadError::Directory(name.clone()));
+    }
+    Ok(())
+}
+
 /// What a running download looks like; published through a `watch` channel for the console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -263,23 +276,10 @@ pub async fn download_expecting(
     }
     let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
     peers.learn(&swarm_list.peers);
-    let metainfo = match expect {
-        Expect::Listed => None,
-        Expect::Info(given) => Some(given.clone()),
-        Expect::Id(_) => {
-            Some(metainfo_fetch::fetch_info(ctx, name, &want, info.chunks(), &mut peers).await?)
-        }
-    };
-    if let Some(metainfo) = &metainfo {
-        metainfo_fetch::check(metainfo, name, &want).map_err(|why| {
-            DownloadError::MetainfoMismatch {
-                name: name.clone(),
-                why,
-            }
-        })?;
-        if matches!(metainfo.layout, Layout::Files(_)) {
-            return Err(DownloadError::Directory(name.clone()));
-        }
+    // A metainfo file is checked before anything else; a magnet link's dictionary is fetched
+    // below, only when there is something to download.
+    if let Expect::Info(given) = expect {
+        accept_info(given, name, &want)?;
     }
     progress.send_replace(Progress {
         total: info.chunks(),
@@ -316,6 +316,11 @@ pub async fn download_expecting(
         });
     }
 
+    if let Expect::Id(_) = expect {
+        let fetched =
+            metainfo_fetch::fetch_info(ctx, name, &want, info.chunks(), &mut peers).await?;
+        accept_info(&fetched, name, &want)?;
+    }
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == want.id) {
         Some(m) => Arc::new(m),
         None => Arc::new(fetch_manifest(ctx, name, &want, &mut peers).await?),
