@@ -77,12 +77,20 @@ pub fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
         .with_context(|| format!("{} is not a valid metainfo file", path.display()))
 }
 
-/// Tracker addresses without their scheme, empty tiers dropped.
+/// Tracker addresses without their scheme, empty tiers dropped. Trackers of other protocols
+/// (`udp://`, `http://` of BitTorrent) are skipped with a warning: this peer cannot talk to them.
 fn tiers(tiers: Vec<Vec<String>>) -> Vec<Vec<String>> {
     tiers
         .into_iter()
         .map(|t| {
             t.iter()
+                .filter(|a| {
+                    let foreign = !a.starts_with(TRACKER_SCHEME) && a.contains("://");
+                    if foreign {
+                        log::warn!("ignoring tracker {a}: not a {TRACKER_SCHEME}HOST:PORT tracker");
+                    }
+                    !foreign
+                })
                 .map(|a| tracker_address(a).to_owned())
                 .collect::<Vec<_>>()
         })
@@ -124,6 +132,11 @@ mod tests {
         let err = Target::parse("/nonexistent/x.p2p").unwrap_err();
         assert!(err.to_string().contains("cannot read"), "{err}");
         assert!(Target::parse("a/b").is_err());
+        let t = Target::parse(&format!(
+            "magnet:?xt=urn:p2p:sha256:{id}&dn=m.bin&tr=udp://t.example:80&tr=h:2"
+        ))
+        .unwrap();
+        assert_eq!(t.trackers, vec![vec!["h:2".to_owned()]]);
         assert_eq!(tracker_url("h:1"), "p2p://h:1");
         assert_eq!(tracker_address("p2p://h:1"), "h:1");
     }
