@@ -11,6 +11,7 @@ mod signals;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Parser;
 use peer_engine::download::DownloadConfig;
 use peer_engine::name::ShareName;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    signals::install().context("cannot catch SIGINT and SIGTERM")?;
     if let Some(Command::Show { file, json }) = &cli.command {
         print(&commands::show::show(file, Format::json_if(*json))?);
         return Ok(());

@@ -216,3 +216,20 @@ fn interrupted_get_leaves_the_swarm_and_keeps_its_verified_chunks() {
         original
     );
 }
+
+/// A SIGTERM that arrives right after the startup line, while STUN, port mapping and the relay
+/// are still starting, is neither fatal nor lost: the daemon leaves and exits 0. (The window is
+/// short on an idle machine, so the test tries several times.)
+#[test]
+fn sigterm_during_startup_still_leaves_cleanly() {
+    let tmp = TempDir::new("daemon-early-sigterm");
+    let (_tracker, tracker) = start_tracker();
+    let dir = tmp.sub("d");
+    random_file(&dir.join("early.bin"), 10_000, 31);
+    for attempt in 1..=5 {
+        let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, &dir).arg("daemon"));
+        daemon.wait_line("peer listening on ");
+        let status = daemon.terminate();
+        assert!(status.success(), "attempt {attempt}: daemon ended with {status}");
+    }
+}

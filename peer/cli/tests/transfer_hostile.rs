@@ -1,5 +1,6 @@
-//! Hostile peers among honest ones: corrupt chunks, a wrong manifest, garbage frames. The download
-//! still ends byte-identical and every liar that was contacted is dropped.
+//! Hostile peers among honest ones: corrupt chunks, a wrong manifest, garbage frames, chunks it
+//! claims and does not hold, chunks nobody asked for, a HAVE flood. The download still ends
+//! byte-identical and every liar that was contacted is dropped.
 
 mod common;
 
@@ -14,8 +15,15 @@ fn liars_are_dropped_and_the_file_still_arrives_intact() {
     let t = TempDir::new("hostile");
     let (_tracker, tracker) = start_tracker();
     let data = random_file(&t.join("f.bin"), 4 << 20, 6);
-    let liars: Vec<_> = [Lie::CorruptChunks, Lie::WrongManifest, Lie::Garbage]
-        .into_iter()
+    let liars: Vec<_> = [
+        Lie::CorruptChunks,
+        Lie::WrongManifest,
+        Lie::Garbage,
+        Lie::FalseClaims,
+        Lie::UnrequestedChunk,
+        Lie::HaveFlood,
+    ]
+    .into_iter()
         .map(|lie| (lie, liar::start(tracker, "f.bin", data.clone(), lie)))
         .collect();
     // The honest seeder is slow so that the liars get requests too.

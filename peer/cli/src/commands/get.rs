@@ -104,7 +104,7 @@ async fn run_until_signal(
     format: Format,
     node: Option<Node>,
 ) -> anyhow::Result<()> {
-    let stop = stop_signal()?;
+    let stop = stop_signal();
     let result = tokio::select! {
         result = get_all(ctx, targets, format) => result,
         () = stop => Err(anyhow::anyhow!(

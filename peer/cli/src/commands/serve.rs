@@ -187,7 +187,7 @@ async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     let uploads = node.uploads().clone();
     let started = Instant::now();
-    let result = daemon::run_until(node, heartbeat, presence.announce(), stop_signal()?).await;
+    let result = daemon::run_until(node, heartbeat, presence.announce(), stop_signal()).await;
     presence.stop().await;
     result?;
     print(&format_session(&SessionStats {

@@ -309,7 +309,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     // A signal arrives while the line editor holds the terminal in raw mode and blocks its
     // thread: leave from here, put the terminal back as it was, and end the process.
     let terminal = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let signalled = stop_signal()?;
+    let signalled = stop_signal();
     let on_signal = session.clone();
     let presence_on_signal = presence.clone();
     tokio::spawn(async move {

@@ -29,6 +29,12 @@ pub enum Lie {
     /// Answers GET_METAINFO with the info dictionary of other content (another id), and
     /// otherwise corrupts chunks.
     WrongMetainfo,
+    /// Claims every chunk, unchokes, then rejects every request (a BITFIELD lie).
+    FalseClaims,
+    /// Sends a chunk (a correct one) nobody asked for.
+    UnrequestedChunk,
+    /// Announces every chunk, then repeats HAVEs of chunks it already announced.
+    HaveFlood,
 }
 
 /// A running liar; it lives as long as the test process.
@@ -105,6 +111,19 @@ async fn lie_to(
     conn.queue(&Frame::Bitfield(Bytes::copy_from_slice(field.as_wire())));
     // Serves whoever asks, as an honest seeder with a free upload slot would.
     conn.queue(&Frame::Unchoke);
+    match lie {
+        Lie::UnrequestedChunk => conn.queue(&Frame::Chunk {
+            index: 0,
+            data: Bytes::copy_from_slice(&data[..manifest.chunk_len(0)]),
+        }),
+        Lie::HaveFlood => {
+            let announced: Vec<u32> = (0..manifest.chunk_count().min(100)).collect();
+            for _ in 0..10 {
+                conn.queue(&Frame::Have(announced.clone()));
+            }
+        }
+        _ => {}
+    }
     conn.flush().await?;
     loop {
         match conn.read_frame().await? {
@@ -139,6 +158,7 @@ async fn lie_to(
                 });
             }
             Frame::Request(_) if lie == Lie::Silent => {}
+            Frame::Request(run) if lie == Lie::FalseClaims => conn.queue(&Frame::Reject(run)),
             Frame::Request(run) => {
                 if lie == Lie::Garbage {
                     conn.queue(&Frame::Have(vec![run.first]));
