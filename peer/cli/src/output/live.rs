@@ -189,8 +189,7 @@ fn held_bytes(p: &Progress) -> u64 {
     if p.total == 0 {
         return 0;
     }
-    let chunk = p.size.div_ceil(u64::from(p.total.max(1)));
-    (u64::from(p.have) * chunk).min(p.size)
+    (u64::from(p.have) * u64::from(p.chunk_size)).min(p.size)
 }
 
 async fn print_lines(files: Vec<(ShareName, watch::Receiver<Progress>)>, stop: CancellationToken) {
@@ -225,6 +224,7 @@ mod tests {
             have,
             total,
             size,
+            chunk_size: 2048,
             done,
             ..Progress::default()
         }
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn messages_say_rate_eta_and_peers() {
-        let mut p = progress(1, 4, 4 * 1024 * 1024, false);
+        let mut p = progress(512, 2048, 4 * 1024 * 1024, false);
         p.rate = 1024.0 * 1024.0;
         p.swarm.peers = 1;
         let held = held_bytes(&p);

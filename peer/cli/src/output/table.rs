@@ -97,7 +97,7 @@ impl FileStats {
         FileStats {
             name: name.clone(),
             size: p.size,
-            chunk_size: p.size.div_ceil(u64::from(p.total.max(1))),
+            chunk_size: u64::from(p.chunk_size),
             chunks_have: u64::from(p.have),
             chunks_total: u64::from(p.total),
             downloaded: p.bytes,

@@ -106,6 +106,8 @@ pub struct Progress {
     pub have: u32,
     pub total: u32,
     pub size: u64,
+    /// Bytes per chunk (the last one may be shorter); 0 until the tracker answered.
+    pub chunk_size: u32,
     /// Chunk bytes received and verified in this run.
     pub bytes: u64,
     /// Bytes per second over the last few seconds.
@@ -284,6 +286,7 @@ pub async fn download_expecting(
     progress.send_replace(Progress {
         total: info.chunks(),
         size: want.size,
+        chunk_size: want.chunk_size,
         ..Progress::default()
     });
 
