@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 # Integration tests of one crate start the binaries of the others (peer tests start `tracker`),
 # so every binary is built before any test runs.
 cargo build --workspace --bins --locked
+# The hostile-client suite (peer/cli/tests/hostile.rs) appends one figure per attack here.
+figures="${CARGO_TARGET_DIR:-target}/tmp/hostile-figures.txt"
+rm -f "$figures"
 cargo test --workspace --locked
+if [ -s "$figures" ]; then
+    echo "== hostile clients against a peer daemon (outcome, daemon peak RSS)"
+    sed 's/^/  /' "$figures"
+fi
 
 # The NAT lab (scripts/nat-lab.sh test): real peers behind emulated NATs in network namespaces,
 # a few minutes. It needs root and namespaces with veth pairs and iptables NAT; where it cannot
@@ -40,4 +47,34 @@ else
         echo "################################################################################"
     } >&2
     [ "${NAT_LAB:-auto}" != require ] || exit 1
+fi
+
+# The chaos lab (scripts/chaos.sh test): 10% packet loss on the tracker and peer paths, a
+# download into a directory that fills up; under a minute. Needs root, namespaces and iptables'
+# statistic match; skipped LOUDLY otherwise. CHAOS=require makes a skip fail, CHAOS=skip skips.
+chaos_unavailable() {
+    [ "$(id -u)" = 0 ] || { echo "not running as root"; return; }
+    local c probe="chprobe$$"
+    for c in ip iptables mount umount; do
+        command -v "$c" >/dev/null || { echo "'$c' not installed (apt-get install iproute2 iptables util-linux)"; return; }
+    done
+    ip netns add "$probe" 2>/dev/null || { echo "cannot create network namespaces"; return; }
+    if ! ip netns exec "$probe" iptables -A INPUT -m statistic --mode random --probability 0.1 -j DROP 2>/dev/null; then
+        echo "iptables' statistic match does not work inside a network namespace"
+    fi
+    ip netns del "$probe"
+}
+chaos_reason="$(chaos_unavailable)"
+[ "${CHAOS:-auto}" != skip ] || chaos_reason="CHAOS=skip"
+if [ -z "$chaos_reason" ]; then
+    scripts/chaos.sh test
+else
+    {
+        echo "################################################################################"
+        echo "##  CHAOS LAB SKIPPED: $chaos_reason"
+        echo "##  The packet-loss and full-disk tests (scripts/chaos.sh test) did NOT run."
+        echo "##  Run this script as root with iproute2, iptables and util-linux."
+        echo "################################################################################"
+    } >&2
+    [ "${CHAOS:-auto}" != require ] || exit 1
 fi

@@ -230,6 +230,9 @@ fn sigterm_during_startup_still_leaves_cleanly() {
         let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, &dir).arg("daemon"));
         daemon.wait_line("peer listening on ");
         let status = daemon.terminate();
-        assert!(status.success(), "attempt {attempt}: daemon ended with {status}");
+        assert!(
+            status.success(),
+            "attempt {attempt}: daemon ended with {status}"
+        );
     }
 }

@@ -24,8 +24,8 @@ fn liars_are_dropped_and_the_file_still_arrives_intact() {
         Lie::HaveFlood,
     ]
     .into_iter()
-        .map(|lie| (lie, liar::start(tracker, "f.bin", data.clone(), lie)))
-        .collect();
+    .map(|lie| (lie, liar::start(tracker, "f.bin", data.clone(), lie)))
+    .collect();
     // The honest seeder is slow so that the liars get requests too.
     let _honest = start_seeder(
         tracker,

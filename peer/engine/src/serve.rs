@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::{ConnError, Connection};
 use crate::name::ShareName;
 use crate::reach::Incoming;
-use crate::swarm::budget::ConnectionBudget;
+use crate::swarm::budget::{ConnectionBudget, ConnectionPermit, OpeningPermit};
 use crate::swarm::registry::{FindError, Swarms};
 use crate::swarm::{PeerError, Remote};
 use crate::wire::{ErrorCode, Frame, WireError, VERSION};
@@ -79,7 +79,7 @@ pub async fn run(
                 continue;
             }
         };
-        let permit = match budget.try_acquire(addr.ip()) {
+        let opening = match budget.try_open(addr.ip()) {
             Ok(p) => p,
             Err(e) => {
                 log::debug!("{addr}: refused: {e}");
@@ -89,10 +89,13 @@ pub async fn run(
         };
         let (swarms, shutdown) = (swarms.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let OpeningPermit { permit, evicted } = opening;
             tokio::select! {
-                () = serve(stream, addr, &swarms, handshake_timeout) => {}
+                () = serve(stream, addr, &swarms, handshake_timeout, &permit) => {}
                 _ = shutdown.cancelled() => {}
+                _ = evicted.cancelled() => {
+                    log::debug!("{addr}: closed without a handshake: its slot went to a newer connection");
+                }
             }
         });
     }
@@ -111,7 +114,13 @@ fn refuse_now(stream: &TcpStream, code: ErrorCode, message: &str) {
 }
 
 /// One accepted connection: its HANDSHAKE, then its life in the swarm of the file it names.
-async fn serve(stream: TcpStream, addr: SocketAddr, swarms: &Swarms, handshake_timeout: Duration) {
+async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    swarms: &Swarms,
+    handshake_timeout: Duration,
+    permit: &ConnectionPermit,
+) {
     let mut conn = Connection::new(stream);
     let (remote, name, file_id) = match conn.read_opening_within(handshake_timeout).await {
         Ok(Frame::Handshake {
@@ -137,6 +146,7 @@ async fn serve(stream: TcpStream, addr: SocketAddr, swarms: &Swarms, handshake_t
                     return;
                 }
             };
+            permit.established();
             let remote = Remote {
                 peer_id,
                 listen,

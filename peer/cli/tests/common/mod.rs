@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod liar;
+pub mod raw;
+pub mod victim;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -241,11 +241,7 @@ impl PartialFile {
     /// whole run. Returns the chunks that were not verified before (another connection may
     /// have delivered some of them first). Fails once a fatal [`PersistError`] happened:
     /// nothing written after it could be trusted.
-    pub fn write_verified(
-        &self,
-        first: u32,
-        chunks: &[impl AsRef<[u8]>],
-    ) -> io::Result<Vec<u32>> {
+    pub fn write_verified(&self, first: u32, chunks: &[impl AsRef<[u8]>]) -> io::Result<Vec<u32>> {
         if let Some(broken) = &self.progress.lock().broken {
             return Err(io::Error::other(broken.clone()));
         }
@@ -574,7 +570,10 @@ mod tests {
         p.sync_data = File::sync_data;
         assert!(p.persist().unwrap_err().is_fatal());
         assert!(p.write_verified(3, &split(&data[6144..8192])).is_err());
-        assert!(matches!(dir.finish(&p, Finish::Recheck), Err(StoreError::Persist(_))));
+        assert!(matches!(
+            dir.finish(&p, Finish::Recheck),
+            Err(StoreError::Persist(_))
+        ));
         assert_eq!(dir.read_record(&f, &m).map(|b| b.count()), Some(1));
         fs::remove_dir_all(&root).unwrap();
     }

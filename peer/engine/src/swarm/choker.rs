@@ -43,6 +43,9 @@ pub struct Candidate {
     pub received_total: u64,
     /// Bytes we sent it since it connected (what ranks it while we seed, least first).
     pub sent: u64,
+    /// It has taken none of the bytes we owe it for a while: unchoking it wastes the slot (a
+    /// client that asks and never reads is sent the least, so a seeder would keep it first).
+    pub stalled: bool,
 }
 
 /// One file's choker: remembers the optimistic pick between periods, and when it last unchoked
@@ -87,7 +90,10 @@ impl Choker {
         if self.slots == 0 {
             return HashSet::new();
         }
-        let mut interested: Vec<&Candidate> = candidates.iter().filter(|c| c.interested).collect();
+        let mut interested: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.interested && !c.stalled)
+            .collect();
         // Random order first, so equal scores are ranked at random.
         for i in (1..interested.len()).rev() {
             interested.swap(i, rng.random_range(0..=i));
@@ -141,6 +147,7 @@ mod tests {
             received,
             received_total: received,
             sent: 0,
+            stalled: false,
         }
     }
 
@@ -275,6 +282,33 @@ mod tests {
             "{unchoked:?}"
         );
         assert_eq!(unchoked.len(), 3);
+    }
+
+    #[test]
+    fn a_peer_that_takes_none_of_our_bytes_gets_no_slot() {
+        let mut rng = rand::rng();
+        let mut choker = Choker::new(1);
+        let stalled = |id| Candidate {
+            stalled: true,
+            ..c(id, true, 0)
+        };
+        // The stalled ones were sent the least: a seeder would rank them first.
+        let peers = [
+            stalled(1),
+            stalled(2),
+            Candidate {
+                sent: 9_000_000,
+                ..c(3, true, 0)
+            },
+        ];
+        for _ in 0..2 * OPTIMISTIC_ROUNDS {
+            let unchoked = choker.rechoke(&peers, true, &mut rng);
+            assert_eq!(
+                unchoked,
+                HashSet::from([3]),
+                "neither slot for a stalled peer"
+            );
+        }
     }
 
     #[test]

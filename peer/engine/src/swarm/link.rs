@@ -35,6 +35,10 @@ pub(super) struct Link {
     unchoked_now: AtomicBool,
     /// The connection must end (a duplicate, a seeder once we are complete, the swarm closing).
     closing: AtomicBool,
+    /// A newer connection between the same peers took this one's place (protocol.txt §2.4).
+    replaced: AtomicBool,
+    /// The peer has taken none of the bytes we owe it for a while: an upload slot is wasted on it.
+    stalled: AtomicBool,
     wake: Notify,
 }
 
@@ -62,6 +66,8 @@ impl Link {
             unchoke: AtomicBool::new(false),
             unchoked_now: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -149,6 +155,24 @@ impl Link {
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    pub fn set_stalled(&self, v: bool) {
+        self.stalled.store(v, Ordering::Relaxed);
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Asks the task to end the connection as the duplicate of a newer one.
+    pub fn replace(&self) {
+        self.replaced.store(true, Ordering::Relaxed);
+        self.close();
+    }
+
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Relaxed)
     }
 
     pub fn is_closing(&self) -> bool {

@@ -583,7 +583,7 @@ impl Swarm {
             if !keep_new {
                 return Err(Refusal::Duplicate);
             }
-            existing.close();
+            existing.replace();
         } else if state.links.len() >= self.local.config.max_peers {
             return Err(Refusal::Full);
         }
@@ -659,6 +659,7 @@ impl Swarm {
                 received: l.take_round_received(),
                 received_total: l.received(),
                 sent: l.sent(),
+                stalled: l.stalled(),
             })
             .collect();
         let unchoked = state.choker.rechoke(&candidates, seeding, &mut rand::rng());
@@ -673,6 +674,21 @@ impl Swarm {
                 .map(|l| l.listen.unwrap_or(l.addr).to_string())
                 .collect();
             log::debug!("{}: rechoke: uploading to {}", self.name, names.join(", "));
+        }
+    }
+
+    /// An unchoked peer stopped taking our bytes: its slot goes at once to the interested peer
+    /// waiting for one that we sent the least, instead of idling until the next period.
+    fn replace_stalled(&self, stalled: &Link) {
+        let state = self.state.lock();
+        stalled.set_unchoked(false);
+        let next = state
+            .links
+            .values()
+            .filter(|l| l.peer_interested() && !l.unchoked() && !l.stalled())
+            .min_by_key(|l| l.sent());
+        if let Some(next) = next {
+            next.set_unchoked(true);
         }
     }
 

@@ -54,6 +54,11 @@ const MAX_FALSE_CLAIMS: u32 = 16;
 /// How often the task looks at its timers and re-checks its interest.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How long bytes may wait for a peer that takes none of them before its upload slot goes to
+/// another peer (it is closed only after `write_timeout`). Longer than TCP's first few
+/// retransmission timeouts, so a peer on a lossy link keeps its slot.
+const STALLED_AFTER: Duration = Duration::from_secs(2);
+
 /// How much of a peer's delivery we keep requested: about this long at its recent rate. Deep
 /// queues at a slow peer (a rate-limited seeder shared by many) are what make several
 /// downloaders fetch the same chunk from it before any of them can say it has it.
@@ -152,6 +157,15 @@ pub(super) async fn run(
         log::warn!("{addr}: dropped for {}: {why}", swarm.name);
         let addrs: Vec<SocketAddr> = [Some(addr), link.listen].into_iter().flatten().collect();
         swarm.ban(remote.peer_id, &addrs);
+        // Tell the peer why (protocol.txt §2.4: a bad frame is ERROR 2001 and close).
+        task.writer.send_error(ErrorCode::BadFrame, why).await;
+    } else if link.is_replaced() {
+        task.writer
+            .send_error(
+                ErrorCode::Duplicate,
+                "a newer connection between the same peers replaced this one",
+            )
+            .await;
     }
     result.map(|()| LinkOutcome {
         delivered: link.received(),
@@ -414,10 +428,6 @@ impl Task {
     fn on_request(&mut self, run: ChunkRun) -> Result<(), PeerError> {
         let total = self.swarm.manifest.chunk_count();
         if run.first >= total || run.count > total - run.first {
-            self.writer.queue(&Frame::Error {
-                code: ErrorCode::BadFrame,
-                message: format!("request {}+{} beyond {total} chunks", run.first, run.count),
-            });
             return Err(PeerError::Hostile(format!(
                 "REQUEST {}+{} beyond {total} chunks",
                 run.first, run.count
@@ -679,8 +689,20 @@ impl Task {
             self.paused_until = None;
             self.read_frames()?;
         }
-        if self.writer.pending() > 0 && now.duration_since(self.last_drain) > cfg.write_timeout {
+        let waiting = if self.writer.pending() > 0 {
+            now.duration_since(self.last_drain)
+        } else {
+            Duration::ZERO
+        };
+        if waiting > cfg.write_timeout {
             return Err(PeerError::Conn(ConnError::WriteStalled(cfg.write_timeout)));
+        }
+        let stalled = waiting > STALLED_AFTER;
+        if stalled != self.link.stalled() {
+            self.link.set_stalled(stalled);
+            if stalled && self.link.unchoked() {
+                self.swarm.replace_stalled(&self.link);
+            }
         }
         let quiet = now.duration_since(self.last_received);
         if self.outstanding > 0 && quiet > cfg.stall_timeout {

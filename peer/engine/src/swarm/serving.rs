@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::connection::FrameWriter;
-use crate::manifest::{ChunkHash, Manifest};
+use crate::manifest::{ChunkHash, Manifest, HASH_LEN};
 use crate::share::disk;
 use crate::wire::{chunk_frames, ChunkRun, Frame, CHUNK_HEADER, MAX_MANIFEST_HASHES};
 
@@ -58,7 +58,7 @@ enum Owed {
 pub(super) struct Answers {
     pending: FuturesOrdered<Pending>,
     owed: VecDeque<Owed>,
-    /// Chunk bytes of the answers not yet sent.
+    /// Chunk and hash bytes of the answers not yet sent.
     bytes: u64,
 }
 
@@ -75,7 +75,9 @@ impl Answers {
         self.pending.is_empty()
     }
 
-    /// Chunk bytes owed and not yet sent.
+    /// Chunk and hash bytes owed and not yet sent: what the connection stops reading on, so
+    /// a peer that pipelines GET_MANIFESTs and never reads is held to the bound as one that
+    /// pipelines REQUESTs.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -100,8 +102,12 @@ impl Answers {
             if have {
                 let start = manifest.offset(i);
                 let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
-                self.pending
-                    .push_back(read_chunks(swarm.file.clone(), manifest.clone(), part, start));
+                self.pending.push_back(read_chunks(
+                    swarm.file.clone(),
+                    manifest.clone(),
+                    part,
+                    start,
+                ));
                 self.owed.push_back(Owed::Chunks(part));
                 self.bytes += len;
             } else {
@@ -113,6 +119,8 @@ impl Answers {
 
     /// Queues the answer to GET_MANIFEST.
     pub fn manifest(&mut self, manifest: Arc<Manifest>, start: u32, count: u32) {
+        let count = count.min(MAX_MANIFEST_HASHES);
+        self.bytes += manifest_bytes(&manifest, start, count);
         self.pending
             .push_back(answer_manifest(manifest, start, count));
         self.owed.push_back(Owed::Manifest { start, count });
@@ -151,13 +159,22 @@ impl Answers {
     /// The next answer due, once it is ready.
     pub async fn next(&mut self) -> Option<io::Result<Answer>> {
         let answer = self.pending.next().await?;
-        if let Some(Owed::Chunks(_)) = self.owed.pop_front() {
-            if let Ok(Answer::Chunks { bytes, .. }) = &answer {
-                self.bytes = self.bytes.saturating_sub(*bytes);
-            }
-        }
+        self.owed.pop_front();
+        // An answer that failed ends the connection: nothing to settle.
+        let settled = match &answer {
+            Ok(Answer::Chunks { bytes, .. }) => *bytes,
+            Ok(Answer::Manifest { hashes, .. }) => (hashes.len() * HASH_LEN) as u64,
+            Ok(Answer::Reject(_)) | Err(_) => 0,
+        };
+        self.bytes = self.bytes.saturating_sub(settled);
         Some(answer)
     }
+}
+
+/// Hash bytes of the answer to GET_MANIFEST(start, count): the hashes that exist.
+fn manifest_bytes(manifest: &Manifest, start: u32, count: u32) -> u64 {
+    let held = manifest.chunk_count().saturating_sub(start).min(count);
+    u64::from(held) * HASH_LEN as u64
 }
 
 /// Reads the chunks of `run`, which start at `offset` in `file`, into the CHUNK frames that
@@ -184,7 +201,6 @@ fn read_chunks(file: Arc<File>, manifest: Arc<Manifest>, run: ChunkRun, offset: 
 /// The answer to GET_MANIFEST: hashes read from the manifest (which may live in a file).
 fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -> Pending {
     Box::pin(async move {
-        let count = count.min(MAX_MANIFEST_HASHES);
         let hashes = tokio::task::spawn_blocking(move || manifest.hashes(start, count))
             .await
             .map_err(io::Error::other)??;
