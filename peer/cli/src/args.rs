@@ -39,15 +39,10 @@ pub struct Cli {
 /// Options of every subcommand.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Tracker address (UDP).
-    #[arg(
-        long,
-        global = true,
-        value_name = "HOST:PORT",
-        env = "PEER_TRACKER",
-        default_value = "127.0.0.1:80"
-    )]
-    pub tracker: String,
+    /// Tracker address (UDP). `peer get FILE.p2p` and `peer get MAGNET` use the first tracker
+    /// the metainfo or link names when this is not given. [default: 127.0.0.1:80]
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "PEER_TRACKER")]
+    pub tracker: Option<String>,
     /// Share directory: the only files this peer serves, and where downloads go.
     #[arg(
         long,
@@ -122,7 +117,15 @@ pub struct Global {
     pub no_port_mapping: bool,
 }
 
+/// The tracker asked when neither --tracker nor a metainfo names one.
+pub const DEFAULT_TRACKER: &str = "127.0.0.1:80";
+
 impl Global {
+    /// The tracker address to use: --tracker, else `DEFAULT_TRACKER`.
+    pub fn tracker(&self) -> &str {
+        self.tracker.as_deref().unwrap_or(DEFAULT_TRACKER)
+    }
+
     /// The node (server and swarms) these options ask for.
     pub fn node_config(&self) -> NodeConfig {
         let defaults = NodeConfig::default();
@@ -150,10 +153,8 @@ impl Global {
         if !given.is_empty() {
             return given;
         }
-        let host = self
-            .tracker
-            .rsplit_once(':')
-            .map_or(self.tracker.as_str(), |(host, _)| host);
+        let tracker = self.tracker();
+        let host = tracker.rsplit_once(':').map_or(tracker, |(host, _)| host);
         vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
     }
 }
@@ -187,9 +188,10 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Share FILE: copy it into --dir, announce it (flag 4), and serve it (here in the
-    /// foreground, or through the daemon running on --dir). Sharing a name the tracker lists
-    /// with other content fails with HASH_MISMATCH.
+    /// Share FILE: copy it into --dir, announce it (flag 4), write its metainfo file
+    /// (--dir/NAME.p2p, printed with its magnet link), and serve it (here in the foreground,
+    /// or through the daemon running on --dir). Sharing a name the tracker lists with other
+    /// content fails with HASH_MISMATCH.
     Share {
         /// The file to share; its base name is the name in the swarm.
         file: PathBuf,
@@ -197,11 +199,14 @@ pub enum Command {
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
     },
-    /// Download NAME... into --dir from every peer that has them (several files at once), then
-    /// leave. A download interrupted at any point resumes from its verified chunks.
+    /// Download files into --dir from every peer that has them (several at once), then leave.
+    /// Each is named by the name the tracker lists, a metainfo file (NAME.p2p, as `peer share`
+    /// writes) or a magnet link (magnet:?xt=urn:p2p:sha256:...; quote it in a shell): with
+    /// the last two, what the tracker lists and what peers send must be that content. A
+    /// download interrupted at any point resumes from its verified chunks.
     Get {
-        /// File names as listed by the tracker.
-        #[arg(required = true)]
+        /// NAME, FILE.p2p or MAGNET, one or more.
+        #[arg(required = true, value_name = "NAME|FILE.p2p|MAGNET")]
         names: Vec<String>,
         /// Give up when no peer delivered anything for this many seconds.
         #[arg(long, default_value_t = DownloadConfig::default().give_up_after.as_secs(), value_name = "SECS")]
@@ -225,6 +230,17 @@ pub enum Command {
         /// Seconds between heartbeats (also how often --dir is rescanned for new files).
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
+    },
+    /// Print a metainfo file the way transmission-show prints a torrent: name, content id,
+    /// magnet link, pieces, trackers, files. A magnet link shows what it says (name, id,
+    /// trackers); the rest comes from peers when it is downloaded.
+    Show {
+        /// The metainfo file (NAME.p2p) or a magnet link.
+        #[arg(value_name = "FILE.p2p|MAGNET")]
+        file: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List the files the tracker knows, with size and swarm counts (flag 6).
     List {

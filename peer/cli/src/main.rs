@@ -20,12 +20,15 @@ use peer_engine::share::ShareDir;
 
 use args::{Cli, Command};
 use commands::get::GetOptions;
+use commands::target::Target;
 use commands::{print, serve, Format};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The console shows only what deserves attention, above its prompt (RUST_LOG still rules).
-    let default_level = if cli.command.is_none() {
+    let bars = matches!(cli.command, Some(Command::Get { .. })) && output::live::bars_wanted();
+    // The console, and `peer get` under its progress bars, show only what deserves attention
+    // (RUST_LOG still rules).
+    let default_level = if cli.command.is_none() || bars {
         "warn"
     } else {
         "info"
@@ -38,6 +41,9 @@ fn main() -> ExitCode {
         logger.target(env_logger::Target::Pipe(Box::new(
             console::output::LogWriter,
         )));
+    }
+    if bars {
+        logger.target(env_logger::Target::Pipe(Box::new(output::live::LogWriter)));
     }
     logger.init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -56,11 +62,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     signals::install().context("cannot catch SIGINT and SIGTERM")?;
+    if let Some(Command::Show { file, json }) = &cli.command {
+        print(&commands::show::show(file, Format::json_if(*json))?);
+        return Ok(());
+    }
+    // What `peer get` is asked for decides the tracker when --tracker is not given.
+    let targets: Vec<(String, anyhow::Result<Target>)> = match &cli.command {
+        Some(Command::Get { names, .. }) => names
+            .iter()
+            .map(|n| (n.clone(), Target::parse(n)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if cli.global.tracker.is_none() {
+        cli.global.tracker = targets
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok()?.first_tracker())
+            .next()
+            .map(str::to_owned);
+    }
     let global = &cli.global;
     let dir = Arc::new(ShareDir::open(&global.dir)?);
-    let tracker = Arc::new(commands::connect_tracker(&global.tracker, &dir).await?);
+    let tracker = Arc::new(commands::connect_tracker(global.tracker(), &dir).await?);
     let Some(command) = &cli.command else {
         // Held until the console has left the swarm; a second server of --dir is refused.
         let serving = lock::hold(&dir)?;
@@ -72,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat: daemon::DEFAULT_HEARTBEAT,
             stun: global.stun_servers(),
             download: DownloadConfig::default(),
+            tracker_url: commands::target::tracker_url(global.tracker()),
         })
         .await;
     };
@@ -105,8 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::share(global, dir, tracker, file, *heartbeat).await?
         }
         Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
+        // Printed above, before the share directory is opened (it needs none).
+        Command::Show { .. } => {}
         Command::Get {
-            names,
+            names: _,
             give_up,
             stall_timeout,
             json,
@@ -118,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 recheck: *recheck,
                 format: Format::json_if(*json),
             };
-            commands::get::get(global, dir, tracker, names, &options).await?
+            commands::get::get(global, dir, tracker, targets, &options).await?
         }
     }
     Ok(())

@@ -77,8 +77,8 @@ fn console_menu_lists_queries_downloads_and_leaves() {
     choose(&mut console, "6 extra", "6 (list) takes no argument");
     console.send_line("1").expect("type 1");
     console
-        .exp_string("file name: ")
-        .expect("a prompt for the name");
+        .exp_string("file name, .p2p file or magnet link: ")
+        .expect("a prompt for what to download");
     choose(&mut console, "", "file name is empty");
     choose(&mut console, "7 a/b", "path separator");
     choose(
@@ -225,4 +225,64 @@ fn console_shows_live_progress_while_the_prompt_stays_usable() {
     );
     console.send_line("q").expect("type q");
     console.exp_eof().expect("the console ends");
+}
+
+#[test]
+fn console_shares_with_a_magnet_link_and_downloads_from_one() {
+    let tmp = TempDir::new("console-magnet");
+    let (_tracker, tracker) = start_tracker();
+    let (seed_dir, leech_dir) = (tmp.sub("seed"), tmp.sub("leech"));
+    let original = random_file(&tmp.join("notes.txt"), 30_000, 14);
+
+    // Choice 4 writes the metainfo and prints the magnet link to pass on.
+    let (mut seeder, _) = open_console(tracker, &seed_dir);
+    seeder
+        .send_line(&format!("4 {}", tmp.join("notes.txt").display()))
+        .expect("type 4 PATH");
+    seeder
+        .exp_string("shared notes.txt")
+        .expect("the share answer");
+    let metainfo = seed_dir.join("notes.txt.p2p");
+    seeder
+        .exp_string(&format!("metainfo: {}", metainfo.display()))
+        .expect("the metainfo path");
+    let (_, magnet) = seeder
+        .exp_regex(r"magnet:\?xt=urn:p2p:sha256:[0-9a-f]{64}&dn=notes\.txt&tr=p2p://[0-9.]+:[0-9]+")
+        .expect("the magnet link");
+    seeder.exp_string(PROMPT).expect("the prompt");
+    assert!(metainfo.is_file());
+
+    // Choice 1 takes the link as it was pasted; a BitTorrent link is refused clearly.
+    let (mut leecher, _) = open_console(tracker, &leech_dir);
+    choose(
+        &mut leecher,
+        "1 magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=notes.txt",
+        "a BitTorrent info hash",
+    );
+    leecher
+        .send_line(&format!("1 {magnet}"))
+        .expect("type 1 MAGNET");
+    let before = leecher
+        .exp_string("downloading notes.txt")
+        .expect("the download starts");
+    if !before.contains("complete: notes.txt") {
+        leecher
+            .exp_string("complete: notes.txt")
+            .expect("the completion line");
+    }
+    leecher.exp_string(PROMPT).expect("the prompt");
+    assert_eq!(
+        std::fs::read(leech_dir.join("notes.txt")).expect("downloaded file"),
+        original
+    );
+    // And the metainfo file, by its path.
+    choose(
+        &mut leecher,
+        &format!("1 {}", metainfo.display()),
+        "notes.txt is already complete",
+    );
+    for console in [&mut leecher, &mut seeder] {
+        console.send_line("q").expect("type q");
+        console.exp_eof().expect("the console ends");
+    }
 }

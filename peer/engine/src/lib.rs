@@ -8,12 +8,16 @@
 //! - [`swarm`]: one file's connections, carrying chunks both ways, its picker and choker;
 //!   [`serve`]: the TCP server that hands connections to swarms; [`download`]: joining a swarm
 //!   and driving it to a complete file; [`publish`]: flag 4.
+//! - [`metainfo`] (`NAME.p2p`, BEP 3-shaped) and [`magnet`] links: how a share is named to
+//!   others.
 //! - [`reach`]: the announced address and NAT traversal; [`node`]: what a daemon runs.
 
 pub mod bitfield;
 pub mod connection;
 pub mod download;
+pub mod magnet;
 pub mod manifest;
+pub mod metainfo;
 pub mod name;
 pub mod node;
 pub mod publish;

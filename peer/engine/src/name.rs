@@ -19,11 +19,14 @@ pub enum NameError {
     Hidden(String),
     #[error("file name {0:?} ends with \".part\", reserved for downloads in progress")]
     PartSuffix(String),
+    #[error("file name {0:?} ends with \".p2p\", reserved for metainfo files (give its content a name of its own)")]
+    MetainfoSuffix(String),
 }
 
 /// A plain file name this peer can share and download: what the tracker accepts (protocol.txt
 /// §1.1: no path, no whitespace, ...), minus the names the share directory reserves for itself
-/// (hidden names hold the peer's state, `.part` names hold downloads in progress).
+/// (hidden names hold the peer's state, `.part` names hold downloads in progress, `.p2p` names
+/// the metainfo files `peer share` writes beside what it shares, which are never served).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShareName(FileName);
 
@@ -53,6 +56,9 @@ impl TryFrom<FileName> for ShareName {
         }
         if name.as_str().ends_with(PART_SUFFIX) {
             return Err(NameError::PartSuffix(name.as_str().to_owned()));
+        }
+        if name.as_str().ends_with(crate::metainfo::METAINFO_SUFFIX) {
+            return Err(NameError::MetainfoSuffix(name.as_str().to_owned()));
         }
         Ok(ShareName(name))
     }
@@ -86,7 +92,7 @@ mod tests {
     fn names() {
         assert!(ShareName::new("movie.mkv").is_ok());
         for bad in [
-            "", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part",
+            "", ".", "..", "a/b", "..\\x", "a b", "x\n", ".hidden", "f.part", "f.p2p",
         ] {
             assert!(ShareName::new(bad).is_err(), "{bad:?} accepted");
         }

@@ -3,14 +3,17 @@
 //! refused (1004 HASH_MISMATCH) without leaving anything behind.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracker_proto::client::ClientError;
 use tracker_proto::TrackerClient;
 use tracker_proto::{ErrorCode as TrackerCode, FileInfo, FileInfoError};
 
+use crate::magnet::Magnet;
 use crate::manifest::Manifest;
+use crate::metainfo::{Info, Layout, Metainfo};
 use crate::name::ShareName;
 use crate::share::{ShareDir, StoreError};
 
@@ -70,4 +73,46 @@ pub async fn share(
         })??;
     announce(tracker, &staged.name, &staged.manifest, announce_at).await?;
     Ok(dir.commit(staged)?)
+}
+
+/// The metainfo of the complete file `name` (what `peer share` writes as `NAME.p2p`), naming
+/// `trackers` as its tiers.
+pub fn metainfo(name: &ShareName, manifest: &Manifest, trackers: Vec<Vec<String>>) -> Metainfo {
+    Metainfo {
+        trackers,
+        info: Info {
+            name: name.clone(),
+            piece_length: manifest.chunk_size(),
+            id: manifest.id(),
+            layout: Layout::Single {
+                length: manifest.size(),
+            },
+        },
+        created_by: Some(format!("peer {}", env!("CARGO_PKG_VERSION"))),
+        creation_date: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+        comment: None,
+    }
+}
+
+/// The magnet link of `metainfo`: its id, name and first tier of trackers.
+pub fn magnet(metainfo: &Metainfo) -> Magnet {
+    Magnet {
+        id: metainfo.info.id,
+        name: Some(metainfo.info.name.clone()),
+        trackers: metainfo.trackers.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// Writes `metainfo` as `DIR/NAME.p2p` (replacing an older one, durably) and returns its path.
+/// `.p2p` names are never served, so the file stays beside what it describes.
+pub fn write_metainfo(dir: &ShareDir, metainfo: &Metainfo) -> Result<PathBuf, StoreError> {
+    let file_name = metainfo.file_name();
+    let dest = dir.root().join(&file_name);
+    let tmp = dir.state_dir().join(format!("{file_name}.tmp"));
+    let bytes = metainfo.encode();
+    crate::share::write_file(&tmp, &dest, &bytes)?;
+    Ok(dest)
 }

@@ -17,8 +17,10 @@ use tokio::sync::watch;
 use tracker_proto::TrackerClient;
 
 use super::serve::{start_node, start_presence};
+use super::target::Target;
 use super::{flush, Format};
 use crate::args::Global;
+use crate::output::live::Live;
 use crate::signals::stop_signal;
 
 /// What the user asked of the downloader (`peer get` flags).
@@ -35,7 +37,7 @@ pub async fn get(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
-    names: &[String],
+    targets: Vec<(String, anyhow::Result<Target>)>,
     options: &GetOptions,
 ) -> anyhow::Result<()> {
     let config = DownloadConfig {
@@ -86,25 +88,25 @@ pub async fn get(
                 config,
                 dialer: Some(Arc::new(dialer)),
             };
-            let result = run_until_signal(&ctx, names, options.format, Some(node)).await;
+            let result = run_until_signal(&ctx, targets, options.format, Some(node)).await;
             presence.stop().await;
             return result;
         }
     };
-    run_until_signal(&ctx, names, options.format, None).await
+    run_until_signal(&ctx, targets, options.format, None).await
 }
 
 /// Downloads `names`; SIGINT/SIGTERM end the downloads (verified chunks stay recorded) and
 /// still leave the swarm, instead of leaving rows behind until the tracker's TTL.
 async fn run_until_signal(
     ctx: &Context,
-    names: &[String],
+    targets: Vec<(String, anyhow::Result<Target>)>,
     format: Format,
     node: Option<Node>,
 ) -> anyhow::Result<()> {
     let stop = stop_signal();
     let result = tokio::select! {
-        result = get_all(ctx, names, format) => result,
+        result = get_all(ctx, targets, format) => result,
         () = stop => Err(anyhow::anyhow!(
             "interrupted: verified chunks are kept; the same command resumes the download"
         )),
@@ -122,24 +124,37 @@ pub async fn claim(dir: &Arc<ShareDir>, name: &ShareName) -> anyhow::Result<Down
     Ok(tokio::task::spawn_blocking(move || dir.claim_download(&name)).await??)
 }
 
-/// Downloads every name at once; prints one summary line (or JSON object) per file. A name that
-/// is not a valid share name fails on its own, like a download that fails.
-async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Result<()> {
-    let jobs = names.iter().map(|name| async move {
-        let (progress, _) = watch::channel(Progress::default());
-        let result = match ShareName::new(name) {
-            Ok(name) => match claim(&ctx.dir, &name).await {
-                Ok(_claim) => download::download(ctx, &name, &progress)
-                    .await
-                    .map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        };
-        (name, result)
-    });
+/// Downloads every target at once; prints one summary line (or JSON object) per file. A target
+/// that is not a valid name, metainfo file or magnet link fails on its own, like a download
+/// that fails.
+async fn get_all(
+    ctx: &Context,
+    targets: Vec<(String, anyhow::Result<Target>)>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let count = targets.len();
+    let mut shown = Vec::new();
+    let jobs: Vec<_> = targets
+        .into_iter()
+        .map(|(given, target)| {
+            let (progress, watching) = watch::channel(Progress::default());
+            if let Ok(t) = &target {
+                shown.push((t.name.clone(), watching));
+            }
+            async move {
+                let result = match target {
+                    Ok(target) => fetch(ctx, &target, &progress).await,
+                    Err(e) => Err(e),
+                };
+                (given, result)
+            }
+        })
+        .collect();
+    let live = Live::start(shown);
+    let results = futures::future::join_all(jobs).await;
+    live.finish().await;
     let mut failed = 0;
-    for (name, result) in futures::future::join_all(jobs).await {
+    for (name, result) in results {
         match result {
             Ok(o) if format == Format::Json => println!("{}", outcome_json(&o)),
             Ok(o) => {
@@ -158,19 +173,35 @@ async fn get_all(ctx: &Context, names: &[String], format: Format) -> anyhow::Res
                 );
             }
             Err(e) => {
+                let why = format!("{e:#}");
                 if format == Format::Json {
-                    println!("{}", json!({ "name": name, "error": e.to_string() }));
+                    println!("{}", json!({ "name": name, "error": why }));
                 }
-                eprintln!("error: {name}: {e}");
+                // Errors about a metainfo file name its path already.
+                if why.contains(name.as_str()) {
+                    eprintln!("error: {why}");
+                } else {
+                    eprintln!("error: {name}: {why}");
+                }
                 failed += 1;
             }
         }
     }
     flush();
     if failed > 0 {
-        anyhow::bail!("{failed} of {} downloads failed", names.len());
+        anyhow::bail!("{failed} of {count} downloads failed");
     }
     Ok(())
+}
+
+/// Claims and downloads one target, checked against what it names.
+pub async fn fetch(
+    ctx: &Context,
+    target: &Target,
+    progress: &watch::Sender<Progress>,
+) -> anyhow::Result<Outcome> {
+    let _claim = claim(&ctx.dir, &target.name).await?;
+    Ok(download::download_expecting(ctx, &target.name, &target.expect, progress).await?)
 }
 
 /// A finished download for `peer get --json`: what it fetched, from whom, what it uploaded

@@ -4,7 +4,9 @@
 pub mod catalog;
 pub mod get;
 pub mod serve;
+pub mod show;
 pub mod status;
+pub mod target;
 
 use std::io::Write;
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use peer_engine::manifest::Manifest;
+use peer_engine::name::ShareName;
 use peer_engine::node::lock::DirLock;
 use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
@@ -14,6 +16,7 @@ use peer_engine::reach::Presence;
 use peer_engine::share::ShareDir;
 use tracker_proto::TrackerClient;
 
+use super::target::tracker_url;
 use super::{flush, print};
 use crate::args::Global;
 use crate::output::table::{format_session, SessionStats};
@@ -88,6 +91,10 @@ pub async fn share(
             m.size(),
             m.id()
         );
+        println!(
+            "{}",
+            metainfo_lines(&tracker_url(global.tracker()), &dir, &name, &m)?
+        );
         return Ok(());
     }
     // One server per directory: a second would announce the same files from another port
@@ -106,8 +113,34 @@ pub async fn share(
         }
     };
     println!("shared {name} ({} bytes, {})", m.size(), m.id());
+    let lines = match metainfo_lines(&tracker_url(global.tracker()), &dir, &name, &m) {
+        Ok(l) => l,
+        Err(e) => {
+            node.stop().await;
+            presence.stop().await;
+            return Err(e);
+        }
+    };
+    println!("{lines}");
     flush();
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
+}
+
+/// Writes the metainfo of a file just shared (`--dir/NAME.p2p`, naming this peer's tracker)
+/// and returns the lines that tell the user where it is and its magnet link.
+pub fn metainfo_lines(
+    tracker_url: &str,
+    dir: &ShareDir,
+    name: &ShareName,
+    manifest: &Manifest,
+) -> anyhow::Result<String> {
+    let metainfo = publish::metainfo(name, manifest, vec![vec![tracker_url.to_owned()]]);
+    let path = publish::write_metainfo(dir, &metainfo)?;
+    Ok(format!(
+        "metainfo: {}\nmagnet: {}",
+        path.display(),
+        publish::magnet(&metainfo)
+    ))
 }
 
 /// `peer daemon`: serves --dir until a signal.

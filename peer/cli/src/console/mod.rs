@@ -10,7 +10,6 @@
 
 pub mod menu;
 pub mod output;
-pub mod progress;
 pub mod session;
 
 use std::future::Future;
@@ -28,17 +27,19 @@ use peer_engine::name::ShareName;
 use peer_engine::node::{daemon, Node};
 use peer_engine::reach::{Dialer, OwnNat, Presence, PunchConfig};
 
+use crate::commands::target::Target;
 use crate::output::table::FileStats;
+use crate::output::ticker::ProgressTicker;
 use crate::signals::stop_signal;
 use menu::{parse_choice, Choice, MENU};
 use output::Output;
-use progress::ProgressTicker;
 
 /// What the menu choices do. Every method returns the text to show, or an error whose message
 /// (with its causes) is shown instead; none of them may end the console.
 pub trait Actions: Send + Sync + 'static {
-    /// 1: starts a background download of `name`; the text says it started.
-    fn download(&self, name: &ShareName) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// 1: starts a background download of `target` (a name, a `.p2p` file or a magnet link);
+    /// the text says it started.
+    fn download(&self, target: &Target) -> impl Future<Output = anyhow::Result<String>> + Send;
     /// 2: a fresh peer list of `name` from the tracker.
     fn refresh(&self, name: &ShareName) -> impl Future<Output = anyhow::Result<String>> + Send;
     /// 3: chunk reports and progress of local files.
@@ -148,7 +149,7 @@ fn read_loop<A: Actions>(
 
 /// A choice with its argument, checked: what [`Actions`] is asked to do.
 enum Action {
-    Download(ShareName),
+    Download(Target),
     Refresh(ShareName),
     Progress,
     Share(String),
@@ -179,7 +180,15 @@ fn fill_in(editor: &mut DefaultEditor, choice: Choice) -> anyhow::Result<Option<
             Ok(Some(ShareName::new(name?.trim())?))
         };
     Ok(match choice {
-        Choice::Download(name) => named(editor, name)?.map(Action::Download),
+        Choice::Download(given) => {
+            let Some(text) = given
+                .map(Ok)
+                .or_else(|| ask(editor, "file name, .p2p file or magnet link: ").transpose())
+            else {
+                return Ok(None);
+            };
+            Some(Action::Download(Target::parse(&text?)?))
+        }
         Choice::Refresh(name) => named(editor, name)?.map(Action::Refresh),
         Choice::Query(name) => named(editor, name)?.map(Action::Query),
         Choice::Share(Some(path)) => Some(Action::Share(path)),
@@ -199,7 +208,7 @@ fn fill_in(editor: &mut DefaultEditor, choice: Choice) -> anyhow::Result<Option<
 
 async fn perform<A: Actions>(actions: &A, action: Action) -> anyhow::Result<String> {
     match action {
-        Action::Download(name) => actions.download(&name).await,
+        Action::Download(target) => actions.download(&target).await,
         Action::Refresh(name) => actions.refresh(&name).await,
         Action::Progress => actions.progress().await,
         Action::Share(path) => actions.share(&path).await,
@@ -237,6 +246,8 @@ pub struct Launch {
     /// STUN servers, for the status screen.
     pub stun: Vec<String>,
     pub download: DownloadConfig,
+    /// The tracker as metainfo files written for shares name it (`p2p://HOST:PORT`).
+    pub tracker_url: String,
 }
 
 /// Runs the daemon in the background and the console in front until the user quits or a
@@ -249,6 +260,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         heartbeat,
         stun,
         download,
+        tracker_url,
     } = launch;
     let address = presence.announce();
     let stop = CancellationToken::new();
@@ -273,6 +285,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     );
     let parts = session::SessionParts {
         listen: node.listen,
+        tracker_url,
         stun,
         downloads: Context {
             dir: node.dir.clone(),

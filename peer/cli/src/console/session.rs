@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracker_proto::TrackerClient;
 
 use super::Actions;
-use crate::commands::{catalog, get, Format};
+use crate::commands::target::Target;
+use crate::commands::{catalog, get, serve, Format};
 use crate::output::table::{format_file_table, format_session, FileState, FileStats, SessionStats};
 use crate::output::units::format_bytes;
 
@@ -38,6 +39,8 @@ struct Running {
 /// What the session is built from; the fields are those of the started daemon node.
 pub struct SessionParts {
     pub listen: SocketAddr,
+    /// The tracker as metainfo files of shares name it.
+    pub tracker_url: String,
     pub stun: Vec<String>,
     /// What every download of the console starts from: the node's directory, tracker,
     /// swarms, connection slots and dialer.
@@ -51,6 +54,7 @@ pub struct SessionParts {
 pub struct Session {
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
+    tracker_url: String,
     listen: SocketAddr,
     stun: Vec<String>,
     context: Context,
@@ -66,6 +70,7 @@ impl Session {
         Self {
             dir: parts.downloads.dir.clone(),
             tracker: parts.downloads.tracker.clone(),
+            tracker_url: parts.tracker_url,
             listen: parts.listen,
             stun: parts.stun,
             context: parts.downloads,
@@ -118,7 +123,8 @@ impl Session {
 }
 
 impl Actions for Session {
-    async fn download(&self, name: &ShareName) -> anyhow::Result<String> {
+    async fn download(&self, target: &Target) -> anyhow::Result<String> {
+        let name = &target.name;
         if self.stop.is_cancelled() {
             anyhow::bail!("this peer left the swarm; start it again to download");
         }
@@ -151,9 +157,10 @@ impl Actions for Session {
         let outcome = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
         let task_name = name.clone();
+        let expect = target.expect.clone();
         let task = tokio::spawn(async move {
             let _claim = claim;
-            let result = download::download(&ctx, &task_name, &tx).await;
+            let result = download::download_expecting(&ctx, &task_name, &expect, &tx).await;
             if let Err(e) = &result {
                 log::debug!("download of {task_name} ended: {e}");
             }
@@ -195,11 +202,12 @@ impl Actions for Session {
         }
         let (name, manifest) =
             publish::share(&self.dir, &self.tracker, Path::new(path), self.announce()).await?;
+        let lines = serve::metainfo_lines(&self.tracker_url, &self.dir, &name, &manifest)?;
         Ok(format!(
-            "shared {name} ({}, {} chunks, {}); other peers can download it now",
+            "shared {name} ({}, {} chunks, {}); other peers can download it now\n{lines}",
             format_bytes(manifest.size()),
             manifest.chunk_count(),
-            manifest.id()
+            manifest.id(),
         ))
     }
 
@@ -298,23 +306,7 @@ impl Actions for Session {
                     };
                     f.state = state;
                 }
-                None => files.push(FileStats {
-                    name: name.clone(),
-                    size: p.size,
-                    chunk_size: p.size.div_ceil(u64::from(p.total.max(1))),
-                    chunks_have: u64::from(p.have),
-                    chunks_total: u64::from(p.total),
-                    downloaded: p.bytes,
-                    uploaded: 0,
-                    down_rate: if running { p.rate } else { 0.0 },
-                    up_rate: 0.0,
-                    swarm: if running {
-                        p.swarm
-                    } else {
-                        SwarmStats::default()
-                    },
-                    state,
-                }),
+                None => files.push(FileStats::of_download(name, &p, state)),
             }
         }
         let sent = self.uploads().per_file();

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use peer_engine::download::Progress;
 use peer_engine::name::ShareName;
 use peer_engine::share::LocalFile;
 use peer_engine::swarm::SwarmStats;
@@ -87,6 +88,28 @@ impl FileStats {
             } else {
                 FileState::Stopped
             },
+        }
+    }
+
+    /// A download as its engine progress shows it; rate and swarm count only while it runs.
+    pub fn of_download(name: &ShareName, p: &Progress, state: FileState) -> FileStats {
+        let running = state == FileState::Downloading;
+        FileStats {
+            name: name.clone(),
+            size: p.size,
+            chunk_size: u64::from(p.chunk_size),
+            chunks_have: u64::from(p.have),
+            chunks_total: u64::from(p.total),
+            downloaded: p.bytes,
+            uploaded: 0,
+            down_rate: if running { p.rate } else { 0.0 },
+            up_rate: 0.0,
+            swarm: if running {
+                p.swarm.clone()
+            } else {
+                SwarmStats::default()
+            },
+            state,
         }
     }
 

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use peer_engine::bitfield::Bitfield;
 use peer_engine::connection::Connection;
 use peer_engine::manifest::Manifest;
+use peer_engine::metainfo::{Info, Layout};
+use peer_engine::name::ShareName;
 use peer_engine::wire::{Frame, PeerId, VERSION};
 use tracker_proto::client::ClientConfig;
 use tracker_proto::TrackerClient;
@@ -24,6 +26,9 @@ pub enum Lie {
     Garbage,
     /// Takes requests and never answers them (a stalled peer).
     Silent,
+    /// Answers GET_METAINFO with the info dictionary of other content (another id), and
+    /// otherwise corrupts chunks.
+    WrongMetainfo,
     /// Claims every chunk, unchokes, then rejects every request (a BITFIELD lie).
     FalseClaims,
     /// Sends a chunk (a correct one) nobody asked for.
@@ -99,7 +104,7 @@ async fn lie_to(
         version: VERSION,
         peer_id: PeerId::random(),
         file_id,
-        name,
+        name: name.clone(),
         listen: None,
     });
     let field = Bitfield::full(manifest.chunk_count());
@@ -135,6 +140,22 @@ async fn lie_to(
                     })
                     .collect();
                 conn.queue(&Frame::Manifest { start, hashes });
+            }
+            Frame::GetMetainfo { piece: 0 } if lie == Lie::WrongMetainfo => {
+                let other = Info {
+                    name: ShareName::new(name.as_str())?,
+                    piece_length: manifest.chunk_size(),
+                    id: Manifest::from_data(b"other content", 2048)?.id(),
+                    layout: Layout::Single {
+                        length: manifest.size(),
+                    },
+                };
+                let bytes = other.encode();
+                conn.queue(&Frame::Metainfo {
+                    piece: 0,
+                    total: bytes.len() as u32,
+                    data: Bytes::from(bytes),
+                });
             }
             Frame::Request(_) if lie == Lie::Silent => {}
             Frame::Request(run) if lie == Lie::FalseClaims => conn.queue(&Frame::Reject(run)),

@@ -76,14 +76,16 @@ pub(super) async fn fetch_manifest(
     })
 }
 
-async fn manifest_from(
+/// Opens a connection of our own to `addr` for `name` (content `id`, `count` chunks) that only
+/// fetches what a download needs before its swarm (manifest, metainfo): HANDSHAKE, then the
+/// BITFIELD of a peer holding nothing, after which the other side answers.
+pub(super) async fn side_connection(
     ctx: &Context,
     addr: SocketAddr,
     name: &ShareName,
-    want: &Expected,
-) -> Result<Manifest, PeerError> {
-    let count = u32::try_from(chunk_count(want.size, want.chunk_size))
-        .map_err(|_| PeerError::Hostile("file too large".into()))?;
+    id: FileId,
+    count: u32,
+) -> Result<Connection, PeerError> {
     let limit = ctx.config.connect_timeout;
     let stream = match ctx.dialer.as_deref() {
         Some(d) => d
@@ -92,12 +94,23 @@ async fn manifest_from(
             .map_err(|e| PeerError::Unreachable(e.to_string()))?,
         None => dial(addr, limit).await?,
     };
-    let hello = ctx.local.hello(name, want.id);
+    let hello = ctx.local.hello(name, id);
     let (mut conn, _) = initiate(Connection::new(stream), &hello, limit).await?;
-    // We hold nothing yet; the BITFIELD says so, and the other side then serves the manifest.
     conn.queue(&Frame::Bitfield(Bytes::copy_from_slice(
         Bitfield::empty(count).as_wire(),
     )));
+    Ok(conn)
+}
+
+async fn manifest_from(
+    ctx: &Context,
+    addr: SocketAddr,
+    name: &ShareName,
+    want: &Expected,
+) -> Result<Manifest, PeerError> {
+    let count = u32::try_from(chunk_count(want.size, want.chunk_size))
+        .map_err(|_| PeerError::Hostile("file too large".into()))?;
+    let mut conn = side_connection(ctx, addr, name, want.id, count).await?;
     let local = |e: StoreError| PeerError::Write(e.to_string());
     let mut sink = ctx
         .dir

@@ -7,6 +7,7 @@
 //! the swarm does not care who opened a connection.
 
 mod manifest_fetch;
+mod metainfo_fetch;
 mod peer_set;
 mod report;
 mod run;
@@ -24,6 +25,7 @@ use tracker_proto::ErrorCode as TrackerCode;
 use tracker_proto::TrackerClient;
 
 use crate::manifest::{FileId, MAX_CHUNK_SIZE};
+use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::reach::Dialer;
 use crate::share::{Finish, ShareDir, StoreError};
@@ -62,6 +64,41 @@ impl Default for DownloadConfig {
     }
 }
 
+/// What the user named the download by, beyond its name: what the tracker's listing and the
+/// peers must then match before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A name only (`peer get NAME`): whatever the tracker lists under it.
+    Listed,
+    /// A content id (a magnet link): the metainfo is fetched from peers and checked against it.
+    Id(FileId),
+    /// A whole `info` dictionary (a `.p2p` file).
+    Info(Info),
+}
+
+impl Expect {
+    fn id(&self) -> Option<FileId> {
+        match self {
+            Expect::Listed => None,
+            Expect::Id(id) => Some(*id),
+            Expect::Info(info) => Some(info.id),
+        }
+    }
+}
+
+/// Checks a metainfo's `info` against the tracker's listing of `name`; directories are not
+/// downloaded yet.
+fn accept_info(info: &Info, name: &ShareName, want: &Expected) -> Result<(), DownloadError> {
+    metainfo_fetch::check(info, name, want).map_err(|why| DownloadError::MetainfoMismatch {
+        name: name.clone(),
+        why,
+    })?;
+    if matches!(info.layout, Layout::Files(_)) {
+        return Err(DownloadError::Directory(name.clone()));
+    }
+    Ok(())
+}
+
 /// What a running download looks like; published through a `watch` channel for the console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -69,6 +106,8 @@ pub struct Progress {
     pub have: u32,
     pub total: u32,
     pub size: u64,
+    /// Bytes per chunk (the last one may be shorter); 0 until the tracker answered.
+    pub chunk_size: u32,
     /// Chunk bytes received and verified in this run.
     pub bytes: u64,
     /// Bytes per second over the last few seconds.
@@ -106,6 +145,23 @@ pub enum DownloadError {
     NotOnTracker(ShareName),
     #[error("{0}: chunk size {1} is larger than this peer supports ({MAX_CHUNK_SIZE})")]
     Unsupported(ShareName, u32),
+    #[error("the tracker lists {name} as {listed}, but the metainfo or magnet link names {want}: another file under that name")]
+    OtherContent {
+        name: ShareName,
+        listed: FileId,
+        want: FileId,
+    },
+    #[error("{name}: {why}")]
+    MetainfoMismatch { name: ShareName, why: String },
+    #[error("{name}: no peer gave a metainfo matching {id} ({tried} tried; last: {last})")]
+    NoMetainfo {
+        name: ShareName,
+        id: FileId,
+        tried: usize,
+        last: String,
+    },
+    #[error("{0} is a directory share; this peer downloads single files only so far")]
+    Directory(ShareName),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{name}: no peer gave a manifest matching {id} ({tried} tried; last: {last})")]
@@ -181,6 +237,18 @@ pub async fn download(
     name: &ShareName,
     progress: &watch::Sender<Progress>,
 ) -> Result<Outcome, DownloadError> {
+    download_expecting(ctx, name, &Expect::Listed, progress).await
+}
+
+/// Downloads `name`, which must be the content `expect` names (protocol.txt §6): the tracker's
+/// listing, the metainfo peers hand over and the manifest are all checked against it before
+/// anything is written.
+pub async fn download_expecting(
+    ctx: &Context,
+    name: &ShareName,
+    expect: &Expect,
+    progress: &watch::Sender<Progress>,
+) -> Result<Outcome, DownloadError> {
     let started = Instant::now();
     // Joining (flag 1 with our address) lists us at once, so leechers that start together find
     // each other before anyone holds a chunk.
@@ -201,9 +269,24 @@ pub async fn download(
     if want.chunk_size > MAX_CHUNK_SIZE {
         return Err(DownloadError::Unsupported(name.clone(), want.chunk_size));
     }
+    if let Some(id) = expect.id().filter(|id| *id != want.id) {
+        return Err(DownloadError::OtherContent {
+            name: name.clone(),
+            listed: want.id,
+            want: id,
+        });
+    }
+    let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
+    peers.learn(&swarm_list.peers);
+    // A metainfo file is checked before anything else; a magnet link's dictionary is fetched
+    // below, only when there is something to download.
+    if let Expect::Info(given) = expect {
+        accept_info(given, name, &want)?;
+    }
     progress.send_replace(Progress {
         total: info.chunks(),
         size: want.size,
+        chunk_size: want.chunk_size,
         ..Progress::default()
     });
 
@@ -236,8 +319,11 @@ pub async fn download(
         });
     }
 
-    let mut peers = PeerSet::new(ctx.config.attempts_per_peer);
-    peers.learn(&swarm_list.peers);
+    if let Expect::Id(_) = expect {
+        let fetched =
+            metainfo_fetch::fetch_info(ctx, name, &want, info.chunks(), &mut peers).await?;
+        accept_info(&fetched, name, &want)?;
+    }
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == want.id) {
         Some(m) => Arc::new(m),
         None => Arc::new(fetch_manifest(ctx, name, &want, &mut peers).await?),

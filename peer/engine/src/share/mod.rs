@@ -139,6 +139,12 @@ pub fn check_size(path: &Path, size: u64, chunk_size: u32) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Replaces `dest` by `bytes` through `tmp` (fsync, rename, fsync of the directory), never
+/// writing through a link.
+pub fn write_file(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    disk::replace(tmp, dest, |out| io::Write::write_all(out, bytes)).map_err(io_err(dest))
+}
+
 /// A share directory. Cheap to clone the `Arc` of; safe to use from many tasks.
 #[derive(Debug)]
 pub struct ShareDir {

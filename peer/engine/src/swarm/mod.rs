@@ -25,9 +25,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -35,9 +36,10 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::connection::Connection;
 use crate::manifest::{FileId, Manifest};
+use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::share::PartialFile;
-use crate::wire::{ChunkRun, PeerId};
+use crate::wire::{ChunkRun, Frame, PeerId, METAINFO_PIECE};
 use choker::{Candidate, Choker, LinkId, DEFAULT_SLOTS, RECHOKE_PERIOD};
 use limit::RateLimit;
 use link::Link;
@@ -200,6 +202,8 @@ struct State {
 pub struct Swarm {
     name: ShareName,
     manifest: Arc<Manifest>,
+    /// The bencoded `info` dictionary peers fetch with GET_METAINFO, made when first asked for.
+    info: OnceLock<Bytes>,
     /// Read-only handle for serving: the complete file, or the `.part` being written.
     file: Arc<File>,
     local: Arc<LocalPeer>,
@@ -249,6 +253,7 @@ impl Swarm {
         let swarm = Arc::new(Swarm {
             name,
             manifest,
+            info: OnceLock::new(),
             file: Arc::new(file),
             state: Mutex::new(State {
                 holdings,
@@ -320,6 +325,32 @@ impl Swarm {
 
     pub fn local(&self) -> &Arc<LocalPeer> {
         &self.local
+    }
+
+    /// What the metainfo's `info` dictionary says of this swarm's content.
+    pub fn info(&self) -> Info {
+        Info {
+            name: self.name.clone(),
+            piece_length: self.manifest.chunk_size(),
+            id: self.manifest.id(),
+            layout: Layout::Single {
+                length: self.manifest.size(),
+            },
+        }
+    }
+
+    /// The answer to GET_METAINFO `piece` (protocol.txt §2.6).
+    fn metainfo_piece(&self, piece: u32) -> Frame {
+        let info = self.info.get_or_init(|| Bytes::from(self.info().encode()));
+        let start = (piece as usize)
+            .saturating_mul(METAINFO_PIECE)
+            .min(info.len());
+        let end = start.saturating_add(METAINFO_PIECE).min(info.len());
+        Frame::Metainfo {
+            piece,
+            total: info.len() as u32,
+            data: info.slice(start..end),
+        }
     }
 
     /// True while chunks are missing and we fetch them.

@@ -394,6 +394,10 @@ impl Task {
                     .manifest(self.swarm.manifest.clone(), start, count);
                 Ok(())
             }
+            Frame::GetMetainfo { piece } => {
+                self.writer.queue(&self.swarm.metainfo_piece(piece));
+                Ok(())
+            }
             Frame::Chunk { index, data } => self.on_chunk(index, data),
             Frame::Reject(run) => self.on_reject(run),
             Frame::Have(list) => self.on_have(&list),

@@ -7,7 +7,8 @@ use tracker_proto::FileName;
 
 use super::{
     truncate_utf8, ty, ChunkRun, ErrorCode, Frame, PeerId, WireError, MAGIC, MAX_CHUNKS,
-    MAX_ERROR_LEN, MAX_HAVE_INDICES, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, PEER_ID_LEN,
+    MAX_ERROR_LEN, MAX_HAVE_INDICES, MAX_MANIFEST_HASHES, MAX_REQUEST_CHUNKS, METAINFO_PIECE,
+    PEER_ID_LEN,
 };
 use crate::manifest::{FileId, HASH_LEN, MAX_CHUNK_SIZE};
 
@@ -27,6 +28,8 @@ fn bounds(kind: u8) -> Option<(u32, u32)> {
         ty::CHUNK => b(4, 4 + MAX_CHUNK_SIZE as usize),
         ty::ERROR => b(2, 2 + MAX_ERROR_LEN),
         ty::CHOKE | ty::UNCHOKE | ty::INTERESTED | ty::NOT_INTERESTED | ty::KEEPALIVE => b(0, 0),
+        ty::GET_METAINFO => b(4, 4),
+        ty::METAINFO => b(8, 8 + METAINFO_PIECE),
         _ => return None,
     })
 }
@@ -47,6 +50,8 @@ fn type_name(kind: u8) -> &'static str {
         ty::INTERESTED => "INTERESTED",
         ty::NOT_INTERESTED => "NOT_INTERESTED",
         ty::KEEPALIVE => "KEEPALIVE",
+        ty::GET_METAINFO => "GET_METAINFO",
+        ty::METAINFO => "METAINFO",
         _ => "unknown",
     }
 }
@@ -143,6 +148,19 @@ impl Frame {
             ty::INTERESTED => Ok(Frame::Interested),
             ty::NOT_INTERESTED => Ok(Frame::NotInterested),
             ty::KEEPALIVE => Ok(Frame::KeepAlive),
+            ty::GET_METAINFO => Ok(Frame::GetMetainfo { piece: be_u32(&p) }),
+            ty::METAINFO => {
+                let (piece, total) = two_u32(&p);
+                if total as usize > crate::metainfo::MAX_METAINFO_BYTES {
+                    return Err(WireError::Malformed("METAINFO"));
+                }
+                p.advance(8);
+                Ok(Frame::Metainfo {
+                    piece,
+                    total,
+                    data: p,
+                })
+            }
             other => Err(WireError::UnknownType(other)),
         }
     }

@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{truncate_utf8, ty, ChunkRun, Frame, MAGIC, MAX_ERROR_LEN, PEER_ID_LEN};
+use super::{
+    truncate_utf8, ty, ChunkRun, Frame, MAGIC, MAX_ERROR_LEN, METAINFO_PIECE, PEER_ID_LEN,
+};
 use crate::manifest::HASH_LEN;
 
 impl Frame {
@@ -82,6 +84,17 @@ impl Frame {
             Frame::Interested => put_header(dst, ty::INTERESTED, 0),
             Frame::NotInterested => put_header(dst, ty::NOT_INTERESTED, 0),
             Frame::KeepAlive => put_header(dst, ty::KEEPALIVE, 0),
+            Frame::GetMetainfo { piece } => {
+                put_header(dst, ty::GET_METAINFO, 4);
+                dst.put_u32(*piece);
+            }
+            Frame::Metainfo { piece, total, data } => {
+                let data = &data[..data.len().min(METAINFO_PIECE)];
+                put_header(dst, ty::METAINFO, 8 + data.len());
+                dst.put_u32(*piece);
+                dst.put_u32(*total);
+                dst.put_slice(data);
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub const MAX_REQUEST_CHUNKS: u32 = 64;
 /// Most hashes one MANIFEST frame carries (and one GET_MANIFEST may ask for): 128 KiB.
 pub const MAX_MANIFEST_HASHES: u32 = 4096;
 
+/// Bytes of the info dictionary one METAINFO frame carries (BEP 9's 16 KiB pieces).
+pub const METAINFO_PIECE: usize = 16 * 1024;
+
 /// Most chunk indices in one HAVE frame.
 pub const MAX_HAVE_INDICES: usize = 16 * 1024;
 
@@ -114,6 +117,8 @@ mod ty {
     pub const INTERESTED: u8 = 0x0c;
     pub const NOT_INTERESTED: u8 = 0x0d;
     pub const KEEPALIVE: u8 = 0x0e;
+    pub const GET_METAINFO: u8 = 0x0f;
+    pub const METAINFO: u8 = 0x10;
 }
 
 /// Codes of the ERROR frame; the 100x ones mean what the tracker's codes of the same number mean.
@@ -196,6 +201,12 @@ pub enum Frame {
     NotInterested,
     /// Nothing to say; keeps a quiet connection from being taken for a dead one.
     KeepAlive,
+    /// Asks for piece `piece` (bytes `piece * METAINFO_PIECE ..`) of the file's bencoded
+    /// `info` dictionary (protocol.txt §2.6, as BEP 9's `request`).
+    GetMetainfo { piece: u32 },
+    /// Piece `piece` of the `info` dictionary, `total` bytes long in all (0: the sender has
+    /// none); `data` is empty for a piece past the end.
+    Metainfo { piece: u32, total: u32, data: Bytes },
 }
 
 /// Why bytes are not a valid frame. Every variant is the peer's fault and ends the connection.
@@ -233,6 +244,8 @@ impl Frame {
             Frame::Interested => "INTERESTED",
             Frame::NotInterested => "NOT_INTERESTED",
             Frame::KeepAlive => "KEEPALIVE",
+            Frame::GetMetainfo { .. } => "GET_METAINFO",
+            Frame::Metainfo { .. } => "METAINFO",
         }
     }
 }

@@ -72,6 +72,17 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             Just(Frame::Interested),
             Just(Frame::NotInterested),
             Just(Frame::KeepAlive),
+            any::<u32>().prop_map(|piece| Frame::GetMetainfo { piece }),
+            (
+                any::<u32>(),
+                0u32..=16_777_216,
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(piece, total, d)| Frame::Metainfo {
+                    piece,
+                    total,
+                    data: Bytes::from(d)
+                }),
         ],
     ]
 }

@@ -1,18 +1,20 @@
-//! Live progress of background downloads, as lines printed above the prompt.
+//! Progress of downloads as lines: above the console's prompt, and from `peer get` when its
+//! output is not a terminal.
 //!
-//! A redrawn bar would fight the line editor for the cursor, so progress is a line per step:
-//! one when a download starts, one each time it crosses a tenth of the file or at least every
-//! [`QUIET_PERIOD`] while it runs (so a slow download still shows its rate and ETA), and one
-//! when it completes or fails. The console samples the engine once a second and hands the
-//! snapshot to [`ProgressTicker::update`], which is pure so its choices are tested directly.
+//! A redrawn bar would fight the line editor for the cursor (and means nothing in a log file),
+//! so progress is a line per step: one when a download starts, one each time it crosses a tenth
+//! of the file or at least every [`QUIET_PERIOD`] while it runs (so a slow download still shows
+//! its rate and ETA), and one when it completes or fails. The caller samples the engine once a
+//! second and hands the snapshot to [`ProgressTicker::update`], which is pure so its choices are
+//! tested directly.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use peer_engine::name::ShareName;
 
-use crate::output::table::{format_progress_line, FileState, FileStats};
-use crate::output::units::{format_bytes, format_duration};
+use super::table::{format_progress_line, FileState, FileStats};
+use super::units::{format_bytes, format_duration};
 
 /// Longest silence while a download runs.
 pub const QUIET_PERIOD: Duration = Duration::from_secs(10);
