@@ -197,6 +197,8 @@ struct Task {
     we_interested: bool,
     /// Requests sent and not fully answered, oldest first.
     inflight: VecDeque<ChunkRun>,
+    /// Where our last request to this peer ended: the picker continues there on a tie.
+    next_pick: Option<u32>,
     outstanding: u32,
     /// Chunks of the oldest request received so far, not yet gathered.
     received: Delivery,
@@ -244,6 +246,7 @@ impl Task {
             we_interested: false,
             inflight: VecDeque::new(),
             outstanding: 0,
+            next_pick: None,
             received: Delivery::default(),
             gathered: Vec::new(),
             gathered_into: None,
@@ -657,9 +660,10 @@ impl Task {
             return;
         };
         while self.outstanding < window {
-            let Some(run) = picker.pick(theirs, run_len) else {
+            let Some(run) = picker.pick(theirs, run_len, self.next_pick) else {
                 break;
             };
+            self.next_pick = Some(run.end());
             self.writer.queue(&Frame::Request(run));
             self.inflight.push_back(run);
             self.outstanding += run.count;

@@ -154,8 +154,11 @@ impl Picker {
         Some(ChunkRun::new(first, count as u32))
     }
 
-    /// Claims the next run to request from a peer with `field`.
-    pub fn pick(&mut self, field: &Bitfield, run_len: u32) -> Option<ChunkRun> {
+    /// Claims the next run to request from a peer with `field`. `after` is where this peer's
+    /// previous run ended: the run continues from there when that chunk is as rare as the
+    /// rarest one found, so ties do not scatter a download into short runs that start at
+    /// random places (a lone seeder would otherwise get requests of a few dozen chunks).
+    pub fn pick(&mut self, field: &Bitfield, run_len: u32, after: Option<u32>) -> Option<ChunkRun> {
         let n = self.state.len() as u32;
         let blocks = self.open.len();
         if blocks == 0 {
@@ -199,7 +202,12 @@ impl Picker {
                 break;
             }
         }
-        let (_, first) = best?;
+        let (rarest, mut first) = best?;
+        if let Some(next) = after.filter(|&i| i < n && self.candidate(field, i)) {
+            if self.avail[next as usize] <= rarest {
+                first = next;
+            }
+        }
         let mut count = 0;
         while count < run_len && first + count < n && self.candidate(field, first + count) {
             self.set_state(first + count, State::Requested);
@@ -230,11 +238,11 @@ mod tests {
         let partial = field(n, |i| i >= 500);
         s.add_peer(&seeder);
         s.add_peer(&partial);
-        let run = s.pick(&seeder, 32).unwrap();
+        let run = s.pick(&seeder, 32, None).unwrap();
         assert_eq!(run.count, 1, "the first request is a single chunk");
         assert!(run.first < n);
         for _ in 0..10 {
-            let ChunkRun { first, count } = s.pick(&seeder, 32).unwrap();
+            let ChunkRun { first, count } = s.pick(&seeder, 32, None).unwrap();
             // A run starts at a rarest chunk (it may run on past the rare ones).
             assert!(
                 first < 500,
@@ -243,7 +251,35 @@ mod tests {
             assert!((1..=32).contains(&count));
         }
         // The partial peer is only ever given chunks it has.
-        assert!(s.pick(&partial, 32).unwrap().first >= 500);
+        assert!(s.pick(&partial, 32, None).unwrap().first >= 500);
+    }
+
+    /// From one seeder (every chunk equally rare) a peer's runs follow each other, full length;
+    /// a rarer chunk elsewhere still comes first.
+    #[test]
+    fn runs_continue_where_the_last_one_ended_while_it_is_as_rare() {
+        let n = 4096;
+        let mut s = Picker::new(&Bitfield::empty(n));
+        let seeder = Bitfield::full(n);
+        s.add_peer(&seeder);
+        let mut after = s.pick(&seeder, 128, None).map(|r| r.end());
+        let mut runs = Vec::new();
+        for _ in 0..8 {
+            let run = s.pick(&seeder, 128, after).unwrap();
+            after = Some(run.end());
+            runs.push(run);
+        }
+        for pair in runs.windows(2).filter(|p| p[0].end() < n) {
+            assert_eq!(pair[1].first, pair[0].end(), "{runs:?}");
+        }
+        assert!(
+            runs.iter().all(|r| r.count == 128 || r.end() == n),
+            "{runs:?}"
+        );
+        // A second peer holding every chunk but the upper quarter makes that quarter rarer.
+        s.add_peer(&field(n, |i| i < 3 * n / 4));
+        let run = s.pick(&seeder, 128, after).unwrap();
+        assert!(run.first >= 3 * n / 4, "{run:?} is not among the rarest");
     }
 
     #[test]
@@ -253,7 +289,7 @@ mod tests {
         let all = Bitfield::full(n);
         s.add_peer(&all);
         let mut claimed = Vec::new();
-        while let Some(run) = s.pick(&all, 64) {
+        while let Some(run) = s.pick(&all, 64, None) {
             claimed.push(run);
         }
         assert_eq!(
@@ -271,7 +307,7 @@ mod tests {
             "no endgame while chunks are unclaimed"
         );
         let mut again = 0;
-        while let Some(ChunkRun { first: f, count: c }) = s.pick(&all, 64) {
+        while let Some(ChunkRun { first: f, count: c }) = s.pick(&all, 64, None) {
             assert!(
                 f >= first_run.first && f + c <= first_run.end(),
                 "{f}+{c} was not released"
@@ -283,6 +319,6 @@ mod tests {
             "released chunks are handed out again, once"
         );
         s.mark_have(ChunkRun::new(50, 50));
-        assert!(s.pick(&all, 64).is_none() && s.endgame(&all, 64).is_none());
+        assert!(s.pick(&all, 64, None).is_none() && s.endgame(&all, 64).is_none());
     }
 }
