@@ -19,7 +19,7 @@ fn frames(stream: &[u8], step: usize) -> Vec<Result<Frame, WireError>> {
             match Frame::check(&rbuf) {
                 Ok(Some(n)) => {
                     let parsed = Frame::parse(rbuf.split_to(n).freeze());
-                    if let Err(WireError::BadLength(len)) = parsed {
+                    if let Err(WireError::BadLength { len, .. }) = parsed {
                         panic!("check delimited a frame that parse says has length {len}");
                     }
                     let failed = parsed.is_err();
