@@ -3,6 +3,7 @@
 //! manifest never sits in memory. The connection serves only that and closes; chunks come over
 //! the swarm's connections once the manifest is known.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,37 @@ pub(super) async fn fetch_manifest(
     want: &Expected,
     peers: &mut PeerSet,
 ) -> Result<Manifest, DownloadError> {
+    first_peer_giving(ctx, name, peers, "manifest", |addr| {
+        manifest_from(ctx, addr, name, want)
+    })
+    .await
+    .map_err(|NoneGave { tried, last }| DownloadError::NoManifest {
+        name: name.clone(),
+        id: want.id,
+        tried,
+        last,
+    })
+}
+
+/// Why no peer gave what was asked: how many were asked, and the last one's failure.
+pub(super) struct NoneGave {
+    pub tried: usize,
+    pub last: String,
+}
+
+/// Asks every listed peer in turn, `ROUNDS` times with a tracker refresh between two, until one
+/// gives what `fetch` gets from it (`what` names it in the log); a peer that lies is marked and
+/// not asked again, one that fails may be asked in the next round.
+pub(super) async fn first_peer_giving<T, Fut>(
+    ctx: &Context,
+    name: &ShareName,
+    peers: &mut PeerSet,
+    what: &str,
+    mut fetch: impl FnMut(SocketAddr) -> Fut,
+) -> Result<T, NoneGave>
+where
+    Fut: Future<Output = Result<T, PeerError>>,
+{
     let mut tried = 0;
     let mut last = String::from("no peer listed");
     for round in 0..ROUNDS {
@@ -53,27 +85,22 @@ pub(super) async fn fetch_manifest(
         let none = Default::default();
         for addr in peers.candidates(usize::MAX, &none, |a| ctx.local.is_own(a)) {
             tried += 1;
-            match manifest_from(ctx, addr, name, want).await {
-                Ok(m) => return Ok(m),
+            match fetch(addr).await {
+                Ok(got) => return Ok(got),
                 Err(PeerError::Hostile(why)) => {
                     log::warn!("{addr}: dropped for {name}: {why}");
                     last = format!("{addr}: {why}");
                     peers.hostile.insert(addr);
                 }
                 Err(e) => {
-                    log::info!("{addr}: no manifest for {name}: {e}");
+                    log::info!("{addr}: no {what} for {name}: {e}");
                     last = format!("{addr}: {e}");
                     peers.failed(addr);
                 }
             }
         }
     }
-    Err(DownloadError::NoManifest {
-        name: name.clone(),
-        id: want.id,
-        tried,
-        last,
-    })
+    Err(NoneGave { tried, last })
 }
 
 /// Opens a connection of our own to `addr` for `name` (content `id`, `count` chunks) that only

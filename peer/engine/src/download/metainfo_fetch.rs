@@ -4,7 +4,6 @@
 //! A peer whose dictionary does not match is a liar and is not asked again.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::manifest::FileId;
 use crate::metainfo::{Info, MAX_METAINFO_BYTES};
@@ -12,12 +11,9 @@ use crate::name::ShareName;
 use crate::swarm::PeerError;
 use crate::wire::{Frame, METAINFO_PIECE};
 
-use super::manifest_fetch::{side_connection, Expected};
+use super::manifest_fetch::{first_peer_giving, side_connection, Expected, NoneGave};
 use super::peer_set::PeerSet;
 use super::{Context, DownloadError};
-
-/// Rounds of asking every listed peer, a tracker refresh between two.
-const ROUNDS: u32 = 3;
 
 /// Gets the `info` dictionary of `name` from the first peer whose copy names content `want.id`
 /// with the tracker's size and chunk size.
@@ -28,34 +24,11 @@ pub(super) async fn fetch_info(
     chunks: u32,
     peers: &mut PeerSet,
 ) -> Result<Info, DownloadError> {
-    let mut tried = 0;
-    let mut last = String::from("no peer listed");
-    for round in 0..ROUNDS {
-        if round > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Ok(s) = ctx.tracker.refresh(name.file_name()).await {
-                peers.learn(&s.peers);
-            }
-        }
-        let none = Default::default();
-        for addr in peers.candidates(usize::MAX, &none, |a| ctx.local.is_own(a)) {
-            tried += 1;
-            match info_from(ctx, addr, name, want, chunks).await {
-                Ok(info) => return Ok(info),
-                Err(PeerError::Hostile(why)) => {
-                    log::warn!("{addr}: dropped for {name}: {why}");
-                    last = format!("{addr}: {why}");
-                    peers.hostile.insert(addr);
-                }
-                Err(e) => {
-                    log::info!("{addr}: no metainfo for {name}: {e}");
-                    last = format!("{addr}: {e}");
-                    peers.failed(addr);
-                }
-            }
-        }
-    }
-    Err(DownloadError::NoMetainfo {
+    first_peer_giving(ctx, name, peers, "metainfo", |addr| {
+        info_from(ctx, addr, name, want, chunks)
+    })
+    .await
+    .map_err(|NoneGave { tried, last }| DownloadError::NoMetainfo {
         name: name.clone(),
         id: want.id,
         tried,
