@@ -19,29 +19,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p peer -p tracker --bins
 BIN=$CARGO_TARGET_DIR/release
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-swarm.XXXXXX")
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Waits until FILE has a line starting with PREFIX; prints the rest of that line.
-wait_line() {
-    local file=$1 prefix=$2
-    for _ in $(seq 1 600); do
-        if grep -q "^$prefix" "$file" 2>/dev/null; then
-            sed -n "s/^$prefix//p" "$file" | head -n1
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "bench-swarm: timed out waiting for '$prefix' in $file" >&2
-    cat "$file" >&2
-    exit 1
-}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+bench_work_dir "${TMPDIR:-/tmp}" bench-swarm
 
 now() { date +%s.%N; }
 
@@ -86,8 +66,7 @@ run_case() {
         line=$(cat "$dir/l$i.json")
         # Bytes from every peer but the seeder, from the "peers" list of the JSON outcome.
         from_others=$(grep -oE '\{"addr":"[^"]+","bytes":[0-9]+\}' <<<"$line" |
-            grep -v "\"addr\":\"$seeder\"" | grep -oE '[0-9]+\}$' | tr -d '}' |
-            awk '{ s += $1 } END { print s + 0 }')
+            awk -F'"' -v seeder="$seeder" '$4 != seeder { split($7, n, /[:}]/); s += n[2] } END { print s + 0 }')
         local end
         end=$(awk -v a="$t0" -v b="$(cat "$dir/l$i.end")" 'BEGIN { printf "%.1f", b - a }')
         last=$(awk -v a="$last" -v b="$end" 'BEGIN { print (b > a ? b : a) }')

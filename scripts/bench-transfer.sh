@@ -35,29 +35,9 @@ if [ "$free_kib" -lt "$need_kib" ]; then
     echo "bench-transfer: $BENCH_DIR has $((free_kib / 1024)) MiB free, ${SIZE_MIB} MiB needs $((need_kib / 1024)) MiB; set BENCH_DIR" >&2
     exit 1
 fi
-WORK=$(mktemp -d "$BENCH_DIR/bench-transfer.XXXXXX")
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Waits until FILE has a line starting with PREFIX; prints the rest of that line.
-wait_line() {
-    local file=$1 prefix=$2
-    for _ in $(seq 1 600); do
-        if grep -q "^$prefix" "$file" 2>/dev/null; then
-            sed -n "s/^$prefix//p" "$file" | head -n1
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "bench-transfer: timed out waiting for '$prefix' in $file" >&2
-    cat "$file" >&2
-    exit 1
-}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+bench_work_dir "$BENCH_DIR" bench-transfer
 
 # Wall-clock seconds of a /usr/bin/time -v report.
 wall() {
