@@ -230,6 +230,15 @@ pub enum Command {
         /// Seconds between heartbeats (also how often --dir is rescanned for new files).
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
+        /// Also serve HTTP on ADDR:PORT: Prometheus metrics at /metrics, JSON status at
+        /// /api/status and /api/files (shapes in protocol.txt §7). Off by default; only a
+        /// loopback address unless --http-public.
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<SocketAddr>,
+        /// Allow --http on an address other machines can reach (the API lists every file
+        /// this peer shares and its peers; put it behind a firewall or proxy of your own).
+        #[arg(long, requires = "http")]
+        http_public: bool,
     },
     /// Print a metainfo file the way transmission-show prints a torrent: name, content id,
     /// magnet link, pieces, trackers, files. A magnet link shows what it says (name, id,

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod console;
+mod http;
 mod output;
 mod signals;
 
@@ -130,7 +131,17 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Share { file, heartbeat } => {
             serve::share(global, dir, tracker, file, *heartbeat).await?
         }
-        Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
+        Command::Daemon {
+            heartbeat,
+            http,
+            http_public,
+        } => {
+            let http = http.map(|addr| serve::HttpOption {
+                addr,
+                public: *http_public,
+            });
+            serve::daemon(global, dir, tracker, *heartbeat, http).await?
+        }
         // Printed above, before the share directory is opened (it needs none).
         Command::Show { .. } => {}
         Command::Get {

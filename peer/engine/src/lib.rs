@@ -18,6 +18,7 @@ pub mod download;
 pub mod magnet;
 pub mod manifest;
 pub mod metainfo;
+pub mod metrics;
 pub mod name;
 pub mod node;
 pub mod publish;
