@@ -128,9 +128,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Format::json_if(*json),
         )),
         Command::Exit => serve::exit(global, &dir, &tracker).await?,
-        Command::Share { file, heartbeat } => {
-            serve::share(global, dir, tracker, file, *heartbeat).await?
-        }
+        Command::Share {
+            file,
+            heartbeat,
+            chunk_size,
+        } => serve::share(global, dir, tracker, file, *chunk_size, *heartbeat).await?,
         Command::Daemon {
             heartbeat,
             http,

@@ -13,6 +13,7 @@
 //! - [`reach`]: the announced address and NAT traversal; [`node`]: what a daemon runs.
 
 pub mod bitfield;
+pub mod chunking;
 pub mod connection;
 pub mod download;
 pub mod magnet;

@@ -77,17 +77,18 @@ pub async fn start_presence(global: &Global, node: &Node) -> Presence {
     .await
 }
 
-/// `peer share FILE`: through the daemon of --dir if one runs, else serving in the foreground
-/// until a signal.
+/// `peer share FILE [--chunk-size N]`: through the daemon of --dir if one runs, else serving in
+/// the foreground until a signal.
 pub async fn share(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     file: &Path,
+    chunk_size: Option<u32>,
     heartbeat: u64,
 ) -> anyhow::Result<()> {
     if let Some(at) = lock::running_daemon(&dir) {
-        let (name, m) = publish::share(&dir, &tracker, file, at).await?;
+        let (name, m) = publish::share(&dir, &tracker, file, chunk_size, at).await?;
         println!(
             "shared {name} ({} bytes, {}) through the daemon at {at}",
             m.size(),
@@ -106,7 +107,7 @@ pub async fn share(
     // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
     // mapping and relay are under way by the time the tracker lists the file.
     let presence = start_presence(global, &node).await;
-    let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
+    let (name, m) = match publish::share(&dir, &tracker, file, chunk_size, node.announce).await {
         Ok(r) => r,
         Err(e) => {
             node.stop().await;

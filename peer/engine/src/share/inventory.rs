@@ -4,7 +4,8 @@
 
 use std::fs;
 
-use crate::manifest::{chunk_count, DEFAULT_CHUNK_SIZE};
+use crate::chunking;
+use crate::manifest::{chunk_count, MAX_CHUNK_SIZE};
 use crate::name::{ShareName, PART_SUFFIX};
 
 use super::record::{PartStamp, Standing};
@@ -32,14 +33,22 @@ impl ShareDir {
         match self.complete_files() {
             Ok(names) => {
                 for name in names {
-                    let Ok(meta) = fs::symlink_metadata(self.complete_path(&name)) else {
-                        continue;
+                    let (size, chunk_size) = match fs::symlink_metadata(self.complete_path(&name)) {
+                        Ok(meta) if meta.is_file() => (
+                            meta.len(),
+                            chunking::for_file(meta.len(), None).unwrap_or(MAX_CHUNK_SIZE),
+                        ),
+                        // Shared in place: listed while it is unchanged, as it is served.
+                        _ => match self.placed_unchanged(&name) {
+                            Ok(p) => (p.stamp.size, p.chunk_size),
+                            Err(_) => continue,
+                        },
                     };
-                    let total = chunk_count(meta.len(), DEFAULT_CHUNK_SIZE);
+                    let total = chunk_count(size, chunk_size);
                     files.push(LocalFile {
                         name,
-                        size: meta.len(),
-                        chunk_size: DEFAULT_CHUNK_SIZE,
+                        size,
+                        chunk_size,
                         chunks_have: total,
                         chunks_total: total,
                         complete: true,
