@@ -87,6 +87,11 @@ fn figures_follow_a_real_transfer() {
     assert_eq!(file["chunks_have"], file["chunks_total"], "{files}");
     assert_eq!(file["uploaded_bytes"], 0, "{files}");
 
+    wait_until("the tracker lists the file", || {
+        run(peer_cmd(tracker, &leech_dir).args(["query", "watched.bin"]))
+            .status
+            .success()
+    });
     let got = run(peer_cmd(tracker, &leech_dir).args(["get", "watched.bin"]));
     assert!(got.status.success(), "get: {}", stderr(&got));
     assert_eq!(std::fs::read(leech_dir.join("watched.bin")).unwrap(), data);

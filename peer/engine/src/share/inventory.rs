@@ -8,6 +8,7 @@ use crate::chunking;
 use crate::manifest::{chunk_count, MAX_CHUNK_SIZE};
 use crate::name::{ShareName, PART_SUFFIX};
 
+use super::manifest_file::{self, Stamp};
 use super::record::{PartStamp, Standing};
 use super::ShareDir;
 
@@ -34,9 +35,18 @@ impl ShareDir {
             Ok(names) => {
                 for name in names {
                     let (size, chunk_size) = match fs::symlink_metadata(self.complete_path(&name)) {
+                        // The chunk size of its cached manifest (a download keeps the one it
+                        // was shared with), else the one it would be hashed with.
                         Ok(meta) if meta.is_file() => (
                             meta.len(),
-                            chunking::for_file(meta.len(), None).unwrap_or(MAX_CHUNK_SIZE),
+                            manifest_file::read_header(
+                                &self.manifest_path(&name),
+                                Stamp::of(&meta),
+                            )
+                            .map_or_else(
+                                || chunking::for_file(meta.len(), None).unwrap_or(MAX_CHUNK_SIZE),
+                                |h| h.chunk_size,
+                            ),
                         ),
                         // Shared in place: listed while it is unchanged, as it is served.
                         _ => match self.placed_unchanged(&name) {
