@@ -3,7 +3,9 @@
 //!
 //! [`Tracker::handle`] is the whole protocol decision: bytes and source in, an [`Outcome`] out
 //! ([`Tracker::handle_batch`] does a receive batch, handing the store all of its work at once),
-//! so tests and benches need no sockets. Every trust rule (cookies, whose addresses a source may
+//! so tests and benches need no sockets. [`Tracker::handle_typed`] is the same decision for a
+//! front end that renders its own format (the HTTP/JSON API): a typed request in, a [`Reply`]
+//! out, through the same planning, trust rules and store. Every trust rule (cookies, whose addresses a source may
 //! announce, PUNCH origins, rate limits) is applied here, before the store sees a request;
 //! answers never amplify towards an unverified source (protocol.txt §1.6).
 
@@ -14,15 +16,19 @@ use log::debug;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, RelayOffer, Request,
-    RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, FileSummary, ListedFile, PageBody, PeerEntry,
+    PeersHeader, PunchNotice, RelayOffer, Request, RequestKind, Response, ResponseKind,
+    MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
+use crate::file_index::FileIndex;
 use crate::host::Host;
 use crate::rate_limit::{PunchLimiter, Refusal};
-use crate::store::{Announcer, Done, MemoryStore, Op, StoreError, SwarmStore, Task};
+use crate::store::{
+    Announcer, Done, FileSink, MemoryStore, Op, PeerSink, StoreError, SwarmStore, Task,
+};
 
 /// What to send after handling one datagram.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -33,12 +39,46 @@ pub struct Outcome {
     pub punch: Option<(SocketAddr, Vec<u8>)>,
 }
 
+/// The answer to a typed request ([`Tracker::handle_typed`]), for a front end to render.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Flags 1 and 2: the file and one page of its swarm; `next` is the offset of the rest.
+    Peers {
+        file: FileSummary,
+        peers: Vec<PeerEntry>,
+        next: Option<u32>,
+    },
+    /// Flag 6: `total` files in the catalogue, one page of them (only names matching the
+    /// request's pattern, if it has one).
+    Files {
+        total: u32,
+        files: Vec<ListedFile>,
+        next: Option<u32>,
+    },
+    /// Flag 7.
+    File(FileSummary),
+    /// Flags 3, 4 and 5.
+    Ok,
+    /// Flag 9: the number of swarms the peer is in.
+    Alive(u32),
+    /// Flag 10.
+    Relay(Option<RelayOffer>),
+}
+
+/// Why a request was refused: the protocol's error code and a text for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub code: ErrorCode,
+    pub text: String,
+}
+
 /// The tracker's state and request logic.
 pub struct Tracker<S: SwarmStore = MemoryStore> {
     config: ServerConfig,
     store: S,
     cookies: CookieJar,
     punches: Mutex<PunchLimiter>,
+    files_by_id: FileIndex,
 }
 
 impl Tracker<MemoryStore> {
@@ -64,6 +104,7 @@ fn salvage_tid(datagram: &[u8]) -> Option<u32> {
 impl<S: SwarmStore> Tracker<S> {
     pub fn with_store(config: ServerConfig, store: S) -> Self {
         Tracker {
+            files_by_id: FileIndex::new(config.limits.max_files.saturating_mul(2)),
             config,
             store,
             cookies: CookieJar::new(),
@@ -80,6 +121,11 @@ impl<S: SwarmStore> Tracker<S> {
         &self.store
     }
 
+    /// The ids of the files this tracker has seen described, to find a file by content.
+    pub fn files_by_id(&self) -> &FileIndex {
+        &self.files_by_id
+    }
+
     /// Frees the rows of peers silent for longer than the TTL.
     pub fn expire(&self, now: Instant) {
         self.store.expire(now);
@@ -92,7 +138,11 @@ impl<S: SwarmStore> Tracker<S> {
             Prepared::Done(outcome) => outcome,
             Prepared::Apply(p) => {
                 let p = [p];
-                self.finish(&p, now).pop().unwrap_or_default()
+                let (answer, punch) = self
+                    .finish(&p, now)
+                    .pop()
+                    .unwrap_or_else(|| (Err(unavailable("the store gave no answer")), None));
+                self.outcome(&p[0], answer, punch)
             }
         }
     }
@@ -116,9 +166,86 @@ impl<S: SwarmStore> Tracker<S> {
         if pending.is_empty() {
             return;
         }
-        for (p, outcome) in pending.iter().zip(self.finish(&pending, now)) {
-            push_outcome(out, p.reply_to, outcome);
+        for (p, (answer, punch)) in pending.iter().zip(self.finish(&pending, now)) {
+            push_outcome(out, p.reply_to, self.outcome(p, answer, punch));
         }
+    }
+
+    /// Handles one request that reached the tracker over a connection (HTTP over TCP), which
+    /// proves its source address: no cookie is needed and no answer can amplify. It goes
+    /// through the same trust rules (addresses, keys, limits) and the same store operation
+    /// as the datagram would; listings hold at most `page` entries. Flag 8 is refused: the
+    /// PUNCH notice it relays goes out of the UDP socket.
+    pub fn handle_typed(
+        &self,
+        request: Request,
+        source: SocketAddr,
+        now: Instant,
+        page: usize,
+    ) -> Result<Reply, Refused> {
+        self.handle_typed_batch(vec![request], source, now, page)
+            .pop()
+            .unwrap_or_else(|| Err(refused(unavailable("the store gave no answer"))))
+    }
+
+    /// [`Tracker::handle_typed`] for many requests of one source, handed to the store at once
+    /// (one round trip for a store behind a network); one answer per request, in order.
+    pub fn handle_typed_batch(
+        &self,
+        requests: Vec<Request>,
+        source: SocketAddr,
+        now: Instant,
+        page: usize,
+    ) -> Vec<Result<Reply, Refused>> {
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        let mut answers: Vec<Option<Result<Reply, Refused>>> = Vec::with_capacity(requests.len());
+        let mut parsed = Vec::with_capacity(requests.len());
+        for request in requests {
+            if matches!(request.kind, RequestKind::Punch { .. }) {
+                answers.push(Some(Err(Refused {
+                    code: ErrorCode::BadRequest,
+                    text: "PUNCH relays (flag 8) go over UDP only".into(),
+                })));
+                continue;
+            }
+            answers.push(None);
+            parsed.push(Parsed {
+                request,
+                source,
+                reply_to: source,
+                verified: true,
+                len: 0,
+                typed_page: Some(page),
+            });
+        }
+        let mut finished = if parsed.is_empty() {
+            Vec::new()
+        } else {
+            self.finish(&parsed, now)
+        }
+        .into_iter();
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Some(refusal) => refusal,
+                None => match finished.next() {
+                    Some((answer, _)) => typed(answer),
+                    None => Err(refused(unavailable("the store gave no answer"))),
+                },
+            })
+            .collect()
+    }
+
+    /// The serving address an announcement from `source` files rows under, or why it may not
+    /// (protocol.txt §1.7): for a front end that checks an address before it builds requests.
+    pub fn serving_addr(
+        &self,
+        addr: SocketAddr,
+        source: SocketAddr,
+    ) -> Result<SocketAddr, Refused> {
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        self.announced(addr, source)
+            .map_err(|(code, text)| Refused { code, text })
     }
 
     /// Everything that needs no store: STUN, parsing, cookies.
@@ -170,13 +297,24 @@ impl<S: SwarmStore> Tracker<S> {
             reply_to,
             verified,
             len: datagram.len(),
+            typed_page: None,
         })
     }
 
     /// Plans every parsed request, runs the store's part of all of them at once, and renders
-    /// each answer.
-    fn finish(&self, batch: &[Parsed], now: Instant) -> Vec<Outcome> {
-        let mut bodies: Vec<Option<PageBody>> = batch.iter().map(|_| None).collect();
+    /// each answer (with the PUNCH notice to relay, if any).
+    fn finish(&self, batch: &[Parsed], now: Instant) -> Vec<(AnswerResult, Punch)> {
+        let mut bodies: Vec<Body> = batch
+            .iter()
+            .map(|p| match p.typed_page {
+                None => Body::Text(None),
+                Some(limit) => Body::Typed(Listing {
+                    limit,
+                    peers: Vec::new(),
+                    files: Vec::new(),
+                }),
+            })
+            .collect();
         let mut planned = Vec::with_capacity(batch.len());
         let mut results = {
             let mut tasks = Vec::with_capacity(batch.len());
@@ -215,21 +353,20 @@ impl<S: SwarmStore> Tracker<S> {
                         None => Err(unavailable("the store gave no answer")),
                     },
                 };
-                self.outcome(p, answer, punch)
+                (answer, punch)
             })
             .collect()
     }
 
     /// The answer datagram for `answer`, guarded against amplification.
-    fn outcome(
-        &self,
-        p: &Parsed,
-        answer: Result<Answer, (ErrorCode, String)>,
-        punch: Option<(SocketAddr, Vec<u8>)>,
-    ) -> Outcome {
+    fn outcome(&self, p: &Parsed, answer: AnswerResult, punch: Punch) -> Outcome {
         let tid = p.request.tid;
         let (text, is_error) = match answer {
             Ok(Answer::Text(text)) => (text, false),
+            Ok(Answer::Typed(reply)) => {
+                let (code, text) = unavailable(&format!("a datagram was answered with {reply:?}"));
+                (Response::error(tid, code, &text).encode(), true)
+            }
             Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
             Err((code, text)) => {
                 debug!(
@@ -384,7 +521,7 @@ impl<S: SwarmStore> Tracker<S> {
     fn plan<'a>(
         &self,
         parsed: &'a Parsed,
-        body: &'a mut Option<PageBody>,
+        body: &'a mut Body,
     ) -> Result<Option<Task<'a>>, (ErrorCode, String)> {
         let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
         let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
@@ -418,12 +555,9 @@ impl<S: SwarmStore> Tracker<S> {
                 let join = announce.map(who).transpose()?;
                 let intervals = Some(self.config.intervals);
                 // The page is sized by the header of the counts the store sees as it lists.
-                Op::Peers {
-                    file,
-                    offset: *offset,
-                    join,
-                    sink: Box::new(move |summary, peer| {
-                        body.get_or_insert_with(|| {
+                let sink: PeerSink<'a> = match body {
+                    Body::Text(slot) => Box::new(move |summary, peer| {
+                        slot.get_or_insert_with(|| {
                             let header = PeersHeader {
                                 refresh,
                                 file: summary,
@@ -433,16 +567,38 @@ impl<S: SwarmStore> Tracker<S> {
                         })
                         .push(peer)
                     }),
+                    Body::Typed(listing) => Box::new(move |_, peer| listing.push_peer(peer)),
+                };
+                Op::Peers {
+                    file,
+                    offset: *offset,
+                    join,
+                    sink,
                 }
             }
-            RequestKind::ListFiles { offset } => {
+            RequestKind::ListFiles { offset, pattern } => {
                 Self::check_offset(*offset, self.config.limits.max_files)?;
+                // A name the pattern does not match is passed over, so the store goes on to
+                // the next one: a page fills with matching names only.
+                let wanted = move |file: &ListedFile| {
+                    pattern
+                        .as_ref()
+                        .is_none_or(|p| p.matches(file.name.as_str()))
+                };
+                let sink: FileSink<'a> = match body {
+                    Body::Text(slot) => Box::new(move |file| {
+                        !wanted(file)
+                            || slot
+                                .get_or_insert_with(|| PageBody::for_files(max, tid))
+                                .push(file)
+                    }),
+                    Body::Typed(listing) => {
+                        Box::new(move |file| !wanted(file) || listing.push_file(file))
+                    }
+                };
                 Op::Files {
                     offset: *offset,
-                    sink: Box::new(move |file| {
-                        body.get_or_insert_with(|| PageBody::for_files(max, tid))
-                            .push(file)
-                    }),
+                    sink,
                 }
             }
             RequestKind::Query { file } => Op::Query { file },
@@ -483,10 +639,10 @@ impl<S: SwarmStore> Tracker<S> {
         &self,
         parsed: &Parsed,
         done: Result<Done, StoreError>,
-        body: Option<PageBody>,
+        body: Body,
         now: Instant,
-        punch: &mut Option<(SocketAddr, Vec<u8>)>,
-    ) -> Result<Answer, (ErrorCode, String)> {
+        punch: &mut Punch,
+    ) -> AnswerResult {
         let (request, source) = (&parsed.request, parsed.source);
         let done = done.map_err(|e| {
             if let StoreError::Unavailable(why) = &e {
@@ -501,6 +657,17 @@ impl<S: SwarmStore> Tracker<S> {
         let tid = request.tid;
         Ok(Answer::Kind(match (&request.kind, done) {
             (RequestKind::Peers { .. } | RequestKind::Refresh { .. }, Done::Peers(page)) => {
+                self.files_by_id.learn(&page.head.info);
+                let body = match body {
+                    Body::Text(body) => body,
+                    Body::Typed(listing) => {
+                        return Ok(Answer::Typed(Reply::Peers {
+                            file: page.head,
+                            peers: listing.peers,
+                            next: page.next,
+                        }))
+                    }
+                };
                 let header = PeersHeader {
                     refresh: matches!(request.kind, RequestKind::Refresh { .. }),
                     file: &page.head,
@@ -510,12 +677,28 @@ impl<S: SwarmStore> Tracker<S> {
                 return Ok(Answer::Text(body.finish_peers(header, page.next, tid)));
             }
             (RequestKind::ListFiles { .. }, Done::Files(page)) => {
+                let body = match body {
+                    Body::Text(body) => body,
+                    Body::Typed(listing) => {
+                        return Ok(Answer::Typed(Reply::Files {
+                            total: page.head,
+                            files: listing.files,
+                            next: page.next,
+                        }))
+                    }
+                };
                 let body = body.unwrap_or_else(|| PageBody::for_files(max, tid));
                 return Ok(Answer::Text(body.finish_files(page.head, page.next, tid)));
             }
-            (RequestKind::Query { .. }, Done::File(summary)) => ResponseKind::File(summary),
+            (RequestKind::Query { .. }, Done::File(summary)) => {
+                self.files_by_id.learn(&summary.info);
+                ResponseKind::File(summary)
+            }
             (RequestKind::Chunks { .. }, Done::Ok) => ResponseKind::Ok(Ack::Chunks),
-            (RequestKind::Share { .. }, Done::Ok) => ResponseKind::Ok(Ack::Share),
+            (RequestKind::Share { info, .. }, Done::Ok) => {
+                self.files_by_id.learn(info);
+                ResponseKind::Ok(Ack::Share)
+            }
             (RequestKind::Exit { .. }, Done::Ok) => ResponseKind::Ok(Ack::Exit),
             (RequestKind::Heartbeat { .. }, Done::Alive(files)) => ResponseKind::Alive { files },
             (RequestKind::Punch { file, target, me }, Done::PunchTo(target_udp)) => {
@@ -558,6 +741,26 @@ impl<S: SwarmStore> Tracker<S> {
     }
 }
 
+/// The typed form of an answer (flags 1, 2 and 6 are typed already when planned so).
+fn typed(answer: AnswerResult) -> Result<Reply, Refused> {
+    match answer {
+        Ok(Answer::Typed(reply)) => Ok(reply),
+        Ok(Answer::Kind(kind)) => match kind {
+            ResponseKind::File(summary) => Ok(Reply::File(summary)),
+            ResponseKind::Ok(_) => Ok(Reply::Ok),
+            ResponseKind::Alive { files } => Ok(Reply::Alive(files)),
+            ResponseKind::Relay(offer) => Ok(Reply::Relay(offer)),
+            other => Err(refused(unavailable(&format!("no typed form of {other:?}")))),
+        },
+        Ok(Answer::Text(_)) => Err(refused(unavailable("a typed request was answered as text"))),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+fn refused((code, text): (ErrorCode, String)) -> Refused {
+    Refused { code, text }
+}
+
 /// The error of a store that could not do its part.
 fn unavailable(why: &str) -> (ErrorCode, String) {
     log::error!("{why}");
@@ -574,7 +777,43 @@ struct Parsed {
     reply_to: SocketAddr,
     verified: bool,
     len: usize,
+    /// For a typed request ([`Tracker::handle_typed`]): the most entries a listing holds.
+    typed_page: Option<usize>,
 }
+
+/// Where a listing's entries go while the store walks it: a datagram page, or typed entries.
+enum Body {
+    Text(Option<PageBody>),
+    Typed(Listing),
+}
+
+/// The entries of a typed listing, at most `limit` of them.
+struct Listing {
+    limit: usize,
+    peers: Vec<PeerEntry>,
+    files: Vec<ListedFile>,
+}
+
+impl Listing {
+    fn push_peer(&mut self, peer: &PeerEntry) -> bool {
+        if self.peers.len() >= self.limit {
+            return false;
+        }
+        self.peers.push(peer.clone());
+        true
+    }
+
+    fn push_file(&mut self, file: &ListedFile) -> bool {
+        if self.files.len() >= self.limit {
+            return false;
+        }
+        self.files.push(file.clone());
+        true
+    }
+}
+
+type AnswerResult = Result<Answer, (ErrorCode, String)>;
+type Punch = Option<(SocketAddr, Vec<u8>)>;
 
 enum Prepared {
     Done(Outcome),
@@ -588,10 +827,12 @@ fn push_outcome(out: &mut Vec<(SocketAddr, Vec<u8>)>, reply_to: SocketAddr, outc
     out.extend(outcome.punch);
 }
 
-/// An answer as the request logic produces it: a value, or a page already rendered to text.
+/// An answer as the request logic produces it: a value, a page already rendered to text, or
+/// a typed listing.
 enum Answer {
     Kind(ResponseKind),
     Text(String),
+    Typed(Reply),
 }
 
 #[cfg(test)]

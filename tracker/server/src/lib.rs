@@ -9,8 +9,10 @@
 pub mod batch;
 mod config;
 pub mod cookie;
+pub mod file_index;
 mod handler;
 pub mod host;
+pub mod http;
 mod rate_limit;
 pub mod store;
 mod udp;
@@ -18,5 +20,5 @@ mod udp;
 pub use config::{
     RelayConfig, ServerConfig, DEFAULT_CREDENTIAL_TTL, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
 };
-pub use handler::{Outcome, Tracker};
+pub use handler::{Outcome, Refused, Reply, Tracker};
 pub use udp::{bind_sockets, serve};
