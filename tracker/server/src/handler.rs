@@ -25,6 +25,7 @@ use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
 use crate::file_index::FileIndex;
 use crate::host::Host;
+use crate::metrics::{Counters, Withheld};
 use crate::rate_limit::{PunchLimiter, Refusal};
 use crate::store::{
     Announcer, Done, FileSink, MemoryStore, Op, PeerSink, StoreError, SwarmStore, Task,
@@ -79,6 +80,7 @@ pub struct Tracker<S: SwarmStore = MemoryStore> {
     cookies: CookieJar,
     punches: Mutex<PunchLimiter>,
     files_by_id: FileIndex,
+    counters: Counters,
 }
 
 impl Tracker<MemoryStore> {
@@ -105,6 +107,7 @@ impl<S: SwarmStore> Tracker<S> {
     pub fn with_store(config: ServerConfig, store: S) -> Self {
         Tracker {
             files_by_id: FileIndex::new(config.limits.max_files.saturating_mul(2)),
+            counters: Counters::default(),
             config,
             store,
             cookies: CookieJar::new(),
@@ -119,6 +122,11 @@ impl<S: SwarmStore> Tracker<S> {
     /// The store the tracker answers from.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// What the UDP front end counted (requests, errors, withheld answers).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The ids of the files this tracker has seen described, to find a file by content.
@@ -265,9 +273,14 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let exempt = !self.config.require_cookies && exempt(source.ip());
         let request = match Request::parse(datagram) {
-            Ok(r) => r,
+            Ok(r) => {
+                self.counters.request(Some(r.kind.flag()));
+                r
+            }
             Err(e) => {
                 debug!("bad request from {source}: {e}");
+                self.counters.request(None);
+                self.counters.error(e.code());
                 let tid = salvage_tid(datagram);
                 let text = Response::error(tid, e.code(), &e.to_string()).encode();
                 return Prepared::Done(self.guarded(
@@ -369,6 +382,7 @@ impl<S: SwarmStore> Tracker<S> {
             }
             Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
             Err((code, text)) => {
+                self.counters.error(code);
                 debug!(
                     "refused flag {} from {}: {text}",
                     p.request.kind.flag(),
@@ -399,6 +413,7 @@ impl<S: SwarmStore> Tracker<S> {
             };
         }
         if is_error {
+            self.counters.withheld(Withheld::Silent);
             debug!("not answering {ip}: error would amplify");
             return Outcome::default();
         }
@@ -413,9 +428,11 @@ impl<S: SwarmStore> Tracker<S> {
         reply.cookie = Some(self.cookies.issue(ip, unix_secs()));
         let text = Response::new(tid, ResponseKind::Error(reply)).encode();
         if text.len() > 3 * request_len {
+            self.counters.withheld(Withheld::Silent);
             debug!("not answering {ip}: even the cookie answer would amplify");
             return Outcome::default();
         }
+        self.counters.withheld(Withheld::Cookie);
         Outcome {
             reply: Some(text.into_bytes()),
             punch: None,

@@ -13,6 +13,7 @@ pub mod file_index;
 mod handler;
 pub mod host;
 pub mod http;
+pub mod metrics;
 mod rate_limit;
 pub mod store;
 mod udp;

@@ -448,3 +448,132 @@ async fn the_openapi_document_describes_every_route_served() {
         }
     }
 }
+
+/// The value of one series in a Prometheus text page.
+fn series(page: &str, name_and_labels: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name_and_labels} in\n{page}"))
+        .parse()
+        .expect("an integer value")
+}
+
+#[tokio::test]
+async fn metrics_count_both_front_ends_and_the_swarms() {
+    let (tracker, http) = TrackerProcess::start_http(&[]);
+    let socket = udp("127.0.0.1").await;
+    let share = format!("REQUEST 4 a.bin 2 0.0.0.0:7201 size=4000 id={}", id(0x44));
+    assert_eq!(ask(&socket, tracker.addr, &share).await, "RESPONSE 4 OK");
+    assert!(ask(&socket, tracker.addr, "REQUEST 7 nosuch")
+        .await
+        .starts_with("ERROR 1002"));
+    assert!(ask(&socket, tracker.addr, "HELLO")
+        .await
+        .starts_with("ERROR 1100"));
+    let report = "REQUEST 3 a.bin 0 127.0.0.1:7202";
+    assert_eq!(ask(&socket, tracker.addr, report).await, "RESPONSE 3 OK");
+    let token = register(http, "p", 7203).await;
+    let announce =
+        json!({ "peer_id": "p", "file": { "name": "b.bin", "size": 10, "hash": id(0x55) } });
+    assert_eq!(
+        post(http, "/api/files/announce", Some(&token), &announce)
+            .await
+            .status,
+        200
+    );
+    let stats = json!({ "peer_id": "p", "source": 100, "p2p": 4900, "conns": 3, "failConns": 1 });
+    assert_eq!(
+        post(http, "/api/stats", Some(&token), &stats).await.status,
+        200
+    );
+    assert_eq!(get(http, "/nope").await.status, 404);
+
+    let answer = get(http, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let page = answer.text();
+    assert_eq!(series(&page, "tracker_udp_requests_total{flag=\"4\"}"), 1);
+    assert_eq!(series(&page, "tracker_udp_requests_total{flag=\"3\"}"), 1);
+    assert_eq!(
+        series(&page, "tracker_udp_requests_total{flag=\"malformed\"}"),
+        1
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_errors_total{front=\"udp\",code=\"1002\",name=\"FILE_NOT_FOUND\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_errors_total{front=\"udp\",code=\"1100\",name=\"BAD_REQUEST\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_errors_total{front=\"http\",code=\"1100\",name=\"BAD_REQUEST\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_http_requests_total{route=\"/api/peers/register\",status=\"200\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_http_requests_total{route=\"unmatched\",status=\"404\"}"
+        ),
+        1
+    );
+    assert_eq!(series(&page, "tracker_swarms"), 2);
+    assert_eq!(series(&page, "tracker_seeders"), 2);
+    assert_eq!(series(&page, "tracker_leechers"), 1);
+    assert_eq!(series(&page, "tracker_swarm_peers"), 3);
+    assert_eq!(series(&page, "tracker_tracked_bytes"), 4010);
+    assert_eq!(
+        series(&page, "tracker_reported_bytes_total{from=\"p2p\"}"),
+        4900
+    );
+    assert_eq!(
+        series(&page, "tracker_reported_bytes_total{from=\"source\"}"),
+        100
+    );
+    assert_eq!(
+        series(
+            &page,
+            "tracker_reported_connections_total{outcome=\"failed\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        series(&page, "tracker_withheld_answers_total{reason=\"cookie\"}"),
+        0
+    );
+    for line in page.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').expect("name value");
+        assert!(value.parse::<u64>().is_ok(), "{line}");
+    }
+
+    // Answers withheld by the cookie rule (every source must prove its address here).
+    let (strict, http) = TrackerProcess::start_http(&["--require-cookies"]);
+    let padded = format!("REQUEST 6 pad={}", "x".repeat(40));
+    assert!(ask(&socket, strict.addr, &padded)
+        .await
+        .starts_with("ERROR 1200 COOKIE_REQUIRED"));
+    let page = get(http, "/metrics").await.text();
+    assert_eq!(
+        series(&page, "tracker_withheld_answers_total{reason=\"cookie\"}"),
+        1
+    );
+}

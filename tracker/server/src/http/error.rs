@@ -74,6 +74,9 @@ impl IntoResponse for ApiError {
                 "message": self.message,
             }
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // For /metrics: errors are counted by code where the answer leaves.
+        response.extensions_mut().insert(self.code);
+        response
     }
 }

@@ -10,6 +10,7 @@
 
 mod api;
 mod error;
+mod metrics;
 pub mod session;
 
 use std::convert::Infallible;
@@ -67,6 +68,7 @@ pub struct App<S: SwarmStore> {
     tracker: Arc<Tracker<S>>,
     sessions: SessionKeys,
     reported: Reported,
+    routes: metrics::RouteCounters,
 }
 
 impl<S: SwarmStore + 'static> App<S> {
@@ -128,9 +130,14 @@ fn router<S: SwarmStore + 'static>(app: Arc<App<S>>, config: &HttpConfig) -> Rou
         )
         .route("/api/stats", post(api::stats::<S>))
         .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::metrics::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            metrics::count::<S>,
+        ))
         .with_state(app)
 }
 
@@ -158,6 +165,7 @@ pub async fn serve<S: SwarmStore + 'static>(
         tracker,
         sessions: SessionKeys::new(),
         reported: Reported::default(),
+        routes: metrics::RouteCounters::default(),
     });
     learn_catalogue(&app).await;
     let router = router(Arc::clone(&app), &config);
