@@ -43,7 +43,7 @@ const ROUTES: &[&str] = &[
     "/api/peers/heartbeat",
     "/api/peers/register",
     "/api/stats",
-    "/api/events",
+    "/api/summary",
     "/metrics",
 ];
 
@@ -113,6 +113,19 @@ pub async fn totals<S: SwarmStore + 'static>(app: &App<S>) -> Result<Totals, Api
         }
     })
     .await
+}
+
+/// `GET /api/summary`: the swarm totals, for the dashboard.
+pub async fn summary<S: SwarmStore + 'static>(
+    State(app): State<Arc<App<S>>>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let t = totals(&app).await?;
+    Ok(axum::Json(serde_json::json!({
+        "files": t.files,
+        "seeders": t.seeders,
+        "leechers": t.leechers,
+        "bytes": t.bytes,
+    })))
 }
 
 /// `GET /metrics`.

@@ -1,6 +1,6 @@
 //! The tracker's HTTP front end (`tracker --http ADDR:PORT`, issue 14): seed 000's JSON API
 //! over the same [`Tracker`] and store as the UDP protocol, its OpenAPI document, Prometheus
-//! metrics.
+//! metrics and the dashboard at `/` (one embedded page that polls this API).
 //!
 //! The accept loop is mini-redis's: a semaphore bounds open connections, each connection is
 //! served by hyper with a deadline for its request headers (slow clients cannot hold a slot),
@@ -131,6 +131,8 @@ fn router<S: SwarmStore + 'static>(app: Arc<App<S>>, config: &HttpConfig) -> Rou
         .route("/api/stats", post(api::stats::<S>))
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics::<S>))
+        .route("/api/summary", get(metrics::summary::<S>))
+        .route("/", get(dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -139,6 +141,25 @@ fn router<S: SwarmStore + 'static>(app: Arc<App<S>>, config: &HttpConfig) -> Rou
             metrics::count::<S>,
         ))
         .with_state(app)
+}
+
+/// The dashboard: one page, its style and script inline, data from this API only.
+const DASHBOARD: &str = include_str!("dashboard/index.html");
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Nothing but this page and this tracker's API: no CDN, no third-party anything.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
