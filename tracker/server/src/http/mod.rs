@@ -8,9 +8,11 @@
 //! they are read. The store is synchronous, so every call into the tracker runs on the
 //! blocking pool.
 
-mod api;
 mod error;
+mod extract;
+mod files;
 mod metrics;
+mod peers;
 pub mod session;
 
 use std::convert::Infallible;
@@ -118,17 +120,17 @@ impl Reported {
 /// The router of every route, over `app`.
 fn router<S: SwarmStore + 'static>(app: Arc<App<S>>, config: &HttpConfig) -> Router {
     Router::new()
-        .route("/api/peers/register", post(api::register::<S>))
-        .route("/api/peers/heartbeat", post(api::heartbeat::<S>))
-        .route("/api/peers/exit", post(api::exit::<S>))
-        .route("/api/files/announce", post(api::announce::<S>))
-        .route("/api/files", get(api::files::<S>))
-        .route("/api/files/{file_hash}/peers", get(api::peers::<S>))
+        .route("/api/peers/register", post(peers::register::<S>))
+        .route("/api/peers/heartbeat", post(peers::heartbeat::<S>))
+        .route("/api/peers/exit", post(peers::exit::<S>))
+        .route("/api/files/announce", post(files::announce::<S>))
+        .route("/api/files", get(files::files::<S>))
+        .route("/api/files/{file_hash}/peers", get(files::peers::<S>))
         .route(
             "/api/files/{file_hash}/chunks",
-            post(api::report_chunks::<S>),
+            post(files::report_chunks::<S>),
         )
-        .route("/api/stats", post(api::stats::<S>))
+        .route("/api/stats", post(peers::stats::<S>))
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics::<S>))
         .route("/api/summary", get(metrics::summary::<S>))
@@ -261,7 +263,7 @@ async fn learn_catalogue<S: SwarmStore + 'static>(app: &Arc<App<S>>) {
                     offset,
                     pattern: None,
                 });
-                let (files, next) = match t.handle_typed(request, source, now, api::PAGE)? {
+                let (files, next) = match t.handle_typed(request, source, now, files::PAGE)? {
                     crate::handler::Reply::Files { files, next, .. } => (files, next),
                     _ => return Ok(()),
                 };
