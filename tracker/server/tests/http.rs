@@ -577,3 +577,18 @@ async fn metrics_count_both_front_ends_and_the_swarms() {
         1
     );
 }
+
+#[tokio::test]
+async fn files_restored_from_state_are_found_by_hash() {
+    let dir = common::TempDir::new("http-state");
+    let state = dir.file("state");
+    let (mut first, _) = TrackerProcess::start_http(&["--state", &state]);
+    let socket = udp("127.0.0.1").await;
+    let share = format!("REQUEST 4 kept.iso 1 0.0.0.0:7301 size=100 id={}", id(0x66));
+    assert_eq!(ask(&socket, first.addr, &share).await, "RESPONSE 4 OK");
+    assert!(first.terminate(), "the tracker saved and stopped");
+    let (_second, http) = TrackerProcess::start_http(&["--state", &state]);
+    let peers = get(http, &format!("/api/files/{}/peers", id(0x66))).await;
+    assert_eq!(peers.status, 200, "{}", peers.text());
+    assert_eq!(peers.json()["peers"][0]["peer_id"], "127.0.0.1:7301");
+}

@@ -168,3 +168,100 @@ impl Listing {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    fn parse(text: &str) -> Request {
+        Request::parse(text.as_bytes()).expect("a valid request")
+    }
+
+    /// A typed request meets the rules a datagram meets (addresses, keys), without the
+    /// cookie round trip a connection makes needless, and lists what the datagram lists.
+    #[test]
+    fn typed_requests_follow_the_datagram_rules() {
+        let tracker = Tracker::new(ServerConfig::default());
+        let now = Instant::now();
+        let source: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let key = "11".repeat(16);
+        let foreign = parse(&format!(
+            "REQUEST 4 f.bin 2 198.51.100.1:6881 size=4000 id={id} key={key}"
+        ));
+        let refused = tracker.handle_typed(foreign, source, now, 10).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        let share = format!("REQUEST 4 f.bin 2 0.0.0.0:6881 size=4000 id={id} key={key}");
+        // Over UDP a public source must prove its address first; a connection already has.
+        let udp = tracker.handle(share.as_bytes(), source, now).reply.unwrap();
+        assert!(udp.starts_with(b"ERROR 1200 COOKIE_REQUIRED"));
+        assert_eq!(
+            tracker.handle_typed(parse(&share), source, now, 10),
+            Ok(Reply::Ok)
+        );
+        // The rows are keyed: the same address without the key may not remove them.
+        let keyless_exit = parse("REQUEST 5 203.0.113.5:6881");
+        let refused = tracker
+            .handle_typed(keyless_exit, source, now, 10)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        match tracker.handle_typed(parse("REQUEST 1 f.bin"), source, now, 10) {
+            Ok(Reply::Peers { file, peers, next }) => {
+                assert_eq!(file.info.name().as_str(), "f.bin");
+                assert_eq!(file.seeders, 1);
+                assert_eq!(peers.len(), 1);
+                assert_eq!(peers[0].addr, "203.0.113.5:6881".parse().unwrap());
+                assert_eq!(next, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            tracker.files_by_id().name_of(&id.parse().unwrap()),
+            Some(tracker_proto::FileName::new("f.bin").unwrap())
+        );
+        let punch = parse("REQUEST 8 f.bin 203.0.113.5:6881 0.0.0.0:6882");
+        let refused = tracker.handle_typed(punch, source, now, 10).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadRequest);
+    }
+
+    /// Typed listings stop at the page size and say where to go on; a pattern keeps only
+    /// matching names.
+    #[test]
+    fn typed_listings_page_and_filter() {
+        let tracker = Tracker::new(ServerConfig::default());
+        let now = Instant::now();
+        let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        for (i, name) in ["a.mkv", "b.txt", "c.mkv", "d.mkv"].iter().enumerate() {
+            let share = format!(
+                "REQUEST 4 {name} 1 0.0.0.0:{} size=10 id=sha256:{}",
+                7000 + i,
+                "cd".repeat(32)
+            );
+            assert_eq!(
+                tracker.handle_typed(parse(&share), source, now, 10),
+                Ok(Reply::Ok)
+            );
+        }
+        let list = |text: &str, page| match tracker.handle_typed(parse(text), source, now, page) {
+            Ok(Reply::Files { total, files, next }) => (
+                total,
+                files.iter().map(|f| f.name.to_string()).collect::<Vec<_>>(),
+                next,
+            ),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            list("REQUEST 6", 2),
+            (4, vec!["a.mkv".into(), "b.txt".into()], Some(2))
+        );
+        assert_eq!(
+            list("REQUEST 6 match=*.mkv", 2),
+            (4, vec!["a.mkv".into(), "c.mkv".into()], Some(3))
+        );
+        assert_eq!(
+            list("REQUEST 6 match=*.mkv offset=3", 2),
+            (4, vec!["d.mkv".into()], None)
+        );
+    }
+}
