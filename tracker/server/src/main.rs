@@ -268,7 +268,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
-                .map_err(|e| bind_error(e, addr, "TCP"))?,
+                .map_err(|e| bind_error(e, addr, "TCP (--http)"))?,
         ),
         None => None,
     };

@@ -592,3 +592,27 @@ async fn files_restored_from_state_are_found_by_hash() {
     assert_eq!(peers.status, 200, "{}", peers.text());
     assert_eq!(peers.json()["peers"][0]["peer_id"], "127.0.0.1:7301");
 }
+
+/// A client that sends no request, or never finishes its headers, loses its connection (10 s
+/// by default), so slow clients cannot hold the tracker's connection slots.
+#[tokio::test]
+async fn slow_clients_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tracker, http) = TrackerProcess::start_http(&[]);
+    let closed_within = |payload: &'static [u8]| async move {
+        let mut stream = tokio::net::TcpStream::connect(http).await.expect("connect");
+        stream.write_all(payload).await.expect("send");
+        let mut buf = [0u8; 256];
+        // Closed (0 bytes, or a reset), never answered with a request that was not made.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buf))
+            .await
+            .expect("the tracker keeps a slow client's connection open");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    };
+    tokio::join!(
+        closed_within(b""),
+        closed_within(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    );
+    // The tracker still answers others.
+    assert_eq!(get(http, "/api/summary").await.status, 200);
+}
