@@ -9,28 +9,29 @@
 
 use std::collections::HashMap;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use tracker_proto::{FileId, FileInfo, FileName};
 
 pub struct FileIndex {
-    names: Mutex<HashMap<FileId, FileName>>,
+    /// Read-mostly: every peer-list answer checks its file here, and only a new pair writes.
+    names: RwLock<HashMap<FileId, FileName>>,
     cap: usize,
 }
 
 impl FileIndex {
     pub fn new(cap: usize) -> Self {
         FileIndex {
-            names: Mutex::new(HashMap::new()),
+            names: RwLock::new(HashMap::new()),
             cap: cap.max(1),
         }
     }
 
     /// Remembers that `info`'s id is tracked under its name.
     pub fn learn(&self, info: &FileInfo) {
-        let mut names = self.names.lock();
-        if names.get(&info.id()) == Some(info.name()) {
+        if self.names.read().get(&info.id()) == Some(info.name()) {
             return;
         }
+        let mut names = self.names.write();
         if names.len() >= self.cap {
             names.clear();
         }
@@ -39,12 +40,12 @@ impl FileIndex {
 
     /// The name `id` was last seen under, if any.
     pub fn name_of(&self, id: &FileId) -> Option<FileName> {
-        self.names.lock().get(id).cloned()
+        self.names.read().get(id).cloned()
     }
 
     /// Drops `id`'s entry when it still names `name` (found stale by a lookup).
     pub fn forget(&self, id: &FileId, name: &FileName) {
-        let mut names = self.names.lock();
+        let mut names = self.names.write();
         if names.get(id) == Some(name) {
             names.remove(id);
         }
@@ -71,7 +72,7 @@ mod tests {
         assert!(index.name_of(&FileId([1; 32])).is_none());
         index.learn(&info("c", 3));
         index.learn(&info("d", 4));
-        assert!(index.names.lock().len() <= 2);
+        assert!(index.names.read().len() <= 2);
         assert_eq!(index.name_of(&FileId([4; 32])).unwrap().as_str(), "d");
     }
 }
