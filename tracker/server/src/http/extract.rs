@@ -137,6 +137,23 @@ pub(super) async fn resolve<S: SwarmStore + 'static>(
     }
 }
 
+/// Runs an announcement that answers OK (flags 3, 4, 5) for the session's peer.
+pub(super) async fn acknowledged<S: SwarmStore + 'static>(
+    app: &Arc<App<S>>,
+    session: &Session,
+    kind: RequestKind,
+    source: SocketAddr,
+) -> Result<(), ApiError> {
+    let request = keyed(session, kind);
+    match app
+        .run(move |t, now| t.handle_typed(request, source, now, 1))
+        .await?
+    {
+        Reply::Ok => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
 pub(super) fn path_param(hash: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     hash.map(|p| p.0)
         .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))

@@ -18,7 +18,7 @@ use tracker_proto::{
 
 use super::error::ApiError;
 use super::extract::{
-    file_name, keyed, parse_body, parse_file_id, parse_query, path_param, resolve, session,
+    acknowledged, file_name, parse_body, parse_file_id, parse_query, path_param, resolve, session,
     unexpected, ApiResult, Source,
 };
 use super::App;
@@ -116,20 +116,12 @@ pub async fn announce<S: SwarmStore + 'static>(
     if let Some(chunks) = &file.chunks {
         check_chunks(&info, chunks)?;
     }
-    let request = keyed(
-        &session,
-        RequestKind::Share {
-            info,
-            announce: session.addr,
-        },
-    );
-    match app
-        .run(move |t, now| t.handle_typed(request, source, now, 1))
-        .await?
-    {
-        Reply::Ok => Ok(Json(json!({ "success": true, "file_id": id.to_string() }))),
-        other => Err(unexpected(&other)),
-    }
+    let kind = RequestKind::Share {
+        info,
+        announce: session.addr,
+    };
+    acknowledged(&app, &session, kind, source).await?;
+    Ok(Json(json!({ "success": true, "file_id": id.to_string() })))
 }
 
 #[derive(Deserialize)]
@@ -159,21 +151,13 @@ pub async fn report_chunks<S: SwarmStore + 'static>(
     let chunks = ChunkRanges::from_indices(body.chunks.iter().copied())
         .ok_or_else(|| ApiError::new(ErrorCode::BadChunks, "chunks must not be empty"))?;
     let file = resolve(&app, id, source).await?.info.name().clone();
-    let request = keyed(
-        &session,
-        RequestKind::Chunks {
-            file,
-            chunks,
-            announce: session.addr,
-        },
-    );
-    match app
-        .run(move |t, now| t.handle_typed(request, source, now, 1))
-        .await?
-    {
-        Reply::Ok => Ok(Json(json!({ "success": true }))),
-        other => Err(unexpected(&other)),
-    }
+    let kind = RequestKind::Chunks {
+        file,
+        chunks,
+        announce: session.addr,
+    };
+    acknowledged(&app, &session, kind, source).await?;
+    Ok(Json(json!({ "success": true })))
 }
 
 #[derive(Deserialize)]

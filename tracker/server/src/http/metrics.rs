@@ -250,37 +250,30 @@ fn render<S: SwarmStore + 'static>(app: &App<S>, totals: Totals) -> String {
         let _ = writeln!(out, "{name} {value}");
     }
     let reported = &app.reported;
-    family(
-        &mut out,
-        "tracker_reported_bytes_total",
-        "counter",
-        "Bytes peers reported fetching (POST /api/stats), from the original source or from peers.",
-    );
-    let _ = writeln!(
-        out,
-        "tracker_reported_bytes_total{{from=\"source\"}} {}",
-        reported.source_bytes.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "tracker_reported_bytes_total{{from=\"p2p\"}} {}",
-        reported.p2p_bytes.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "tracker_reported_connections_total",
-        "counter",
-        "Peer connections peers reported (POST /api/stats), by outcome.",
-    );
-    let _ = writeln!(
-        out,
-        "tracker_reported_connections_total{{outcome=\"open\"}} {}",
-        reported.conns.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "tracker_reported_connections_total{{outcome=\"failed\"}} {}",
-        reported.failed_conns.load(Ordering::Relaxed)
-    );
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let sums = [
+        (
+            "tracker_reported_bytes_total",
+            "Bytes peers reported fetching (POST /api/stats), from the original source or from peers.",
+            [
+                ("from=\"source\"", load(&reported.source_bytes)),
+                ("from=\"p2p\"", load(&reported.p2p_bytes)),
+            ],
+        ),
+        (
+            "tracker_reported_connections_total",
+            "Peer connections peers reported (POST /api/stats), by outcome.",
+            [
+                ("outcome=\"open\"", load(&reported.conns)),
+                ("outcome=\"failed\"", load(&reported.failed_conns)),
+            ],
+        ),
+    ];
+    for (name, help, series) in sums {
+        family(&mut out, name, "counter", help);
+        for (labels, value) in series {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
     out
 }

@@ -17,8 +17,8 @@ use tracker_proto::{ErrorCode, RequestKind};
 
 use super::error::ApiError;
 use super::extract::{
-    check_peer_id, keyed, parse_body, parse_file_id, resolve, session, unexpected, ApiResult,
-    Source,
+    acknowledged, check_peer_id, keyed, parse_body, parse_file_id, resolve, session, unexpected,
+    ApiResult, Source,
 };
 use super::App;
 use crate::handler::Reply;
@@ -168,20 +168,12 @@ pub async fn exit<S: SwarmStore + 'static>(
             Err(e) => return Err(e),
         },
     };
-    let request = keyed(
-        &session,
-        RequestKind::Exit {
-            file,
-            announce: session.addr,
-        },
-    );
-    match app
-        .run(move |t, now| t.handle_typed(request, source, now, 1))
-        .await?
-    {
-        Reply::Ok => Ok(Json(json!({ "success": true }))),
-        other => Err(unexpected(&other)),
-    }
+    let kind = RequestKind::Exit {
+        file,
+        announce: session.addr,
+    };
+    acknowledged(&app, &session, kind, source).await?;
+    Ok(Json(json!({ "success": true })))
 }
 
 #[derive(Deserialize)]
