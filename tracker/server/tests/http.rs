@@ -616,3 +616,38 @@ async fn slow_clients_are_disconnected() {
     // The tracker still answers others.
     assert_eq!(get(http, "/api/summary").await.status, 200);
 }
+
+/// One host may hold only its share (10 %) of the 1024 connection slots: past it, its requests
+/// get 429 with 1202, and the slots come back when its connections close.
+#[tokio::test]
+async fn one_host_cannot_take_every_connection() {
+    let (_tracker, http) = TrackerProcess::start_http(&[]);
+    let mut held = Vec::new();
+    for _ in 0..103 {
+        held.push(tokio::net::TcpStream::connect(http).await.expect("connect"));
+    }
+    // Every held connection is accepted before the next one is refused.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        let answer = get(http, "/api/summary").await;
+        if answer.status == 429 {
+            assert_eq!(answer.error_code(), 1202);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {}",
+            answer.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(held);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while get(http, "/api/summary").await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -15,6 +15,7 @@ mod metrics;
 mod peers;
 pub mod session;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,12 +29,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracker_proto::ErrorCode;
 
 use crate::handler::{Refused, Tracker};
+use crate::host::Host;
 use crate::store::SwarmStore;
 pub use error::ApiError;
 use session::SessionKeys;
@@ -44,7 +47,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Bounds on what one client can hold of the HTTP front end.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once; more wait in the listen backlog. One host may hold its
+    /// `--ip-share` of them (10 %: 103 by default); beyond it its requests get 429.
     pub max_connections: usize,
     /// Largest request body (an announce with seed 000's chunk list is ~100 bytes per chunk).
     pub max_body_bytes: usize,
@@ -178,6 +182,46 @@ async fn method_not_allowed() -> ApiError {
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
+/// The connections each host holds, so that no host takes every slot: each may hold its
+/// `--ip-share` of them, as of every other limit (protocol.txt §1.9).
+struct HostConnections {
+    open: Mutex<HashMap<Host, usize>>,
+    share: usize,
+}
+
+/// One connection of a host, given back when dropped.
+struct HostSlot {
+    table: Arc<HostConnections>,
+    host: Host,
+}
+
+impl HostConnections {
+    fn take(table: &Arc<HostConnections>, host: Host) -> Option<HostSlot> {
+        let mut open = table.open.lock();
+        let held = open.entry(host).or_default();
+        if *held >= table.share {
+            return None;
+        }
+        *held += 1;
+        Some(HostSlot {
+            table: Arc::clone(table),
+            host,
+        })
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(held) = open.get_mut(&self.host) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.host);
+            }
+        }
+    }
+}
+
 /// Serves the HTTP front end of `tracker` on `listener` until the listener fails for good.
 pub async fn serve<S: SwarmStore + 'static>(
     listener: TcpListener,
@@ -193,6 +237,11 @@ pub async fn serve<S: SwarmStore + 'static>(
     learn_catalogue(&app).await;
     let router = router(Arc::clone(&app), &config);
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let percent = app.tracker.config().limits.ip_share_percent as usize;
+    let hosts = Arc::new(HostConnections {
+        open: Mutex::new(HashMap::new()),
+        share: (config.max_connections * percent).div_ceil(100).max(1),
+    });
     let mut failures = 0u32;
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -215,10 +264,14 @@ pub async fn serve<S: SwarmStore + 'static>(
                 continue;
             }
         };
+        let Some(host_slot) = HostConnections::take(&hosts, Host::of(peer.ip())) else {
+            tokio::spawn(refuse(stream, peer, hosts.share, config.header_timeout));
+            continue;
+        };
         let router = router.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, host_slot);
             let deadline = config.request_timeout;
             let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
@@ -249,6 +302,27 @@ pub async fn serve<S: SwarmStore + 'static>(
             }
         });
     }
+}
+
+/// Answers every request of a connection over its host's share with 429 and closes it.
+async fn refuse(stream: tokio::net::TcpStream, peer: SocketAddr, share: usize, timeout: Duration) {
+    log::debug!("HTTP connection from {peer} refused: its host holds {share} already");
+    let service = hyper::service::service_fn(move |_request: hyper::Request<_>| async move {
+        let refusal = ApiError::new(
+            ErrorCode::CapacityExceeded,
+            format!(
+                "this IP's share of the tracker's connections is used up ({share} open; tracker \
+                 --ip-share)"
+            ),
+        );
+        Ok::<_, Infallible>(refusal.into_response())
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Files restored from `--state` were described to no one yet: query each once so they can be
