@@ -113,8 +113,18 @@ pub async fn announce<S: SwarmStore + 'static>(
     let chunk_size = file.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
     let info = FileInfo::new(name, file.size, chunk_size, id)
         .map_err(|e| ApiError::bad_field(e.to_string()))?;
-    if let Some(chunks) = &file.chunks {
-        check_chunks(&info, chunks)?;
+    if let Some(chunks) = file.chunks {
+        // Hashing (up to a megabyte of chunk list) belongs on the blocking pool.
+        let described = info.clone();
+        tokio::task::spawn_blocking(move || check_chunks(&described, &chunks))
+            .await
+            .map_err(|e| {
+                log::error!("checking a chunk list failed: {e}");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the tracker failed to check the chunks",
+                )
+            })??;
     }
     let kind = RequestKind::Share {
         info,
