@@ -83,9 +83,11 @@ PY
 )"
 
 echo "== schemathesis $("$venv/bin/schemathesis" --version | awk '{print $NF}') against http://$http"
-"$venv/bin/schemathesis" run "http://$http/api/openapi.json" \
+# Run from the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+venv_abs="$(cd "$venv" && pwd)"
+(cd "$work" && "$venv_abs/bin/schemathesis" run "http://$http/api/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --max-examples "${HTTP_API_EXAMPLES:-40}" --seed 14 --generation-database none \
-    --request-timeout 10 --no-color -H "Authorization: Bearer $token"
+    --request-timeout 10 --no-color -H "Authorization: Bearer $token")
 kill -0 "$tracker_pid" 2>/dev/null || { echo "the tracker died during the check" >&2; exit 1; }
 echo "== HTTP API check passed"
