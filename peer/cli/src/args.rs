@@ -247,7 +247,7 @@ pub enum Command {
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
         /// Also serve HTTP on ADDR:PORT: Prometheus metrics at /metrics, JSON status at
-        /// /api/status and /api/files (shapes in protocol.txt §7). Off by default; only a
+        /// /api/status and /api/files (shapes in protocol.txt §8). Off by default; only a
         /// loopback address unless --http-public.
         #[arg(long, value_name = "ADDR:PORT")]
         http: Option<SocketAddr>,

@@ -144,6 +144,12 @@ struct Args {
     /// listening IP); announcements may carry addresses of it. Repeatable.
     #[arg(long, value_name = "IP", requires = "turn")]
     turn_relay_ip: Vec<IpAddr>,
+
+    /// Also serve the HTTP/JSON API (seed 000's /api/peers/register, /api/files ...; the
+    /// OpenAPI document at /api/openapi.json) on this TCP address, over the same swarms and
+    /// trust rules as UDP. Off by default; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<SocketAddr>,
 }
 
 fn main() -> Result<()> {
@@ -258,10 +264,21 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         }
         None => None,
     };
+    let http = match args.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| bind_error(e, addr, "TCP (--http)"))?,
+        ),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "tracker listening on {local}")?;
     if let Some(listener) = &stun_tcp {
         writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
+    }
+    if let Some(listener) = &http {
+        writeln!(out, "http listening on {}", listener.local_addr()?)?;
     }
     out.flush()?;
     drop(out);
@@ -293,6 +310,14 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         tokio::spawn(async move {
             if let Err(e) = stun::responder::serve_tcp(listener).await {
                 log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+            }
+        });
+    }
+    if let Some(listener) = http {
+        let tracker = Arc::clone(&tracker);
+        tokio::spawn(async move {
+            if let Err(e) = tracker::http::serve(listener, tracker, Default::default()).await {
+                log::error!("the HTTP front end stopped; the tracker keeps serving UDP: {e}");
             }
         });
     }

@@ -1,6 +1,6 @@
 //! `peer daemon --http ADDR:PORT`: the peer's own HTTP endpoint, off by default. `/metrics`
 //! in Prometheus text ([`metrics`]) and a JSON status API (`/api/status`, `/api/files`;
-//! [`status`]) whose shapes protocol.txt §7 fixes, so scripts and dashboards may rely on them.
+//! [`status`]) whose shapes protocol.txt §8 fixes, so scripts and dashboards may rely on them.
 //!
 //! It tells anyone who asks what this peer shares and with whom, so it listens on loopback
 //! unless the user says otherwise (`--http-public`). Its limits make it cheap to keep on:

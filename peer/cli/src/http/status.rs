@@ -1,6 +1,6 @@
 //! The JSON status API: `/api/status` (the node: addresses, reachability, uptime, totals) and
 //! `/api/files` (each file of the share directory: size, chunks held, progress, rates, peers).
-//! protocol.txt §7 is the contract for both shapes: fields are added, never renamed.
+//! protocol.txt §8 is the contract for both shapes: fields are added, never renamed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
