@@ -109,3 +109,31 @@ impl AsyncWrite for Limited {
         self.stream.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::serve::Listener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_limit_waits_until_one_closes() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let mut listener = LimitedListener::new(inner, 1);
+        let _first_client = TcpStream::connect(addr).await.unwrap();
+        let (first, _) = listener.accept().await;
+        let _second_client = TcpStream::connect(addr).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(
+            waited.is_err(),
+            "a second connection was taken past the limit"
+        );
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(30), listener.accept())
+            .await
+            .expect("the freed slot lets the waiting connection in");
+    }
+}
