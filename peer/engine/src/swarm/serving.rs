@@ -272,3 +272,28 @@ pub(super) fn emit(answer: Answer, out: &mut FrameWriter) -> u64 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_read_that_no_longer_matches_its_manifest_is_not_sent() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let manifest = Manifest::from_data(&data, 2048).unwrap();
+        let run = ChunkRun::new(0, 3);
+        let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
+        let mut frames = vec![0u8; lens.iter().sum::<usize>() + CHUNK_HEADER * lens.len()];
+        let mut at = 0;
+        for slot in chunk_frames(&mut frames, run.first, &lens) {
+            slot.copy_from_slice(&data[at..at + slot.len()]);
+            at += slot.len();
+        }
+        check_read(&manifest, run, &frames, &lens).unwrap();
+        // One byte of chunk 1 changed on disk, as an edit that keeps size and time would.
+        frames[2 * CHUNK_HEADER + 2048 + 7] ^= 0x40;
+        let err = check_read(&manifest, run, &frames, &lens).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("chunk 1 "), "{err}");
+    }
+}
