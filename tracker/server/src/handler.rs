@@ -65,8 +65,10 @@ impl<S: SwarmStore> Tracker<S> {
     pub fn with_store(config: ServerConfig, store: S) -> Self {
         Tracker {
             config,
+            cookies: store
+                .cookie_secret()
+                .map_or_else(CookieJar::new, CookieJar::with_secret),
             store,
-            cookies: CookieJar::new(),
             punches: Mutex::new(PunchLimiter::new()),
         }
     }
@@ -490,7 +492,8 @@ impl<S: SwarmStore> Tracker<S> {
         let (request, source) = (&parsed.request, parsed.source);
         let done = done.map_err(|e| {
             if let StoreError::Unavailable(why) = &e {
-                log::warn!(
+                // The store logs outages itself, rate-limited; this would be one line per request.
+                log::debug!(
                     "answering flag {} with an error: {why}",
                     request.kind.flag()
                 );

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::store::{Limits, MemoryStore};
+use tracker::store::{Limits, MemoryStore, RedisConfig, RedisStore};
 use tracker::{
     bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
     MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
@@ -111,6 +111,23 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
 
+    /// Where the swarms live: `memory` (this process; see --state) or
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (Redis 7+ or Valkey). Trackers on one Redis
+    /// serve the same swarms and share their cookie secret, and a tracker restart loses
+    /// nothing; give them the same limits (--max-*, --ip-share, --ttl). Redis keeps the state:
+    /// make it persistent (appendonly yes) to survive a Redis restart.
+    #[arg(
+        long,
+        default_value = "memory",
+        value_name = "memory|redis://HOST:PORT[/DB]"
+    )]
+    store: StoreSpec,
+
+    /// With --store redis://: the longest wait for connecting to Redis or for its answers to
+    /// one receive batch; past it, the batch is answered 1204 UNAVAILABLE.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    redis_timeout_ms: u64,
+
     /// Seconds between two saves of --state: what a crash (kill -9, power loss) may lose.
     #[arg(long, default_value_t = 60, value_name = "SECS", requires = "state")]
     state_interval: u64,
@@ -207,10 +224,48 @@ fn main() -> Result<()> {
     runtime.block_on(run(args, workers))
 }
 
+/// Where the swarms live, parsed from `--store`.
+#[derive(Debug, Clone)]
+enum StoreSpec {
+    Memory,
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("redis" | "redis+unix" | "unix") => {
+                redis::Client::open(s).map_err(|e| format!("bad Redis URL {s:?}: {e}"))?;
+                Ok(StoreSpec::Redis(s.to_string()))
+            }
+            _ => Err(format!(
+                "expected `memory` or `redis://HOST:PORT[/DB]`, got {s:?}"
+            )),
+        }
+    }
+}
+
 async fn run(args: Args, workers: usize) -> Result<()> {
     let mut bind = args.bind;
     if let Some(port) = args.port {
         bind.set_port(port);
+    }
+    if matches!(args.store, StoreSpec::Redis(_)) && args.state.is_some() {
+        bail!(
+            "--state keeps the in-memory store; with --store redis:// the swarms are in Redis \
+             already (make Redis itself persistent: appendonly yes)"
+        );
+    }
+    if !(1..=60_000).contains(&args.redis_timeout_ms) {
+        bail!(
+            "--redis-timeout-ms must be between 1 and 60000, got {}",
+            args.redis_timeout_ms
+        );
     }
     let sockets = bind_sockets(bind, workers).map_err(|e| bind_error(e, bind, "UDP"))?;
     let local = sockets[0]
@@ -241,13 +296,6 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         },
         relay,
     };
-    // Loaded before the startup line: a tracker that cannot have its state never says it
-    // listens.
-    let store = MemoryStore::new(config.ttl, config.limits);
-    let state = match &args.state {
-        Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
-        None => None,
-    };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {
             let addr = SocketAddr::new(bind.ip(), port);
@@ -258,19 +306,90 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         }
         None => None,
     };
+    let url = match &args.store {
+        StoreSpec::Memory => None,
+        StoreSpec::Redis(url) => Some(url.clone()),
+    };
+    let Some(url) = url else {
+        return run_in_memory(args, config, sockets, local, stun_tcp, workers).await;
+    };
+    // Reached before the startup line: a tracker without its store never says it listens.
+    let redis = RedisConfig {
+        url: url.clone(),
+        timeout: Duration::from_millis(args.redis_timeout_ms),
+        page_bytes: config.max_response_bytes,
+    };
+    let (ttl, limits) = (config.ttl, config.limits);
+    let store = tokio::task::spawn_blocking(move || RedisStore::connect(&redis, ttl, limits))
+        .await
+        .context("connecting to Redis stopped")?
+        .with_context(|| format!("cannot use --store {url} (is redis-server running there?)"))?;
+    announce(
+        local,
+        stun_tcp.as_ref(),
+        workers,
+        &config,
+        &format!("Redis at {url}"),
+    )?;
+    let tracker = Arc::new(Tracker::with_store(config, store));
+    spawn_stun_tcp(stun_tcp);
+    serve(sockets, tracker)
+        .await
+        .context("tracker UDP service failed")
+}
+
+/// Prints the startup lines (what scripts wait for) and logs the setup.
+fn announce(
+    local: SocketAddr,
+    stun_tcp: Option<&TcpListener>,
+    workers: usize,
+    config: &ServerConfig,
+    store: &str,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "tracker listening on {local}")?;
-    if let Some(listener) = &stun_tcp {
+    if let Some(listener) = stun_tcp {
         writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
     }
     out.flush()?;
     drop(out);
     log::info!(
-        "{workers} workers, TTL {:?}, answers up to {} bytes",
+        "{workers} workers, swarms in {store}, TTL {:?}, answers up to {} bytes",
         config.ttl,
         config.max_response_bytes
     );
+    Ok(())
+}
 
+fn spawn_stun_tcp(listener: Option<TcpListener>) {
+    if let Some(listener) = listener {
+        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
+        // (a minute of failing accepts), the tracker keeps answering on UDP.
+        tokio::spawn(async move {
+            if let Err(e) = stun::responder::serve_tcp(listener).await {
+                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+            }
+        });
+    }
+}
+
+/// The default store, with `--state` kept if asked for.
+async fn run_in_memory(
+    args: Args,
+    config: ServerConfig,
+    sockets: Vec<std::net::UdpSocket>,
+    local: SocketAddr,
+    stun_tcp: Option<TcpListener>,
+    workers: usize,
+) -> Result<()> {
+    // Loaded before the startup line: a tracker that cannot have its state never says it
+    // listens.
+    let store = MemoryStore::new(config.ttl, config.limits);
+    let state = match &args.state {
+        Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
+        None => None,
+    };
+    announce(local, stun_tcp.as_ref(), workers, &config, "memory")?;
     let tracker = Arc::new(Tracker::with_store(config, store));
     if let Some(state) = &state {
         // Written once now: a path that cannot be written fails at start, not at shutdown.
@@ -287,15 +406,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
             }
         });
     }
-    if let Some(listener) = stun_tcp {
-        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
-        // (a minute of failing accepts), the tracker keeps answering on UDP.
-        tokio::spawn(async move {
-            if let Err(e) = stun::responder::serve_tcp(listener).await {
-                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
-            }
-        });
-    }
+    spawn_stun_tcp(stun_tcp);
     let served = serve(sockets, Arc::clone(&tracker));
     let Some(state) = state else {
         return served.await.context("tracker UDP service failed");
