@@ -299,11 +299,13 @@ end
 local MAX_LISTED_RANGES_BYTES = 200
 local function listed_ranges(key, count, chunks)
     local out, text_len, found, pos = {}, 0, 0, 0
-    while found < count and pos < chunks do
+    -- Bits past the stored string read as clear, but BITPOS with a range says -1 for them.
+    local stored = math.min(chunks, redis.call('STRLEN', key) * 8)
+    while found < count and pos < stored do
         local s = redis.call('BITPOS', key, 1, pos, -1, 'BIT')
-        if s < 0 or s >= chunks then break end
+        if s < 0 or s >= stored then break end
         local e = redis.call('BITPOS', key, 0, s, -1, 'BIT')
-        if e < 0 or e > chunks then e = chunks end
+        if e < 0 or e > stored then e = stored end
         e = e - 1
         text_len = text_len + ((s == e) and 8 or 16)
         if text_len > MAX_LISTED_RANGES_BYTES then return false end

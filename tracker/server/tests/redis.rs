@@ -1,0 +1,496 @@
+//! `tracker --store redis://`: real trackers on a real `redis-server` this test starts on a free
+//! port. Two trackers on one Redis serve the same swarms and cookies; a tracker killed -9 and
+//! started again loses nothing; Redis paused, killed and restarted gives bounded 1204 answers
+//! meanwhile and then recovery without restarting a tracker; keys holding what the store did not
+//! write give errors, never a crash. Without `redis-server` the tests are skipped loudly, and
+//! under `REDIS=require` (CI) they fail.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tracker_proto::{ChunkRanges, ClientConfig, ErrorCode, PeerChunks, PeerKey, TrackerClient};
+
+/// A `redis-server` of this test: no snapshots, optionally an append-only file in its own
+/// directory (so a restart keeps the data); killed when dropped.
+struct RedisServer {
+    port: u16,
+    dir: TempDir,
+    persistent: bool,
+    child: Option<Child>,
+}
+
+/// Whether this machine has `redis-server`; under `REDIS=require` its absence fails the test.
+fn redis_available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("REDIS").as_deref() != Ok("require"),
+            "REDIS=require but redis-server is not installed (apt-get install redis-server)"
+        );
+        eprintln!(
+            "#### SKIPPED: redis-server is not installed, the Redis store was NOT tested \
+             (apt-get install redis-server; REDIS=require makes this a failure)"
+        );
+    }
+    found
+}
+
+impl RedisServer {
+    fn start(persistent: bool) -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = RedisServer {
+            port,
+            dir: TempDir::new("redis"),
+            persistent,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let appendonly = if self.persistent { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                appendonly,
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while self.connection().is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        let mut conn = redis::Client::open(self.url())?.get_connection()?;
+        redis::cmd("PING").query::<String>(&mut conn)?;
+        Ok(conn)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn aof_dir(&self) -> PathBuf {
+        self.dir.0.clone()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // A paused server does not die of SIGKILL any later, but wait() is only sure after
+            // SIGCONT.
+            self.signal(libc::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+fn tracker_on(redis: &RedisServer, extra: &[&str]) -> TrackerProcess {
+    let url = redis.url();
+    let mut args = vec!["--store", url.as_str()];
+    args.extend_from_slice(extra);
+    TrackerProcess::start(&args)
+}
+
+fn client_config(key: PeerKey) -> ClientConfig {
+    ClientConfig {
+        key,
+        ..ClientConfig::default()
+    }
+}
+
+async fn client(tracker: &TrackerProcess) -> TrackerClient {
+    TrackerClient::bind(tracker.addr, ClientConfig::default())
+        .await
+        .expect("bind a client")
+}
+
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[tokio::test]
+async fn two_trackers_on_one_redis_serve_the_same_swarms() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let a = tracker_on(&redis, &["--ttl", "3"]);
+    let b = tracker_on(&redis, &["--ttl", "3"]);
+    let movie = file("movie.bin", 300);
+    let (seeder, leecher) = (at(7701), at(7702));
+    let seeder_key = PeerKey::random();
+    let via_a = TrackerClient::bind(a.addr, client_config(seeder_key))
+        .await
+        .unwrap();
+    via_a.share(&movie, seeder).await.unwrap();
+    let chunks: ChunkRanges = "0-9,64,200-255".parse().unwrap();
+    client(&a)
+        .await
+        .report_chunks(movie.name(), &chunks, leecher)
+        .await
+        .unwrap();
+
+    // Flags 6, 7, 1 and 2 through B see what was announced through A.
+    let via_b = client(&b).await;
+    let files = via_b.list_files().await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0].name.as_str(), files[0].chunks),
+        ("movie.bin", 300)
+    );
+    let summary = via_b.query(movie.name()).await.unwrap();
+    assert_eq!((summary.seeders, summary.leechers), (1, 1));
+    assert_eq!(summary.info, movie);
+    let joiner = at(7703);
+    let swarm = via_b.peers_as(movie.name(), joiner).await.unwrap();
+    let mut listed: Vec<_> = swarm
+        .peers
+        .iter()
+        .map(|p| (p.addr, p.chunks.clone()))
+        .collect();
+    listed.sort_by_key(|p| p.0);
+    assert_eq!(
+        listed,
+        vec![
+            (seeder, PeerChunks::Seeder),
+            (leecher, PeerChunks::Ranges(chunks.clone()))
+        ]
+    );
+    let swarm = via_a.refresh(movie.name()).await.unwrap();
+    assert_eq!(swarm.peers.len(), 3, "A sees the joiner B took: {swarm:?}");
+    // The seeder's key, known through A, guards its address at B too.
+    let impostor = client(&b).await;
+    let e = impostor.heartbeat(seeder).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
+    let same_key = TrackerClient::bind(b.addr, client_config(seeder_key))
+        .await
+        .unwrap();
+    assert_eq!(same_key.heartbeat(seeder).await.unwrap(), 1);
+
+    // Nobody refreshes: after the TTL (3 s) the swarm is gone, as seen through B, expired by
+    // whichever tracker swept first.
+    // (An onlooker without rows asks: any request refreshes the peer of its key.)
+    let onlooker = client(&b).await;
+    let deadline = Instant::now() + Duration::from_secs(3) + PATIENCE;
+    loop {
+        if onlooker.list_files().await.unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing expired through B");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let e = onlooker.query(movie.name()).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FileNotFound), "{e}");
+    let mut conn = redis.connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert_eq!(
+        keys,
+        vec!["p2pt:cookie-secret".to_string()],
+        "expiry left keys"
+    );
+}
+
+/// A cookie issued by tracker A is accepted by tracker B: both key them with the secret kept
+/// in Redis (`--require-cookies` makes loopback sources need one).
+#[tokio::test]
+async fn a_cookie_from_one_tracker_is_good_at_the_other() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let a = tracker_on(&redis, &["--require-cookies"]);
+    let b = tracker_on(&redis, &["--require-cookies"]);
+    let socket = udp("127.0.0.1").await;
+    let refused = ask(&socket, a.addr, "REQUEST 6 pad=xxxxxxxxxxxxxxxxxxxx").await;
+    assert!(
+        refused.starts_with("ERROR 1200 COOKIE_REQUIRED"),
+        "{refused}"
+    );
+    let cookie = refused
+        .split(' ')
+        .find_map(|w| w.strip_prefix("cookie="))
+        .expect("a cookie")
+        .trim()
+        .to_string();
+    let answer = ask(&socket, b.addr, &format!("REQUEST 6 cookie={cookie}")).await;
+    assert_eq!(answer, "RESPONSE 6 files=0");
+    // The memory store's trackers each make their own secret: the same cookie fails there.
+    let alone = TrackerProcess::start(&["--require-cookies"]);
+    let answer = ask(&socket, alone.addr, &format!("REQUEST 6 cookie={cookie}")).await;
+    assert!(answer.starts_with("ERROR 1200 COOKIE_REQUIRED"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_tracker_killed_and_started_again_loses_nothing() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let a = tracker_on(&redis, &[]);
+    let key = PeerKey::random();
+    let seeder = TrackerClient::bind(a.addr, client_config(key))
+        .await
+        .unwrap();
+    for (name, chunks) in [("a.bin", 3), ("b.bin", 70), ("c.txt", 1)] {
+        seeder.share(&file(name, chunks), at(7711)).await.unwrap();
+    }
+    let partial: ChunkRanges = "1-5,60".parse().unwrap();
+    client(&a)
+        .await
+        .report_chunks(&name("b.bin"), &partial, at(7712))
+        .await
+        .unwrap();
+    let before = client(&a).await.list_files().await.unwrap();
+    let swarm_before = client(&a).await.peers(&name("b.bin")).await.unwrap().peers;
+    drop(a); // kill -9
+
+    let again = tracker_on(&redis, &[]);
+    let c = client(&again).await;
+    assert_eq!(c.list_files().await.unwrap(), before);
+    let mut swarm = c.peers(&name("b.bin")).await.unwrap().peers;
+    let mut expected = swarm_before;
+    swarm.sort_by_key(|p| p.addr);
+    expected.sort_by_key(|p| p.addr);
+    assert_eq!(swarm, expected);
+    let same = TrackerClient::bind(again.addr, client_config(key))
+        .await
+        .unwrap();
+    assert_eq!(same.heartbeat(at(7711)).await.unwrap(), 3);
+}
+
+/// How long a request may take to be refused while Redis does not answer: the 500 ms default
+/// timeout, with room for a loaded machine.
+const ERROR_BOUND: Duration = Duration::from_secs(3);
+
+/// One raw request; its answer and how long it took (`None` on silence within `wait`).
+async fn timed(to: SocketAddr, request: &str, wait: Duration) -> (Option<String>, Duration) {
+    let socket = udp("127.0.0.1").await;
+    let started = Instant::now();
+    let answer = ask_within(&socket, to, request.as_bytes(), wait).await;
+    (answer, started.elapsed())
+}
+
+/// Asks until the answer starts with `prefix`, failing after `within`.
+async fn answer_becomes(to: SocketAddr, request: &str, prefix: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (answer, _) = timed(to, request, Duration::from_secs(1)).await;
+        match answer {
+            Some(a) if a.starts_with(prefix) => return a,
+            other => assert!(
+                Instant::now() < deadline,
+                "{request:?} still answered {other:?} after {within:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_paused_or_restarted_gives_errors_then_recovery() {
+    if !redis_available() {
+        return;
+    }
+    let mut redis = RedisServer::start(true);
+    let mut a = tracker_on(&redis, &[]);
+    let mut b = tracker_on(&redis, &[]);
+    let query = "REQUEST 7 kept.bin";
+    client(&a)
+        .await
+        .share(&file("kept.bin", 4), at(7721))
+        .await
+        .unwrap();
+
+    // Paused (a hung Redis): every request is refused within the bound, none hangs.
+    redis.signal(libc::SIGSTOP);
+    for tracker in [&a, &b] {
+        for request in [query, "REQUEST 6", "REQUEST 9 127.0.0.1:7721"] {
+            let (answer, took) = timed(tracker.addr, request, ERROR_BOUND).await;
+            let answer = answer.unwrap_or_else(|| panic!("no answer to {request:?} in {took:?}"));
+            assert!(answer.starts_with("ERROR 1204 UNAVAILABLE"), "{answer}");
+        }
+    }
+    redis.signal(libc::SIGCONT);
+    let answer = answer_becomes(a.addr, query, "RESPONSE 7", PATIENCE).await;
+    assert!(answer.contains("seeders=1"), "{answer}");
+
+    // Killed: refused at once; started again on its append-only file, both trackers answer
+    // from it again without being restarted.
+    redis.kill();
+    let (answer, took) = timed(b.addr, query, ERROR_BOUND).await;
+    let answer = answer.unwrap_or_else(|| panic!("no answer in {took:?}"));
+    assert!(answer.starts_with("ERROR 1204 UNAVAILABLE"), "{answer}");
+    assert!(a.alive() && b.alive(), "a tracker died with Redis");
+    assert!(redis.aof_dir().exists());
+    redis.spawn();
+    for tracker in [&a, &b] {
+        let answer = answer_becomes(tracker.addr, query, "RESPONSE 7", PATIENCE).await;
+        assert!(answer.contains("seeders=1"), "{answer}");
+    }
+    // Redis came back empty (its data lost): trackers answer from the empty store, and a new
+    // announcement works.
+    redis.kill();
+    redis.persistent = false;
+    std::fs::remove_dir_all(redis.aof_dir()).unwrap();
+    std::fs::create_dir_all(redis.aof_dir()).unwrap();
+    redis.spawn();
+    answer_becomes(a.addr, query, "ERROR 1002", PATIENCE).await;
+    client(&b)
+        .await
+        .share(&file("new.bin", 2), at(7722))
+        .await
+        .unwrap();
+    let listed = client(&a).await.list_files().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(a.alive() && b.alive());
+}
+
+/// Keys of the wrong type, numbers that are not numbers and bitmaps cut short, as a careless
+/// operator or another program could leave them: the tracker answers errors for what it cannot
+/// read, keeps serving the rest, and heals a bitmap on the next report.
+#[tokio::test]
+async fn unexpected_data_in_redis_is_an_error_never_a_crash() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let mut t = tracker_on(&redis, &[]);
+    let c = client(&t).await;
+    for n in ["good.bin", "typed.bin", "count.bin"] {
+        c.share(&file(n, 20), at(7731)).await.unwrap();
+    }
+    let chunks: ChunkRanges = "0-15".parse().unwrap();
+    let leecher = client(&t).await;
+    leecher
+        .report_chunks(&name("good.bin"), &chunks, at(7732))
+        .await
+        .unwrap();
+    let mut conn = redis.connection().unwrap();
+    let set = |conn: &mut redis::Connection, key: &str, value: &[u8]| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(conn)
+            .unwrap();
+    };
+    // A string where the file's record hash belongs, a count that is no number.
+    set(&mut conn, "p2pt:f:typed.bin", b"garbage");
+    redis::cmd("HSET")
+        .arg("p2pt:f:count.bin")
+        .arg("seeders")
+        .arg("many")
+        .query::<()>(&mut conn)
+        .unwrap();
+    let socket = udp("127.0.0.1").await;
+    for request in [
+        "REQUEST 7 typed.bin",
+        "REQUEST 1 typed.bin",
+        "REQUEST 7 count.bin",
+    ] {
+        let answer = ask(&socket, t.addr, request).await;
+        assert!(
+            answer.starts_with("ERROR 1204 UNAVAILABLE"),
+            "{request}: {answer}"
+        );
+    }
+    let report = "REQUEST 3 typed.bin 1 127.0.0.1:7733";
+    let answer = ask(&socket, t.addr, report).await;
+    assert!(answer.starts_with("ERROR 1204"), "{answer}");
+    assert_eq!(
+        ask(&socket, t.addr, "REQUEST 7 good.bin")
+            .await
+            .lines()
+            .count(),
+        1
+    );
+
+    // The partial peer's bitmap cut to its first byte: listed with what it still holds...
+    set(&mut conn, "p2pt:b:good.bin\n127.0.0.1:7732", &[0xff]);
+    let swarm = c.peers(&name("good.bin")).await.unwrap();
+    let partial = swarm.peers.iter().find(|p| p.addr == at(7732)).unwrap();
+    assert_eq!(partial.chunks, PeerChunks::Ranges("0-7".parse().unwrap()));
+    // ...and whole again from its next report, counted from the bitmap.
+    leecher
+        .report_chunks(&name("good.bin"), &"8-19".parse().unwrap(), at(7732))
+        .await
+        .unwrap();
+    let summary = c.query(&name("good.bin")).await.unwrap();
+    assert_eq!((summary.seeders, summary.leechers), (2, 0));
+    // A list where the catalogue's sorted set belongs: flag 6 is refused, the tracker lives.
+    redis::cmd("DEL")
+        .arg("p2pt:files")
+        .query::<()>(&mut conn)
+        .unwrap();
+    redis::cmd("RPUSH")
+        .arg("p2pt:files")
+        .arg("x")
+        .query::<()>(&mut conn)
+        .unwrap();
+    let answer = ask(&socket, t.addr, "REQUEST 6").await;
+    assert!(answer.starts_with("ERROR 1204"), "{answer}");
+    assert!(t.alive(), "the tracker died of what Redis held");
+}
+
+#[test]
+fn store_flags_are_checked_at_start() {
+    let (_, stderr) = start_failing(&["--store", "mysql://x"]);
+    assert!(
+        stderr.contains("expected `memory` or `redis://"),
+        "{stderr}"
+    );
+    let (_, stderr) = start_failing(&["--store", "redis://127.0.0.1:1", "--state", "/tmp/x"]);
+    assert!(
+        stderr.contains("--state keeps the in-memory store"),
+        "{stderr}"
+    );
+    // Nothing listens on port 1: a clear error, no startup line.
+    let (stdout, stderr) = start_failing(&["--store", "redis://127.0.0.1:1"]);
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        stderr.contains("cannot use --store redis://127.0.0.1:1") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
