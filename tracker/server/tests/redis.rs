@@ -494,3 +494,113 @@ fn store_flags_are_checked_at_start() {
         "{stderr}"
     );
 }
+
+/// A random request of a small world where caps, quotas, key moves and takeovers all happen:
+/// four files (one announced now and then with another size), eight ports on three hosts, keys
+/// that sometimes wander to another port or host.
+fn random_request(rng: &mut impl rand::Rng) -> (String, SocketAddr) {
+    const NAMES: [(&str, u32); 4] = [("f0", 1), ("f1", 20), ("f2", 70), ("f3", 130)];
+    const HOSTS: [[u8; 4]; 3] = [[127, 0, 0, 1], [127, 0, 0, 2], [10, 0, 0, 1]];
+    let (file, chunks) = NAMES[rng.random_range(0..NAMES.len())];
+    let port = 10_000 + rng.random_range(0..8u16);
+    let source = SocketAddr::from((HOSTS[rng.random_range(0..HOSTS.len())], 40_000));
+    // Mostly the key of the port, sometimes another port's (a move), sometimes none.
+    let key = match rng.random_range(0..10) {
+        0 => String::new(),
+        1 => format!(" key={:032x}", 10_000 + rng.random_range(0..8u32)),
+        _ => format!(" key={port:032x}"),
+    };
+    let me = format!("0.0.0.0:{port}{key}");
+    let ranges = {
+        let s = rng.random_range(0..chunks);
+        let e = rng.random_range(s..chunks);
+        if rng.random_bool(0.3) {
+            format!("{s}-{e},{}", chunks - 1)
+        } else {
+            format!("{s}-{e}")
+        }
+        .replace(
+            &format!("{},{}", chunks - 1, chunks - 1),
+            &format!("{}", chunks - 1),
+        )
+    };
+    let size = u64::from(chunks) * 2048 - if rng.random_bool(0.05) { 1 } else { 0 };
+    let request = match rng.random_range(0..12) {
+        0 | 1 => format!("REQUEST 4 {file} {chunks} {me} size={size} id={}", id_hex()),
+        2..=4 => format!("REQUEST 3 {file} {ranges} {me}"),
+        5 => format!("REQUEST 1 {file} {me}"),
+        6 => format!("REQUEST 2 {file} offset={}", rng.random_range(0..4)),
+        7 => format!("REQUEST 5 {file} {me}"),
+        8 => format!("REQUEST 5 {me}"),
+        9 => "REQUEST 6".to_string(),
+        10 => format!("REQUEST 7 {file}"),
+        _ => format!("REQUEST 9 {me}"),
+    };
+    (request, source)
+}
+
+/// The Redis store and the in-memory store answer every request of long random runs alike,
+/// byte for byte (same rules, caps, quotas, keys and page order), one request at a time and in
+/// receive batches.
+#[test]
+fn the_redis_store_answers_as_the_memory_store_does() {
+    use rand::{Rng, SeedableRng};
+    use tracker::store::{Limits, RedisConfig, RedisStore};
+    use tracker::{ServerConfig, Tracker};
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let config = ServerConfig {
+        limits: Limits {
+            max_files: 3,
+            max_peers: 7,
+            max_peers_per_file: 5,
+            max_rows: 14,
+            max_bitfield_bytes: 64,
+            ip_share_percent: 60,
+        },
+        ..ServerConfig::default()
+    };
+    for seed in 0..6u64 {
+        let mut conn = redis.connection().unwrap();
+        redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
+        let store = RedisStore::connect(
+            &RedisConfig {
+                url: redis.url(),
+                timeout: PATIENCE,
+                page_bytes: config.max_response_bytes,
+            },
+            config.ttl,
+            config.limits,
+        )
+        .expect("connect to the test's Redis");
+        let in_redis = Tracker::with_store(config.clone(), store);
+        let in_memory = Tracker::new(config.clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let now = Instant::now();
+        let mut history = Vec::new();
+        for _ in 0..150 {
+            let batch: Vec<(String, SocketAddr)> = (0..rng.random_range(1..6))
+                .map(|_| random_request(&mut rng))
+                .collect();
+            let (mut from_redis, mut from_memory) = (Vec::new(), Vec::new());
+            let datagrams = || batch.iter().map(|(r, s)| (r.as_bytes(), *s));
+            in_redis.handle_batch(datagrams(), now, &mut from_redis);
+            in_memory.handle_batch(datagrams(), now, &mut from_memory);
+            history.extend(batch.iter().map(|(r, s)| format!("{s} {r}")));
+            assert_eq!(
+                from_redis
+                    .iter()
+                    .map(|(a, d)| (a, String::from_utf8_lossy(d)))
+                    .collect::<Vec<_>>(),
+                from_memory
+                    .iter()
+                    .map(|(a, d)| (a, String::from_utf8_lossy(d)))
+                    .collect::<Vec<_>>(),
+                "seed {seed}, the last batch of:\n{}",
+                history.join("\n")
+            );
+        }
+    }
+}
