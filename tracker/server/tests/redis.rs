@@ -233,6 +233,115 @@ async fn two_trackers_on_one_redis_serve_the_same_swarms() {
     );
 }
 
+/// The `peer` binary beside `tracker` (scripts/test.sh builds every binary first).
+fn peer_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_tracker")).with_file_name("peer");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tracker's Redis tests",
+        p.display()
+    );
+    p
+}
+
+/// `peer --tracker T --dir DIR --listen 127.0.0.1:0 --stun none ARGS...`, as a user runs it
+/// on loopback.
+fn peer(tracker: &TrackerProcess, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(peer_bin());
+    c.arg("--tracker")
+        .arg(tracker.addr.to_string())
+        .arg("--dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0", "--stun", "none"])
+        .stdin(Stdio::null());
+    c
+}
+
+/// A process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A file shared with `peer share` through tracker A is downloaded with `peer get` through
+/// tracker B, byte for byte.
+#[test]
+fn a_file_shared_through_one_tracker_downloads_through_the_other() {
+    use std::io::BufRead;
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let (a, b) = (tracker_on(&redis, &[]), tracker_on(&redis, &[]));
+    let dir = TempDir::new("redis-peers");
+    let (seed_dir, get_dir) = (dir.0.join("seed"), dir.0.join("get"));
+    std::fs::create_dir_all(&seed_dir).unwrap();
+    std::fs::create_dir_all(&get_dir).unwrap();
+    let original: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let path = seed_dir.join("shared.bin");
+    std::fs::write(&path, &original).unwrap();
+    let mut seeder = peer(&a, &seed_dir)
+        .arg("share")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start peer share");
+    let stdout = seeder.stdout.take().expect("piped stdout");
+    let seeder = Running(seeder);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("peer share never said it shared");
+        if line.starts_with("shared ") {
+            break;
+        }
+    }
+    let mut get = peer(&b, &get_dir)
+        .args(["get", "shared.bin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run peer get");
+    let deadline = Instant::now() + 3 * PATIENCE;
+    while get.try_wait().expect("wait for peer get").is_none() {
+        if Instant::now() > deadline {
+            let _ = get.kill();
+            let out = get.wait_with_output().expect("peer get output");
+            panic!(
+                "peer get through B did not finish: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = get.wait_with_output().expect("peer get output");
+    assert!(
+        got.status.success(),
+        "peer get through B failed: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(get_dir.join("shared.bin")).unwrap(), original);
+    drop(seeder);
+}
+
 /// A cookie issued by tracker A is accepted by tracker B: both key them with the secret kept
 /// in Redis (`--require-cookies` makes loopback sources need one).
 #[tokio::test]

@@ -88,6 +88,9 @@ pub struct RedisStore {
     cookie_secret: [u8; 32],
     pool: Mutex<Pool>,
     returned: Condvar,
+    /// When an answer of Redis that the store could not use was last logged, and how many
+    /// since were not: one bad key hit by every request must not flood the log.
+    bad_data: Mutex<(Option<Instant>, u64)>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -181,6 +184,7 @@ impl RedisStore {
                 outage: None,
             }),
             returned: Condvar::new(),
+            bad_data: Mutex::new((None, 0)),
         })
     }
 
@@ -403,6 +407,25 @@ impl RedisStore {
         pipe.query(conn)
     }
 
+    /// Logs an answer the store could not use, at most once per [`OUTAGE_LOG_EVERY`].
+    fn log_bad_data(&self, why: &str) {
+        let mut last = self.bad_data.lock();
+        let now = Instant::now();
+        match last.0 {
+            Some(at) if now.duration_since(at) < OUTAGE_LOG_EVERY => last.1 += 1,
+            _ => {
+                let more = std::mem::take(&mut last.1);
+                let since = if more > 0 {
+                    format!(" ({more} more such answers since the last line)")
+                } else {
+                    String::new()
+                };
+                log::error!("{why}{since}");
+                last.0 = Some(now);
+            }
+        }
+    }
+
     fn io_error(&self, e: redis::RedisError) -> StoreError {
         if e.is_timeout() {
             unavailable(format!(
@@ -435,6 +458,20 @@ fn load_script(conn: &mut Connection) -> Result<String, StoreError> {
         .arg(SCRIPT)
         .query(conn)
         .map_err(|e| unavailable(format!("cannot load the store script into Redis: {e}")))
+}
+
+/// What an operation was about, for a log line an operator can act on (which keys to look at).
+fn describe(op: &Op<'_>) -> String {
+    match op {
+        Op::Share { info, .. } => format!("a share of {}", info.name()),
+        Op::Report { file, .. } => format!("a chunk report for {file}"),
+        Op::Exit { who, .. } => format!("an exit of {}", who.addr),
+        Op::Heartbeat { who } => format!("a heartbeat of {}", who.addr),
+        Op::Peers { file, .. } => format!("a peer list of {file}"),
+        Op::Files { .. } => "a catalogue page".to_string(),
+        Op::Query { file } => format!("a query for {file}"),
+        Op::PunchTarget { file, .. } => format!("a punch in {file}"),
+    }
 }
 
 /// A range list as the script reads it: `s-e,s-e`.
@@ -479,7 +516,10 @@ impl SwarmStore for RedisStore {
             .map(|(task, slot)| {
                 let done = decode::done(&mut task.op, &replies[slot]);
                 if let Err(StoreError::Unavailable(why)) = &done {
-                    log::warn!("Redis store: {why}");
+                    self.log_bad_data(&format!(
+                        "answering 1204 UNAVAILABLE to {}: {why}",
+                        describe(&task.op)
+                    ));
                 }
                 done
             })
@@ -505,7 +545,7 @@ impl SwarmStore for RedisStore {
                 Ok(n) if n >= EXPIRE_PER_CALL => continue,
                 Ok(_) => return,
                 Err(e) => {
-                    log::error!("expiry in Redis failed: {e}");
+                    self.log_bad_data(&format!("expiry in Redis failed: {e}"));
                     return;
                 }
             }
