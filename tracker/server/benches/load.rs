@@ -58,6 +58,11 @@ impl TrackerProcess {
         cpu_secs(self.0.id()) + self.1.as_ref().map_or(0.0, |r| cpu_secs(r.id()))
     }
 
+    /// CPU seconds used by the redis-server alone.
+    fn redis_cpu_secs(&self) -> f64 {
+        self.1.as_ref().map_or(0.0, |r| cpu_secs(r.id()))
+    }
+
     /// Resident memory of the process and its redis-server.
     fn rss_kib(&self) -> u64 {
         rss_kib(self.0.id()) + self.1.as_ref().map_or(0, |r| rss_kib(r.id()))
@@ -563,12 +568,21 @@ fn main() {
         };
         let (process, addr) = start(target, redis);
         populate(addr);
-        let cpu = process.cpu_secs();
+        let (cpu, redis_cpu) = (process.cpu_secs(), process.redis_cpu_secs());
         let stats = capacity(addr, clients, window, secs, heavy);
-        let cpu = process.cpu_secs() - cpu;
+        let (cpu, redis_cpu) = (
+            process.cpu_secs() - cpu,
+            process.redis_cpu_secs() - redis_cpu,
+        );
         let max_rate = stats.answered as f64 / secs;
         let label = format!("{name}: capacity (closed loop, window {window}/client)");
         let full = report(&label, stats, secs, &process, cpu);
+        if target == Target::Redis {
+            println!(
+                "{name}: redis-server's share of the CPU in the capacity phase: {:.0}%",
+                redis_cpu / cpu.max(1e-9) * 100.0
+            );
+        }
         let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
         let cpu = process.cpu_secs();
         let stats = fixed_rate(addr, rate_clients, rate, secs, heavy);

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::store::{Limits, MemoryStore, RedisConfig, RedisStore};
+use tracker::store::{redacted, Limits, MemoryStore, RedisConfig, RedisStore};
 use tracker::{
     bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
     MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
@@ -240,11 +240,13 @@ impl std::str::FromStr for StoreSpec {
         let scheme = s.split_once("://").map(|(scheme, _)| scheme);
         match scheme {
             Some("redis" | "redis+unix" | "unix") => {
-                redis::Client::open(s).map_err(|e| format!("bad Redis URL {s:?}: {e}"))?;
+                redis::Client::open(s)
+                    .map_err(|e| format!("bad Redis URL {:?}: {e}", redacted(s)))?;
                 Ok(StoreSpec::Redis(s.to_string()))
             }
             _ => Err(format!(
-                "expected `memory` or `redis://HOST:PORT[/DB]`, got {s:?}"
+                "expected `memory` or `redis://HOST:PORT[/DB]`, got {:?}",
+                redacted(s)
             )),
         }
     }
@@ -323,13 +325,18 @@ async fn run(args: Args, workers: usize) -> Result<()> {
     let store = tokio::task::spawn_blocking(move || RedisStore::connect(&redis, ttl, limits))
         .await
         .context("connecting to Redis stopped")?
-        .with_context(|| format!("cannot use --store {url} (is redis-server running there?)"))?;
+        .with_context(|| {
+            format!(
+                "cannot use --store {} (is redis-server running there?)",
+                redacted(&url)
+            )
+        })?;
     announce(
         local,
         stun_tcp.as_ref(),
         workers,
         &config,
-        &format!("Redis at {url}"),
+        &format!("Redis at {}", redacted(&url)),
     )?;
     let tracker = Arc::new(Tracker::with_store(config, store));
     spawn_stun_tcp(stun_tcp);

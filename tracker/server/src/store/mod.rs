@@ -24,7 +24,7 @@ use tracker_proto::{
 
 pub use memory::{MemoryStore, Restored, SnapshotError};
 pub use quota::Quotas;
-pub use redis::{RedisConfig, RedisStore};
+pub use redis::{redacted, RedisConfig, RedisStore};
 pub use swarm::MAX_LISTED_RANGES_BYTES;
 
 use crate::host::Host;

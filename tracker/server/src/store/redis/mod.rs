@@ -79,6 +79,7 @@ struct Outage {
 /// The Redis-backed store.
 pub struct RedisStore {
     client: redis::Client,
+    /// The URL without its password, for log lines and errors.
     url: String,
     hash: String,
     /// The arguments every call starts with after the operation: prefix, TTL and caps.
@@ -95,6 +96,18 @@ pub struct RedisStore {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// `url` as logs may show it: a password in it is replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The major version in `INFO server` text (`redis_version:7.0.15`).
@@ -116,20 +129,20 @@ impl RedisStore {
         ttl: Duration,
         limits: Limits,
     ) -> Result<Self, StoreError> {
+        let url = redacted(&config.url);
         let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| unavailable(format!("bad Redis URL {:?}: {e}", config.url)))?;
+            .map_err(|e| unavailable(format!("bad Redis URL {url:?}: {e}")))?;
         let mut conn = open(&client, config.timeout)
-            .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| unavailable(format!("cannot connect to {url}: {e}")))?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query(&mut conn)
-            .map_err(|e| unavailable(format!("{} does not answer INFO: {e}", config.url)))?;
+            .map_err(|e| unavailable(format!("{url} does not answer INFO: {e}")))?;
         match major_version(&info) {
             Some(major) if major >= MIN_REDIS_MAJOR => {}
             found => {
                 return Err(unavailable(format!(
-                    "{} runs Redis {found:?}; this store needs {MIN_REDIS_MAJOR}.0 or later",
-                    config.url
+                    "{url} runs Redis {found:?}; this store needs {MIN_REDIS_MAJOR}.0 or later"
                 )))
             }
         }
@@ -172,7 +185,7 @@ impl RedisStore {
         .into();
         Ok(RedisStore {
             client,
-            url: config.url.clone(),
+            url,
             hash,
             head,
             timeout: config.timeout,
@@ -560,6 +573,16 @@ impl SwarmStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redacted("redis://app:s3cret@db.example:6379/2"),
+            "redis://app:***@db.example:6379/2"
+        );
+        assert_eq!(redacted("redis://:s3cret@h:1"), "redis://:***@h:1");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
 
     #[test]
     fn versions_are_read_from_info() {
