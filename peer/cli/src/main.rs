@@ -23,7 +23,21 @@ use commands::get::GetOptions;
 use commands::target::Target;
 use commands::{print, serve, Format};
 
+/// Caps glibc's malloc arenas at two. glibc gives each new thread its own arena, up to eight
+/// per core, and the blocking pool's threads free receive buffers that runtime threads
+/// allocated: memory freed into many arenas is rarely given back, so a download's resident
+/// memory grew with the file (65 MiB at 4 GiB from four seeders; 46 MiB with two arenas, at
+/// the same speed).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let bars = matches!(cli.command, Some(Command::Get { .. })) && output::live::bars_wanted();
     // The console, and `peer get` under its progress bars, show only what deserves attention

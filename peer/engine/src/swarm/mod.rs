@@ -13,6 +13,7 @@
 pub mod budget;
 pub mod choker;
 mod handshake;
+mod have_log;
 pub mod limit;
 mod link;
 mod peer;
@@ -41,6 +42,7 @@ use crate::name::ShareName;
 use crate::share::PartialFile;
 use crate::wire::{ChunkRun, Frame, PeerId, METAINFO_PIECE};
 use choker::{Candidate, Choker, LinkId, DEFAULT_SLOTS, RECHOKE_PERIOD};
+use have_log::HaveLog;
 use limit::RateLimit;
 use link::Link;
 use picker::Picker;
@@ -183,7 +185,7 @@ enum Holdings {
 struct State {
     holdings: Holdings,
     /// Chunks verified since the swarm opened, in order: forwarded to every peer as HAVE.
-    have_log: Vec<u32>,
+    haves: HaveLog,
     picker: Option<Picker>,
     links: HashMap<LinkId, Arc<Link>>,
     next_link: LinkId,
@@ -257,7 +259,7 @@ impl Swarm {
             file: Arc::new(file),
             state: Mutex::new(State {
                 holdings,
-                have_log: Vec::new(),
+                haves: HaveLog::default(),
                 picker,
                 links: HashMap::new(),
                 next_link: 0,
@@ -396,12 +398,9 @@ impl Swarm {
         }
     }
 
-    /// Chunks verified since the swarm opened, from position `from` of the log, and where the
-    /// log ends now.
-    fn haves_since(&self, from: usize) -> (Vec<u32>, usize) {
-        let state = self.state.lock();
-        let log = &state.have_log;
-        (log.get(from..).unwrap_or_default().to_vec(), log.len())
+    /// Chunks verified since `link` last asked (or since it was registered).
+    fn unread_haves(&self, link: &Link) -> Vec<u32> {
+        self.state.lock().haves.take_unread(link.id)
     }
 
     /// Chunks became verified: our own download wrote them, or the mirrored record lists them.
@@ -409,8 +408,8 @@ impl Swarm {
         if newly.is_empty() {
             return;
         }
-        state.have_log.extend_from_slice(newly);
-        self.have_seq.send_replace(state.have_log.len());
+        state.haves.append(newly);
+        self.have_seq.send_replace(state.haves.end());
     }
 
     /// Chunks of `run` were verified and written by a connection to `from`; `newly` are the ones
@@ -598,12 +597,14 @@ impl Swarm {
         });
         let link = Arc::new(Link::new(id, remote.peer_id, addr, listen, initiated));
         state.links.insert(id, link.clone());
+        state.haves.join(id);
         Ok(link)
     }
 
     fn unregister(&self, link: &Link) {
         let mut state = self.state.lock();
         state.links.remove(&link.id);
+        state.haves.leave(link.id);
     }
 
     /// Runs a connection whose handshake is done until it ends: the task of [`peer`].

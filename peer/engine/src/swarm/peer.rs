@@ -183,8 +183,6 @@ struct Task {
     /// An answer taken from the queue that the upload limits hold back until the instant given.
     held: Option<(Answer, Instant)>,
     have_seq: watch::Receiver<usize>,
-    /// Position in the swarm's have log up to which the peer was told.
-    have_cursor: usize,
     /// The peer's chunks; `None` until its BITFIELD arrived.
     theirs: Option<Bitfield>,
     /// Their chunks are counted in the picker's availability.
@@ -227,10 +225,8 @@ impl Task {
             limits.push(Arc::new(RateLimit::new(Some(rate))));
         }
         let have_seq = swarm.have_seq.subscribe();
-        let have_cursor = *have_seq.borrow();
         let now = Instant::now();
         Task {
-            have_cursor,
             have_seq,
             swarm,
             link,
@@ -698,8 +694,7 @@ impl Task {
 
     /// Tells the peer of chunks we verified since last time (those it lacks), in HAVE frames.
     fn forward_haves(&mut self) {
-        let (fresh, end) = self.swarm.haves_since(self.have_cursor);
-        self.have_cursor = end;
+        let fresh = self.swarm.unread_haves(&self.link);
         let Some(theirs) = self.theirs.as_ref() else {
             return;
         };
