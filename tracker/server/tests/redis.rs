@@ -605,13 +605,15 @@ fn store_flags_are_checked_at_start() {
 }
 
 /// A random request of a small world where caps, quotas, key moves and takeovers all happen:
-/// four files (one announced now and then with another size), eight ports on three hosts, keys
-/// that sometimes wander to another port or host.
-fn random_request(rng: &mut impl rand::Rng) -> (String, SocketAddr) {
+/// four files (one announced now and then with another size), twelve ports on three hosts, keys
+/// that sometimes wander to another port or host. `pad` starts every file name (long names make
+/// short pages).
+fn random_request(rng: &mut impl rand::Rng, pad: &str) -> (String, SocketAddr) {
     const NAMES: [(&str, u32); 4] = [("f0", 1), ("f1", 20), ("f2", 70), ("f3", 130)];
     const HOSTS: [[u8; 4]; 3] = [[127, 0, 0, 1], [127, 0, 0, 2], [10, 0, 0, 1]];
     let (file, chunks) = NAMES[rng.random_range(0..NAMES.len())];
-    let port = 10_000 + rng.random_range(0..8u16);
+    let file = format!("{pad}{file}");
+    let port = 10_000 + rng.random_range(0..12u16);
     let source = SocketAddr::from((HOSTS[rng.random_range(0..HOSTS.len())], 40_000));
     // Mostly the key of the port, sometimes another port's (a move), sometimes none.
     let key = match rng.random_range(0..10) {
@@ -660,7 +662,9 @@ fn the_redis_store_answers_as_the_memory_store_does() {
         return;
     }
     let redis = RedisServer::start(false);
-    let config = ServerConfig {
+    // Tight caps and shares; then roomy ones with the smallest pages and long names, so peer
+    // lists and the catalogue are paged.
+    let tight = ServerConfig {
         limits: Limits {
             max_files: 3,
             max_peers: 7,
@@ -671,7 +675,17 @@ fn the_redis_store_answers_as_the_memory_store_does() {
         },
         ..ServerConfig::default()
     };
-    for seed in 0..6u64 {
+    let paged = ServerConfig {
+        max_response_bytes: tracker::MIN_RESPONSE_BYTES,
+        limits: Limits {
+            ip_share_percent: 100,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let long = "n".repeat(250);
+    let runs = [(&tight, ""), (&paged, long.as_str())];
+    for (seed, (config, pad)) in (0..8u64).zip(runs.iter().cycle()) {
         let mut conn = redis.connection().unwrap();
         redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
         let store = RedisStore::connect(
@@ -684,14 +698,14 @@ fn the_redis_store_answers_as_the_memory_store_does() {
             config.limits,
         )
         .expect("connect to the test's Redis");
-        let in_redis = Tracker::with_store(config.clone(), store);
-        let in_memory = Tracker::new(config.clone());
+        let in_redis = Tracker::with_store((*config).clone(), store);
+        let in_memory = Tracker::new((*config).clone());
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let now = Instant::now();
         let mut history = Vec::new();
         for _ in 0..150 {
             let batch: Vec<(String, SocketAddr)> = (0..rng.random_range(1..6))
-                .map(|_| random_request(&mut rng))
+                .map(|_| random_request(&mut rng, pad))
                 .collect();
             let (mut from_redis, mut from_memory) = (Vec::new(), Vec::new());
             let datagrams = || batch.iter().map(|(r, s)| (r.as_bytes(), *s));
@@ -709,6 +723,33 @@ fn the_redis_store_answers_as_the_memory_store_does() {
                     .collect::<Vec<_>>(),
                 "seed {seed}, the last batch of:\n{}",
                 history.join("\n")
+            );
+        }
+        // A swarm longer than a page, paged through from every offset.
+        let crowd = format!("{pad}crowd");
+        let share = format!(
+            "REQUEST 4 {crowd} 64 127.0.0.1:11000 size={} id={}",
+            64 * 2048,
+            id_hex()
+        );
+        let mut requests = vec![share];
+        for p in 1..60u32 {
+            let (s, e) = (p % 50, p % 50 + p % 7);
+            requests.push(format!(
+                "REQUEST 3 {crowd} {s}-{e},63 127.0.0.1:{}",
+                11_000 + p
+            ));
+        }
+        requests.extend((0..64).map(|o| format!("REQUEST 1 {crowd} offset={o}")));
+        requests.push("REQUEST 6 offset=1".to_string());
+        let source = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        for request in &requests {
+            let from_redis = in_redis.handle(request.as_bytes(), source, now).reply;
+            let from_memory = in_memory.handle(request.as_bytes(), source, now).reply;
+            assert_eq!(
+                from_redis.as_deref().map(String::from_utf8_lossy),
+                from_memory.as_deref().map(String::from_utf8_lossy),
+                "seed {seed}: {request}"
             );
         }
     }

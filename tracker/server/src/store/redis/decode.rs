@@ -128,7 +128,7 @@ fn chunks_of(kind: &Value, value: &Value) -> Result<PeerChunks, StoreError> {
             let ranges = s
                 .split(',')
                 .map(|r| {
-                    let (a, b) = r.split_once('-')?;
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
                     Some((a.parse().ok()?, b.parse().ok()?))
                 })
                 .collect::<Option<Vec<(u32, u32)>>>()

@@ -88,9 +88,10 @@ local function total(f) return num(redis.call('HGET', TOTALS, f)) end
 
 local function file_chunks(n) return num(redis.call('HGET', kfile(n), 'chunks')) end
 local function bitfield_cost(chunks) return math.ceil(chunks / 64) * 8 end
-local function holding_cost(n, holding)
+-- `chunks`: the file's chunk count when the caller has it (saves a lookup).
+local function holding_cost(n, holding, chunks)
     if holding == 'S' or holding == 'E' or not holding then return 0 end
-    return bitfield_cost(file_chunks(n))
+    return bitfield_cost(chunks or file_chunks(n))
 end
 
 local function usage_of(addr)
@@ -199,34 +200,46 @@ local function move_peer(old, new)
     if seen then redis.call('ZADD', LIVE, seen, new) end
 end
 
--- who = { addr, key ('' = none), host, udp ('' = keep) }
+-- who = { addr, key ('' = none), host, udp ('' = keep) }. Makes `who` the identity at its
+-- address and refreshes it (store/memory's resolve); returns whether the peer is known now and
+-- whether rows moved (a key's address change, which may have removed a file). The common case,
+-- a known peer announcing from its host with its key, costs two calls.
 local function resolve(who, now, create)
-    local holder = redis.call('HMGET', kpeer(who.addr), 'host', 'key')
+    local holder = redis.call('HMGET', kpeer(who.addr), 'host', 'key', 'udp')
     if holder[1] and holder[2] and holder[2] ~= who.key then fail('forbidden', who.addr) end
-    if who.key ~= '' then
+    local moved = false
+    -- A key already filed at this address needs no lookup: keys and peers agree.
+    if who.key ~= '' and holder[2] ~= who.key then
         local old = redis.call('HGET', PEER_KEYS, who.key)
         if old and old ~= who.addr then
             check_rehome(old, who.host)
             move_peer(old, who.addr)
+            moved = true
+            holder = redis.call('HMGET', kpeer(who.addr), 'host', 'key', 'udp')
         end
     end
-    if redis.call('EXISTS', kpeer(who.addr)) == 0 then
-        if not create then return false end
+    if not holder[1] then
+        if not create then return false, moved end
         if total('peers') >= MAX_PEERS then fail('capacity', 'peers') end
         check_quota(who.host, { ports = 1 })
         redis.call('HSET', kpeer(who.addr), 'host', who.host)
         charge(who.host, { ports = 1 }, 1)
         bump(TOTALS, 'peers', 1)
+        holder = { who.host, false, false }
     end
-    check_rehome(who.addr, who.host)
-    rehome(who.addr, who.host)
-    if who.key ~= '' and not redis.call('HGET', kpeer(who.addr), 'key') then
+    if holder[1] ~= who.host then
+        check_rehome(who.addr, who.host)
+        rehome(who.addr, who.host)
+    end
+    if who.key ~= '' and not holder[2] then
         redis.call('HSET', kpeer(who.addr), 'key', who.key)
         redis.call('HSET', PEER_KEYS, who.key, who.addr)
     end
-    if who.udp ~= '' then redis.call('HSET', kpeer(who.addr), 'udp', who.udp) end
+    if who.udp ~= '' and who.udp ~= holder[3] then
+        redis.call('HSET', kpeer(who.addr), 'udp', who.udp)
+    end
     redis.call('ZADD', LIVE, 'GT', now, who.addr)
-    return true
+    return true, moved
 end
 
 local function check_new_row(n, exists, host)
@@ -255,10 +268,10 @@ local function insert_row(n, addr, holding, host)
     charge(host, { rows = 1, bits = cost }, 1)
 end
 
-local function set_holding(n, addr, holding, host)
-    local old = redis.call('HGET', khold(n), addr)
-    if not old then return end
-    local delta = holding_cost(n, holding) - holding_cost(n, old)
+-- `old`: the row's holding now (the caller read it); `chunks`: the file's chunk count.
+local function set_holding(n, addr, holding, host, old, chunks)
+    if holding == old then return end
+    local delta = holding_cost(n, holding, chunks) - holding_cost(n, old, chunks)
     redis.call('HSET', khold(n), addr, holding)
     if holding == 'S' and old ~= 'S' then redis.call('HINCRBY', kfile(n), 'seeders', 1) end
     if old == 'S' and holding ~= 'S' then redis.call('HINCRBY', kfile(n), 'seeders', -1) end
@@ -309,7 +322,8 @@ local function listed_ranges(key, count, chunks)
         e = e - 1
         text_len = text_len + ((s == e) and 8 or 16)
         if text_len > MAX_LISTED_RANGES_BYTES then return false end
-        out[#out + 1] = s .. '-' .. e
+        -- As the answer spells them: a lone chunk is one number.
+        out[#out + 1] = (s == e) and tostring(s) or (s .. '-' .. e)
         found = found + (e - s + 1)
         pos = e + 1
     end
@@ -328,10 +342,12 @@ function ops.share(now)
         if total('files') >= MAX_FILES then fail('capacity', 'files') end
         check_quota(who.host, { files = 1 })
     end
-    resolve(who, now, true)
-    local exists = redis.call('EXISTS', kfile(n)) == 1
-    if exists and redis.call('HEXISTS', khold(n), who.addr) == 1 then
-        set_holding(n, who.addr, 'S', who.host)
+    local _, moved = resolve(who, now, true)
+    local exists = f[1] ~= false
+    if moved then exists = redis.call('EXISTS', kfile(n)) == 1 end
+    local old = exists and redis.call('HGET', khold(n), who.addr)
+    if old then
+        set_holding(n, who.addr, 'S', who.host, old, chunks)
         return { 'ok' }
     end
     local ok, e = pcall(check_new_row, n, exists, who.host)
@@ -352,11 +368,12 @@ end
 
 function ops.report(now)
     local who, n, ranges, max = who_at(A), ARGV[A + 4], ARGV[A + 5], tonumber(ARGV[A + 6])
-    if redis.call('EXISTS', kfile(n)) == 0 then fail('file', n) end
-    local chunks = file_chunks(n)
+    local recorded = redis.call('HGET', kfile(n), 'chunks')
+    if not recorded then fail('file', n) end
+    local chunks = num(recorded)
     if max >= chunks then fail('range', max, chunks) end
-    resolve(who, now, true)
-    if redis.call('EXISTS', kfile(n)) == 0 then
+    local _, moved = resolve(who, now, true)
+    if moved and redis.call('EXISTS', kfile(n)) == 0 then
         forget_if_empty(who.addr)
         fail('file', n)
     end
@@ -383,7 +400,7 @@ function ops.report(now)
     local count = redis.call('BITCOUNT', key, 0, chunks - 1, 'BIT')
     local now_holding = (count >= chunks) and 'S' or tostring(count)
     if holding then
-        set_holding(n, who.addr, now_holding, who.host)
+        set_holding(n, who.addr, now_holding, who.host, holding, chunks)
     else
         insert_row(n, who.addr, now_holding, who.host)
         if now_holding == 'S' then redis.call('DEL', key) end
@@ -393,8 +410,8 @@ end
 
 local function join(who, n, now)
     if redis.call('EXISTS', kfile(n)) == 0 then fail('file', n) end
-    resolve(who, now, true)
-    if redis.call('EXISTS', kfile(n)) == 0 then
+    local _, moved = resolve(who, now, true)
+    if moved and redis.call('EXISTS', kfile(n)) == 0 then
         forget_if_empty(who.addr)
         fail('file', n)
     end
@@ -452,14 +469,10 @@ function ops.peers(now)
     while true do
         local batch = redis.call('ZRANGE', kswarm(n), i, i + 63)
         if #batch == 0 then break end
-        for _, addr in ipairs(batch) do
+        local holdings = redis.call('HMGET', khold(n), unpack(batch))
+        for j, addr in ipairs(batch) do
             if addr ~= asker then
-                used = used + #addr + 3
-                if used > budget then
-                    out[7] = i
-                    return out
-                end
-                local holding = redis.call('HGET', khold(n), addr)
+                local holding = holdings[j]
                 local kind, value = 'C', 0
                 if holding == 'S' then
                     kind = 'S'
@@ -467,6 +480,20 @@ function ops.peers(now)
                     value = num(holding)
                     local r = listed_ranges(kbits(n, addr), value, chunks)
                     if r and r ~= '' then kind, value = 'R', r end
+                end
+                -- The line's length as the answer spells it: "\n<addr> seeder|<ranges>|have=<n>".
+                local line = 2 + #addr
+                if kind == 'S' then
+                    line = line + 6
+                elseif kind == 'R' then
+                    line = line + #value
+                else
+                    line = line + 5 + #tostring(value)
+                end
+                used = used + line
+                if used > budget then
+                    out[7] = i
+                    return out
                 end
                 out[#out + 1] = i
                 out[#out + 1] = addr
@@ -488,18 +515,21 @@ function ops.files(now)
         local batch = redis.call('ZRANGE', FILES, i, i + 63)
         if #batch == 0 then break end
         for _, n in ipairs(batch) do
-            used = used + #n + 9
+            local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders')
+            local size, chunks, seeders = f[1] or '0', f[2] or '0', num(f[3])
+            local leechers = redis.call('ZCARD', kswarm(n)) - seeders
+            -- The line's length as the answer spells it:
+            -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n>".
+            used = used + 34 + #n + #size + #chunks + #tostring(seeders) + #tostring(leechers)
             if used > budget then
                 out[3] = i
                 return out
             end
-            local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders')
-            local members = redis.call('ZCARD', kswarm(n))
             out[#out + 1] = n
-            out[#out + 1] = f[1] or '0'
-            out[#out + 1] = f[2] or '0'
-            out[#out + 1] = num(f[3])
-            out[#out + 1] = members - num(f[3])
+            out[#out + 1] = size
+            out[#out + 1] = chunks
+            out[#out + 1] = seeders
+            out[#out + 1] = leechers
             i = i + 1
         end
     end
