@@ -741,6 +741,28 @@ fn the_redis_store_answers_as_the_memory_store_does() {
             ));
         }
         requests.extend((0..64).map(|o| format!("REQUEST 1 {crowd} offset={o}")));
+        // Chunk ranges spread over a bitmap of many read windows, some too many to list.
+        let big = format!("{pad}big");
+        requests.push(format!(
+            "REQUEST 4 {big} 20000 127.0.0.1:12000 size={} id={}",
+            20_000 * 2048,
+            id_hex()
+        ));
+        for p in 1..12u32 {
+            let spread: Vec<String> = (0..p)
+                .map(|k| {
+                    let s = (k * 4099 + p * 37) % 19_990;
+                    format!("{s}-{}", s + p % 3)
+                })
+                .collect();
+            let report = format!(
+                "REQUEST 3 {big} {},19999 127.0.0.1:{}",
+                spread.join(","),
+                12_000 + p
+            );
+            requests.push(report);
+            requests.push(format!("REQUEST 1 {big}"));
+        }
         requests.push("REQUEST 6 offset=1".to_string());
         let source = SocketAddr::from(([127, 0, 0, 1], 40_000));
         for request in &requests {

@@ -21,6 +21,12 @@
 --   P live            zset addr -> last-seen time (ms, Redis clock); expiry pops its front
 --   P u:<host>        hash: files rows ports bits (what the host holds)
 --   P n               hash: files peers rows bits (totals, for the caps)
+--   P cat             hash name -> "size chunks seeders leechers": each file's catalogue line,
+--                     kept whenever its counts change, so a catalogue page is two calls
+--
+-- Every redis.call costs about a microsecond and a half of Lua-to-Redis conversion whatever the
+-- command does, far more than most of these commands themselves: the operations are written to
+-- make few calls, not few keys.
 
 local op = ARGV[1]
 local P = ARGV[2]
@@ -33,7 +39,8 @@ local Q = {
 }
 local A = 14
 
-local FILES, PEER_KEYS, LIVE, TOTALS = P .. 'files', P .. 'keys', P .. 'live', P .. 'n'
+local FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE =
+    P .. 'files', P .. 'keys', P .. 'live', P .. 'n', P .. 'cat'
 local function kfile(n) return P .. 'f:' .. n end
 local function kswarm(n) return P .. 's:' .. n end
 local function khold(n) return P .. 'h:' .. n end
@@ -101,6 +108,19 @@ local function usage_of(addr)
     return { files = 0, rows = #files, ports = 1, bits = bits }
 end
 
+-- Brings the catalogue line of n up to date (after its counts changed), or drops it with the
+-- file.
+local function relist(n)
+    local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders')
+    if not f[1] then
+        redis.call('HDEL', CATALOGUE, n)
+        return
+    end
+    local seeders = num(f[3])
+    local leechers = redis.call('ZCARD', kswarm(n)) - seeders
+    redis.call('HSET', CATALOGUE, n, f[1] .. ' ' .. f[2] .. ' ' .. seeders .. ' ' .. leechers)
+end
+
 local function remove_row(n, addr, host)
     local holding = redis.call('HGET', khold(n), addr)
     if not holding then return end
@@ -120,6 +140,7 @@ local function remove_row(n, addr, host)
         bump(TOTALS, 'files', -1)
         if creator then charge(creator, { files = 1 }, -1) end
     end
+    relist(n)
 end
 
 -- Removes addr from one swarm (`only`), or from all swarms and forgets it.
@@ -266,6 +287,7 @@ local function insert_row(n, addr, holding, host)
     bump(TOTALS, 'rows', 1)
     bump(TOTALS, 'bits', cost)
     charge(host, { rows = 1, bits = cost }, 1)
+    relist(n)
 end
 
 -- `old`: the row's holding now (the caller read it); `chunks`: the file's chunk count.
@@ -278,6 +300,7 @@ local function set_holding(n, addr, holding, host, old, chunks)
     if holding == 'S' or holding == 'E' then redis.call('DEL', kbits(n, addr)) end
     bump(TOTALS, 'bits', delta)
     charge(host, { bits = delta }, 1)
+    if (holding == 'S') ~= (old == 'S') then relist(n) end
 end
 
 -- Sets the chunks of `ranges` ("s-e,s-e") in a bitmap: whole bytes at once, the ragged ends
@@ -307,19 +330,58 @@ local function summary(n)
     return { f[1], f[2], f[3], num(f[4]), members }
 end
 
--- The chunk ranges of a partial peer as "s-e,s-e", or false when they would not fit in 200
--- bytes of listing (then it is listed by count). A truncated bitmap lists what it holds.
+-- Bytes of a bitmap read per call while listing (4096 chunks).
+local WINDOW = 512
+
+-- The chunk ranges of a partial peer as the answer spells them ("0-9,12,20-21"), or false when
+-- they would not fit in 200 bytes of listing (then it is listed by count). The bitmap is read in
+-- windows of WINDOW bytes, only as far as the ranges go, and searched in Lua a byte at a time
+-- (string.find skips whole bytes of 0x00 or 0xff): usually one call per peer. Bits past the
+-- stored string read as clear, so a bitmap cut short lists what it holds.
 local MAX_LISTED_RANGES_BYTES = 200
 local function listed_ranges(key, count, chunks)
+    local windows = {}
+    local function window(w)
+        local bytes = windows[w]
+        if bytes == nil then
+            bytes = redis.call('GETRANGE', key, w * WINDOW, (w + 1) * WINDOW - 1)
+            windows[w] = bytes
+        end
+        return bytes
+    end
+    -- The first chunk at or after pos whose bit is set (want_one) or clear; `chunks` if none.
+    local function find(pos, want_one)
+        while pos < chunks do
+            local w = math.floor(pos / (WINDOW * 8))
+            local bytes, base = window(w), w * WINDOW * 8
+            local i = pos - base
+            local at = math.floor(i / 8) + 1
+            if at > #bytes then
+                if want_one then return chunks end
+                return pos
+            end
+            local bit = math.floor(string.byte(bytes, at) / 2 ^ (7 - i % 8)) % 2
+            if (bit == 1) == want_one then return pos end
+            if i % 8 == 0 then
+                local next_byte = string.find(bytes, want_one and '[^%z]' or '[^\255]', at)
+                if not next_byte then
+                    pos = base + #bytes * 8
+                elseif next_byte > at then
+                    pos = base + (next_byte - 1) * 8
+                else
+                    pos = pos + 1
+                end
+            else
+                pos = pos + 1
+            end
+        end
+        return chunks
+    end
     local out, text_len, found, pos = {}, 0, 0, 0
-    -- Bits past the stored string read as clear, but BITPOS with a range says -1 for them.
-    local stored = math.min(chunks, redis.call('STRLEN', key) * 8)
-    while found < count and pos < stored do
-        local s = redis.call('BITPOS', key, 1, pos, -1, 'BIT')
-        if s < 0 or s >= stored then break end
-        local e = redis.call('BITPOS', key, 0, s, -1, 'BIT')
-        if e < 0 or e > stored then e = stored end
-        e = e - 1
+    while found < count and pos < chunks do
+        local s = find(pos, true)
+        if s >= chunks then break end
+        local e = find(s, false) - 1
         text_len = text_len + ((s == e) and 8 or 16)
         if text_len > MAX_LISTED_RANGES_BYTES then return false end
         -- As the answer spells them: a lone chunk is one number.
@@ -514,13 +576,18 @@ function ops.files(now)
     while true do
         local batch = redis.call('ZRANGE', FILES, i, i + 63)
         if #batch == 0 then break end
-        for _, n in ipairs(batch) do
-            local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders')
-            local size, chunks, seeders = f[1] or '0', f[2] or '0', num(f[3])
-            local leechers = redis.call('ZCARD', kswarm(n)) - seeders
+        local lines = redis.call('HMGET', CATALOGUE, unpack(batch))
+        for j, n in ipairs(batch) do
+            local line = lines[j]
+            if not line then
+                relist(n)
+                line = redis.call('HGET', CATALOGUE, n) or '0 0 0 0'
+            end
+            local size, chunks, seeders, leechers = string.match(line, '^(%d+) (%d+) (%d+) (%-?%d+)$')
+            if not size then fail('unavailable', 'catalogue line of ' .. n .. ': ' .. line) end
             -- The line's length as the answer spells it:
             -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n>".
-            used = used + 34 + #n + #size + #chunks + #tostring(seeders) + #tostring(leechers)
+            used = used + 34 + #n + #size + #chunks + #seeders + #leechers
             if used > budget then
                 out[3] = i
                 return out
