@@ -2,9 +2,10 @@
 //! swarm lives in Redis, so many trackers serve the same swarms and a tracker restart loses
 //! nothing.
 //!
-//! The store logic is one Lua script (`store.lua`, whose first lines list the keys), so each
+//! The store logic is one Lua script (`store.lua`, whose first lines list the keys), loaded once
+//! as a Redis function library (a call then runs only its entry function), so each
 //! operation is atomic on the server whichever tracker sends it, and a receive batch is one
-//! pipeline of EVALSHA calls: one round trip per batch, where a store driving Redis command by
+//! pipeline of FCALL calls: one round trip per batch, where a store driving Redis command by
 //! command pays one per command. Times are Redis's own clock, so trackers whose clocks differ
 //! agree on who expired; whichever tracker sweeps first frees them.
 //!
@@ -14,7 +15,8 @@
 //! timeout (nothing waits longer, nothing queues beyond the batch in hand); after a failure,
 //! batches fail at once for [`RETRY_PAUSE`] instead of each waiting out the timeout again, and
 //! one log line marks the outage's start, one every [`OUTAGE_LOG_EVERY`] while it lasts, one its
-//! end. Connections are made again as needed, and the script is loaded again when Redis lost it.
+//! end. Connections are made again as needed, and the function is loaded again when Redis lost
+//! it.
 
 mod decode;
 
@@ -26,7 +28,7 @@ use tracker_proto::{ChunkRanges, PeerKey};
 
 use super::{Announcer, Done, Limits, Op, Quotas, StoreError, SwarmStore, Task};
 
-/// The store logic run inside Redis.
+/// The store logic run inside Redis, as the body of a function library (see [`library`]).
 const SCRIPT: &str = include_str!("store.lua");
 
 /// Every key this store writes starts with it.
@@ -45,7 +47,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// While Redis stays unavailable, how often the outage is logged again.
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The oldest Redis the script runs on (BITCOUNT and BITPOS by bit came with 7.0).
+/// The oldest Redis the store runs on (functions, and BITCOUNT by bit, came with 7.0).
 const MIN_REDIS_MAJOR: u32 = 7;
 
 /// How a tracker reaches its Redis.
@@ -81,7 +83,9 @@ pub struct RedisStore {
     client: redis::Client,
     /// The URL without its password, for log lines and errors.
     url: String,
-    hash: String,
+    /// The name the library and its function are loaded under (`p2pt_` and a hash of the
+    /// script, so trackers of different versions on one Redis each call their own).
+    function: String,
     /// The arguments every call starts with after the operation: prefix, TTL and caps.
     head: Vec<String>,
     timeout: Duration,
@@ -122,7 +126,7 @@ fn major_version(info: &str) -> Option<u32> {
 }
 
 impl RedisStore {
-    /// Connects, checks the server's version, loads the script and reads (or, first on this
+    /// Connects, checks the server's version, loads the function and reads (or, first on this
     /// store, makes) the cookie secret all trackers on it share.
     pub fn connect(
         config: &RedisConfig,
@@ -146,7 +150,10 @@ impl RedisStore {
                 )))
             }
         }
-        let hash = load_script(&mut conn)?;
+        let function = function_name();
+        load_library(&mut conn, &function).map_err(|e| {
+            unavailable(format!("cannot load the store's function into Redis: {e}"))
+        })?;
         let secret_key = secret_key();
         let fresh = hex::encode(rand::random::<[u8; 32]>());
         let (_, secret): (Value, String) = redis::pipe()
@@ -186,7 +193,7 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             url,
-            hash,
+            function,
             head,
             timeout: config.timeout,
             page_bytes: config.page_bytes,
@@ -202,8 +209,8 @@ impl RedisStore {
     }
 
     fn call(&self, op: &str) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.hash).arg(0).arg(op).arg(&self.head);
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(&self.function).arg(0).arg(op).arg(&self.head);
         cmd
     }
 
@@ -387,21 +394,20 @@ impl RedisStore {
         pipe: &Pipeline,
     ) -> redis::RedisResult<Vec<Value>> {
         let replies: Vec<Value> = pipe.query(conn)?;
-        let lost_script = replies
-            .iter()
-            .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
-        if !lost_script {
+        let lost_function = replies.iter().any(|v| {
+            matches!(v, Value::ServerError(e)
+                if e.details().is_some_and(|d| d.contains("Function not found")))
+        });
+        if !lost_function {
             return Ok(replies);
         }
         log::warn!(
-            "Redis at {} lost the store script (restarted or flushed): loading it again",
+            "Redis at {} lost the store's function (restarted without persistence, or flushed): \
+             loading it again",
             self.url
         );
-        let hash: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(conn)?;
-        if hash != self.hash {
-            log::error!("Redis hashed the store script as {hash}, not {}", self.hash);
-        }
-        // A Redis that lost the script may have lost the cookie secret too: ours goes back,
+        load_library(conn, &self.function)?;
+        // A Redis that lost the function may have lost the cookie secret too: ours goes back,
         // unless another tracker put one there first (then cookies one of us issued fail at
         // the other until it restarts: a client only pays one more round trip).
         let (_, secret): (Value, String) = redis::pipe()
@@ -464,13 +470,27 @@ fn open(client: &redis::Client, timeout: Duration) -> redis::RedisResult<Connect
     Ok(conn)
 }
 
-/// Loads the script; its SHA-1 is what EVALSHA names.
-fn load_script(conn: &mut Connection) -> Result<String, StoreError> {
-    redis::cmd("SCRIPT")
+/// `p2pt_` and the first 16 hex digits of the script's SHA-256.
+fn function_name() -> String {
+    use sha2::{Digest, Sha256};
+    format!("p2pt_{}", &hex::encode(Sha256::digest(SCRIPT))[..16])
+}
+
+/// The function library FUNCTION LOAD takes: the script between the name line and the
+/// registration of its entry point. Loaded once, a call then runs only the entry function, where
+/// EVAL would run the whole script (defining every helper) on each call.
+fn library(function: &str) -> String {
+    format!("#!lua name={function}\n{SCRIPT}\nredis.register_function('{function}', entry)\n")
+}
+
+/// Loads (or replaces with the same) the store's function library.
+fn load_library(conn: &mut Connection, function: &str) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
         .arg("LOAD")
-        .arg(SCRIPT)
-        .query(conn)
-        .map_err(|e| unavailable(format!("cannot load the store script into Redis: {e}")))
+        .arg("REPLACE")
+        .arg(library(function))
+        .query::<String>(conn)
+        .map(drop)
 }
 
 /// What an operation was about, for a log line an operator can act on (which keys to look at).

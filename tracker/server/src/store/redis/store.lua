@@ -1,5 +1,5 @@
--- The swarm store of protocol.txt §1 as one Redis script, so every operation is atomic on the
--- server and a receive batch is one pipeline of EVALSHA calls (one round trip). It keeps the
+-- The swarm store of protocol.txt §1 as one Redis function, so every operation is atomic on the
+-- server and a receive batch is one pipeline of FCALL calls (one round trip). It keeps the
 -- same rules as the in-memory store (store/memory): keys, caps, each host's share, expiry.
 --
 -- ARGV: op, prefix, ttl_ms, max_files, max_peers, max_peers_per_file, max_rows, max_bits,
@@ -28,19 +28,26 @@
 -- command does, far more than most of these commands themselves: the operations are written to
 -- make few calls, not few keys.
 
-local op = ARGV[1]
-local P = ARGV[2]
-local TTL = tonumber(ARGV[3])
-local MAX_FILES, MAX_PEERS, MAX_PPF, MAX_ROWS, MAX_BITS =
-    tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local Q = {
-    files = tonumber(ARGV[9]), rows = tonumber(ARGV[10]), ports = tonumber(ARGV[11]),
-    ppf = tonumber(ARGV[12]), bits = tonumber(ARGV[13]),
-}
+-- Loaded once as a Redis function library (FUNCTION LOAD: the tracker adds the `#!lua name=`
+-- line before this text and the register_function call after it), so a call runs only `entry`,
+-- not this whole file. The settings of the call are set by `entry` before any helper runs.
+local ARGV, P, TTL, MAX_FILES, MAX_PEERS, MAX_PPF, MAX_ROWS, MAX_BITS, Q
 local A = 14
+local FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE
 
-local FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE =
-    P .. 'files', P .. 'keys', P .. 'live', P .. 'n', P .. 'cat'
+local function configure(args)
+    ARGV = args
+    P = ARGV[2]
+    TTL = tonumber(ARGV[3])
+    MAX_FILES, MAX_PEERS, MAX_PPF, MAX_ROWS, MAX_BITS =
+        tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+    Q = {
+        files = tonumber(ARGV[9]), rows = tonumber(ARGV[10]), ports = tonumber(ARGV[11]),
+        ppf = tonumber(ARGV[12]), bits = tonumber(ARGV[13]),
+    }
+    FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE =
+        P .. 'files', P .. 'keys', P .. 'live', P .. 'n', P .. 'cat'
+end
 local function kfile(n) return P .. 'f:' .. n end
 local function kswarm(n) return P .. 's:' .. n end
 local function khold(n) return P .. 'h:' .. n end
@@ -572,9 +579,11 @@ end
 function ops.files(now)
     local offset, budget = tonumber(ARGV[A]), tonumber(ARGV[A + 1])
     local out = { 'ok', redis.call('ZCARD', FILES), -1 }
+    -- No catalogue line is shorter than 40 bytes: read no more names than a page can hold.
+    local step = math.min(64, math.ceil(budget / 40))
     local used, i = 0, offset
     while true do
-        local batch = redis.call('ZRANGE', FILES, i, i + 63)
+        local batch = redis.call('ZRANGE', FILES, i, i + step - 1)
         if #batch == 0 then break end
         local lines = redis.call('HMGET', CATALOGUE, unpack(batch))
         for j, n in ipairs(batch) do
@@ -628,13 +637,18 @@ function ops.expire(now)
     return { 'ok', #expired }
 end
 
-local run = ops[op]
-if not run then return { 'err', 'unavailable', 'unknown operation ' .. tostring(op) } end
-local ok, result = pcall(run, now_ms())
-if ok then return result end
-if type(result) == 'table' and result.store then
-    return { 'err', result.store, result.a or '', result.b or '' }
+-- The function's body: args are the op and the settings (see the first lines), then the op's.
+local function entry(_, args)
+    configure(args)
+    local run = ops[args[1]]
+    if not run then return { 'err', 'unavailable', 'unknown operation ' .. tostring(args[1]) } end
+    local ok, result = pcall(run, now_ms())
+    if ok then return result end
+    if type(result) == 'table' and result.store then
+        return { 'err', result.store, result.a or '', result.b or '' }
+    end
+    -- An error of Redis itself (say WRONGTYPE: a key holding something this store did not
+    -- write).
+    if type(result) == 'table' and result.err then return { 'err', 'unavailable', result.err } end
+    return { 'err', 'unavailable', tostring(result) }
 end
--- An error of Redis itself (say WRONGTYPE: a key holding something this store did not write).
-if type(result) == 'table' and result.err then return { 'err', 'unavailable', result.err } end
-return { 'err', 'unavailable', tostring(result) }
