@@ -346,49 +346,55 @@ local WINDOW = 512
 -- (string.find skips whole bytes of 0x00 or 0xff): usually one call per peer. Bits past the
 -- stored string read as clear, so a bitmap cut short lists what it holds.
 local MAX_LISTED_RANGES_BYTES = 200
-local function listed_ranges(key, count, chunks)
-    local windows = {}
-    local function window(w)
-        local bytes = windows[w]
-        if bytes == nil then
-            bytes = redis.call('GETRANGE', key, w * WINDOW, (w + 1) * WINDOW - 1)
-            windows[w] = bytes
-        end
-        return bytes
+-- The bitmap being listed: its key and the windows read of it so far.
+local listing_key, listing_windows
+local function window(w)
+    local bytes = listing_windows[w]
+    if bytes == nil then
+        bytes = redis.call('GETRANGE', listing_key, w * WINDOW, (w + 1) * WINDOW - 1)
+        listing_windows[w] = bytes
     end
-    -- The first chunk at or after pos whose bit is set (want_one) or clear; `chunks` if none.
-    local function find(pos, want_one)
-        while pos < chunks do
-            local w = math.floor(pos / (WINDOW * 8))
-            local bytes, base = window(w), w * WINDOW * 8
-            local i = pos - base
-            local at = math.floor(i / 8) + 1
-            if at > #bytes then
-                if want_one then return chunks end
-                return pos
-            end
-            local bit = math.floor(string.byte(bytes, at) / 2 ^ (7 - i % 8)) % 2
-            if (bit == 1) == want_one then return pos end
-            if i % 8 == 0 then
-                local next_byte = string.find(bytes, want_one and '[^%z]' or '[^\255]', at)
-                if not next_byte then
-                    pos = base + #bytes * 8
-                elseif next_byte > at then
-                    pos = base + (next_byte - 1) * 8
-                else
-                    pos = pos + 1
-                end
+    return bytes
+end
+-- MASK[k]: the bit of chunk k of a byte (chunk 0 is the top bit, as SETBIT numbers them).
+local MASK = { [0] = 128, 64, 32, 16, 8, 4, 2, 1 }
+-- The first chunk at or after pos (below chunks) whose bit is set (want_one) or clear;
+-- `chunks` if none.
+local function find(pos, want_one, chunks)
+    while pos < chunks do
+        local w = math.floor(pos / (WINDOW * 8))
+        local bytes, base = window(w), w * WINDOW * 8
+        local i = pos - base
+        local at = math.floor(i / 8) + 1
+        if at > #bytes then
+            if want_one then return chunks end
+            return pos
+        end
+        -- (`bit` exists only while a call runs, not while the library loads.)
+        local set = bit.band(string.byte(bytes, at), MASK[i % 8]) ~= 0
+        if set == want_one then return pos end
+        if i % 8 == 0 then
+            local next_byte = string.find(bytes, want_one and '[^%z]' or '[^\255]', at)
+            if not next_byte then
+                pos = base + #bytes * 8
+            elseif next_byte > at then
+                pos = base + (next_byte - 1) * 8
             else
                 pos = pos + 1
             end
+        else
+            pos = pos + 1
         end
-        return chunks
     end
+    return chunks
+end
+local function listed_ranges(key, count, chunks)
+    listing_key, listing_windows = key, {}
     local out, text_len, found, pos = {}, 0, 0, 0
     while found < count and pos < chunks do
-        local s = find(pos, true)
+        local s = find(pos, true, chunks)
         if s >= chunks then break end
-        local e = find(s, false) - 1
+        local e = find(s, false, chunks) - 1
         text_len = text_len + ((s == e) and 8 or 16)
         if text_len > MAX_LISTED_RANGES_BYTES then return false end
         -- As the answer spells them: a lone chunk is one number.
