@@ -1,6 +1,8 @@
 -- The swarm store of protocol.txt §1 as one Redis function, so every operation is atomic on the
 -- server and a receive batch is one pipeline of FCALL calls (one round trip). It keeps the
 -- same rules as the in-memory store (store/memory): keys, caps, each host's share, expiry.
+-- Longer than most modules: Redis loads one library as one unit, and the bookkeeping (rows,
+-- totals, host shares) is one invariant, as in store/memory/mod.rs.
 --
 -- ARGV: op, prefix, ttl_ms, max_files, max_peers, max_peers_per_file, max_rows, max_bits,
 --       quota_files, quota_rows, quota_ports, quota_peers_per_file, quota_bits, then the op's.
