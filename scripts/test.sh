@@ -27,6 +27,8 @@ cargo build --workspace --bins --locked
 figures="${CARGO_TARGET_DIR:-target}/tmp/hostile-figures.txt"
 rm -f "$figures"
 cargo test --workspace --locked
+# The HTTP API against its OpenAPI document (schemathesis; fails under CI when it cannot run).
+scripts/http-api-check.sh
 if [ -s "$figures" ]; then
     echo "== hostile clients against a peer daemon (outcome, daemon peak RSS)"
     sed 's/^/  /' "$figures"

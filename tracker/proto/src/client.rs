@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::{
     AnnounceIntervals, ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary,
-    ListedFile, PeerEntry, PeerKey, PunchNotice, RelayOffer, Request, RequestKind, Response,
-    ResponseKind, TrackerMessage, MAX_DATAGRAM_BYTES,
+    ListedFile, NamePattern, PeerEntry, PeerKey, PunchNotice, RelayOffer, Request, RequestKind,
+    Response, ResponseKind, TrackerMessage, MAX_DATAGRAM_BYTES,
 };
 
 /// How the client talks to the tracker.
@@ -280,11 +280,26 @@ impl TrackerClient {
 
     /// Flag 6: the whole catalogue, following every page.
     pub async fn list_files(&self) -> Result<Vec<ListedFile>, ClientError> {
+        self.list_files_matching(None).await
+    }
+
+    /// Flag 6 with `match=`: the files whose names `pattern` matches (every file for `None`),
+    /// following every page.
+    pub async fn list_files_matching(
+        &self,
+        pattern: Option<&NamePattern>,
+    ) -> Result<Vec<ListedFile>, ClientError> {
         let mut all = Vec::new();
         let mut seen = HashSet::new();
         let mut offset = 0;
         for _ in 0..MAX_PAGES {
-            match self.request(RequestKind::ListFiles { offset }).await? {
+            match self
+                .request(RequestKind::ListFiles {
+                    offset,
+                    pattern: pattern.cloned(),
+                })
+                .await?
+            {
                 ResponseKind::Files { files, next, .. } => {
                     all.extend(files.into_iter().filter(|f| seen.insert(f.name.clone())));
                     match next {

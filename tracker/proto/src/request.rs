@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::error::{hex_field, ParseError};
+use crate::pattern::NamePattern;
 use crate::token::{datagram_text, parse_u32, parse_u64, Line};
 use crate::types::{
     is_unicast, parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName,
@@ -60,8 +61,12 @@ pub enum RequestKind {
         file: Option<FileName>,
         announce: SocketAddr,
     },
-    /// Flag 6: the file catalogue, page starting at `offset`.
-    ListFiles { offset: u32 },
+    /// Flag 6: the file catalogue, page starting at `offset`; with `pattern` (`match=`) only
+    /// the names it matches.
+    ListFiles {
+        offset: u32,
+        pattern: Option<NamePattern>,
+    },
     /// Flag 7: one file's description and swarm counts.
     Query { file: FileName },
     /// Flag 8: ask the tracker to send `PUNCH <file> <me>` to `target`'s latest UDP address.
@@ -235,8 +240,18 @@ fn parse_kind(flag: &str, line: &mut Line<'_>) -> Result<RequestKind, ParseError
         },
         "6" => {
             line.expect_positional(&[])?;
+            let pattern = line
+                .take("match")
+                .map(|v| {
+                    NamePattern::new(v).map_err(|e| ParseError::BadField {
+                        field: "match",
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?;
             RequestKind::ListFiles {
                 offset: offset(line)?,
+                pattern,
             }
         }
         "7" => {
@@ -321,9 +336,12 @@ impl fmt::Display for Request {
                 }
                 write!(f, " {announce}")?;
             }
-            RequestKind::ListFiles { offset } => {
+            RequestKind::ListFiles { offset, pattern } => {
                 if *offset != 0 {
                     write!(f, " offset={offset}")?;
+                }
+                if let Some(pattern) = pattern {
+                    write!(f, " match={pattern}")?;
                 }
             }
             RequestKind::Query { file } => write!(f, " {file}")?,

@@ -90,7 +90,12 @@ fn request_kind() -> impl Strategy<Value = RequestKind> {
         (file_info(), addr()).prop_map(|(info, announce)| RequestKind::Share { info, announce }),
         (prop::option::of(file_name()), addr())
             .prop_map(|(file, announce)| RequestKind::Exit { file, announce }),
-        any::<u32>().prop_map(|offset| RequestKind::ListFiles { offset }),
+        (any::<u32>(), prop::option::of("[a-z.*?]{1,20}")).prop_map(|(offset, pattern)| {
+            RequestKind::ListFiles {
+                offset,
+                pattern: pattern.map(|p| NamePattern::new(&p).unwrap()),
+            }
+        }),
         file_name().prop_map(|file| RequestKind::Query { file }),
         (file_name(), unicast_addr(), own_addr())
             .prop_map(|(file, target, me)| RequestKind::Punch { file, target, me }),
@@ -325,7 +330,38 @@ fn seed_forms_parse() {
         }
     );
     let r = Request::parse(b"REQUEST 6\n").unwrap();
-    assert_eq!(r.kind, RequestKind::ListFiles { offset: 0 });
+    assert_eq!(
+        r.kind,
+        RequestKind::ListFiles {
+            offset: 0,
+            pattern: None
+        }
+    );
+    let r = Request::parse(b"REQUEST 6 match=*temps* offset=3").unwrap();
+    assert_eq!(
+        r.kind,
+        RequestKind::ListFiles {
+            offset: 3,
+            pattern: Some(NamePattern::new("*temps*").unwrap())
+        }
+    );
+    assert_eq!(r.to_string(), "REQUEST 6 offset=3 match=*temps*");
+    for bad in [
+        &b"REQUEST 6 match="[..],
+        b"REQUEST 6 match=a/b",
+        b"REQUEST 6 match=*.mkv match=*.mp4",
+    ] {
+        let e = Request::parse(bad).unwrap_err();
+        assert!(
+            matches!(e.code(), ErrorCode::BadField | ErrorCode::ExtraField),
+            "{e:?}"
+        );
+    }
+    let long = format!("REQUEST 6 match={}", "*".repeat(65));
+    assert_eq!(
+        Request::parse(long.as_bytes()).unwrap_err().code(),
+        ErrorCode::BadField
+    );
     let r = Request::parse(b"REQUEST 1 a.txt offset=20 tid=9\r\n").unwrap();
     assert_eq!(
         r.kind,

@@ -3,9 +3,15 @@
 //!
 //! [`Tracker::handle`] is the whole protocol decision: bytes and source in, an [`Outcome`] out
 //! ([`Tracker::handle_batch`] does a receive batch, handing the store all of its work at once),
-//! so tests and benches need no sockets. Every trust rule (cookies, whose addresses a source may
-//! announce, PUNCH origins, rate limits) is applied here, before the store sees a request;
-//! answers never amplify towards an unverified source (protocol.txt §1.6).
+//! so tests and benches need no sockets. [`Tracker::handle_typed`] is the same decision for a
+//! front end that renders its own format (the HTTP/JSON API): a typed request in, a [`Reply`]
+//! out, through the same planning, trust rules and store. Every trust rule (cookies, whose
+//! addresses a source may announce, PUNCH origins, rate limits) is applied here, before the
+//! store sees a request; answers never amplify towards an unverified source (protocol.txt §1.6).
+//!
+//! About 700 lines without tests: planning, the store round trip and rendering share the
+//! private per-request state (`Parsed`, `Body`) of one batch, which a split would have to make
+//! crate-visible; the typed entry point for the HTTP front end lives in `handler/typed.rs`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,15 +20,24 @@ use log::debug;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, RelayOffer, Request,
-    RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, ListedFile, PageBody, PeersHeader, PunchNotice,
+    RelayOffer, Request, RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
+use crate::file_index::FileIndex;
 use crate::host::Host;
+use crate::metrics::{Counters, Withheld};
 use crate::rate_limit::{PunchLimiter, Refusal};
-use crate::store::{Announcer, Done, MemoryStore, Op, StoreError, SwarmStore, Task};
+use crate::store::{
+    Announcer, Done, FileSink, MemoryStore, Op, PeerSink, StoreError, SwarmStore, Task,
+};
+
+mod typed;
+
+use typed::Listing;
+pub use typed::{Refused, Reply};
 
 /// What to send after handling one datagram.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -39,6 +54,8 @@ pub struct Tracker<S: SwarmStore = MemoryStore> {
     store: S,
     cookies: CookieJar,
     punches: Mutex<PunchLimiter>,
+    files_by_id: FileIndex,
+    counters: Counters,
 }
 
 impl Tracker<MemoryStore> {
@@ -64,6 +81,8 @@ fn salvage_tid(datagram: &[u8]) -> Option<u32> {
 impl<S: SwarmStore> Tracker<S> {
     pub fn with_store(config: ServerConfig, store: S) -> Self {
         Tracker {
+            files_by_id: FileIndex::new(config.limits.max_files.saturating_mul(2)),
+            counters: Counters::default(),
             config,
             cookies: store
                 .cookie_secret()
@@ -82,6 +101,16 @@ impl<S: SwarmStore> Tracker<S> {
         &self.store
     }
 
+    /// What the UDP front end counted (requests, errors, withheld answers).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The ids of the files this tracker has seen described, to find a file by content.
+    pub fn files_by_id(&self) -> &FileIndex {
+        &self.files_by_id
+    }
+
     /// Frees the rows of peers silent for longer than the TTL.
     pub fn expire(&self, now: Instant) {
         self.store.expire(now);
@@ -94,7 +123,11 @@ impl<S: SwarmStore> Tracker<S> {
             Prepared::Done(outcome) => outcome,
             Prepared::Apply(p) => {
                 let p = [p];
-                self.finish(&p, now).pop().unwrap_or_default()
+                let (answer, punch) = self
+                    .finish(&p, now)
+                    .pop()
+                    .unwrap_or_else(|| (Err(unavailable("the store gave no answer")), None));
+                self.outcome(&p[0], answer, punch)
             }
         }
     }
@@ -118,8 +151,8 @@ impl<S: SwarmStore> Tracker<S> {
         if pending.is_empty() {
             return;
         }
-        for (p, outcome) in pending.iter().zip(self.finish(&pending, now)) {
-            push_outcome(out, p.reply_to, outcome);
+        for (p, (answer, punch)) in pending.iter().zip(self.finish(&pending, now)) {
+            push_outcome(out, p.reply_to, self.outcome(p, answer, punch));
         }
     }
 
@@ -140,9 +173,14 @@ impl<S: SwarmStore> Tracker<S> {
         }
         let exempt = !self.config.require_cookies && exempt(source.ip());
         let request = match Request::parse(datagram) {
-            Ok(r) => r,
+            Ok(r) => {
+                self.counters.request(Some(r.kind.flag()));
+                r
+            }
             Err(e) => {
                 debug!("bad request from {source}: {e}");
+                self.counters.request(None);
+                self.counters.error(e.code());
                 let tid = salvage_tid(datagram);
                 let text = Response::error(tid, e.code(), &e.to_string()).encode();
                 return Prepared::Done(self.guarded(
@@ -172,13 +210,24 @@ impl<S: SwarmStore> Tracker<S> {
             reply_to,
             verified,
             len: datagram.len(),
+            typed_page: None,
         })
     }
 
     /// Plans every parsed request, runs the store's part of all of them at once, and renders
-    /// each answer.
-    fn finish(&self, batch: &[Parsed], now: Instant) -> Vec<Outcome> {
-        let mut bodies: Vec<Option<PageBody>> = batch.iter().map(|_| None).collect();
+    /// each answer (with the PUNCH notice to relay, if any).
+    fn finish(&self, batch: &[Parsed], now: Instant) -> Vec<(AnswerResult, Punch)> {
+        let mut bodies: Vec<Body> = batch
+            .iter()
+            .map(|p| match p.typed_page {
+                None => Body::Text(None),
+                Some(limit) => Body::Typed(Listing {
+                    limit,
+                    peers: Vec::new(),
+                    files: Vec::new(),
+                }),
+            })
+            .collect();
         let mut planned = Vec::with_capacity(batch.len());
         let mut results = {
             let mut tasks = Vec::with_capacity(batch.len());
@@ -217,23 +266,23 @@ impl<S: SwarmStore> Tracker<S> {
                         None => Err(unavailable("the store gave no answer")),
                     },
                 };
-                self.outcome(p, answer, punch)
+                (answer, punch)
             })
             .collect()
     }
 
     /// The answer datagram for `answer`, guarded against amplification.
-    fn outcome(
-        &self,
-        p: &Parsed,
-        answer: Result<Answer, (ErrorCode, String)>,
-        punch: Option<(SocketAddr, Vec<u8>)>,
-    ) -> Outcome {
+    fn outcome(&self, p: &Parsed, answer: AnswerResult, punch: Punch) -> Outcome {
         let tid = p.request.tid;
         let (text, is_error) = match answer {
             Ok(Answer::Text(text)) => (text, false),
+            Ok(Answer::Typed(reply)) => {
+                let (code, text) = unavailable(&format!("a datagram was answered with {reply:?}"));
+                (Response::error(tid, code, &text).encode(), true)
+            }
             Ok(Answer::Kind(kind)) => (Response::new(tid, kind).encode(), false),
             Err((code, text)) => {
+                self.counters.error(code);
                 debug!(
                     "refused flag {} from {}: {text}",
                     p.request.kind.flag(),
@@ -264,6 +313,7 @@ impl<S: SwarmStore> Tracker<S> {
             };
         }
         if is_error {
+            self.counters.withheld(Withheld::Silent);
             debug!("not answering {ip}: error would amplify");
             return Outcome::default();
         }
@@ -278,9 +328,11 @@ impl<S: SwarmStore> Tracker<S> {
         reply.cookie = Some(self.cookies.issue(ip, unix_secs()));
         let text = Response::new(tid, ResponseKind::Error(reply)).encode();
         if text.len() > 3 * request_len {
+            self.counters.withheld(Withheld::Silent);
             debug!("not answering {ip}: even the cookie answer would amplify");
             return Outcome::default();
         }
+        self.counters.withheld(Withheld::Cookie);
         Outcome {
             reply: Some(text.into_bytes()),
             punch: None,
@@ -386,7 +438,7 @@ impl<S: SwarmStore> Tracker<S> {
     fn plan<'a>(
         &self,
         parsed: &'a Parsed,
-        body: &'a mut Option<PageBody>,
+        body: &'a mut Body,
     ) -> Result<Option<Task<'a>>, (ErrorCode, String)> {
         let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
         let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
@@ -420,12 +472,9 @@ impl<S: SwarmStore> Tracker<S> {
                 let join = announce.map(who).transpose()?;
                 let intervals = Some(self.config.intervals);
                 // The page is sized by the header of the counts the store sees as it lists.
-                Op::Peers {
-                    file,
-                    offset: *offset,
-                    join,
-                    sink: Box::new(move |summary, peer| {
-                        body.get_or_insert_with(|| {
+                let sink: PeerSink<'a> = match body {
+                    Body::Text(slot) => Box::new(move |summary, peer| {
+                        slot.get_or_insert_with(|| {
                             let header = PeersHeader {
                                 refresh,
                                 file: summary,
@@ -435,16 +484,38 @@ impl<S: SwarmStore> Tracker<S> {
                         })
                         .push(peer)
                     }),
+                    Body::Typed(listing) => Box::new(move |_, peer| listing.push_peer(peer)),
+                };
+                Op::Peers {
+                    file,
+                    offset: *offset,
+                    join,
+                    sink,
                 }
             }
-            RequestKind::ListFiles { offset } => {
+            RequestKind::ListFiles { offset, pattern } => {
                 Self::check_offset(*offset, self.config.limits.max_files)?;
+                // A name the pattern does not match is passed over, so the store goes on to
+                // the next one: a page fills with matching names only.
+                let wanted = move |file: &ListedFile| {
+                    pattern
+                        .as_ref()
+                        .is_none_or(|p| p.matches(file.name.as_str()))
+                };
+                let sink: FileSink<'a> = match body {
+                    Body::Text(slot) => Box::new(move |file| {
+                        !wanted(file)
+                            || slot
+                                .get_or_insert_with(|| PageBody::for_files(max, tid))
+                                .push(file)
+                    }),
+                    Body::Typed(listing) => {
+                        Box::new(move |file| !wanted(file) || listing.push_file(file))
+                    }
+                };
                 Op::Files {
                     offset: *offset,
-                    sink: Box::new(move |file| {
-                        body.get_or_insert_with(|| PageBody::for_files(max, tid))
-                            .push(file)
-                    }),
+                    sink,
                 }
             }
             RequestKind::Query { file } => Op::Query { file },
@@ -485,10 +556,10 @@ impl<S: SwarmStore> Tracker<S> {
         &self,
         parsed: &Parsed,
         done: Result<Done, StoreError>,
-        body: Option<PageBody>,
+        body: Body,
         now: Instant,
-        punch: &mut Option<(SocketAddr, Vec<u8>)>,
-    ) -> Result<Answer, (ErrorCode, String)> {
+        punch: &mut Punch,
+    ) -> AnswerResult {
         let (request, source) = (&parsed.request, parsed.source);
         let done = done.map_err(|e| {
             if let StoreError::Unavailable(why) = &e {
@@ -504,6 +575,17 @@ impl<S: SwarmStore> Tracker<S> {
         let tid = request.tid;
         Ok(Answer::Kind(match (&request.kind, done) {
             (RequestKind::Peers { .. } | RequestKind::Refresh { .. }, Done::Peers(page)) => {
+                self.files_by_id.learn(&page.head.info);
+                let body = match body {
+                    Body::Text(body) => body,
+                    Body::Typed(listing) => {
+                        return Ok(Answer::Typed(Reply::Peers {
+                            file: page.head,
+                            peers: listing.peers,
+                            next: page.next,
+                        }))
+                    }
+                };
                 let header = PeersHeader {
                     refresh: matches!(request.kind, RequestKind::Refresh { .. }),
                     file: &page.head,
@@ -513,12 +595,28 @@ impl<S: SwarmStore> Tracker<S> {
                 return Ok(Answer::Text(body.finish_peers(header, page.next, tid)));
             }
             (RequestKind::ListFiles { .. }, Done::Files(page)) => {
+                let body = match body {
+                    Body::Text(body) => body,
+                    Body::Typed(listing) => {
+                        return Ok(Answer::Typed(Reply::Files {
+                            total: page.head,
+                            files: listing.files,
+                            next: page.next,
+                        }))
+                    }
+                };
                 let body = body.unwrap_or_else(|| PageBody::for_files(max, tid));
                 return Ok(Answer::Text(body.finish_files(page.head, page.next, tid)));
             }
-            (RequestKind::Query { .. }, Done::File(summary)) => ResponseKind::File(summary),
+            (RequestKind::Query { .. }, Done::File(summary)) => {
+                self.files_by_id.learn(&summary.info);
+                ResponseKind::File(summary)
+            }
             (RequestKind::Chunks { .. }, Done::Ok) => ResponseKind::Ok(Ack::Chunks),
-            (RequestKind::Share { .. }, Done::Ok) => ResponseKind::Ok(Ack::Share),
+            (RequestKind::Share { info, .. }, Done::Ok) => {
+                self.files_by_id.learn(info);
+                ResponseKind::Ok(Ack::Share)
+            }
             (RequestKind::Exit { .. }, Done::Ok) => ResponseKind::Ok(Ack::Exit),
             (RequestKind::Heartbeat { .. }, Done::Alive(files)) => ResponseKind::Alive { files },
             (RequestKind::Punch { file, target, me }, Done::PunchTo(target_udp)) => {
@@ -577,7 +675,18 @@ struct Parsed {
     reply_to: SocketAddr,
     verified: bool,
     len: usize,
+    /// For a typed request ([`Tracker::handle_typed`]): the most entries a listing holds.
+    typed_page: Option<usize>,
 }
+
+/// Where a listing's entries go while the store walks it: a datagram page, or typed entries.
+enum Body {
+    Text(Option<PageBody>),
+    Typed(Listing),
+}
+
+type AnswerResult = Result<Answer, (ErrorCode, String)>;
+type Punch = Option<(SocketAddr, Vec<u8>)>;
 
 enum Prepared {
     Done(Outcome),
@@ -591,10 +700,12 @@ fn push_outcome(out: &mut Vec<(SocketAddr, Vec<u8>)>, reply_to: SocketAddr, outc
     out.extend(outcome.punch);
 }
 
-/// An answer as the request logic produces it: a value, or a page already rendered to text.
+/// An answer as the request logic produces it: a value, a page already rendered to text, or
+/// a typed listing.
 enum Answer {
     Kind(ResponseKind),
     Text(String),
+    Typed(Reply),
 }
 
 #[cfg(test)]

@@ -9,8 +9,11 @@
 pub mod batch;
 mod config;
 pub mod cookie;
+pub mod file_index;
 mod handler;
 pub mod host;
+pub mod http;
+pub mod metrics;
 mod rate_limit;
 pub mod store;
 mod udp;
@@ -18,5 +21,5 @@ mod udp;
 pub use config::{
     RelayConfig, ServerConfig, DEFAULT_CREDENTIAL_TTL, MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
 };
-pub use handler::{Outcome, Tracker};
+pub use handler::{Outcome, Refused, Reply, Tracker};
 pub use udp::{bind_sockets, serve};

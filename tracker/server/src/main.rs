@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::store::{redacted, Limits, MemoryStore, RedisConfig, RedisStore};
+use tracker::store::{redacted, Limits, MemoryStore, RedisConfig, RedisStore, SwarmStore};
 use tracker::{
     bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
     MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
@@ -161,6 +161,12 @@ struct Args {
     /// listening IP); announcements may carry addresses of it. Repeatable.
     #[arg(long, value_name = "IP", requires = "turn")]
     turn_relay_ip: Vec<IpAddr>,
+
+    /// Also serve the HTTP/JSON API (seed 000's /api/peers/register, /api/files ...; the
+    /// OpenAPI document at /api/openapi.json) on this TCP address, over the same swarms and
+    /// trust rules as UDP. Off by default; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<SocketAddr>,
 }
 
 fn main() -> Result<()> {
@@ -308,12 +314,25 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         }
         None => None,
     };
+    let http = match args.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| bind_error(e, addr, "TCP (--http)"))?,
+        ),
+        None => None,
+    };
+    let listeners = Listeners {
+        local,
+        stun_tcp,
+        http,
+    };
     let url = match &args.store {
         StoreSpec::Memory => None,
         StoreSpec::Redis(url) => Some(url.clone()),
     };
     let Some(url) = url else {
-        return run_in_memory(args, config, sockets, local, stun_tcp, workers).await;
+        return run_in_memory(args, config, sockets, listeners, workers).await;
     };
     // Reached before the startup line: a tracker without its store never says it listens.
     let redis = RedisConfig {
@@ -331,52 +350,61 @@ async fn run(args: Args, workers: usize) -> Result<()> {
                 redacted(&url)
             )
         })?;
-    announce(
-        local,
-        stun_tcp.as_ref(),
-        workers,
-        &config,
-        &format!("Redis at {}", redacted(&url)),
-    )?;
+    listeners.announce(workers, &config, &format!("Redis at {}", redacted(&url)))?;
     let tracker = Arc::new(Tracker::with_store(config, store));
-    spawn_stun_tcp(stun_tcp);
+    listeners.spawn(&tracker);
     serve(sockets, tracker)
         .await
         .context("tracker UDP service failed")
 }
 
-/// Prints the startup lines (what scripts wait for) and logs the setup.
-fn announce(
+/// What the tracker listens on besides its UDP sockets' address: STUN over TCP and the HTTP
+/// front end, when asked for.
+struct Listeners {
     local: SocketAddr,
-    stun_tcp: Option<&TcpListener>,
-    workers: usize,
-    config: &ServerConfig,
-    store: &str,
-) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "tracker listening on {local}")?;
-    if let Some(listener) = stun_tcp {
-        writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
-    }
-    out.flush()?;
-    drop(out);
-    log::info!(
-        "{workers} workers, swarms in {store}, TTL {:?}, answers up to {} bytes",
-        config.ttl,
-        config.max_response_bytes
-    );
-    Ok(())
+    stun_tcp: Option<TcpListener>,
+    http: Option<TcpListener>,
 }
 
-fn spawn_stun_tcp(listener: Option<TcpListener>) {
-    if let Some(listener) = listener {
-        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
-        // (a minute of failing accepts), the tracker keeps answering on UDP.
-        tokio::spawn(async move {
-            if let Err(e) = stun::responder::serve_tcp(listener).await {
-                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
-            }
-        });
+impl Listeners {
+    /// Prints the startup lines (what scripts wait for) and logs the setup.
+    fn announce(&self, workers: usize, config: &ServerConfig, store: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "tracker listening on {}", self.local)?;
+        if let Some(listener) = &self.stun_tcp {
+            writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
+        }
+        if let Some(listener) = &self.http {
+            writeln!(out, "http listening on {}", listener.local_addr()?)?;
+        }
+        out.flush()?;
+        drop(out);
+        log::info!(
+            "{workers} workers, swarms in {store}, TTL {:?}, answers up to {} bytes",
+            config.ttl,
+            config.max_response_bytes
+        );
+        Ok(())
+    }
+
+    /// Serves STUN over TCP and HTTP beside the UDP tracker. Neither is the tracker's main job:
+    /// when one gives up (STUN: a minute of failing accepts), the tracker keeps serving UDP.
+    fn spawn<S: SwarmStore + 'static>(self, tracker: &Arc<Tracker<S>>) {
+        if let Some(listener) = self.stun_tcp {
+            tokio::spawn(async move {
+                if let Err(e) = stun::responder::serve_tcp(listener).await {
+                    log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+                }
+            });
+        }
+        if let Some(listener) = self.http {
+            let tracker = Arc::clone(tracker);
+            tokio::spawn(async move {
+                if let Err(e) = tracker::http::serve(listener, tracker, Default::default()).await {
+                    log::error!("the HTTP front end stopped; the tracker keeps serving UDP: {e}");
+                }
+            });
+        }
     }
 }
 
@@ -385,8 +413,7 @@ async fn run_in_memory(
     args: Args,
     config: ServerConfig,
     sockets: Vec<std::net::UdpSocket>,
-    local: SocketAddr,
-    stun_tcp: Option<TcpListener>,
+    listeners: Listeners,
     workers: usize,
 ) -> Result<()> {
     // Loaded before the startup line: a tracker that cannot have its state never says it
@@ -396,7 +423,7 @@ async fn run_in_memory(
         Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
         None => None,
     };
-    announce(local, stun_tcp.as_ref(), workers, &config, "memory")?;
+    listeners.announce(workers, &config, "memory")?;
     let tracker = Arc::new(Tracker::with_store(config, store));
     if let Some(state) = &state {
         // Written once now: a path that cannot be written fails at start, not at shutdown.
@@ -413,7 +440,7 @@ async fn run_in_memory(
             }
         });
     }
-    spawn_stun_tcp(stun_tcp);
+    listeners.spawn(&tracker);
     let served = serve(sockets, Arc::clone(&tracker));
     let Some(state) = state else {
         return served.await.context("tracker UDP service failed");

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,26 @@ pub struct TrackerProcess {
 impl TrackerProcess {
     /// Starts `tracker --bind 127.0.0.1:0 <extra>` and waits for its startup line.
     pub fn start(extra: &[&str]) -> TrackerProcess {
+        TrackerProcess::start_reading(extra, 1).0
+    }
+
+    /// Starts `tracker --bind 127.0.0.1:0 --http 127.0.0.1:0 <extra>`: the process and the
+    /// HTTP address it printed.
+    pub fn start_http(extra: &[&str]) -> (TrackerProcess, SocketAddr) {
+        let mut args = vec!["--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (tracker, lines) = TrackerProcess::start_reading(&args, 2);
+        let http = lines[1]
+            .trim()
+            .strip_prefix("http listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line {:?}", lines[1]))
+            .parse()
+            .expect("the http line carries an address");
+        (tracker, http)
+    }
+
+    /// Starts the tracker and waits for its first `count` stdout lines.
+    fn start_reading(extra: &[&str], count: usize) -> (TrackerProcess, Vec<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
             .args(["--bind", "127.0.0.1:0"])
             .args(extra)
@@ -33,20 +55,28 @@ impl TrackerProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut reader = BufReader::new(stdout);
+            let mut lines = Vec::new();
+            for _ in 0..count {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                lines.push(line);
+            }
+            let _ = tx.send(lines);
+            // Keep the pipe open and drained, so the tracker never blocks on stdout.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
-        let line = rx
+        let lines = rx
             .recv_timeout(PATIENCE)
             .expect("tracker printed no startup line");
+        let line = &lines[0];
         let addr = line
             .trim()
             .strip_prefix("tracker listening on ")
             .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
             .parse()
             .expect("startup line carries an address");
-        TrackerProcess { addr, child }
+        (TrackerProcess { addr, child }, lines)
     }
 
     /// Sends SIGTERM and waits for the process to end; returns whether it exited successfully.
