@@ -764,6 +764,12 @@ fn the_redis_store_answers_as_the_memory_store_does() {
             requests.push(format!("REQUEST 1 {big}"));
         }
         requests.push("REQUEST 6 offset=1".to_string());
+        // Name filters thin pages out: the store must read on until the page is full.
+        for filter in ["*big", "*crowd", "*f3", "*nothing*", "n*", "*f*"] {
+            for offset in [0, 1, 3] {
+                requests.push(format!("REQUEST 6 match={filter} offset={offset}"));
+            }
+        }
         let source = SocketAddr::from(([127, 0, 0, 1], 40_000));
         for request in &requests {
             let from_redis = in_redis.handle(request.as_bytes(), source, now).reply;

@@ -147,19 +147,16 @@ fn stop(v: &Value) -> Result<Option<u32>, StoreError> {
 }
 
 /// The answer to `op` from its script reply.
-pub(super) fn done(op: &mut Op<'_>, reply: &Value) -> Result<Done, StoreError> {
-    let items = match reply {
-        Value::Array(items) => items.as_slice(),
-        Value::ServerError(e) => {
-            return Err(StoreError::Unavailable(format!("Redis refused: {e:?}")))
-        }
-        other => return Err(bad(format!("{other:?} where a reply array was expected"))),
-    };
-    match items.first().map(text).transpose()? {
-        Some("ok") => {}
-        Some("err") => return Err(error_of(items)),
-        other => return Err(bad(format!("reply tagged {other:?}"))),
-    }
+///
+/// A catalogue page that a front end's name filter thinned out may need more lines than the
+/// script estimated: `more(from, factor)` asks Redis for the catalogue from index `from` with
+/// `factor` times the page's budget, until the page is full or the catalogue ends.
+pub(super) fn done(
+    op: &mut Op<'_>,
+    reply: &Value,
+    more: &mut dyn FnMut(u32, usize) -> Result<Value, StoreError>,
+) -> Result<Done, StoreError> {
+    let items = ok_items(reply)?;
     let field = |i: usize| items.get(i).ok_or_else(|| bad("a reply cut short"));
     Ok(match op {
         Op::Share { .. } | Op::Report { .. } | Op::Exit { .. } => Done::Ok,
@@ -185,27 +182,83 @@ pub(super) fn done(op: &mut Op<'_>, reply: &Value) -> Result<Done, StoreError> {
             Done::Peers(Page { head, next })
         }
         Op::Files { offset, sink } => {
-            let total = uint(field(1)?)?;
-            let mut next = stop(field(2)?)?;
-            for (i, file) in items[3..].chunks(5).enumerate() {
-                let [n, size, chunks, seeders, leechers] = file else {
-                    return Err(bad("a catalogue line cut short"));
-                };
-                let listed = ListedFile {
-                    name: name(n)?,
-                    size: uint(size)?,
-                    chunks: uint(chunks)?,
-                    seeders: uint(seeders)?,
-                    leechers: uint(leechers)?,
-                };
-                if !sink(&listed) {
-                    next = Some(offset.saturating_add(i as u32));
-                    break;
+            // The count is the one at this request's place in its batch; lines read on may
+            // show what later requests of the batch changed.
+            let (total, mut state) = files(items, *offset, sink)?;
+            let mut factor = 1usize;
+            loop {
+                match state {
+                    Catalogue::Done(next) => break Done::Files(Page { head: total, next }),
+                    Catalogue::More(from) => {
+                        factor = factor.saturating_mul(8);
+                        let reply = more(from, factor)?;
+                        state = files(ok_items(&reply)?, from, sink)?.1;
+                    }
                 }
             }
-            Done::Files(Page { head: total, next })
         }
     })
+}
+
+/// Where a catalogue page stands after one reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Catalogue {
+    /// Finished: the page is full (the sink refused a line there) or the catalogue ended.
+    Done(Option<u32>),
+    /// Every line Redis sent was taken or skipped by the sink (a front end's name filter
+    /// skipped some), and Redis stopped at this index because the lines it sent would have
+    /// filled the page: the page may still take lines from there.
+    More(u32),
+}
+
+/// Offers the catalogue lines of a `files` reply (a call that started at index `start`) to
+/// `sink`; the file count and where the page stands.
+fn files(
+    items: &[Value],
+    start: u32,
+    sink: &mut crate::store::FileSink<'_>,
+) -> Result<(u32, Catalogue), StoreError> {
+    let field = |i: usize| items.get(i).ok_or_else(|| bad("a reply cut short"));
+    let total = uint(field(1)?)?;
+    let stopped = stop(field(2)?)?;
+    for (i, file) in items[3..].chunks(5).enumerate() {
+        let [n, size, chunks, seeders, leechers] = file else {
+            return Err(bad("a catalogue line cut short"));
+        };
+        let listed = ListedFile {
+            name: name(n)?,
+            size: uint(size)?,
+            chunks: uint(chunks)?,
+            seeders: uint(seeders)?,
+            leechers: uint(leechers)?,
+        };
+        if !sink(&listed) {
+            return Ok((total, Catalogue::Done(Some(start.saturating_add(i as u32)))));
+        }
+    }
+    Ok((
+        total,
+        match stopped {
+            Some(at) => Catalogue::More(at),
+            None => Catalogue::Done(None),
+        },
+    ))
+}
+
+/// The items of a successful reply, or the error it carries.
+fn ok_items(reply: &Value) -> Result<&[Value], StoreError> {
+    let items = match reply {
+        Value::Array(items) => items.as_slice(),
+        Value::ServerError(e) => {
+            return Err(StoreError::Unavailable(format!("Redis refused: {e:?}")))
+        }
+        other => return Err(bad(format!("{other:?} where a reply array was expected"))),
+    };
+    match items.first().map(text).transpose()? {
+        Some("ok") => Ok(items),
+        Some("err") => Err(error_of(items)),
+        other => Err(bad(format!("reply tagged {other:?}"))),
+    }
 }
 
 /// How many peers one expiry call freed.

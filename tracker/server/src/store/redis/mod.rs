@@ -426,6 +426,18 @@ impl RedisStore {
         pipe.query(conn)
     }
 
+    /// One more catalogue call, from index `from` with `factor` times a page's budget (a page
+    /// a front end's filter thinned out).
+    fn catalogue_from(&self, from: u32, factor: usize) -> Result<Value, StoreError> {
+        let mut cmd = self.call("files");
+        cmd.arg(from).arg(self.page_bytes.saturating_mul(factor));
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().add_command(cmd);
+        self.execute(&pipe)?
+            .pop()
+            .ok_or_else(|| unavailable("Redis gave no answer to a catalogue call"))
+    }
+
     /// Logs an answer the store could not use, at most once per [`OUTAGE_LOG_EVERY`].
     fn log_bad_data(&self, why: &str) {
         let mut last = self.bad_data.lock();
@@ -547,7 +559,9 @@ impl SwarmStore for RedisStore {
             .iter_mut()
             .zip(slots)
             .map(|(task, slot)| {
-                let done = decode::done(&mut task.op, &replies[slot]);
+                let done = decode::done(&mut task.op, &replies[slot], &mut |from, factor| {
+                    self.catalogue_from(from, factor)
+                });
                 if let Err(StoreError::Unavailable(why)) = &done {
                     self.log_bad_data(&format!(
                         "answering 1204 UNAVAILABLE to {}: {why}",

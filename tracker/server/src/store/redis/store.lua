@@ -583,7 +583,8 @@ function ops.peers(now)
     return out
 end
 
--- Reply: ok, total files, stop index (-1: the end), then name, size, chunks, seeders, leechers.
+-- Reply: ok, total files, the index after the last line sent (-1: the end), then name, size,
+-- chunks, seeders, leechers per file.
 function ops.files(now)
     local offset, budget = tonumber(ARGV[A]), tonumber(ARGV[A + 1])
     local out = { 'ok', redis.call('ZCARD', FILES), -1 }
@@ -602,19 +603,21 @@ function ops.files(now)
             end
             local size, chunks, seeders, leechers = string.match(line, '^(%d+) (%d+) (%d+) (%-?%d+)$')
             if not size then fail('unavailable', 'catalogue line of ' .. n .. ': ' .. line) end
-            -- The line's length as the answer spells it:
-            -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n>".
-            used = used + 34 + #n + #size + #chunks + #seeders + #leechers
-            if used > budget then
-                out[3] = i
-                return out
-            end
             out[#out + 1] = n
             out[#out + 1] = size
             out[#out + 1] = chunks
             out[#out + 1] = seeders
             out[#out + 1] = leechers
             i = i + 1
+            -- The line's length as the answer spells it:
+            -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n>". The line that passes
+            -- the budget is sent too, so a page that is full is seen to be (its sink refuses
+            -- it); stopping short of the budget means a filter skipped lines.
+            used = used + 34 + #n + #size + #chunks + #seeders + #leechers
+            if used > budget then
+                out[3] = i
+                return out
+            end
         end
     end
     return out
