@@ -1,7 +1,10 @@
 //! Load benchmark: the release `tracker` binary on loopback under a mix of flags 1, 3 and 6
-//! (40/40/20) from many simulated peers, measured against a null responder in the same run.
-//! Prints requests/s, latency percentiles, CPU per request and RSS for each, and the tracker's
-//! ratio to the null responder.
+//! (40/40/20) from many simulated peers, measured against a null responder in the same run:
+//! the null responder, the tracker with its in-memory store, then the tracker with
+//! `--store redis://` on a `redis-server` this benchmark starts (skipped, saying so, when
+//! redis-server is not installed). Prints requests/s, latency percentiles, CPU per request and
+//! RSS for each, and each tracker's ratio to the null responder. The Redis row's CPU and RSS are
+//! the tracker's and redis-server's together: what a request costs wherever it is spent.
 //!
 //! The null responder is the ceiling: the same SO_REUSEPORT sockets (`bind_sockets`), the same
 //! `recvmmsg`/`sendmmsg` batches, and for every request a fixed `RESPONSE 6 files=0 tid=N`,
@@ -18,7 +21,8 @@
 //! default 2: every client is a sender and a receiver thread on the tracker's own cores, and with
 //! 8 of them on a 2-core machine the generator's scheduling delays, not the tracker, set the
 //! tail), LOAD_WORKERS (tracker --workers, default: its own default), LOAD_PIN=1 (one worker
-//! pinned to CPU 0 with `taskset`, the generator to CPU 1, as issue 15 measured).
+//! pinned to CPU 0 with `taskset`, the generator to CPU 1, as issue 15 measured; redis-server is
+//! pinned to CPU 0 beside the worker, so the Redis-backed tracker gets the same one core).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -45,29 +49,86 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-struct TrackerProcess(Child);
+/// The measured process, and the redis-server behind it for the Redis target.
+struct TrackerProcess(Child, Option<Child>);
 
-impl Drop for TrackerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl TrackerProcess {
+    /// CPU seconds used by the process and its redis-server.
+    fn cpu_secs(&self) -> f64 {
+        cpu_secs(self.0.id()) + self.1.as_ref().map_or(0.0, |r| cpu_secs(r.id()))
+    }
+
+    /// CPU seconds used by the redis-server alone.
+    fn redis_cpu_secs(&self) -> f64 {
+        self.1.as_ref().map_or(0.0, |r| cpu_secs(r.id()))
+    }
+
+    /// Resident memory of the process and its redis-server.
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.0.id()) + self.1.as_ref().map_or(0, |r| rss_kib(r.id()))
     }
 }
 
-/// What is measured: the tracker, or the null responder (the ceiling).
+impl Drop for TrackerProcess {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.0).chain(self.1.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What is measured: the null responder (the ceiling), or the tracker with one of its stores.
 #[derive(Clone, Copy, PartialEq)]
 enum Target {
     Null,
-    Tracker,
+    Memory,
+    Redis,
+}
+
+/// A redis-server on a free loopback port, persistent as a deployment would run it (append-only
+/// file, fsync every second) in a directory of its own; `None` when it is not installed.
+fn start_redis(dir: &std::path::Path) -> Option<(Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let mut cmd = if pinned() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "redis-server"]);
+        c
+    } else {
+        Command::new("redis-server")
+    };
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+    .arg("--dir")
+    .arg(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd.spawn().ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((child, port))
 }
 
 fn pinned() -> bool {
     std::env::var("LOAD_PIN").is_ok_and(|v| v == "1")
 }
 
-fn start(target: Target) -> (TrackerProcess, SocketAddr) {
+fn start(target: Target, redis: Option<(Child, u16)>) -> (TrackerProcess, SocketAddr) {
     let exe = match target {
-        Target::Tracker => std::path::PathBuf::from(env!("CARGO_BIN_EXE_tracker")),
+        Target::Memory | Target::Redis => std::path::PathBuf::from(env!("CARGO_BIN_EXE_tracker")),
         Target::Null => std::env::current_exe().expect("the benchmark's own path"),
     };
     let mut cmd = if pinned() {
@@ -80,7 +141,7 @@ fn start(target: Target) -> (TrackerProcess, SocketAddr) {
     match target {
         // The 1,000 simulated peers all come from 127.0.0.1 but stand for a host each: one
         // host's default share of the caps (10 %) would refuse a full heavy swarm.
-        Target::Tracker => {
+        Target::Memory | Target::Redis => {
             cmd.args(["--bind", "127.0.0.1:0", "--ip-share", "100"]);
         }
         Target::Null => {
@@ -93,9 +154,12 @@ fn start(target: Target) -> (TrackerProcess, SocketAddr) {
     } else {
         std::env::var("LOAD_WORKERS").ok()
     };
+    if let Some((_, port)) = &redis {
+        cmd.args(["--store", &format!("redis://127.0.0.1:{port}")]);
+    }
     if let Some(w) = workers {
         match target {
-            Target::Tracker => cmd.args(["--workers", &w]),
+            Target::Memory | Target::Redis => cmd.args(["--workers", &w]),
             Target::Null => cmd.env("LOAD_WORKERS", &w),
         };
     }
@@ -110,7 +174,7 @@ fn start(target: Target) -> (TrackerProcess, SocketAddr) {
         .next()
         .and_then(|a| a.parse().ok())
         .expect("address in startup line");
-    (TrackerProcess(child), addr)
+    (TrackerProcess(child, redis.map(|(r, _)| r)), addr)
 }
 
 /// The null responder's life: the tracker's sockets and batching, a fixed answer per request.
@@ -271,7 +335,13 @@ struct Figures {
     cpu_us: f64,
 }
 
-fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cpu: f64) -> Figures {
+fn report(
+    label: &str,
+    mut stats: Stats,
+    secs: f64,
+    process: &TrackerProcess,
+    tracker_cpu: f64,
+) -> Figures {
     stats.latencies_ns.sort_unstable();
     let figures = Figures {
         rate: stats.answered as f64 / secs,
@@ -286,7 +356,7 @@ fn report(label: &str, mut stats: Stats, secs: f64, tracker_pid: u32, tracker_cp
         percentile(&stats.latencies_ns, 0.50),
         percentile(&stats.latencies_ns, 0.99),
         percentile(&stats.latencies_ns, 0.999),
-        rss_kib(tracker_pid),
+        process.rss_kib(),
         tracker_cpu * 1e6 / stats.answered.max(1) as f64,
         tracker_cpu / secs * 100.0
     );
@@ -477,42 +547,67 @@ fn main() {
             "unpinned"
         }
     );
+    let redis_dir = std::env::temp_dir().join(format!("load-bench-redis-{}", std::process::id()));
     let mut figures = Vec::new();
     for (target, name) in [
         (Target::Null, "null responder"),
-        (Target::Tracker, "tracker"),
+        (Target::Memory, "tracker (memory)"),
+        (Target::Redis, "tracker (redis)"),
     ] {
-        let (process, addr) = start(target);
-        let pid = process.0.id();
+        let redis = if target == Target::Redis {
+            std::fs::create_dir_all(&redis_dir).expect("a directory for redis-server");
+            match start_redis(&redis_dir) {
+                Some(r) => Some(r),
+                None => {
+                    println!("{name}: SKIPPED, redis-server is not installed");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let (process, addr) = start(target, redis);
         populate(addr);
-        let cpu = cpu_secs(pid);
+        let (cpu, redis_cpu) = (process.cpu_secs(), process.redis_cpu_secs());
         let stats = capacity(addr, clients, window, secs, heavy);
-        let cpu = cpu_secs(pid) - cpu;
+        let (cpu, redis_cpu) = (
+            process.cpu_secs() - cpu,
+            process.redis_cpu_secs() - redis_cpu,
+        );
         let max_rate = stats.answered as f64 / secs;
         let label = format!("{name}: capacity (closed loop, window {window}/client)");
-        let full = report(&label, stats, secs, pid, cpu);
+        let full = report(&label, stats, secs, &process, cpu);
+        if target == Target::Redis {
+            println!(
+                "{name}: redis-server's share of the CPU in the capacity phase: {:.0}%",
+                redis_cpu / cpu.max(1e-9) * 100.0
+            );
+        }
         let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
-        let cpu = cpu_secs(pid);
+        let cpu = process.cpu_secs();
         let stats = fixed_rate(addr, rate_clients, rate, secs, heavy);
-        let cpu = cpu_secs(pid) - cpu;
+        let cpu = process.cpu_secs() - cpu;
         let half = report(
             &format!("{name}: fixed rate {rate} requests/s (open loop)"),
             stats,
             secs,
-            pid,
+            &process,
             cpu,
         );
-        figures.push((full, half));
+        figures.push((name, full, half));
     }
-    let (null, tracker) = (&figures[0], &figures[1]);
-    println!(
-        "tracker / null responder: {:.2} of the requests/s ({:.0} / {:.0}); CPU per request {:.1} µs / {:.1} µs; p99 at half load {:.3} ms / {:.3} ms",
-        tracker.0.rate / null.0.rate,
-        tracker.0.rate,
-        null.0.rate,
-        tracker.0.cpu_us,
-        null.0.cpu_us,
-        tracker.1.p99_ms,
-        null.1.p99_ms
-    );
+    let _ = std::fs::remove_dir_all(&redis_dir);
+    let (_, null_full, null_half) = &figures[0];
+    for (name, full, half) in &figures[1..] {
+        println!(
+            "{name} / null responder: {:.2} of the requests/s ({:.0} / {:.0}); CPU per request {:.1} µs / {:.1} µs; p99 at half load {:.3} ms / {:.3} ms",
+            full.rate / null_full.rate,
+            full.rate,
+            null_full.rate,
+            full.cpu_us,
+            null_full.cpu_us,
+            half.p99_ms,
+            null_half.p99_ms
+        );
+    }
 }

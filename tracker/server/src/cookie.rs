@@ -23,6 +23,12 @@ impl CookieJar {
         }
     }
 
+    /// A jar keyed with `secret`: trackers sharing a store share it, so each accepts the
+    /// cookies of the others.
+    pub fn with_secret(secret: [u8; 32]) -> Self {
+        CookieJar { secret }
+    }
+
     fn cookie_for_slot(&self, ip: IpAddr, slot: u64) -> Cookie {
         let mut h = Sha256::new();
         h.update(self.secret);

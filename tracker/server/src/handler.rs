@@ -84,8 +84,10 @@ impl<S: SwarmStore> Tracker<S> {
             files_by_id: FileIndex::new(config.limits.max_files.saturating_mul(2)),
             counters: Counters::default(),
             config,
+            cookies: store
+                .cookie_secret()
+                .map_or_else(CookieJar::new, CookieJar::with_secret),
             store,
-            cookies: CookieJar::new(),
             punches: Mutex::new(PunchLimiter::new()),
         }
     }
@@ -561,7 +563,8 @@ impl<S: SwarmStore> Tracker<S> {
         let (request, source) = (&parsed.request, parsed.source);
         let done = done.map_err(|e| {
             if let StoreError::Unavailable(why) = &e {
-                log::warn!(
+                // The store logs outages itself, rate-limited; this would be one line per request.
+                log::debug!(
                     "answering flag {} with an error: {why}",
                     request.kind.flag()
                 );

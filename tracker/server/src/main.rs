@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tracker::store::{Limits, MemoryStore};
+use tracker::store::{redacted, Limits, MemoryStore, RedisConfig, RedisStore, SwarmStore};
 use tracker::{
     bind_sockets, serve, RelayConfig, ServerConfig, Tracker, DEFAULT_CREDENTIAL_TTL,
     MAX_INTERVAL_SECS, MIN_RESPONSE_BYTES,
@@ -110,6 +110,23 @@ struct Args {
     /// Holds peers' keys: it is created readable by its owner only.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+
+    /// Where the swarms live: `memory` (this process; see --state) or
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (Redis 7+ or Valkey). Trackers on one Redis
+    /// serve the same swarms and share their cookie secret, and a tracker restart loses
+    /// nothing; give them the same limits (--max-*, --ip-share, --ttl). Redis keeps the state:
+    /// make it persistent (appendonly yes) to survive a Redis restart.
+    #[arg(
+        long,
+        default_value = "memory",
+        value_name = "memory|redis://HOST:PORT[/DB]"
+    )]
+    store: StoreSpec,
+
+    /// With --store redis://: the longest wait for connecting to Redis or for its answers to
+    /// one receive batch; past it, the batch is answered 1204 UNAVAILABLE.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    redis_timeout_ms: u64,
 
     /// Seconds between two saves of --state: what a crash (kill -9, power loss) may lose.
     #[arg(long, default_value_t = 60, value_name = "SECS", requires = "state")]
@@ -213,10 +230,50 @@ fn main() -> Result<()> {
     runtime.block_on(run(args, workers))
 }
 
+/// Where the swarms live, parsed from `--store`.
+#[derive(Debug, Clone)]
+enum StoreSpec {
+    Memory,
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("redis" | "redis+unix" | "unix") => {
+                redis::Client::open(s)
+                    .map_err(|e| format!("bad Redis URL {:?}: {e}", redacted(s)))?;
+                Ok(StoreSpec::Redis(s.to_string()))
+            }
+            _ => Err(format!(
+                "expected `memory` or `redis://HOST:PORT[/DB]`, got {:?}",
+                redacted(s)
+            )),
+        }
+    }
+}
+
 async fn run(args: Args, workers: usize) -> Result<()> {
     let mut bind = args.bind;
     if let Some(port) = args.port {
         bind.set_port(port);
+    }
+    if matches!(args.store, StoreSpec::Redis(_)) && args.state.is_some() {
+        bail!(
+            "--state keeps the in-memory store; with --store redis:// the swarms are in Redis \
+             already (make Redis itself persistent: appendonly yes)"
+        );
+    }
+    if !(1..=60_000).contains(&args.redis_timeout_ms) {
+        bail!(
+            "--redis-timeout-ms must be between 1 and 60000, got {}",
+            args.redis_timeout_ms
+        );
     }
     let sockets = bind_sockets(bind, workers).map_err(|e| bind_error(e, bind, "UDP"))?;
     let local = sockets[0]
@@ -247,13 +304,6 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         },
         relay,
     };
-    // Loaded before the startup line: a tracker that cannot have its state never says it
-    // listens.
-    let store = MemoryStore::new(config.ttl, config.limits);
-    let state = match &args.state {
-        Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
-        None => None,
-    };
     let stun_tcp = match args.stun_tcp {
         Some(port) => {
             let addr = SocketAddr::new(bind.ip(), port);
@@ -272,22 +322,108 @@ async fn run(args: Args, workers: usize) -> Result<()> {
         ),
         None => None,
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "tracker listening on {local}")?;
-    if let Some(listener) = &stun_tcp {
-        writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
-    }
-    if let Some(listener) = &http {
-        writeln!(out, "http listening on {}", listener.local_addr()?)?;
-    }
-    out.flush()?;
-    drop(out);
-    log::info!(
-        "{workers} workers, TTL {:?}, answers up to {} bytes",
-        config.ttl,
-        config.max_response_bytes
-    );
+    let listeners = Listeners {
+        local,
+        stun_tcp,
+        http,
+    };
+    let url = match &args.store {
+        StoreSpec::Memory => None,
+        StoreSpec::Redis(url) => Some(url.clone()),
+    };
+    let Some(url) = url else {
+        return run_in_memory(args, config, sockets, listeners, workers).await;
+    };
+    // Reached before the startup line: a tracker without its store never says it listens.
+    let redis = RedisConfig {
+        url: url.clone(),
+        timeout: Duration::from_millis(args.redis_timeout_ms),
+        page_bytes: config.max_response_bytes,
+    };
+    let (ttl, limits) = (config.ttl, config.limits);
+    let store = tokio::task::spawn_blocking(move || RedisStore::connect(&redis, ttl, limits))
+        .await
+        .context("connecting to Redis stopped")?
+        .with_context(|| {
+            format!(
+                "cannot use --store {} (is redis-server running there?)",
+                redacted(&url)
+            )
+        })?;
+    listeners.announce(workers, &config, &format!("Redis at {}", redacted(&url)))?;
+    let tracker = Arc::new(Tracker::with_store(config, store));
+    listeners.spawn(&tracker);
+    serve(sockets, tracker)
+        .await
+        .context("tracker UDP service failed")
+}
 
+/// What the tracker listens on besides its UDP sockets' address: STUN over TCP and the HTTP
+/// front end, when asked for.
+struct Listeners {
+    local: SocketAddr,
+    stun_tcp: Option<TcpListener>,
+    http: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Prints the startup lines (what scripts wait for) and logs the setup.
+    fn announce(&self, workers: usize, config: &ServerConfig, store: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "tracker listening on {}", self.local)?;
+        if let Some(listener) = &self.stun_tcp {
+            writeln!(out, "stun listening on tcp {}", listener.local_addr()?)?;
+        }
+        if let Some(listener) = &self.http {
+            writeln!(out, "http listening on {}", listener.local_addr()?)?;
+        }
+        out.flush()?;
+        drop(out);
+        log::info!(
+            "{workers} workers, swarms in {store}, TTL {:?}, answers up to {} bytes",
+            config.ttl,
+            config.max_response_bytes
+        );
+        Ok(())
+    }
+
+    /// Serves STUN over TCP and HTTP beside the UDP tracker. Neither is the tracker's main job:
+    /// when one gives up (STUN: a minute of failing accepts), the tracker keeps serving UDP.
+    fn spawn<S: SwarmStore + 'static>(self, tracker: &Arc<Tracker<S>>) {
+        if let Some(listener) = self.stun_tcp {
+            tokio::spawn(async move {
+                if let Err(e) = stun::responder::serve_tcp(listener).await {
+                    log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
+                }
+            });
+        }
+        if let Some(listener) = self.http {
+            let tracker = Arc::clone(tracker);
+            tokio::spawn(async move {
+                if let Err(e) = tracker::http::serve(listener, tracker, Default::default()).await {
+                    log::error!("the HTTP front end stopped; the tracker keeps serving UDP: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// The default store, with `--state` kept if asked for.
+async fn run_in_memory(
+    args: Args,
+    config: ServerConfig,
+    sockets: Vec<std::net::UdpSocket>,
+    listeners: Listeners,
+    workers: usize,
+) -> Result<()> {
+    // Loaded before the startup line: a tracker that cannot have its state never says it
+    // listens.
+    let store = MemoryStore::new(config.ttl, config.limits);
+    let state = match &args.state {
+        Some(path) => Some(Arc::new(StateFile::open(path.clone(), &store).await?)),
+        None => None,
+    };
+    listeners.announce(workers, &config, "memory")?;
     let tracker = Arc::new(Tracker::with_store(config, store));
     if let Some(state) = &state {
         // Written once now: a path that cannot be written fails at start, not at shutdown.
@@ -304,23 +440,7 @@ async fn run(args: Args, workers: usize) -> Result<()> {
             }
         });
     }
-    if let Some(listener) = stun_tcp {
-        // STUN over TCP is an aid to peers, not the tracker's job: when its listener gives up
-        // (a minute of failing accepts), the tracker keeps answering on UDP.
-        tokio::spawn(async move {
-            if let Err(e) = stun::responder::serve_tcp(listener).await {
-                log::error!("STUN over TCP stopped; the tracker keeps serving UDP: {e}");
-            }
-        });
-    }
-    if let Some(listener) = http {
-        let tracker = Arc::clone(&tracker);
-        tokio::spawn(async move {
-            if let Err(e) = tracker::http::serve(listener, tracker, Default::default()).await {
-                log::error!("the HTTP front end stopped; the tracker keeps serving UDP: {e}");
-            }
-        });
-    }
+    listeners.spawn(&tracker);
     let served = serve(sockets, Arc::clone(&tracker));
     let Some(state) = state else {
         return served.await.context("tracker UDP service failed");

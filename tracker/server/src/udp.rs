@@ -60,7 +60,12 @@ pub async fn serve<S: SwarmStore + 'static>(
             let mut tick = tokio::time::interval(sweep);
             loop {
                 tick.tick().await;
-                tracker.expire(Instant::now());
+                // A sweep may wait on a store behind the network: off the async workers.
+                let tracker = Arc::clone(&tracker);
+                let swept = tokio::task::spawn_blocking(move || tracker.expire(Instant::now()));
+                if let Err(e) = swept.await {
+                    log::error!("expiry sweep failed: {e}");
+                }
             }
         })
     };

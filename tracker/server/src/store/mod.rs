@@ -6,10 +6,12 @@
 //! peer, either a "seeder" mark (no memory beyond the entry) or a bitfield of the chunks it holds
 //! (one bit per chunk), and each peer keeps one last-seen time. [`SwarmStore`] is the interface
 //! the server uses; [`MemoryStore`] is the in-memory implementation, built on the per-file
-//! swarm structures of `swarm`.
+//! swarm structures of `swarm`, and [`RedisStore`] keeps the same state in Redis, shared by
+//! every tracker on it.
 
 mod memory;
 mod quota;
+mod redis;
 mod swarm;
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use tracker_proto::{
 
 pub use memory::{MemoryStore, Restored, SnapshotError};
 pub use quota::Quotas;
+pub use redis::{redacted, RedisConfig, RedisStore};
 pub use swarm::MAX_LISTED_RANGES_BYTES;
 
 use crate::host::Host;
@@ -196,4 +199,10 @@ pub trait SwarmStore: Send + Sync {
     fn run(&self, tasks: &mut [Task<'_>], now: Instant) -> Vec<Result<Done, StoreError>>;
     /// Frees the rows of peers silent for longer than the TTL.
     fn expire(&self, now: Instant);
+    /// The secret anti-amplification cookies are keyed with, when the backend shares one among
+    /// trackers (so a cookie one tracker issued is good at all of them); `None`: each tracker
+    /// makes its own.
+    fn cookie_secret(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
