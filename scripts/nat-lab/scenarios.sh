@@ -224,7 +224,7 @@ run_pair() {
     file="$(seeder_file "$s" "$l")"
     dir="$DIR/l-$l"; log="$DIR/pair-$s-$l.log"
     mkdir -p "$dir"
-    if [ ! -e "$DIR/s-$s/$file" ]; then
+    if [ ! -e "$DIR/s-$s/$file" ] && [ ! -e "$DIR/s-$s/.peer/$file.share" ]; then
         if ! peer_in "s-$s" --dir "$DIR/s-$s" share "$DIR/src/$file" >"$DIR/share-$s-$l.log" 2>&1 </dev/null; then
             printf 'FAIL share|-|-|-|-|%s|%s\n' "$mode" "$(tail -n1 "$DIR/share-$s-$l.log")" >"$DIR/result-$s-$l"
             return

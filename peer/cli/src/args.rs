@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use peer_engine::chunking;
 use peer_engine::download::DownloadConfig;
 use peer_engine::node::{daemon, NodeConfig};
 use peer_engine::reach::{address, Credentials, ReachConfig, TurnChoice};
@@ -117,6 +118,14 @@ pub struct Global {
     pub no_port_mapping: bool,
 }
 
+/// `--chunk-size`: a number the chunking rules accept.
+fn parse_chunk_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    chunking::check_chosen(n).map_err(|e| e.to_string())
+}
+
 /// The tracker asked when neither --tracker nor a metainfo names one.
 pub const DEFAULT_TRACKER: &str = "127.0.0.1:80";
 
@@ -188,13 +197,20 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Share FILE: copy it into --dir, announce it (flag 4), write its metainfo file
-    /// (--dir/NAME.p2p, printed with its magnet link), and serve it (here in the foreground,
-    /// or through the daemon running on --dir). Sharing a name the tracker lists with other
-    /// content fails with HASH_MISMATCH.
+    /// Share FILE where it lies (it is not copied): hash it, announce it (flag 4), record it
+    /// in --dir/.peer so a daemon on --dir serves it after a restart too, write its metainfo
+    /// file (--dir/NAME.p2p, printed with its magnet link), and serve it (here in the
+    /// foreground, or through the daemon running on --dir). A shared file that changes on
+    /// disk is withdrawn, never served changed; share it again to publish the new content.
+    /// Sharing a name the tracker lists with other content fails with HASH_MISMATCH.
     Share {
-        /// The file to share; its base name is the name in the swarm.
+        /// The file to share (a regular file: not a link, a directory or a device); its base
+        /// name is the name in the swarm.
         file: PathBuf,
+        /// Chunk size in bytes: a power of two from 1024 to 1048576. [default: 2048, doubled
+        /// for files over 8 GiB until the file has at most 4194304 chunks]
+        #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
+        chunk_size: Option<u32>,
         /// Seconds between heartbeats to the tracker while serving in the foreground.
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
@@ -230,6 +246,15 @@ pub enum Command {
         /// Seconds between heartbeats (also how often --dir is rescanned for new files).
         #[arg(long, default_value_t = daemon::DEFAULT_HEARTBEAT.as_secs(), value_name = "SECS")]
         heartbeat: u64,
+        /// Also serve HTTP on ADDR:PORT: Prometheus metrics at /metrics, JSON status at
+        /// /api/status and /api/files (shapes in protocol.txt §8). Off by default; only a
+        /// loopback address unless --http-public.
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<SocketAddr>,
+        /// Allow --http on an address other machines can reach (the API lists every file
+        /// this peer shares and its peers; put it behind a firewall or proxy of your own).
+        #[arg(long, requires = "http")]
+        http_public: bool,
     },
     /// Print a metainfo file the way transmission-show prints a torrent: name, content id,
     /// magnet link, pieces, trackers, files. A magnet link shows what it says (name, id,

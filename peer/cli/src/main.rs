@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod console;
+mod http;
 mod output;
 mod signals;
 
@@ -141,10 +142,22 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Format::json_if(*json),
         )),
         Command::Exit => serve::exit(global, &dir, &tracker).await?,
-        Command::Share { file, heartbeat } => {
-            serve::share(global, dir, tracker, file, *heartbeat).await?
+        Command::Share {
+            file,
+            heartbeat,
+            chunk_size,
+        } => serve::share(global, dir, tracker, file, *chunk_size, *heartbeat).await?,
+        Command::Daemon {
+            heartbeat,
+            http,
+            http_public,
+        } => {
+            let http = http.map(|addr| serve::HttpOption {
+                addr,
+                public: *http_public,
+            });
+            serve::daemon(global, dir, tracker, *heartbeat, http).await?
         }
-        Command::Daemon { heartbeat } => serve::daemon(global, dir, tracker, *heartbeat).await?,
         // Printed above, before the share directory is opened (it needs none).
         Command::Show { .. } => {}
         Command::Get {

@@ -162,10 +162,9 @@ fn share_through_a_running_daemon_then_download() {
         "{}",
         stdout(&out)
     );
-    assert!(
-        fs::read(dir.join("doc.bin")).unwrap() == data,
-        "file not placed in the share dir"
-    );
+    // Shared in place: recorded in the share dir, not copied there.
+    assert!(!dir.join("doc.bin").exists(), "the file was copied");
+    assert!(dir.join(".peer/doc.bin.share").exists(), "no share record");
     let leech = t.sub("leech");
     let out = run(peer_cmd(tracker, &leech).args(["get", "doc.bin"]));
     assert!(out.status.success(), "get failed:\n{}", stderr(&out));

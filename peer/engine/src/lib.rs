@@ -13,11 +13,13 @@
 //! - [`reach`]: the announced address and NAT traversal; [`node`]: what a daemon runs.
 
 pub mod bitfield;
+pub mod chunking;
 pub mod connection;
 pub mod download;
 pub mod magnet;
 pub mod manifest;
 pub mod metainfo;
+pub mod metrics;
 pub mod name;
 pub mod node;
 pub mod publish;

@@ -1,6 +1,6 @@
-//! Publishing a file: hash it, ask the tracker to list it (flag 4), and only then put it under
-//! its name in the share directory, so a name the swarm already uses for other content is
-//! refused (1004 HASH_MISMATCH) without leaving anything behind.
+//! Publishing a file: hash it, ask the tracker to list it (flag 4), and only then record it as
+//! shared, so a name the swarm already uses for other content is refused (1004 HASH_MISMATCH)
+//! without leaving anything behind.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,16 +56,18 @@ pub async fn announce(
     }
 }
 
-/// Shares the file at `path`: copies it into `dir` (unless it is there already) once the tracker
-/// accepted it, and returns its name and manifest.
+/// Shares the file at `path` where it lies, in chunks of `chunk_size` bytes (`None`: the size
+/// picked for its size), recording it in `dir` once the tracker accepted it; returns its name
+/// and manifest.
 pub async fn share(
     dir: &Arc<ShareDir>,
     tracker: &TrackerClient,
     path: &Path,
+    chunk_size: Option<u32>,
     announce_at: SocketAddr,
 ) -> Result<(ShareName, Arc<Manifest>), ShareError> {
     let (d, p) = (dir.clone(), path.to_owned());
-    let staged = tokio::task::spawn_blocking(move || d.stage(&p))
+    let staged = tokio::task::spawn_blocking(move || d.stage(&p, chunk_size))
         .await
         .map_err(|e| StoreError::Io {
             path: path.to_owned(),

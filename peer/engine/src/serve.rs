@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnError, Connection};
+use crate::metrics::metrics;
 use crate::name::ShareName;
 use crate::reach::Incoming;
 use crate::swarm::budget::{ConnectionBudget, ConnectionPermit, OpeningPermit};
@@ -80,8 +81,12 @@ pub async fn run(
             }
         };
         let opening = match budget.try_open(addr.ip()) {
-            Ok(p) => p,
+            Ok(p) => {
+                metrics().connections_accepted.inc();
+                p
+            }
             Err(e) => {
+                metrics().connections_refused.inc();
                 log::debug!("{addr}: refused: {e}");
                 refuse_now(&stream, ErrorCode::ConnectionRefused, &e.to_string());
                 continue;

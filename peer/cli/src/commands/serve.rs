@@ -2,6 +2,7 @@
 //! `peer exit` stops the daemon of a directory (or leaves without one). Also the pieces the
 //! console and `peer get` share with them: starting a node and following its public address.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use tracker_proto::TrackerClient;
 use super::target::tracker_url;
 use super::{flush, print};
 use crate::args::Global;
+use crate::http::{self, HttpServer};
 use crate::output::table::{format_session, SessionStats};
 use crate::signals::stop_signal;
 
@@ -75,17 +77,18 @@ pub async fn start_presence(global: &Global, node: &Node) -> Presence {
     .await
 }
 
-/// `peer share FILE`: through the daemon of --dir if one runs, else serving in the foreground
-/// until a signal.
+/// `peer share FILE [--chunk-size N]`: through the daemon of --dir if one runs, else serving in
+/// the foreground until a signal.
 pub async fn share(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     file: &Path,
+    chunk_size: Option<u32>,
     heartbeat: u64,
 ) -> anyhow::Result<()> {
     if let Some(at) = lock::running_daemon(&dir) {
-        let (name, m) = publish::share(&dir, &tracker, file, at).await?;
+        let (name, m) = publish::share(&dir, &tracker, file, chunk_size, at).await?;
         println!(
             "shared {name} ({} bytes, {}) through the daemon at {at}",
             m.size(),
@@ -104,7 +107,7 @@ pub async fn share(
     // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
     // mapping and relay are under way by the time the tracker lists the file.
     let presence = start_presence(global, &node).await;
-    let (name, m) = match publish::share(&dir, &tracker, file, node.announce).await {
+    let (name, m) = match publish::share(&dir, &tracker, file, chunk_size, node.announce).await {
         Ok(r) => r,
         Err(e) => {
             node.stop().await;
@@ -143,17 +146,49 @@ pub fn metainfo_lines(
     ))
 }
 
-/// `peer daemon`: serves --dir until a signal.
+/// Where `peer daemon` serves its HTTP endpoint, if anywhere (`--http`, `--http-public`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOption {
+    pub addr: SocketAddr,
+    pub public: bool,
+}
+
+/// `peer daemon`: serves --dir until a signal, and HTTP on --http if asked.
 pub async fn daemon(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
     heartbeat: u64,
+    http: Option<HttpOption>,
 ) -> anyhow::Result<()> {
+    // Refused before anything starts: a mistyped --http must not leave a daemon running.
+    if let Some(h) = http {
+        http::check_addr(h.addr, h.public)?;
+    }
+    let started = Instant::now();
     let serving = lock::hold(&dir)?;
     let node = start_server(global, dir, tracker, &serving)?;
     let presence = start_presence(global, &node).await;
-    serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
+    let server = match http {
+        Some(h) => match HttpServer::start(h.addr, h.public, &node, &presence, started).await {
+            Ok(s) => {
+                println!("http listening on http://{}", s.addr);
+                flush();
+                Some(s)
+            }
+            Err(e) => {
+                node.stop().await;
+                presence.stop().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let result = serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await;
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    result
 }
 
 /// `peer exit`: stops the daemon of --dir, which leaves the swarm on its way out; without one,

@@ -200,8 +200,14 @@ impl Actions for Session {
         if self.stop.is_cancelled() {
             anyhow::bail!("this peer left the swarm; start it again to share");
         }
-        let (name, manifest) =
-            publish::share(&self.dir, &self.tracker, Path::new(path), self.announce()).await?;
+        let (name, manifest) = publish::share(
+            &self.dir,
+            &self.tracker,
+            Path::new(path),
+            None,
+            self.announce(),
+        )
+        .await?;
         let lines = serve::metainfo_lines(&self.tracker_url, &self.dir, &name, &manifest)?;
         Ok(format!(
             "shared {name} ({}, {} chunks, {}); other peers can download it now\n{lines}",

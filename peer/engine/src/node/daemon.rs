@@ -7,7 +7,7 @@
 //! instead of starting a server of their own: the daemon serves any file of its directory on
 //! demand, including downloads in progress (their verified chunks, from the resume record).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -18,6 +18,7 @@ use tracker_proto::ErrorCode as TrackerCode;
 use crate::manifest::FileId;
 use crate::name::ShareName;
 use crate::publish::{self, ShareError};
+use crate::share::StoreError;
 
 use super::{lock, Node};
 
@@ -50,6 +51,7 @@ pub async fn run_until(
     node.follow(address.clone());
     lock::record(&node.dir, node.announce)?;
     let mut announced: HashMap<ShareName, FileId> = HashMap::new();
+    let mut withdrawn: HashSet<ShareName> = HashSet::new();
     let mut ticker = tokio::time::interval(heartbeat);
     let mut keepalive = tokio::time::interval(KEEPALIVE.min(heartbeat));
     let mut directory = tokio::time::interval(DIRECTORY_CHECK);
@@ -64,14 +66,15 @@ pub async fn run_until(
                     beat(&node, &mut announced).await;
                 }
                 first = false;
-                announce_new(&node, &mut announced).await;
+                announce_new(&node, &mut announced, &mut withdrawn).await;
             }
             _ = keepalive.tick(), if !first => beat(&node, &mut announced).await,
             _ = directory.tick(), if !first => {
+                check_placed(&node, &mut announced, &mut withdrawn).await;
                 let stamp = directory_changed(&node).await;
                 if stamp != directory_stamp {
                     directory_stamp = stamp;
-                    announce_new(&node, &mut announced).await;
+                    announce_new(&node, &mut announced, &mut withdrawn).await;
                 }
             }
             changed = address.changed(), if address_open => {
@@ -94,7 +97,7 @@ pub async fn run_until(
                     Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => announced.clear(),
                     Err(e) => log::warn!("moving to {to}: {e}"),
                 }
-                announce_new(&node, &mut announced).await;
+                announce_new(&node, &mut announced, &mut withdrawn).await;
             }
             _ = &mut stop => break,
         }
@@ -121,22 +124,74 @@ async fn beat(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
     }
 }
 
-/// The share directory's modification time: it changes when a file is added, renamed or
-/// removed there (not when one is written to), so polling it is one stat a second.
-async fn directory_changed(node: &Node) -> Option<SystemTime> {
+/// The modification times of the share directory and of its state directory: they change
+/// when a file is added, renamed or removed there, or a file is shared in place (a record
+/// appears in the state directory), not when one is written to; polling them is two stats a
+/// second.
+async fn directory_changed(node: &Node) -> Option<(SystemTime, SystemTime)> {
     let dir = node.dir.clone();
     tokio::task::spawn_blocking(move || {
-        std::fs::metadata(dir.root())
-            .and_then(|m| m.modified())
-            .ok()
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((modified(dir.root())?, modified(dir.state_dir())?))
     })
     .await
     .ok()
     .flatten()
 }
 
-/// Announces complete files not yet announced (or changed since), hashing them as needed.
-async fn announce_new(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
+/// Withdraws every file shared in place that changed on disk since it was hashed (one stat
+/// each): it is served no more and the tracker stops listing us for it.
+async fn check_placed(
+    node: &Node,
+    announced: &mut HashMap<ShareName, FileId>,
+    withdrawn: &mut HashSet<ShareName>,
+) {
+    let dir = node.dir.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        dir.placed_names()
+            .into_iter()
+            .filter_map(|name| match dir.placed_unchanged(&name) {
+                Err(e @ StoreError::Changed { .. }) => Some((name, e)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (name, why) in changed {
+        withdraw(node, &name, &why, announced, withdrawn).await;
+    }
+}
+
+/// Stops serving `name` (its swarm closes, so no connection reads the file again) and leaves
+/// its swarm at the tracker (flag 5 for that file), once per change.
+async fn withdraw(
+    node: &Node,
+    name: &ShareName,
+    why: &StoreError,
+    announced: &mut HashMap<ShareName, FileId>,
+    withdrawn: &mut HashSet<ShareName>,
+) {
+    if !withdrawn.insert(name.clone()) {
+        return;
+    }
+    log::warn!("{why}; withdrawn from the tracker");
+    announced.remove(name);
+    if let Some(swarm) = node.swarms.get(name) {
+        swarm.close();
+    }
+    if let Err(e) = node.tracker.leave(name.file_name(), node.announce).await {
+        log::warn!("withdrawing {name} from the tracker: {e}");
+    }
+}
+
+/// Announces complete files not yet announced (or changed since), hashing them as needed;
+/// withdraws files shared in place that changed.
+async fn announce_new(
+    node: &Node,
+    announced: &mut HashMap<ShareName, FileId>,
+    withdrawn: &mut HashSet<ShareName>,
+) {
     let dir = node.dir.clone();
     let names = match tokio::task::spawn_blocking(move || dir.complete_files()).await {
         Ok(Ok(n)) => n,
@@ -151,7 +206,14 @@ async fn announce_new(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
         let dir = node.dir.clone();
         let n = name.clone();
         let manifest = match tokio::task::spawn_blocking(move || dir.complete_manifest(&n)).await {
-            Ok(Ok(m)) => m,
+            Ok(Ok(m)) => {
+                withdrawn.remove(&name);
+                m
+            }
+            Ok(Err(e @ StoreError::Changed { .. })) => {
+                withdraw(node, &name, &e, announced, withdrawn).await;
+                continue;
+            }
             Ok(Err(e)) => {
                 log::warn!("{name}: {e}");
                 continue;

@@ -23,6 +23,7 @@ use super::own_nat::OwnNat;
 use super::relay::RelayState;
 use super::rendezvous::Rendezvous;
 use super::simultaneous::{simultaneous_open, PunchConfig, PunchError};
+use crate::metrics::{metrics, DialOutcome};
 
 /// Why [`Dialer::connect`] found no way to the peer.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,15 @@ impl Path {
             Path::Punched => "punched (simultaneous open)",
             Path::Reverse => "reverse (it connected back to our listener)",
             Path::Relayed => "relayed (through a TURN server)",
+        }
+    }
+
+    fn outcome(self) -> DialOutcome {
+        match self {
+            Path::Direct => DialOutcome::Direct,
+            Path::Punched => DialOutcome::Punched,
+            Path::Reverse => DialOutcome::Reverse,
+            Path::Relayed => DialOutcome::Relayed,
         }
     }
 }
@@ -193,11 +203,21 @@ impl Dialer {
         target: SocketAddr,
     ) -> Result<TcpStream, DialError> {
         let started = Instant::now();
-        let (stream, path) = if self.is_relayed(target).await {
-            (self.connect_relayed(file, target).await?, Path::Relayed)
+        let dialed = if self.is_relayed(target).await {
+            self.connect_relayed(file, target)
+                .await
+                .map(|s| (s, Path::Relayed))
         } else {
-            self.race(file, target).await?
+            self.race(file, target).await
         };
+        let (stream, path) = match dialed {
+            Ok(connected) => connected,
+            Err(e) => {
+                metrics().dialed(DialOutcome::Failed);
+                return Err(e);
+            }
+        };
+        metrics().dialed(path.outcome());
         info!(
             "{target}: connected for {file} via {} in {} ms ({:?} -> {:?})",
             path.describe(),
@@ -303,6 +323,7 @@ impl Dialer {
                 "; direct connection failed ({e})"
             ))
         );
+        metrics().punch_attempts.inc();
         let inbound = self.rendezvous.expect(target.ip());
         tokio::pin!(inbound);
         // Our SYN leaves before the tracker relays the request, so the target's SYN finds this

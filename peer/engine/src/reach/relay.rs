@@ -21,6 +21,7 @@ use tracker_proto::TrackerClient;
 
 use super::own_nat::OwnNat;
 use super::rendezvous::Outlet;
+use crate::metrics::metrics;
 
 /// Where this peer relays through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,7 @@ impl RelayState {
 
     /// A PUNCH answer ended with no connection either way.
     pub fn punch_failed(&self) {
+        metrics().punch_answers.inc();
         let failures = self.punch_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures == PUNCH_FAILURES_FOR_RELAY {
             log::info!("{failures} punch answers in a row failed: this peer needs a relay");
@@ -108,6 +110,8 @@ impl RelayState {
 
     /// A PUNCH answer connected.
     pub fn punch_succeeded(&self) {
+        metrics().punch_answers.inc();
+        metrics().punch_answers_connected.inc();
         self.punch_failures.store(0, Ordering::Relaxed);
     }
 
@@ -201,6 +205,7 @@ pub async fn run(mut inputs: RelayInputs) {
             continue;
         };
         backoff = FIRST_BACKOFF;
+        metrics().relay_allocations.inc();
         let relayed = allocation.relayed();
         log::info!(
             "relaying through TURN server {}: peers reach this one at {relayed}",
@@ -218,6 +223,7 @@ pub async fn run(mut inputs: RelayInputs) {
             tokio::select! {
                 accepted = allocation.accept() => match accepted {
                     Ok(connection) => {
+                        metrics().relayed_connections.inc();
                         log::debug!("relayed connection from {}", connection.peer);
                         inputs.outlet.deliver(connection.stream, connection.peer);
                     }

@@ -4,9 +4,11 @@
 
 use std::fs;
 
-use crate::manifest::{chunk_count, DEFAULT_CHUNK_SIZE};
+use crate::chunking;
+use crate::manifest::{chunk_count, MAX_CHUNK_SIZE};
 use crate::name::{ShareName, PART_SUFFIX};
 
+use super::manifest_file::{self, Stamp};
 use super::record::{PartStamp, Standing};
 use super::ShareDir;
 
@@ -32,14 +34,31 @@ impl ShareDir {
         match self.complete_files() {
             Ok(names) => {
                 for name in names {
-                    let Ok(meta) = fs::symlink_metadata(self.complete_path(&name)) else {
-                        continue;
+                    let (size, chunk_size) = match fs::symlink_metadata(self.complete_path(&name)) {
+                        // The chunk size of its cached manifest (a download keeps the one it
+                        // was shared with), else the one it would be hashed with.
+                        Ok(meta) if meta.is_file() => (
+                            meta.len(),
+                            manifest_file::read_header(
+                                &self.manifest_path(&name),
+                                Stamp::of(&meta),
+                            )
+                            .map_or_else(
+                                || chunking::for_file(meta.len(), None).unwrap_or(MAX_CHUNK_SIZE),
+                                |h| h.chunk_size,
+                            ),
+                        ),
+                        // Shared in place: listed while it is unchanged, as it is served.
+                        _ => match self.placed_unchanged(&name) {
+                            Ok(p) => (p.stamp.size, p.chunk_size),
+                            Err(_) => continue,
+                        },
                     };
-                    let total = chunk_count(meta.len(), DEFAULT_CHUNK_SIZE);
+                    let total = chunk_count(size, chunk_size);
                     files.push(LocalFile {
                         name,
-                        size: meta.len(),
-                        chunk_size: DEFAULT_CHUNK_SIZE,
+                        size,
+                        chunk_size,
                         chunks_have: total,
                         chunks_total: total,
                         complete: true,

@@ -185,6 +185,14 @@ pub(super) fn write(path: &Path, stamp: Stamp, m: &Manifest) -> io::Result<()> {
     })
 }
 
+/// The header of a manifest file alone (cheap: one small read), if it describes `expect`.
+pub(super) fn read_header(path: &Path, expect: Stamp) -> Option<Header> {
+    let (file, _) = disk::open_regular(path).ok()?;
+    let mut head = [0u8; MANIFEST_HEAD];
+    file.read_exact_at(&mut head, 0).ok()?;
+    parse_header(&head).ok().filter(|h| h.stamp == expect)
+}
+
 /// Opens a manifest file; `None` when it is missing, damaged, not a regular file, or (with
 /// `expect`) describes another state of the file than `expect`.
 pub(super) fn read(path: &Path, expect: Option<Stamp>) -> Option<Manifest> {

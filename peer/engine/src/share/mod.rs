@@ -11,7 +11,8 @@
 //! - `DIR/.peer/NAME.part.have`: the resume record: which chunks of which `NAME.part` are
 //!   verified ([`record`]).
 //! - `DIR/.peer/NAME.part.lock`: locked by the one download of `NAME` running ([`claim`]).
-//! - `DIR/.peer/NAME.import`: a file being shared, copied and hashed before it gets its name.
+//! - `DIR/.peer/NAME.share`: a file shared in place, from wherever it lies: its path and what
+//!   it was when hashed ([`placed`]). Served under NAME only while it is unchanged.
 //! - `DIR/.peer/key`: the peer's tracker identity, readable by its owner only.
 //! - `DIR/.peer/lock`, `DIR/.peer/daemon`: who serves the directory
 //!   ([`crate::node::lock`]).
@@ -29,6 +30,7 @@ pub(crate) mod lockfile;
 pub mod manifest_file;
 mod manifest_sink;
 mod partial;
+pub mod placed;
 mod recheck;
 pub mod record;
 mod served;
@@ -44,9 +46,11 @@ use parking_lot::Mutex;
 use tracker_proto::MAX_CHUNKS;
 
 use crate::bitfield::Bitfield;
-use crate::manifest::{FileId, Manifest, DEFAULT_CHUNK_SIZE};
+use crate::chunking::{self, ChunkSizeError};
+use crate::manifest::{FileId, Manifest};
 use crate::name::{NameError, ShareName, PART_SUFFIX};
 use manifest_file::Stamp;
+use placed::{FileStamp, Placed};
 use record::{PartStamp, Record, Standing};
 
 pub use claim::DownloadClaim;
@@ -91,6 +95,28 @@ pub enum StoreError {
         chunk_size: u32,
         limit: u64,
     },
+    #[error("{}: cannot share {why}", path.display())]
+    Unshareable { path: PathBuf, why: String },
+    #[error(
+        "{name} is already shared from {}; rename this file to share it too",
+        other.display()
+    )]
+    NameShared { name: ShareName, other: PathBuf },
+    #[error("{}: {error}", path.display())]
+    ChunkSize {
+        path: PathBuf,
+        error: ChunkSizeError,
+    },
+    #[error(
+        "{name}: {} changed on disk since it was shared ({why}); it is no longer served. Run `peer share {}` again to share what it holds now",
+        path.display(),
+        path.display()
+    )]
+    Changed {
+        name: ShareName,
+        path: PathBuf,
+        why: &'static str,
+    },
     #[error(
         "{name} is already being downloaded into {} ({}); wait for that download to end or stop it",
         dir.display(),
@@ -123,9 +149,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// Refuses a file too large to share, before anything copies or hashes it. The one place the
-/// limit is checked: 2^22 chunks (protocol.txt §1.1), 8 GiB at the default chunk size. Larger
-/// files will need a larger chunk size, chosen per file.
+/// Refuses a download whose chunk size gives more than 2^22 chunks (protocol.txt §1.1). What
+/// we share gets a chunk size that fits from [`chunking::for_file`].
 pub fn check_size(path: &Path, size: u64, chunk_size: u32) -> Result<(), StoreError> {
     let limit = u64::from(MAX_CHUNKS) * u64::from(chunk_size);
     if size > limit {
@@ -217,12 +242,15 @@ impl ShareDir {
         self.state.join(format!("{name}{PART_SUFFIX}.have.tmp"))
     }
 
-    /// True when a complete file `name` is here (a regular file, not a link).
+    /// True when a complete file `name` is served here: a regular file of the directory (not
+    /// a link), or a file shared in place and unchanged since.
     pub fn has_complete(&self, name: &ShareName) -> bool {
         disk::entry(&self.complete_path(name)).is_ok_and(|m| m.is_some_and(|m| m.is_file()))
+            || self.placed_unchanged(name).is_ok()
     }
 
-    /// Names of the complete files in the directory, sorted.
+    /// Names of the complete files: those in the directory and those shared in place (changed
+    /// ones too, so the daemon notices and withdraws them), sorted.
     pub fn complete_files(&self) -> Result<Vec<ShareName>, StoreError> {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
@@ -239,40 +267,68 @@ impl ShareDir {
                 names.push(name);
             }
         }
+        names.extend(self.placed_names());
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
-    /// Opens the complete file `name`; `NotFound` when there is none, or only something that
-    /// is not a regular file (a link named like a shared file is not shared here).
-    fn open_complete(&self, name: &ShareName) -> Result<(File, Metadata), StoreError> {
+    /// Opens the complete file `name`: the directory's own, else the one shared in place if
+    /// it is unchanged (`Changed` otherwise); `NotFound` when there is none, or only something
+    /// that is not a regular file (a link named like a shared file is not shared here).
+    fn open_complete(
+        &self,
+        name: &ShareName,
+    ) -> Result<(File, Metadata, Option<Placed>), StoreError> {
         let path = self.complete_path(name);
         match disk::open_regular(&path) {
-            Ok(opened) => Ok(opened),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound(name.clone()))
-            }
+            Ok((file, meta)) => return Ok((file, meta, None)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 log::debug!("{}: {e}; not shared", path.display());
-                Err(StoreError::NotFound(name.clone()))
+                return Err(StoreError::NotFound(name.clone()));
             }
-            Err(e) => Err(io_err(&path)(e)),
+            Err(e) => return Err(io_err(&path)(e)),
         }
+        let placed = self
+            .placed(name)
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        let changed = |why| StoreError::Changed {
+            name: name.clone(),
+            path: placed.path.clone(),
+            why,
+        };
+        let (file, meta) = match disk::open_regular(&placed.path) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(changed("it is gone")),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(changed("it is no longer a regular file"))
+            }
+            Err(e) => return Err(io_err(&placed.path)(e)),
+        };
+        if FileStamp::of(&meta) != placed.stamp {
+            return Err(changed(
+                "its size, modification time or inode differ from when it was hashed",
+            ));
+        }
+        Ok((file, meta, Some(placed)))
     }
 
     /// The manifest of the complete file `name`: from memory, from the on-disk cache when the
     /// file is unchanged since, or by hashing it (and caching the result).
     pub fn complete_manifest(&self, name: &ShareName) -> Result<Arc<Manifest>, StoreError> {
-        let (file, meta) = self.open_complete(name)?;
-        self.manifest_of(name, &file, &meta)
+        let (file, meta, placed) = self.open_complete(name)?;
+        self.manifest_of(name, &file, &meta, placed.as_ref())
     }
 
-    /// The manifest of `file`, the open complete file `name` whose metadata is `meta`.
+    /// The manifest of `file`, the open complete file `name` whose metadata is `meta`
+    /// (`placed` when it is shared in place: its recorded chunk size and id are the truth).
     fn manifest_of(
         &self,
         name: &ShareName,
         file: &File,
         meta: &Metadata,
+        placed: Option<&Placed>,
     ) -> Result<Arc<Manifest>, StoreError> {
         let stamp = Stamp::of(meta);
         if let Some((s, m)) = self.cache.lock().get(name) {
@@ -280,20 +336,34 @@ impl ShareDir {
                 return Ok(m.clone());
             }
         }
-        let path = self.complete_path(name);
+        let path = placed.map_or_else(|| self.complete_path(name), |p| p.path.clone());
         let cache_path = self.manifest_path(name);
         let manifest = match manifest_file::read(&cache_path, Some(stamp)) {
             Some(m) => m,
             None => {
-                check_size(&path, meta.len(), DEFAULT_CHUNK_SIZE)?;
+                let chunk_size = match placed {
+                    Some(p) => p.chunk_size,
+                    None => chunking::for_file(meta.len(), None).map_err(|error| {
+                        StoreError::ChunkSize {
+                            path: path.clone(),
+                            error,
+                        }
+                    })?,
+                };
                 log::info!("hashing {}", path.display());
-                let m =
-                    Manifest::from_open_file(file, DEFAULT_CHUNK_SIZE).map_err(io_err(&path))?;
+                let m = Manifest::from_open_file(file, chunk_size).map_err(io_err(&path))?;
                 manifest_file::write(&cache_path, stamp, &m).map_err(io_err(&cache_path))?;
                 // Keep the on-disk copy rather than 32 bytes per chunk in memory.
                 manifest_file::read(&cache_path, Some(stamp)).unwrap_or(m)
             }
         };
+        if let Some(p) = placed.filter(|p| p.id != manifest.id()) {
+            return Err(StoreError::Changed {
+                name: name.clone(),
+                path: p.path.clone(),
+                why: "its content differs from when it was hashed",
+            });
+        }
         let manifest = Arc::new(manifest);
         self.remember(name, stamp, manifest.clone());
         Ok(manifest)
@@ -314,12 +384,13 @@ impl ShareDir {
     /// else `NotFound`.
     pub fn served(&self, name: &ShareName) -> Result<Served, StoreError> {
         match self.open_complete(name) {
-            Ok((file, meta)) => {
-                let manifest = self.manifest_of(name, &file, &meta)?;
+            Ok((file, meta, placed)) => {
+                let manifest = self.manifest_of(name, &file, &meta, placed.as_ref())?;
                 return Ok(Served {
                     manifest,
                     file,
                     have: None,
+                    in_place: placed.is_some(),
                 });
             }
             Err(StoreError::NotFound(_)) => {}
@@ -335,6 +406,7 @@ impl ShareDir {
             manifest: Arc::new(manifest),
             file,
             have: Some(have),
+            in_place: false,
         })
     }
 
@@ -379,6 +451,67 @@ impl ShareDir {
                 None
             }
         }
+    }
+
+    fn placed_path(&self, name: &ShareName) -> PathBuf {
+        self.state.join(format!("{name}.share"))
+    }
+
+    /// The record of `name` shared in place, if there is a readable one.
+    pub fn placed(&self, name: &ShareName) -> Option<Placed> {
+        let path = self.placed_path(name);
+        let (mut file, meta) = disk::open_regular(&path).ok()?;
+        if meta.len() > placed::MAX_RECORD as u64 {
+            log::warn!("{}: too large for a share record; not used", path.display());
+            return None;
+        }
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        match placed::parse(&bytes) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("{}: {e}; not used", path.display());
+                None
+            }
+        }
+    }
+
+    /// The record of `name` shared in place, if its file is unchanged since (one `stat`).
+    pub fn placed_unchanged(&self, name: &ShareName) -> Result<Placed, StoreError> {
+        let placed = self
+            .placed(name)
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        let changed = |why| StoreError::Changed {
+            name: name.clone(),
+            path: placed.path.clone(),
+            why,
+        };
+        match disk::entry(&placed.path) {
+            Ok(Some(m)) if !m.is_file() => Err(changed("it is no longer a regular file")),
+            Ok(Some(m)) if FileStamp::of(&m) != placed.stamp => Err(changed(
+                "its size, modification time or inode differ from when it was hashed",
+            )),
+            Ok(Some(_)) => Ok(placed),
+            Ok(None) => Err(changed("it is gone")),
+            Err(e) => Err(io_err(&placed.path)(e)),
+        }
+    }
+
+    /// Names with a share record, whatever the state of their files.
+    pub fn placed_names(&self) -> Vec<ShareName> {
+        let Ok(entries) = fs::read_dir(&self.state) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".share")
+                    .and_then(|n| ShareName::new(n).ok())
+            })
+            .collect()
     }
 
     /// The manifest of an unfinished download of `name`, if one was saved.

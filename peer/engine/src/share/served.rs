@@ -14,6 +14,9 @@ pub struct Served {
     pub manifest: Arc<Manifest>,
     pub file: File,
     pub have: Option<Bitfield>,
+    /// Shared in place: the user may change the file under us at any time, so every chunk
+    /// read is checked against the manifest before it is sent.
+    pub in_place: bool,
 }
 
 impl Served {

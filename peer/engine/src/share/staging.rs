@@ -1,66 +1,68 @@
-//! Sharing a file from outside the share directory in two halves: [`ShareDir::stage`] hashes a
-//! private copy (`DIR/.peer/NAME.import`), the caller asks the tracker, and only then
-//! [`ShareDir::commit`] puts the copy under its name. A refused or failed share leaves nothing
-//! behind: the copy is removed however staging ends, short of a crash.
+//! Sharing a file in two halves: [`ShareDir::stage`] hashes it where it lies, the caller asks
+//! the tracker, and only then [`ShareDir::commit`] records it, so a refused share leaves nothing
+//! behind. A file outside the share directory is shared in place (a record in
+//! `DIR/.peer/NAME.share`, see [`super::placed`]), never copied: a 4 GiB file costs one read
+//! to hash it and no disk. A file already in the directory is shared as it is.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nix::fcntl::OFlag;
-
-use crate::manifest::{Manifest, DEFAULT_CHUNK_SIZE};
+use crate::chunking;
+use crate::manifest::Manifest;
 use crate::name::ShareName;
 
 use super::manifest_file::{self, Stamp};
-use super::{check_size, disk, io_err, ShareDir, StoreError};
+use super::placed::{FileStamp, Placed};
+use super::{disk, io_err, ShareDir, StoreError};
 
-/// A file hashed and copied for sharing but not yet under its name; dropping it removes the copy.
+/// A file hashed for sharing but not yet recorded as shared.
 #[derive(Debug)]
 pub struct Staged {
     pub name: ShareName,
     pub manifest: Arc<Manifest>,
-    copy: Option<ImportCopy>,
+    /// Where it is shared from, for a file outside the share directory.
+    placed: Option<Placed>,
+    /// A file of the directory hashed again (another chunk size was asked for): its new
+    /// manifest replaces the cached one at commit.
+    rehashed: Option<Stamp>,
 }
 
-/// The private copy of a file being shared, removed on drop unless it was given its name.
-#[derive(Debug)]
-struct ImportCopy(PathBuf);
-
-impl Drop for ImportCopy {
-    fn drop(&mut self) {
-        if let Err(e) = disk::remove_if_present(&self.0) {
-            log::warn!("removing {}: {e}", self.0.display());
-        }
-    }
+/// Refuses what cannot be shared, saying what it is: links (share what they point to), directories
+/// (not supported yet) and special files.
+fn check_kind(src: &Path) -> Result<(), StoreError> {
+    let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
+    let why = if meta.file_type().is_symlink() {
+        let target = fs::read_link(src).map_or_else(|_| "?".into(), |t| t.display().to_string());
+        format!("a symbolic link (to {target}); share the file itself, so what is served is what you named")
+    } else if meta.is_dir() {
+        "a directory; sharing directories is not supported yet: share its files one by one".into()
+    } else if !meta.is_file() {
+        "not a regular file (a FIFO, socket or device); only regular files can be shared".into()
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Unshareable {
+        path: src.to_owned(),
+        why,
+    })
 }
 
-/// Opens the file the user names for sharing. Links are followed here, since the user chose
-/// the path; it must lead to a regular file (opening a FIFO must not wait for a writer).
-fn open_source(src: &Path) -> Result<(File, fs::Metadata), StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlag::O_NONBLOCK.bits())
-        .open(src)
-        .map_err(io_err(src))?;
-    let meta = file.metadata().map_err(io_err(src))?;
-    if !meta.is_file() {
-        return Err(io_err(src)(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
+fn stamp_of(f: &FileStamp) -> Stamp {
+    Stamp {
+        size: f.size,
+        mtime_ns: f.mtime_ns,
     }
-    Ok((file, meta))
 }
 
 impl ShareDir {
-    /// First half of sharing `src`: hashes it and, unless it already is in the share directory,
-    /// copies it into the state directory, so the tracker can be asked before the file appears
-    /// under its name. A different file already shared under that name is refused, and so is a
-    /// file too large to share, before anything is copied or hashed.
-    pub fn stage(&self, src: &Path) -> Result<Staged, StoreError> {
+    /// First half of sharing `src`: hashes it in chunks of `chosen` bytes (or the size
+    /// [`chunking::for_file`] picks), checking that the name is free: a different file already
+    /// shared under that name is refused, and so is a file too large to share, before anything
+    /// is hashed.
+    pub fn stage(&self, src: &Path, chosen: Option<u32>) -> Result<Staged, StoreError> {
         let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             io_err(src)(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -68,75 +70,125 @@ impl ShareDir {
             ))
         })?;
         let name = ShareName::new(name)?;
-        let (mut source, meta) = open_source(src)?;
-        check_size(src, meta.len(), DEFAULT_CHUNK_SIZE)?;
+        check_kind(src)?;
+        let (file, meta) = disk::open_regular(src).map_err(io_err(src))?;
+        let chunk_size =
+            chunking::for_file(meta.len(), chosen).map_err(|error| StoreError::ChunkSize {
+                path: src.to_owned(),
+                error,
+            })?;
         let dest = self.complete_path(&name);
-        match disk::entry(&dest).map_err(io_err(&dest))? {
+        let existing = match disk::entry(&dest).map_err(io_err(&dest))? {
             Some(d) if !d.is_file() => {
                 return Err(io_err(&dest)(disk::not_regular(
                     "already there (remove it to share a file under this name)",
                 )))
             }
             Some(d) if (d.dev(), d.ino()) == (meta.dev(), meta.ino()) => {
+                // The file is in the share directory already: shared as it is.
                 let manifest = self.complete_manifest(&name)?;
+                if chosen.is_none() || manifest.chunk_size() == chunk_size {
+                    return Ok(Staged {
+                        name,
+                        manifest,
+                        placed: None,
+                        rehashed: None,
+                    });
+                }
+                log::info!("hashing {} in chunks of {chunk_size} bytes", src.display());
+                let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(src))?;
+                self.unchanged_since(&name, src, &file, &meta)?;
                 return Ok(Staged {
                     name,
-                    manifest,
-                    copy: None,
+                    manifest: Arc::new(manifest),
+                    placed: None,
+                    rehashed: Some(Stamp::of(&meta)),
                 });
             }
-            _ => {}
-        }
-        let copy = ImportCopy(self.state_dir().join(format!("{name}.import")));
-        let tmp = &copy.0;
-        // A copy, not a hard link: editing the original later must not change what is served.
-        let mut out = disk::create_truncated(tmp, 0o644).map_err(io_err(tmp))?;
-        io::copy(&mut source, &mut out).map_err(io_err(tmp))?;
-        out.sync_all().map_err(io_err(tmp))?;
-        let manifest = Manifest::from_open_file(&out, DEFAULT_CHUNK_SIZE).map_err(io_err(tmp))?;
-        let staged = Staged {
-            name: name.clone(),
-            manifest: Arc::new(manifest),
-            copy: Some(copy),
+            Some(_) => Some(self.complete_manifest(&name)?),
+            None => None,
         };
-        if self.has_complete(&name) {
-            let existing = self.complete_manifest(&name)?;
-            if existing.id() != staged.manifest.id() {
-                return Err(StoreError::NameTaken {
-                    name,
-                    dir: self.root().to_owned(),
-                    have: existing.id(),
-                    want: staged.manifest.id(),
-                });
-            }
+        let path = src.canonicalize().map_err(io_err(src))?;
+        if let Some(other) = self.placed(&name).filter(|p| p.path != path) {
+            return Err(StoreError::NameShared {
+                name,
+                other: other.path,
+            });
         }
-        Ok(staged)
+        log::info!("hashing {}", path.display());
+        let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(&path))?;
+        self.unchanged_since(&name, &path, &file, &meta)?;
+        if let Some(existing) = existing.filter(|e| e.id() != manifest.id()) {
+            return Err(StoreError::NameTaken {
+                name,
+                dir: self.root().to_owned(),
+                have: existing.id(),
+                want: manifest.id(),
+            });
+        }
+        Ok(Staged {
+            placed: Some(Placed {
+                path,
+                stamp: FileStamp::of(&meta),
+                chunk_size,
+                id: manifest.id(),
+            }),
+            name,
+            manifest: Arc::new(manifest),
+            rehashed: None,
+        })
     }
 
-    /// Second half of sharing: moves a staged copy to its name in the share directory.
-    pub fn commit(&self, mut staged: Staged) -> Result<(ShareName, Arc<Manifest>), StoreError> {
-        if let Some(copy) = staged.copy.take() {
-            let tmp = &copy.0;
-            let dest = self.complete_path(&staged.name);
-            if disk::entry(&dest)
-                .map_err(io_err(&dest))?
-                .is_some_and(|d| !d.is_file())
-            {
-                return Err(io_err(&dest)(disk::not_regular("in the way")));
-            }
-            let stamp = Stamp::of(&fs::symlink_metadata(tmp).map_err(io_err(tmp))?);
-            let cache = self.manifest_path(&staged.name);
-            manifest_file::write(&cache, stamp, &staged.manifest).map_err(io_err(&cache))?;
-            // The copy is gone from its temporary name now; dropping `copy` finds nothing.
-            disk::rename_durably(tmp, &dest).map_err(io_err(&dest))?;
-            self.remember(&staged.name, stamp, staged.manifest.clone());
+    /// Refuses a file that changed while it was hashed (its manifest describes no one state).
+    fn unchanged_since(
+        &self,
+        name: &ShareName,
+        path: &Path,
+        file: &fs::File,
+        before: &fs::Metadata,
+    ) -> Result<(), StoreError> {
+        let after = file.metadata().map_err(io_err(path))?;
+        if FileStamp::of(&after) != FileStamp::of(before) {
+            return Err(StoreError::Changed {
+                name: name.clone(),
+                path: path.to_owned(),
+                why: "it changed while it was being hashed",
+            });
         }
-        Ok((staged.name.clone(), staged.manifest.clone()))
+        Ok(())
+    }
+
+    /// Second half of sharing: records the share (its manifest, and where a file shared in
+    /// place lies), so the daemon serves it, after a restart too.
+    pub fn commit(&self, staged: Staged) -> Result<(ShareName, Arc<Manifest>), StoreError> {
+        let Staged {
+            name,
+            manifest,
+            placed,
+            rehashed,
+        } = staged;
+        let stamp = match &placed {
+            Some(p) => Some(stamp_of(&p.stamp)),
+            None => rehashed,
+        };
+        if let Some(stamp) = stamp {
+            let cache = self.manifest_path(&name);
+            manifest_file::write(&cache, stamp, &manifest).map_err(io_err(&cache))?;
+            self.remember(&name, stamp, manifest.clone());
+        }
+        if let Some(placed) = placed {
+            let record = self.placed_path(&name);
+            let tmp: PathBuf = self.state_dir().join(format!("{name}.share.tmp"));
+            super::write_file(&tmp, &record, placed.encode().as_bytes())?;
+        }
+        Ok((name, manifest))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::super::{tests::tempdir, STATE_DIR};
     use super::*;
 
@@ -150,77 +202,112 @@ mod tests {
     }
 
     #[test]
-    fn import_refuses_other_content_under_a_taken_name() {
-        let root = tempdir("import");
-        let src = tempdir("import-src");
+    fn a_file_outside_is_shared_in_place_and_served_while_unchanged() {
+        let root = tempdir("inplace");
+        let src = tempdir("inplace-src");
         fs::create_dir_all(&src).unwrap();
         let dir = ShareDir::open(&root).unwrap();
         fs::write(src.join("a.txt"), b"one").unwrap();
-        let (name, m) = dir.commit(dir.stage(&src.join("a.txt")).unwrap()).unwrap();
+        let (name, m) = dir
+            .commit(dir.stage(&src.join("a.txt"), None).unwrap())
+            .unwrap();
         assert_eq!(name.as_str(), "a.txt");
-        assert_eq!(
-            dir.commit(dir.stage(&src.join("a.txt")).unwrap())
-                .unwrap()
-                .1
-                .id(),
-            m.id()
-        );
-        assert_eq!(
-            dir.stage(&root.join("a.txt")).unwrap().manifest.id(),
-            m.id()
-        );
-        fs::write(src.join("a.txt"), b"two").unwrap();
-        assert!(matches!(
-            dir.stage(&src.join("a.txt")),
-            Err(StoreError::NameTaken { .. })
-        ));
-        drop(dir.stage(&src.join("b.txt")));
-        assert_eq!(state_files(&root), vec!["a.txt.manifest"]);
-        assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"one");
+        // Not copied: only the record and the manifest are written.
+        assert!(!root.join("a.txt").exists());
+        assert_eq!(state_files(&root), vec!["a.txt.manifest", "a.txt.share"]);
+        assert_eq!(dir.complete_files().unwrap(), vec![name.clone()]);
+        assert_eq!(dir.served(&name).unwrap().manifest.id(), m.id());
+        assert!(dir.served(&name).unwrap().in_place);
+        // A directory opened again (a restart) serves it from the record.
+        let again = ShareDir::open(&root).unwrap();
+        assert_eq!(again.complete_manifest(&name).unwrap().id(), m.id());
+        assert_eq!(again.inventory()[0].size, 3);
+
+        fs::write(src.join("a.txt"), b"three").unwrap();
+        for d in [&dir, &again] {
+            let err = d.served(&name).unwrap_err();
+            assert!(matches!(err, StoreError::Changed { .. }), "{err:?}");
+            assert!(err.to_string().contains("no longer served"), "{err}");
+            assert!(!d.has_complete(&name));
+        }
+        assert!(again.inventory().is_empty());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&src).unwrap();
     }
 
     #[test]
-    fn too_large_files_are_refused_before_any_copy() {
-        let root = tempdir("import-large");
-        let src = tempdir("import-large-src");
+    fn a_name_is_shared_from_one_place_with_one_content() {
+        let root = tempdir("inplace-taken");
+        let (one, two) = (tempdir("inplace-one"), tempdir("inplace-two"));
+        fs::create_dir_all(&one).unwrap();
+        fs::create_dir_all(&two).unwrap();
+        let dir = ShareDir::open(&root).unwrap();
+        fs::write(one.join("a.txt"), b"one").unwrap();
+        fs::write(two.join("a.txt"), b"one").unwrap();
+        dir.commit(dir.stage(&one.join("a.txt"), None).unwrap())
+            .unwrap();
+        let err = dir.stage(&two.join("a.txt"), None).unwrap_err();
+        assert!(matches!(err, StoreError::NameShared { .. }), "{err:?}");
+        // The directory's own file of that name, with other content, is not replaced.
+        fs::write(root.join("b.txt"), b"mine").unwrap();
+        fs::write(one.join("b.txt"), b"theirs").unwrap();
+        let err = dir.stage(&one.join("b.txt"), None).unwrap_err();
+        assert!(matches!(err, StoreError::NameTaken { .. }), "{err:?}");
+        // A file of the directory is shared as it is.
+        let staged = dir.stage(&root.join("b.txt"), None).unwrap();
+        assert!(staged.placed.is_none());
+        dir.commit(staged).unwrap();
+        assert_eq!(fs::read(root.join("b.txt")).unwrap(), b"mine");
+        for d in [&root, &one, &two] {
+            fs::remove_dir_all(d).unwrap();
+        }
+    }
+
+    #[test]
+    fn large_files_get_larger_chunks_and_chosen_sizes_are_checked() {
+        let root = tempdir("inplace-large");
+        let src = tempdir("inplace-large-src");
         fs::create_dir_all(&src).unwrap();
         let dir = ShareDir::open(&root).unwrap();
+        fs::write(src.join("small.bin"), vec![7u8; 20_000]).unwrap();
+        let staged = dir.stage(&src.join("small.bin"), Some(8192)).unwrap();
+        assert_eq!(staged.manifest.chunk_size(), 8192);
+        assert_eq!(staged.manifest.chunk_count(), 3);
+        let err = dir.stage(&src.join("small.bin"), Some(3000)).unwrap_err();
+        assert!(err.to_string().contains("power of two"), "{err}");
+        // Too many chunks for the chosen size is refused before hashing 9 GiB.
         let huge = File::create(src.join("huge.bin")).unwrap();
-        huge.set_len((8 << 30) + 1).unwrap();
-        let err = dir.stage(&src.join("huge.bin")).unwrap_err();
-        assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
+        huge.set_len(9 << 30).unwrap();
+        let err = dir.stage(&src.join("huge.bin"), Some(2048)).unwrap_err();
+        assert!(err.to_string().contains("at most 4194304"), "{err}");
         assert!(state_files(&root).is_empty());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&src).unwrap();
     }
 
     #[test]
-    fn links_in_the_share_directory_are_neither_shared_nor_replaced() {
-        let root = tempdir("import-link");
-        let src = tempdir("import-link-src");
-        fs::create_dir_all(&src).unwrap();
+    fn links_directories_and_special_files_are_refused_saying_what_they_are() {
+        let root = tempdir("inplace-kinds");
+        let src = tempdir("inplace-kinds-src");
+        fs::create_dir_all(src.join("folder")).unwrap();
         let dir = ShareDir::open(&root).unwrap();
         fs::write(src.join("c.txt"), b"private").unwrap();
+        std::os::unix::fs::symlink(src.join("c.txt"), src.join("link.txt")).unwrap();
         std::os::unix::fs::symlink(src.join("c.txt"), root.join("c.txt")).unwrap();
-        for path in [src.join("c.txt"), root.join("c.txt")] {
-            let err = dir.stage(&path).unwrap_err();
-            assert!(err.to_string().contains("not a regular file"), "{err}");
+        nix::unistd::mkfifo(&src.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let cases = [
+            (src.join("link.txt"), "a symbolic link"),
+            (root.join("c.txt"), "a symbolic link"),
+            (src.join("folder"), "a directory"),
+            (src.join("fifo"), "not a regular file"),
+            (PathBuf::from("/dev/null"), "not a regular file"),
+        ];
+        for (path, want) in cases {
+            let err = dir.stage(&path, None).unwrap_err();
+            assert!(err.to_string().contains(want), "{}: {err}", path.display());
         }
         assert!(state_files(&root).is_empty());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&src).unwrap();
-    }
-
-    #[test]
-    fn a_failed_copy_leaves_no_import_behind() {
-        let root = tempdir("import-fail");
-        let dir = ShareDir::open(&root).unwrap();
-        // A regular file whose reads fail (EIO at address 0), so the copy fails half made.
-        let err = dir.stage(Path::new("/proc/self/mem")).unwrap_err();
-        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
-        assert!(state_files(&root).is_empty(), "{:?}", state_files(&root));
-        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -208,6 +208,9 @@ pub struct Swarm {
     info: OnceLock<Bytes>,
     /// Read-only handle for serving: the complete file, or the `.part` being written.
     file: Arc<File>,
+    /// Every chunk read is checked against the manifest before it is sent: the file is shared
+    /// in place, where its owner may change it at any moment.
+    check_reads: bool,
     local: Arc<LocalPeer>,
     state: Mutex<State>,
     have_seq: watch::Sender<usize>,
@@ -247,6 +250,7 @@ impl Swarm {
         file: File,
         holdings: Holdings,
         local: Arc<LocalPeer>,
+        check_reads: bool,
     ) -> Arc<Swarm> {
         let picker = match &holdings {
             Holdings::Downloading(p) => Some(p.with_have(Picker::new)),
@@ -257,6 +261,7 @@ impl Swarm {
             manifest,
             info: OnceLock::new(),
             file: Arc::new(file),
+            check_reads,
             state: Mutex::new(State {
                 holdings,
                 haves: HaveLog::default(),
@@ -281,14 +286,16 @@ impl Swarm {
         swarm
     }
 
-    /// A swarm serving a complete file.
+    /// A swarm serving a complete file; `in_place` for one shared where it lies (its chunks
+    /// are checked as they are read).
     pub fn seeding(
         name: ShareName,
         manifest: Arc<Manifest>,
         file: File,
         local: Arc<LocalPeer>,
+        in_place: bool,
     ) -> Arc<Swarm> {
-        Swarm::new(name, manifest, file, Holdings::All, local)
+        Swarm::new(name, manifest, file, Holdings::All, local, in_place)
     }
 
     /// A swarm serving the verified part of another process's download (`have` from its record).
@@ -299,7 +306,7 @@ impl Swarm {
         have: Bitfield,
         local: Arc<LocalPeer>,
     ) -> Arc<Swarm> {
-        Swarm::new(name, manifest, file, Holdings::Recorded(have), local)
+        Swarm::new(name, manifest, file, Holdings::Recorded(have), local, false)
     }
 
     /// A swarm for our own download into `partial`; `file` reads the same `.part`.
@@ -310,7 +317,14 @@ impl Swarm {
         local: Arc<LocalPeer>,
     ) -> Arc<Swarm> {
         let manifest = partial.manifest().clone();
-        Swarm::new(name, manifest, file, Holdings::Downloading(partial), local)
+        Swarm::new(
+            name,
+            manifest,
+            file,
+            Holdings::Downloading(partial),
+            local,
+            false,
+        )
     }
 
     pub fn name(&self) -> &ShareName {

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::bitfield::Bitfield;
 use crate::connection::{ConnError, Connection, FrameReader, FrameWriter};
+use crate::metrics::metrics;
 use crate::rate::RateMeter;
 use crate::share::PartialFile;
 use crate::wire::{ChunkRun, ErrorCode, Frame, MAX_HAVE_INDICES, MAX_REQUEST_CHUNKS};
@@ -608,11 +609,13 @@ impl Task {
     fn on_stored(&mut self, stored: Stored) -> Result<(), PeerError> {
         match stored {
             Stored::Written { run, newly, bytes } => {
+                metrics().chunks_verified.add(u64::from(run.count));
                 self.link.add_received(bytes);
                 self.swarm.stored(run, &newly, self.source_addr(), bytes);
                 Ok(())
             }
             Stored::Corrupt { run, index } => {
+                metrics().chunks_rejected.inc();
                 self.release(run);
                 Err(PeerError::Hostile(format!(
                     "chunk {index} does not match the manifest"
@@ -761,10 +764,15 @@ impl Task {
                 self.storing.pop_front();
                 match stored {
                     Stored::Written { run, newly, bytes } => {
+                        metrics().chunks_verified.add(u64::from(run.count));
                         self.link.add_received(bytes);
                         self.swarm.stored(run, &newly, self.source_addr(), bytes);
                     }
-                    Stored::Corrupt { run, .. } | Stored::Failed { run, .. } => self.release(run),
+                    Stored::Corrupt { run, .. } => {
+                        metrics().chunks_rejected.inc();
+                        self.release(run);
+                    }
+                    Stored::Failed { run, .. } => self.release(run),
                 }
             }
         }

@@ -121,6 +121,7 @@ impl Swarms {
                 served.manifest,
                 served.file,
                 self.local.clone(),
+                served.in_place,
             ),
             Some(have) => {
                 let swarm = Swarm::mirroring(

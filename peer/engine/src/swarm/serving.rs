@@ -107,6 +107,7 @@ impl Answers {
                     manifest.clone(),
                     part,
                     start,
+                    swarm.check_reads,
                 ));
                 self.owed.push_back(Owed::Chunks(part));
                 self.bytes += len;
@@ -179,7 +180,15 @@ fn manifest_bytes(manifest: &Manifest, start: u32, count: u32) -> u64 {
 
 /// Reads the chunks of `run`, which start at `offset` in `file`, into the CHUNK frames that
 /// will carry them (one `preadv`, no copy between the file and the socket's buffer).
-fn read_chunks(file: Arc<File>, manifest: Arc<Manifest>, run: ChunkRun, offset: u64) -> Pending {
+/// With `check`, every chunk read is hashed and compared with the manifest first: a file that
+/// changed under us fails the read instead of sending bytes the manifest does not vouch for.
+fn read_chunks(
+    file: Arc<File>,
+    manifest: Arc<Manifest>,
+    run: ChunkRun,
+    offset: u64,
+    check: bool,
+) -> Pending {
     Box::pin(async move {
         tokio::task::spawn_blocking(move || {
             let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
@@ -187,6 +196,9 @@ fn read_chunks(file: Arc<File>, manifest: Arc<Manifest>, run: ChunkRun, offset: 
             let mut frames = BytesMut::zeroed(bytes + CHUNK_HEADER * lens.len());
             let slots = chunk_frames(&mut frames, run.first, &lens);
             disk::read_exact_vectored_at(&file, slots, offset)?;
+            if check {
+                check_read(&manifest, run, &frames, &lens)?;
+            }
             Ok(Answer::Chunks {
                 run,
                 frames: frames.freeze(),
@@ -199,6 +211,26 @@ fn read_chunks(file: Arc<File>, manifest: Arc<Manifest>, run: ChunkRun, offset: 
 }
 
 /// The answer to GET_MANIFEST: hashes read from the manifest (which may live in a file).
+/// Checks each chunk of `frames` (CHUNK frames of `run`, data lengths `lens`) against the
+/// manifest; a mismatch is an error naming the chunk.
+fn check_read(manifest: &Manifest, run: ChunkRun, frames: &[u8], lens: &[usize]) -> io::Result<()> {
+    let expected = manifest.hashes(run.first, run.count)?;
+    let mut at = 0;
+    for ((index, &len), want) in run.indices().zip(lens).zip(&expected) {
+        let data = &frames[at + CHUNK_HEADER..at + CHUNK_HEADER + len];
+        if !manifest.matches(index, data, want) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "chunk {index} read from disk no longer matches the manifest (the file changed since it was shared); not sent"
+                ),
+            ));
+        }
+        at += CHUNK_HEADER + len;
+    }
+    Ok(())
+}
+
 fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -> Pending {
     Box::pin(async move {
         let hashes = tokio::task::spawn_blocking(move || manifest.hashes(start, count))
@@ -238,5 +270,30 @@ pub(super) fn emit(answer: Answer, out: &mut FrameWriter) -> u64 {
             out.queue_encoded(frame.freeze());
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_read_that_no_longer_matches_its_manifest_is_not_sent() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let manifest = Manifest::from_data(&data, 2048).unwrap();
+        let run = ChunkRun::new(0, 3);
+        let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
+        let mut frames = vec![0u8; lens.iter().sum::<usize>() + CHUNK_HEADER * lens.len()];
+        let mut at = 0;
+        for slot in chunk_frames(&mut frames, run.first, &lens) {
+            slot.copy_from_slice(&data[at..at + slot.len()]);
+            at += slot.len();
+        }
+        check_read(&manifest, run, &frames, &lens).unwrap();
+        // One byte of chunk 1 changed on disk, as an edit that keeps size and time would.
+        frames[2 * CHUNK_HEADER + 2048 + 7] ^= 0x40;
+        let err = check_read(&manifest, run, &frames, &lens).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("chunk 1 "), "{err}");
     }
 }
