@@ -61,16 +61,6 @@ fn assert_not_served(server: SocketAddr, name: &str, id: FileId, why: &str) {
     }
 }
 
-/// Starts `peer daemon` on `dir`; returns it and its serving address.
-fn start_daemon(tracker: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
-    let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, dir).arg("daemon"));
-    let at = daemon
-        .wait_line("peer listening on ")
-        .parse()
-        .expect("daemon address");
-    (daemon, at)
-}
-
 /// A `peer get NAME` into `dir` killed (-9) once it recorded some chunks.
 fn interrupted_get(tracker: SocketAddr, dir: &Path, name: &str) -> u32 {
     let mut get = Proc::spawn("getter", peer_cmd(tracker, dir).args(["get", name]));

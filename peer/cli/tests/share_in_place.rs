@@ -12,20 +12,11 @@ use std::time::Duration;
 
 use common::raw::Raw;
 use common::{
-    peer_cmd, random_file, run, start_tracker, stderr, stdout, wait_until, Proc, TempDir,
+    peer_cmd, random_file, run, start_daemon, start_tracker, stderr, stdout, wait_until, Proc,
+    TempDir,
 };
 use peer_engine::manifest::Manifest;
 use peer_engine::wire::{ErrorCode, Frame, PeerId};
-
-/// Starts `peer daemon` on `dir`; returns it and its serving address.
-fn start_daemon(tracker: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
-    let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, dir).arg("daemon"));
-    let at = daemon
-        .wait_line("peer listening on ")
-        .parse()
-        .expect("daemon address");
-    (daemon, at)
-}
 
 /// The serving addresses the tracker lists for `name`.
 fn listed(tracker: SocketAddr, probe: &Path, name: &str) -> Vec<String> {

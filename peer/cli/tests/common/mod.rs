@@ -204,6 +204,16 @@ pub fn peer_cmd(tracker: SocketAddr, dir: &Path) -> Command {
     c
 }
 
+/// Starts `peer daemon` on `dir`; returns it and its serving address.
+pub fn start_daemon(tracker: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
+    let mut daemon = Proc::spawn("daemon", peer_cmd(tracker, dir).arg("daemon"));
+    let at = daemon
+        .wait_line("peer listening on ")
+        .parse()
+        .expect("daemon address");
+    (daemon, at)
+}
+
 /// `peer share FILE` serving in the foreground; returns once the file is announced.
 pub fn start_seeder(
     tracker: SocketAddr,

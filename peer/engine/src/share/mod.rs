@@ -290,14 +290,8 @@ impl ShareDir {
             }
             Err(e) => return Err(io_err(&path)(e)),
         }
-        let placed = self
-            .placed(name)
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        let changed = |why| StoreError::Changed {
-            name: name.clone(),
-            path: placed.path.clone(),
-            why,
-        };
+        let placed = self.recorded(name)?;
+        let changed = |why| placed.changed(name, why);
         let (file, meta) = match disk::open_regular(&placed.path) {
             Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(changed("it is gone")),
@@ -358,11 +352,7 @@ impl ShareDir {
             }
         };
         if let Some(p) = placed.filter(|p| p.id != manifest.id()) {
-            return Err(StoreError::Changed {
-                name: name.clone(),
-                path: p.path.clone(),
-                why: "its content differs from when it was hashed",
-            });
+            return Err(p.changed(name, "its content differs from when it was hashed"));
         }
         let manifest = Arc::new(manifest);
         self.remember(name, stamp, manifest.clone());
@@ -476,16 +466,16 @@ impl ShareDir {
         }
     }
 
+    /// The share record of `name`; `NotFound` without one.
+    fn recorded(&self, name: &ShareName) -> Result<Placed, StoreError> {
+        self.placed(name)
+            .ok_or_else(|| StoreError::NotFound(name.clone()))
+    }
+
     /// The record of `name` shared in place, if its file is unchanged since (one `stat`).
     pub fn placed_unchanged(&self, name: &ShareName) -> Result<Placed, StoreError> {
-        let placed = self
-            .placed(name)
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        let changed = |why| StoreError::Changed {
-            name: name.clone(),
-            path: placed.path.clone(),
-            why,
-        };
+        let placed = self.recorded(name)?;
+        let changed = |why| placed.changed(name, why);
         match disk::entry(&placed.path) {
             Ok(Some(m)) if !m.is_file() => Err(changed("it is no longer a regular file")),
             Ok(Some(m)) if FileStamp::of(&m) != placed.stamp => Err(changed(

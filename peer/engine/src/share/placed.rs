@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use crate::manifest::FileId;
+use crate::name::ShareName;
 
 const HEADER: &str = "p2p-share 1";
 
@@ -65,6 +66,17 @@ pub struct Placed {
     pub stamp: FileStamp,
     pub chunk_size: u32,
     pub id: FileId,
+}
+
+impl Placed {
+    /// Why the file of this record (shared as `name`) is no longer served.
+    pub fn changed(&self, name: &ShareName, why: &'static str) -> super::StoreError {
+        super::StoreError::Changed {
+            name: name.clone(),
+            path: self.path.clone(),
+            why,
+        }
+    }
 }
 
 /// Why a share record cannot be used.
