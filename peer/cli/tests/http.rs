@@ -171,6 +171,45 @@ fn bad_routes_and_methods_get_json_errors() {
     get_json(http, "/api/status");
 }
 
+/// Clients that connect and send nothing (or stop halfway through a request) cannot keep every
+/// connection slot: the daemon ends them after its idle limit, and a real request gets in.
+#[test]
+fn idle_clients_cannot_hold_every_slot() {
+    let tmp = TempDir::new("http-idle");
+    let (_tracker, tracker) = start_tracker();
+    let dir = tmp.sub("d");
+    let mut daemon = Proc::spawn(
+        "daemon",
+        peer_cmd(tracker, &dir).args(["daemon", "--http", "127.0.0.1:0"]),
+    );
+    let http: SocketAddr = daemon
+        .wait_line("http listening on http://")
+        .parse()
+        .expect("HTTP address");
+    // One more than the daemon's 64 slots; the last stops in the middle of its headers.
+    let mut idle: Vec<TcpStream> = (0..65)
+        .map(|_| TcpStream::connect(http).expect("connect"))
+        .collect();
+    idle[64]
+        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (status, body) = request(http, "GET", "/api/status");
+    assert_eq!(status, 200, "{body}");
+    for (i, conn) in idle.iter_mut().enumerate() {
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut rest = Vec::new();
+        match conn.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty(), "idle connection {i} got an answer"),
+            Err(e) => assert_ne!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "idle connection {i} was still open after 60 s"
+            ),
+        }
+    }
+}
+
 #[test]
 fn a_public_address_is_refused_without_the_flag() {
     let tmp = TempDir::new("http-public");

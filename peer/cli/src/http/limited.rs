@@ -2,17 +2,25 @@
 //! of its own (a request concurrency limit does not count idle keep-alive connections).
 //! Each accepted connection carries a semaphore permit until it is dropped; while none is
 //! free, accepting waits, so new connections queue in the kernel's backlog instead of in
-//! our memory.
+//! our memory. A connection that sends nothing for [`IDLE_LIMIT`] while we wait to read it (an
+//! idle keep-alive, or a request dribbled in) is ended, so idle clients cannot keep every slot:
+//! `axum::serve` has no header-read timeout either.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Longest wait for a client's next bytes.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 pub struct LimitedListener {
     inner: TcpListener,
@@ -32,6 +40,15 @@ impl LimitedListener {
 pub struct Limited {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    /// When the connection is ended if the client still sent nothing; pushed back by every
+    /// read and write that makes progress.
+    idle: Pin<Box<Sleep>>,
+}
+
+impl Limited {
+    fn active(&mut self) {
+        self.idle.as_mut().reset(Instant::now() + IDLE_LIMIT);
+    }
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -52,6 +69,7 @@ impl axum::serve::Listener for LimitedListener {
                         Limited {
                             stream,
                             _slot: slot,
+                            idle: Box::pin(tokio::time::sleep(IDLE_LIMIT)),
                         },
                         addr,
                     )
@@ -76,7 +94,19 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing received for {} s", IDLE_LIMIT.as_secs()),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => {
+                self.active();
+                ready
+            }
+        }
     }
 }
 
@@ -86,7 +116,11 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if written.is_ready() {
+            self.active();
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -102,7 +136,11 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if written.is_ready() {
+            self.active();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
