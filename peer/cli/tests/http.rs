@@ -51,6 +51,19 @@ fn metrics(addr: SocketAddr) -> String {
     body
 }
 
+/// `peer daemon --http 127.0.0.1:0` on `dir`; returns it and its HTTP address.
+fn start_http_daemon(tracker: SocketAddr, dir: &std::path::Path) -> (Proc, SocketAddr) {
+    let mut daemon = Proc::spawn(
+        "daemon",
+        peer_cmd(tracker, dir).args(["daemon", "--http", "127.0.0.1:0"]),
+    );
+    let http = daemon
+        .wait_line("http listening on http://")
+        .parse()
+        .expect("HTTP address");
+    (daemon, http)
+}
+
 #[test]
 fn figures_follow_a_real_transfer() {
     let tmp = TempDir::new("http-transfer");
@@ -132,15 +145,7 @@ fn figures_follow_a_real_transfer() {
 fn bad_routes_and_methods_get_json_errors() {
     let tmp = TempDir::new("http-routes");
     let (_tracker, tracker) = start_tracker();
-    let dir = tmp.sub("d");
-    let mut daemon = Proc::spawn(
-        "daemon",
-        peer_cmd(tracker, &dir).args(["daemon", "--http", "127.0.0.1:0"]),
-    );
-    let http: SocketAddr = daemon
-        .wait_line("http listening on http://")
-        .parse()
-        .expect("HTTP address");
+    let (_daemon, http) = start_http_daemon(tracker, &tmp.sub("d"));
 
     for path in ["/", "/api", "/api/files/../status", "/metrics/x", "/%ff%00"] {
         let (status, body) = request(http, "GET", path);
@@ -177,15 +182,7 @@ fn bad_routes_and_methods_get_json_errors() {
 fn idle_clients_cannot_hold_every_slot() {
     let tmp = TempDir::new("http-idle");
     let (_tracker, tracker) = start_tracker();
-    let dir = tmp.sub("d");
-    let mut daemon = Proc::spawn(
-        "daemon",
-        peer_cmd(tracker, &dir).args(["daemon", "--http", "127.0.0.1:0"]),
-    );
-    let http: SocketAddr = daemon
-        .wait_line("http listening on http://")
-        .parse()
-        .expect("HTTP address");
+    let (_daemon, http) = start_http_daemon(tracker, &tmp.sub("d"));
     // One more than the daemon's 64 slots; the last stops in the middle of its headers.
     let mut idle: Vec<TcpStream> = (0..65)
         .map(|_| TcpStream::connect(http).expect("connect"))
