@@ -21,6 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::transfer::{AnnounceEvent, ConnStats, Transfer};
 use crate::{
     AnnounceIntervals, ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary,
     ListedFile, NamePattern, PeerEntry, PeerKey, PunchNotice, RelayOffer, Request, RequestKind,
@@ -203,12 +204,12 @@ impl TrackerClient {
     /// Flag 1: the file and every peer in its swarm, asked by someone who does not join it
     /// (a catalogue look-up, a person typing).
     pub async fn peers(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, false, None).await
+        self.swarm(file, false, None, Transfer::default()).await
     }
 
     /// Flag 2: the same list, for a downloader refreshing the one it has without joining.
     pub async fn refresh(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, true, None).await
+        self.swarm(file, true, None, Transfer::default()).await
     }
 
     /// Flag 1 with an address: this peer, serving at `announce`, joins `file`'s swarm (listed
@@ -219,7 +220,8 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        self.swarm(file, false, Some(announce)).await
+        self.swarm(file, false, Some(announce), Transfer::default())
+            .await
     }
 
     /// Flag 2 with an address: the refresh a downloader sends every [`Swarm::interval`]; it
@@ -229,7 +231,8 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        self.swarm(file, true, Some(announce)).await
+        self.swarm(file, true, Some(announce), Transfer::default())
+            .await
     }
 
     /// Flag 3: this peer, serving at `announce`, now holds `chunks` of `file`. Long lists are
@@ -353,6 +356,80 @@ impl TrackerClient {
         }
     }
 
+    /// Flag 1 or 2 (`refresh`) with an address and what this peer did with `file` since it
+    /// started: `event=started` when a download joins, its byte counters on each refresh.
+    pub async fn join_reporting(
+        &self,
+        file: &FileName,
+        announce: SocketAddr,
+        refresh: bool,
+        transfer: Transfer,
+    ) -> Result<Swarm, ClientError> {
+        self.swarm(file, refresh, Some(announce), transfer).await
+    }
+
+    /// Flag 4 with what this peer did with the file: `event=started` when a seeder begins,
+    /// `event=completed` with its counters when a download just finished.
+    pub async fn share_reporting(
+        &self,
+        info: &FileInfo,
+        announce: SocketAddr,
+        transfer: Transfer,
+    ) -> Result<(), ClientError> {
+        let kind = RequestKind::Share {
+            info: info.clone(),
+            announce,
+        };
+        match self
+            .request_reporting(kind, transfer, ConnStats::default())
+            .await?
+        {
+            ResponseKind::Ok(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Flag 5 (one file, or every swarm for `None`) with `event=stopped` and, for one file,
+    /// the byte counters of `transfer`.
+    pub async fn leave_reporting(
+        &self,
+        file: Option<&FileName>,
+        announce: SocketAddr,
+        transfer: Transfer,
+    ) -> Result<(), ClientError> {
+        let kind = RequestKind::Exit {
+            file: file.cloned(),
+            announce,
+        };
+        let transfer = Transfer {
+            event: Some(AnnounceEvent::Stopped),
+            ..transfer
+        };
+        match self
+            .request_reporting(kind, transfer, ConnStats::default())
+            .await?
+        {
+            ResponseKind::Ok(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Flag 9 with this peer's connection figures (seed 003's stats).
+    pub async fn heartbeat_reporting(
+        &self,
+        announce: SocketAddr,
+        stats: ConnStats,
+    ) -> Result<u32, ClientError> {
+        let kind = RequestKind::Heartbeat { announce };
+        match self
+            .request_reporting(kind, Transfer::default(), stats)
+            .await?
+        {
+            ResponseKind::Alive { files } => Ok(files),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Flag 10: the TURN relay the tracker offers to peers nobody can reach directly, with
     /// short-lived credentials; `None` when it offers none.
     pub async fn relay_offer(&self) -> Result<Option<RelayOffer>, ClientError> {
@@ -369,6 +446,7 @@ impl TrackerClient {
         file: &FileName,
         refresh: bool,
         announce: Option<SocketAddr>,
+        transfer: Transfer,
     ) -> Result<Swarm, ClientError> {
         let mut summary = None;
         let mut intervals = AnnounceIntervals::DEFAULT;
@@ -389,7 +467,10 @@ impl TrackerClient {
                     offset,
                 }
             };
-            match self.request(kind).await? {
+            match self
+                .request_reporting(kind, transfer, ConnStats::default())
+                .await?
+            {
                 ResponseKind::Peers {
                     file: page_file,
                     intervals: page_intervals,
@@ -433,6 +514,17 @@ impl TrackerClient {
 
     /// Sends one request until its answer arrives or the attempts run out.
     async fn request(&self, kind: RequestKind) -> Result<ResponseKind, ClientError> {
+        self.request_reporting(kind, Transfer::default(), ConnStats::default())
+            .await
+    }
+
+    /// [`TrackerClient::request`] with what the request reports (protocol.txt §1.2).
+    async fn request_reporting(
+        &self,
+        kind: RequestKind,
+        transfer: Transfer,
+        conn_stats: ConnStats,
+    ) -> Result<ResponseKind, ClientError> {
         let shared = &*self.shared;
         let tid = shared.next_tid.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel(4);
@@ -443,6 +535,8 @@ impl TrackerClient {
             key: Some(shared.config.key),
             cookie: None,
             keep_punch_path: shared.config.keep_punch_path && kind.announce().is_some(),
+            transfer,
+            conn_stats,
             kind,
         };
         let mut wait = shared.config.timeout;
@@ -570,6 +664,7 @@ mod tests {
             info,
             seeders: 1,
             leechers: 0,
+            stats: None,
         };
         let swarm = |interval, min_interval| {
             let s = Swarm::new(

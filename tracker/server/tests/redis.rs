@@ -636,12 +636,34 @@ fn random_request(rng: &mut impl rand::Rng, pad: &str) -> (String, SocketAddr) {
         )
     };
     let size = u64::from(chunks) * 2048 - if rng.random_bool(0.05) { 1 } else { 0 };
+    // Announce events and byte counters: small random counters go backwards now and then
+    // (refused alike), `left` sometimes exceeds the file.
+    let counters = format!(
+        " up={} down={}",
+        rng.random_range(0..8u64) * 1000,
+        rng.random_range(0..8u64) * 1000
+    );
+    let transfer = match rng.random_range(0..5) {
+        0 => String::new(),
+        1 => format!(" event=started{counters}"),
+        2 => format!(" event=completed{counters} left=0"),
+        3 => counters.clone(),
+        _ => format!("{counters} left={}", rng.random_range(0..size + 2)),
+    };
+    let stopped = match rng.random_range(0..3) {
+        0 => String::new(),
+        1 => " event=stopped".to_string(),
+        _ => format!(" event=stopped{counters}"),
+    };
     let request = match rng.random_range(0..12) {
-        0 | 1 => format!("REQUEST 4 {file} {chunks} {me} size={size} id={}", id_hex()),
-        2..=4 => format!("REQUEST 3 {file} {ranges} {me}"),
-        5 => format!("REQUEST 1 {file} {me}"),
+        0 | 1 => format!(
+            "REQUEST 4 {file} {chunks} {me} size={size} id={}{transfer}",
+            id_hex()
+        ),
+        2..=4 => format!("REQUEST 3 {file} {ranges} {me}{transfer}"),
+        5 => format!("REQUEST 1 {file} {me}{transfer}"),
         6 => format!("REQUEST 2 {file} offset={}", rng.random_range(0..4)),
-        7 => format!("REQUEST 5 {file} {me}"),
+        7 => format!("REQUEST 5 {file} {me}{stopped}"),
         8 => format!("REQUEST 5 {me}"),
         9 => "REQUEST 6".to_string(),
         10 => format!("REQUEST 7 {file}"),
