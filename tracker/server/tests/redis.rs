@@ -410,6 +410,54 @@ async fn a_tracker_killed_and_started_again_loses_nothing() {
     assert_eq!(same.heartbeat(at(7711)).await.unwrap(), 3);
 }
 
+/// The figures of protocol.txt 1.2 live in Redis: two trackers count one swarm's events
+/// together (a completion repeated through the other tracker counts once, bytes by growth), and
+/// a tracker killed and started again answers the same figures.
+#[tokio::test]
+async fn the_swarm_figures_are_shared_by_trackers_and_survive_a_kill() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let a = tracker_on(&redis, &[]);
+    let b = tracker_on(&redis, &[]);
+    let seeder = PeerKey::random();
+    let leecher = PeerKey::random();
+    let share = format!(
+        "REQUEST 4 figures.bin 3 127.0.0.1:7801 size=5000 id={} key={seeder} event=started up=0 down=0 left=0",
+        id_hex()
+    );
+    let steps = [
+        (&a, share),
+        (&b, format!("REQUEST 1 figures.bin 127.0.0.1:7802 key={leecher} event=started up=0 down=0")),
+        (&a, format!("REQUEST 3 figures.bin 0-1 127.0.0.1:7802 key={leecher} up=0 down=4096")),
+        (&b, format!("REQUEST 3 figures.bin 0-2 127.0.0.1:7802 key={leecher} event=completed up=100 down=5000 left=0")),
+        // The same completion again, through the other tracker: counted once.
+        (&a, format!("REQUEST 3 figures.bin 0-2 127.0.0.1:7802 key={leecher} event=completed up=100 down=5000 left=0")),
+        (&b, format!("REQUEST 5 figures.bin 127.0.0.1:7801 key={seeder} event=stopped up=5000 down=0")),
+    ];
+    let socket = udp("127.0.0.1").await;
+    for (tracker, request) in &steps {
+        let answer = ask(&socket, tracker.addr, request).await;
+        assert!(answer.starts_with("RESPONSE "), "{request}: {answer}");
+    }
+    let backwards = format!("REQUEST 3 figures.bin 0 127.0.0.1:7802 key={leecher} down=10");
+    assert!(ask(&socket, b.addr, &backwards)
+        .await
+        .starts_with("ERROR 1110 BAD_FIELD down:10 is less than the 5000"));
+    let figures = "completed=1 up=5100 down=5000";
+    for tracker in [&a, &b] {
+        let answer = ask(&socket, tracker.addr, "REQUEST 7 figures.bin").await;
+        assert!(answer.ends_with(figures), "{answer}");
+        let listing = ask(&socket, tracker.addr, "REQUEST 6").await;
+        assert!(listing.ends_with(figures), "{listing}");
+    }
+    drop(a); // kill -9
+    let again = tracker_on(&redis, &[]);
+    let answer = ask(&socket, again.addr, "REQUEST 7 figures.bin").await;
+    assert!(answer.ends_with(figures), "{answer}");
+}
+
 /// How long a request may take to be refused while Redis does not answer: the 500 ms default
 /// timeout, with room for a loaded machine.
 const ERROR_BOUND: Duration = Duration::from_secs(3);
