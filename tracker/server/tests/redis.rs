@@ -534,7 +534,10 @@ async fn redis_paused_or_restarted_gives_errors_then_recovery() {
     std::fs::remove_dir_all(redis.aof_dir()).unwrap();
     std::fs::create_dir_all(redis.aof_dir()).unwrap();
     redis.spawn();
-    answer_becomes(a.addr, query, "ERROR 1002", PATIENCE).await;
+    // Each tracker sees the empty store once its own retry pause (200 ms) is over.
+    for tracker in [&a, &b] {
+        answer_becomes(tracker.addr, query, "ERROR 1002", PATIENCE).await;
+    }
     client(&b)
         .await
         .share(&file("new.bin", 2), at(7722))
