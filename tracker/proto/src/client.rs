@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +128,9 @@ struct Shared {
     pending: Mutex<HashMap<u32, mpsc::Sender<Response>>>,
     cookie: Mutex<Option<Cookie>>,
     punches: broadcast::Sender<PunchNotice>,
+    /// Set when the tracker refused a request's transfer fields as unknown (a tracker older
+    /// than protocol.txt §1.2's events): later requests go without them.
+    plain_only: AtomicBool,
 }
 
 /// An async client of one tracker. Cheap to share behind an `Arc`; calls may run concurrently.
@@ -182,6 +185,7 @@ impl TrackerClient {
             pending: Mutex::new(HashMap::new()),
             cookie: Mutex::new(None),
             punches,
+            plain_only: AtomicBool::new(false),
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared)));
         TrackerClient { shared, reader }
@@ -518,8 +522,35 @@ impl TrackerClient {
             .await
     }
 
-    /// [`TrackerClient::request`] with what the request reports (protocol.txt §1.2).
+    /// [`TrackerClient::request`] with what the request reports (protocol.txt §1.2). A tracker
+    /// that answers 1103 EXTRA_FIELD to the report (one from before the events) gets the
+    /// request again without it, and no report from then on: the announcement matters more.
     async fn request_reporting(
+        &self,
+        kind: RequestKind,
+        transfer: Transfer,
+        conn_stats: ConnStats,
+    ) -> Result<ResponseKind, ClientError> {
+        let reports = !(transfer.is_empty() && conn_stats.is_empty());
+        if reports && !self.shared.plain_only.load(Ordering::Relaxed) {
+            match self.send(kind.clone(), transfer, conn_stats).await {
+                Err(ClientError::Tracker(e)) if e.code == ErrorCode::ExtraField => {
+                    log::info!(
+                        "{}: the tracker takes no announce events or counters ({e}); sending \
+                         requests without them",
+                        self.shared.tracker
+                    );
+                    self.shared.plain_only.store(true, Ordering::Relaxed);
+                }
+                answer => return answer,
+            }
+        }
+        self.send(kind, Transfer::default(), ConnStats::default())
+            .await
+    }
+
+    /// Sends one request until its answer arrives or the attempts run out.
+    async fn send(
         &self,
         kind: RequestKind,
         transfer: Transfer,
@@ -699,5 +730,62 @@ mod tests {
         }
         let rejoined = ChunkRanges::from_ranges(batches.iter().flat_map(|b| b.ranges().to_vec()));
         assert_eq!(rejoined.unwrap(), chunks);
+    }
+}
+
+#[cfg(test)]
+mod old_tracker {
+    use super::*;
+
+    /// A tracker from before the events: any `event=`, `up=`... is an unknown field.
+    async fn old_tracker(socket: UdpSocket) {
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let tid = text
+                .split(' ')
+                .find_map(|t| t.strip_prefix("tid="))
+                .unwrap_or("0");
+            let answer = if text.contains(" event=") || text.contains(" conns=") {
+                format!("ERROR 1103 EXTRA_FIELD unknown field tid={tid}")
+            } else if text.starts_with("REQUEST 9 ") {
+                format!("RESPONSE 9 OK files=1 tid={tid}")
+            } else {
+                format!("RESPONSE 5 OK tid={tid}")
+            };
+            let _ = socket.send_to(answer.as_bytes(), from).await;
+        }
+    }
+
+    #[test]
+    fn a_tracker_without_events_gets_the_requests_without_them() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(talk_to_an_old_tracker());
+    }
+
+    async fn talk_to_an_old_tracker() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = socket.local_addr().unwrap();
+        tokio::spawn(old_tracker(socket));
+        let client = TrackerClient::bind(at, ClientConfig::default())
+            .await
+            .unwrap();
+        let me: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        client
+            .leave_reporting(None, me, Transfer::default())
+            .await
+            .expect("flag 5 goes through without event=stopped");
+        assert!(client.shared.plain_only.load(Ordering::Relaxed));
+        let stats = ConnStats {
+            conns: Some(1),
+            failed: Some(0),
+        };
+        assert_eq!(client.heartbeat_reporting(me, stats).await.unwrap(), 1);
     }
 }
