@@ -12,6 +12,7 @@ pub mod client;
 mod error;
 mod pattern;
 mod render;
+mod reporting;
 mod request;
 mod response;
 mod token;
