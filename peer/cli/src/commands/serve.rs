@@ -205,11 +205,9 @@ pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> a
             ));
         }
         None => {
+            let at = peer_engine::node::announce_addr(global.listen, global.announce);
             tracker
-                .exit(peer_engine::node::announce_addr(
-                    global.listen,
-                    global.announce,
-                ))
+                .leave_reporting(None, at, Default::default())
                 .await?;
             print("left the swarm (flag 5): the tracker no longer lists this directory's peer");
         }
