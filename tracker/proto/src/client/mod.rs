@@ -15,6 +15,9 @@ mod ops;
 mod spec;
 mod tiers;
 
+#[cfg(test)]
+mod scripted_tests;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
