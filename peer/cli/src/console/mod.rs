@@ -268,7 +268,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         "peer console: serving {} on {}, tracker {}. Pick a number (h shows the menu again).",
         node.dir.root().display(),
         node.listen,
-        node.tracker.tracker()
+        node.tracker.describe()
     );
     let history = Some(node.dir.state_dir().join("history"));
     let dialer = Arc::new(

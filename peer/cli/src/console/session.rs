@@ -253,7 +253,7 @@ impl Actions for Session {
              files          {} seeding, {} downloading, {} stopped\nconnections    {} open\n\
              in swarm       {}",
             self.listen,
-            self.tracker.tracker(),
+            self.tracker.describe(),
             if self.stun.is_empty() {
                 "none".to_owned()
             } else {

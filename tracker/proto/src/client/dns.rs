@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
 use log::debug;
@@ -91,7 +93,7 @@ impl Resolver {
         }
     }
 
-    /// Every address of `host`, in the order DNS gives them, and until when they hold.
+    /// Every address of `host`, IPv4 ones first, and until when they hold.
     pub(super) async fn addresses(
         &self,
         host: &str,
@@ -118,6 +120,8 @@ impl Resolver {
                 unique.push(a);
             }
         }
+        // IPv4 first, each family in DNS order: many hosts have IPv6 that goes nowhere.
+        unique.sort_by_key(SocketAddr::is_ipv6);
         if unique.is_empty() {
             return Err("no A or AAAA record".into());
         }
@@ -157,6 +161,8 @@ impl Resolver {
 }
 
 fn tune(options: &mut ResolverOpts) {
+    // Both families; IPv4 addresses are tried first (sorted in `addresses`).
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     options.timeout = LOOKUP_TIMEOUT;
     options.attempts = 2;
     options.positive_max_ttl = Some(MAX_VALID);

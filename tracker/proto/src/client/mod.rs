@@ -237,6 +237,22 @@ impl TrackerClient {
             .collect()
     }
 
+    /// The tiers for people: trackers of a tier joined by ", ", tiers by " then ".
+    pub fn describe(&self) -> String {
+        self.trackers
+            .tiers
+            .iter()
+            .map(|t| {
+                t.specs()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect::<Vec<_>>()
+            .join(" then ")
+    }
+
     /// The address asked first now: the front tracker of the first tier with a resolved
     /// address (0.0.0.0:0 before any name is resolved).
     pub fn tracker(&self) -> SocketAddr {
