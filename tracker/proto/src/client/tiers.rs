@@ -221,7 +221,7 @@ impl Tracker {
             .min(MAX_BACKOFF);
         if health.failures == 1 {
             warn!(
-                "tracker {} does not answer; trying the others, and it again in {}s",
+                "tracker {} does not answer; it is asked last for the next {} s",
                 self.label,
                 backoff.as_secs()
             );
