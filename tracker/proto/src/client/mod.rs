@@ -321,12 +321,7 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        let cx = &self.trackers.cx;
-        let answers = self
-            .trackers
-            .announce(|t| async move { t.swarm(cx, file, false, Some(announce)).await })
-            .await?;
-        Swarm::merge(answers)
+        self.join_swarm(file, false, announce).await
     }
 
     /// Flag 2 with an address: the refresh a downloader sends every [`Swarm::interval`]; it
@@ -336,12 +331,7 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        let cx = &self.trackers.cx;
-        let answers = self
-            .trackers
-            .announce(|t| async move { t.swarm(cx, file, true, Some(announce)).await })
-            .await?;
-        Swarm::merge(answers)
+        self.join_swarm(file, true, announce).await
     }
 
     /// Flag 3: this peer, serving at `announce`, now holds `chunks` of `file`. Long lists are
@@ -479,6 +469,21 @@ impl TrackerClient {
             ResponseKind::Relay(offer) => Ok(offer),
             other => Err(ops::unexpected(&other)),
         }
+    }
+
+    /// Flag 1 or 2 with an address, to every tracker of the tier; their peers merged.
+    async fn join_swarm(
+        &self,
+        file: &FileName,
+        refresh: bool,
+        announce: SocketAddr,
+    ) -> Result<Swarm, ClientError> {
+        let cx = &self.trackers.cx;
+        let answers = self
+            .trackers
+            .announce(|t| async move { t.swarm(cx, file, refresh, Some(announce)).await })
+            .await?;
+        Swarm::merge(answers)
     }
 
     /// A one-datagram query to the first tracker that answers.

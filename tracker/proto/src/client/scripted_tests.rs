@@ -249,3 +249,42 @@ fn no_tracker_at_all_is_refused() {
         Err(ClientError::NoTrackers)
     ));
 }
+
+fn lists_peer(port: u16, kind: &RequestKind) -> Option<ResponseKind> {
+    match kind {
+        RequestKind::Peers { .. } => Some(ResponseKind::Peers {
+            refresh: false,
+            file: FileSummary {
+                info: info(),
+                seeders: 1,
+                leechers: 0,
+            },
+            intervals: None,
+            next: None,
+            peers: vec![crate::PeerEntry {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                chunks: crate::PeerChunks::Seeder,
+            }],
+        }),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_joining_peer_gets_the_peers_every_tracker_of_the_tier_lists() {
+    let (a, b) = (
+        scripted(|k| lists_peer(7001, k)).await,
+        scripted(|k| lists_peer(7002, k)).await,
+    );
+    let c = client(&[&[&a, &b]]);
+    let swarm = c
+        .peers_as(info().name(), ME.parse().unwrap())
+        .await
+        .unwrap();
+    let mut ports: Vec<u16> = swarm.peers.iter().map(|p| p.addr.port()).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, vec![7001, 7002]);
+    // Asked without joining, only the first tracker answers.
+    let swarm = c.peers(info().name()).await.unwrap();
+    assert_eq!(swarm.peers.len(), 1);
+}
