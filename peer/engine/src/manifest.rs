@@ -18,6 +18,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::metrics::metrics;
+
 /// Chunk size used when the user does not choose one (the seed protocol's 2048 bytes).
 pub const DEFAULT_CHUNK_SIZE: u32 = 2048;
 
@@ -371,6 +373,7 @@ fn hash_range(
         for (slot, data) in out[done..done + n].iter_mut().zip(buf[..len].chunks(cs)) {
             *slot = hash_chunk(data);
         }
+        metrics().share_bytes_hashed.add(len as u64);
         done += n;
     }
     Ok(())
