@@ -1,7 +1,7 @@
 //! The command line of `peer`: global options every subcommand shares, and the subcommands.
 //! `--help` is written from the doc comments here, so they speak to users.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use std::time::Duration;
@@ -12,6 +12,9 @@ use peer_engine::download::DownloadConfig;
 use peer_engine::node::{daemon, NodeConfig};
 use peer_engine::reach::{address, Credentials, ReachConfig, TurnChoice};
 use peer_engine::swarm::SwarmConfig;
+use tracker_proto::client::TrackerSpec;
+
+use crate::commands::target::tracker_address;
 
 /// A peer of the p2p file-sharing system: shares files of a directory in SHA-256-verified
 /// chunks over TCP and downloads files from every peer that has them.
@@ -40,10 +43,29 @@ pub struct Cli {
 /// Options of every subcommand.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Tracker address (UDP). `peer get FILE.p2p` and `peer get MAGNET` use the first tracker
-    /// the metainfo or link names when this is not given. [default: 127.0.0.1:80]
-    #[arg(long, global = true, value_name = "HOST:PORT", env = "PEER_TRACKER")]
-    pub tracker: Option<String>,
+    /// Tracker (UDP): IP:PORT, HOST:PORT (every A/AAAA record of HOST, tried in order), or a
+    /// bare DOMAIN, whose DNS SRV records _p2p-tracker._udp.DOMAIN list the trackers (lowest
+    /// priority first, by weight within one). Repeat it, or separate with commas, for more
+    /// trackers of the same tier: this peer announces to every one of them that answers, and
+    /// asks the first that answers. With neither this nor --tracker-tier, `peer get FILE.p2p`
+    /// and `peer get MAGNET` use the trackers the metainfo or link names.
+    /// [default: 127.0.0.1:80]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TRACKER",
+        env = "PEER_TRACKER",
+        value_delimiter = ','
+    )]
+    pub tracker: Vec<String>,
+    /// A fallback tier of trackers (comma-separated, same forms as --tracker), used only when
+    /// no tracker of the tiers before it answers. Repeat for more tiers, in order.
+    #[arg(long, global = true, value_name = "TRACKER,...")]
+    pub tracker_tier: Vec<String>,
+    /// DNS server asked for tracker names and SRV records, instead of the system's resolver
+    /// (/etc/resolv.conf).
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
     /// Share directory: the only files this peer serves, and where downloads go.
     #[arg(
         long,
@@ -86,7 +108,8 @@ pub struct Global {
     pub max_peers: usize,
     /// STUN server asked, over TCP from the serving port, for this peer's public address;
     /// repeat for several (servers that disagree reveal a symmetric NAT). `none` alone turns
-    /// STUN off. Ignored with --announce. [default: the tracker's host, port 3478]
+    /// STUN off. Ignored with --announce. [default: port 3478 of each tracker of the first
+    /// tier (the first address each resolves to)]
     #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
     pub stun: Vec<String>,
     /// Seconds between two STUN queries; when the public address changes, every row at the
@@ -116,6 +139,10 @@ pub struct Global {
     /// default, renewed while the peer runs, removed when it stops).
     #[arg(long, global = true)]
     pub no_port_mapping: bool,
+    /// The first address of each tracker of the first tier, once resolved: where the STUN
+    /// servers are when --stun is not given.
+    #[arg(skip)]
+    pub tracker_stun: Vec<IpAddr>,
 }
 
 /// `--chunk-size`: a number the chunking rules accept.
@@ -130,9 +157,25 @@ fn parse_chunk_size(s: &str) -> Result<u32, String> {
 pub const DEFAULT_TRACKER: &str = "127.0.0.1:80";
 
 impl Global {
-    /// The tracker address to use: --tracker, else `DEFAULT_TRACKER`.
-    pub fn tracker(&self) -> &str {
-        self.tracker.as_deref().unwrap_or(DEFAULT_TRACKER)
+    /// The tiers --tracker and --tracker-tier give, `None` when neither is given. A tracker
+    /// may be written `p2p://...` as in metainfo files.
+    pub fn tracker_tiers(&self) -> anyhow::Result<Option<Vec<Vec<TrackerSpec>>>> {
+        let first = self.tracker.iter().map(String::as_str);
+        let tiers: Vec<Vec<&str>> = std::iter::once(first.collect())
+            .chain(self.tracker_tier.iter().map(|t| t.split(',').collect()))
+            .collect();
+        let tiers = tiers
+            .into_iter()
+            .map(|tier| {
+                tier.into_iter()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| tracker_address(t).parse::<TrackerSpec>())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tiers: Vec<Vec<TrackerSpec>> = tiers.into_iter().filter(|t| !t.is_empty()).collect();
+        Ok(Some(tiers).filter(|t| !t.is_empty()))
     }
 
     /// The node (server and swarms) these options ask for.
@@ -151,7 +194,7 @@ impl Global {
         }
     }
 
-    /// The STUN servers to ask: --stun as given, the tracker's host on port 3478 by default,
+    /// The STUN servers to ask: --stun as given, port 3478 of the trackers by default,
     /// none with only `--stun none` or a fixed --announce address. `none` beside real servers
     /// is dropped, so a script's `--stun none` default can be overridden by adding a server.
     pub fn stun_servers(&self) -> Vec<String> {
@@ -162,9 +205,10 @@ impl Global {
         if !given.is_empty() {
             return given;
         }
-        let tracker = self.tracker();
-        let host = tracker.rsplit_once(':').map_or(tracker, |(host, _)| host);
-        vec![format!("{host}:{}", address::DEFAULT_STUN_PORT)]
+        self.tracker_stun
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, address::DEFAULT_STUN_PORT).to_string())
+            .collect()
     }
 }
 

@@ -99,16 +99,35 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             .collect(),
         _ => Vec::new(),
     };
-    if cli.global.tracker.is_none() {
-        cli.global.tracker = targets
+    let tiers = match cli.global.tracker_tiers()? {
+        Some(tiers) => tiers,
+        None => targets
             .iter()
-            .filter_map(|(_, t)| t.as_ref().ok()?.first_tracker())
-            .next()
-            .map(str::to_owned);
+            .filter_map(|(_, t)| t.as_ref().ok())
+            .map(Target::tracker_specs)
+            .find(|tiers| !tiers.is_empty())
+            .unwrap_or_else(|| {
+                vec![vec![args::DEFAULT_TRACKER
+                    .parse()
+                    .expect("a valid default")]]
+            }),
+    };
+    let dir = Arc::new(ShareDir::open(&cli.global.dir)?);
+    let tracker = Arc::new(commands::connect_tracker(
+        tiers,
+        cli.global.dns_server,
+        &dir,
+    )?);
+    if cli.global.stun.is_empty() && cli.global.announce.is_none() {
+        cli.global.tracker_stun = tracker
+            .first_tier_addresses()
+            .await
+            .iter()
+            .map(|a| a.ip())
+            .collect();
     }
     let global = &cli.global;
-    let dir = Arc::new(ShareDir::open(&global.dir)?);
-    let tracker = Arc::new(commands::connect_tracker(global.tracker(), &dir).await?);
+    let tracker_urls = commands::target::tracker_urls(&tracker.tiers());
     let Some(command) = &cli.command else {
         // Held until the console has left the swarm; a second server of --dir is refused.
         let serving = lock::hold(&dir)?;
@@ -120,7 +139,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             heartbeat: daemon::DEFAULT_HEARTBEAT,
             stun: global.stun_servers(),
             download: DownloadConfig::default(),
-            tracker_url: commands::target::tracker_url(global.tracker()),
+            tracker_urls,
         })
         .await;
     };
@@ -154,7 +173,18 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             file,
             heartbeat,
             chunk_size,
-        } => serve::share(global, dir, tracker, file, *chunk_size, *heartbeat).await?,
+        } => {
+            serve::share(
+                global,
+                dir,
+                tracker,
+                &tracker_urls,
+                file,
+                *chunk_size,
+                *heartbeat,
+            )
+            .await?
+        }
         Command::Daemon {
             heartbeat,
             http,

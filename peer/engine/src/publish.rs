@@ -108,12 +108,19 @@ pub fn metainfo(name: &ShareName, manifest: &Manifest, trackers: Vec<Vec<String>
     }
 }
 
-/// The magnet link of `metainfo`: its id, name and first tier of trackers.
+/// The magnet link of `metainfo`: its id, name and every tracker of every tier, in order (a
+/// link has no tiers: its `tr=` list is one, protocol.txt §6.3).
 pub fn magnet(metainfo: &Metainfo) -> Magnet {
+    let mut trackers: Vec<String> = Vec::new();
+    for t in metainfo.trackers.iter().flatten() {
+        if !trackers.contains(t) {
+            trackers.push(t.clone());
+        }
+    }
     Magnet {
         id: metainfo.info.id,
         name: Some(metainfo.info.name.clone()),
-        trackers: metainfo.trackers.first().cloned().unwrap_or_default(),
+        trackers,
     }
 }
 

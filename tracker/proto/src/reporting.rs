@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use crate::client::{unexpected, ClientError, Swarm, TrackerClient};
+use crate::client::{ClientError, Report, Swarm, TrackerClient};
 use crate::transfer::{AnnounceEvent, ConnStats, Transfer};
-use crate::{FileInfo, FileName, RequestKind, ResponseKind};
+use crate::{FileInfo, FileName, RequestKind};
 
 impl TrackerClient {
     /// Flag 1 or 2 (`refresh`) with an address and what this peer did with `file` since it
@@ -18,7 +18,7 @@ impl TrackerClient {
         refresh: bool,
         transfer: Transfer,
     ) -> Result<Swarm, ClientError> {
-        self.swarm(file, refresh, Some(announce), transfer).await
+        self.join_swarm(file, refresh, announce, transfer).await
     }
 
     /// Flag 4 with what this peer did with the file: `event=started` when a seeder begins,
@@ -33,13 +33,7 @@ impl TrackerClient {
             info: info.clone(),
             announce,
         };
-        match self
-            .request_reporting(kind, transfer, ConnStats::default())
-            .await?
-        {
-            ResponseKind::Ok(_) => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.announce_ok(kind, Report::transfer(transfer)).await
     }
 
     /// Flag 5 (one file, or every swarm for `None`) with `event=stopped` and, for one file,
@@ -58,13 +52,8 @@ impl TrackerClient {
             event: Some(AnnounceEvent::Stopped),
             ..transfer
         };
-        match self
-            .request_reporting(kind, transfer, ConnStats::default())
-            .await?
-        {
-            ResponseKind::Ok(_) => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.leave_with(file.is_none(), kind, Report::transfer(transfer))
+            .await
     }
 
     /// Flag 9 with this peer's connection figures (seed 003's stats).
@@ -73,21 +62,17 @@ impl TrackerClient {
         announce: SocketAddr,
         stats: ConnStats,
     ) -> Result<u32, ClientError> {
-        let kind = RequestKind::Heartbeat { announce };
-        match self
-            .request_reporting(kind, Transfer::default(), stats)
-            .await?
-        {
-            ResponseKind::Alive { files } => Ok(files),
-            other => Err(unexpected(&other)),
-        }
+        let report = Report {
+            conn_stats: stats,
+            ..Report::default()
+        };
+        self.heartbeat_with(announce, report).await
     }
 }
 
 #[cfg(test)]
 mod old_tracker {
     use super::*;
-    use std::sync::atomic::Ordering;
     use tokio::net::UdpSocket;
 
     use crate::ClientConfig;
@@ -136,7 +121,6 @@ mod old_tracker {
             .leave_reporting(None, me, Transfer::default())
             .await
             .expect("flag 5 goes through without event=stopped");
-        assert!(client.shared.plain_only.load(Ordering::Relaxed));
         let stats = ConnStats {
             conns: Some(1),
             failed: Some(0),

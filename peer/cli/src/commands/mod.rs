@@ -9,10 +9,11 @@ pub mod status;
 pub mod target;
 
 use std::io::Write;
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use peer_engine::share::ShareDir;
-use tracker_proto::client::ClientConfig;
+use tracker_proto::client::{ClientConfig, Resolver, TrackerSpec};
 use tracker_proto::TrackerClient;
 
 /// How an answer is printed.
@@ -50,20 +51,24 @@ pub fn flush() {
     let _ = std::io::stdout().flush();
 }
 
-/// Resolves the tracker and binds a client with this directory's persistent key, so every
-/// command on the directory is the same peer to the tracker. Beside a running daemon the
-/// client announces with `punch=keep`: PUNCH notices keep going to the daemon's socket, which
-/// listens for them, never to this command's, which is about to close.
-pub async fn connect_tracker(spec: &str, dir: &ShareDir) -> anyhow::Result<TrackerClient> {
-    let addr = tokio::net::lookup_host(spec)
-        .await
-        .with_context(|| format!("cannot resolve tracker address {spec:?} (expected HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("tracker address {spec:?} resolves to nothing"))?;
+/// A client of the tracker tiers with this directory's persistent key, so every command on
+/// the directory is the same peer to every tracker. Names are resolved by `dns_server` when
+/// given, else by the system's resolver. Beside a running daemon the client announces with
+/// `punch=keep`: PUNCH notices keep going to the daemon's socket, which listens for them,
+/// never to this command's, which is about to close.
+pub fn connect_tracker(
+    tiers: Vec<Vec<TrackerSpec>>,
+    dns_server: Option<SocketAddr>,
+    dir: &ShareDir,
+) -> anyhow::Result<TrackerClient> {
     let config = ClientConfig {
         key: dir.peer_key()?,
         keep_punch_path: peer_engine::node::lock::running_daemon(dir).is_some(),
         ..ClientConfig::default()
     };
-    Ok(TrackerClient::bind(addr, config).await?)
+    let resolver = match dns_server {
+        Some(server) => Resolver::with_server(server),
+        None => Resolver::system(),
+    };
+    TrackerClient::with_tiers(tiers, config, resolver).context("no tracker to use")
 }

@@ -17,7 +17,6 @@ use peer_engine::reach::Presence;
 use peer_engine::share::ShareDir;
 use tracker_proto::TrackerClient;
 
-use super::target::tracker_url;
 use super::{flush, print};
 use crate::args::Global;
 use crate::http::{self, HttpServer};
@@ -84,6 +83,7 @@ pub async fn share(
     global: &Global,
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
+    tracker_urls: &[Vec<String>],
     file: &Path,
     chunk_size: Option<u32>,
     heartbeat: u64,
@@ -96,10 +96,7 @@ pub async fn share(
             m.size(),
             m.id()
         );
-        println!(
-            "{}",
-            metainfo_lines(&tracker_url(global.tracker()), &dir, &name, &m)?
-        );
+        println!("{}", metainfo_lines(tracker_urls, &dir, &name, &m)?);
         return Ok(());
     }
     // One server per directory: a second would announce the same files from another port
@@ -119,7 +116,7 @@ pub async fn share(
         }
     };
     println!("shared {name} ({} bytes, {})", m.size(), m.id());
-    let lines = match metainfo_lines(&tracker_url(global.tracker()), &dir, &name, &m) {
+    let lines = match metainfo_lines(tracker_urls, &dir, &name, &m) {
         Ok(l) => l,
         Err(e) => {
             node.stop().await;
@@ -132,15 +129,15 @@ pub async fn share(
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
 }
 
-/// Writes the metainfo of a file just shared (`--dir/NAME.p2p`, naming this peer's tracker)
-/// and returns the lines that tell the user where it is and its magnet link.
+/// Writes the metainfo of a file just shared (`--dir/NAME.p2p`, naming this peer's tracker
+/// tiers) and returns the lines that tell the user where it is and its magnet link.
 pub fn metainfo_lines(
-    tracker_url: &str,
+    tracker_urls: &[Vec<String>],
     dir: &ShareDir,
     name: &ShareName,
     manifest: &Manifest,
 ) -> anyhow::Result<String> {
-    let metainfo = publish::metainfo(name, manifest, vec![vec![tracker_url.to_owned()]]);
+    let metainfo = publish::metainfo(name, manifest, tracker_urls.to_vec());
     let path = publish::write_metainfo(dir, &metainfo)?;
     Ok(format!(
         "metainfo: {}\nmagnet: {}",

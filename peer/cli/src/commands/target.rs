@@ -9,6 +9,7 @@ use peer_engine::download::Expect;
 use peer_engine::magnet::Magnet;
 use peer_engine::metainfo::{Metainfo, MAX_METAINFO_BYTES, METAINFO_SUFFIX};
 use peer_engine::name::ShareName;
+use tracker_proto::client::TrackerSpec;
 
 /// Scheme of tracker addresses in metainfo files and magnet links.
 pub const TRACKER_SCHEME: &str = "p2p://";
@@ -52,9 +53,24 @@ impl Target {
         })
     }
 
-    /// The first tracker the target names, if any.
-    pub fn first_tracker(&self) -> Option<&str> {
-        self.trackers.iter().flatten().next().map(String::as_str)
+    /// The tiers the target names, as the tracker client takes them; a tracker that is not a
+    /// valid address is skipped with a warning.
+    pub fn tracker_specs(&self) -> Vec<Vec<TrackerSpec>> {
+        self.trackers
+            .iter()
+            .map(|tier| {
+                tier.iter()
+                    .filter_map(|t| match t.parse::<TrackerSpec>() {
+                        Ok(spec) => Some(spec),
+                        Err(e) => {
+                            log::warn!("ignoring tracker {t}: {e}");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|tier| !tier.is_empty())
+            .collect()
     }
 }
 
@@ -103,6 +119,14 @@ pub fn tracker_address(url: &str) -> &str {
     url.strip_prefix(TRACKER_SCHEME).unwrap_or(url)
 }
 
+/// The tiers of a tracker client as metainfo files and magnet links write them.
+pub fn tracker_urls(tiers: &[Vec<TrackerSpec>]) -> Vec<Vec<String>> {
+    tiers
+        .iter()
+        .map(|tier| tier.iter().map(|t| tracker_url(&t.to_string())).collect())
+        .collect()
+}
+
 /// How a tracker address is written into metainfo files and magnet links.
 pub fn tracker_url(address: &str) -> String {
     if address.starts_with(TRACKER_SCHEME) {
@@ -126,7 +150,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(t.name.as_str(), "m.bin");
-        assert_eq!(t.first_tracker(), Some("127.0.0.1:9000"));
+        assert_eq!(
+            t.tracker_specs(),
+            vec![vec![TrackerSpec::Addr("127.0.0.1:9000".parse().unwrap())]]
+        );
         let err = Target::parse(&format!("magnet:?xt=urn:p2p:sha256:{id}")).unwrap_err();
         assert!(err.to_string().contains("dn="), "{err}");
         let err = Target::parse("/nonexistent/x.p2p").unwrap_err();

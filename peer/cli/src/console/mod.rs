@@ -246,8 +246,8 @@ pub struct Launch {
     /// STUN servers, for the status screen.
     pub stun: Vec<String>,
     pub download: DownloadConfig,
-    /// The tracker as metainfo files written for shares name it (`p2p://HOST:PORT`).
-    pub tracker_url: String,
+    /// The tracker tiers as metainfo files written for shares name them (`p2p://HOST:PORT`).
+    pub tracker_urls: Vec<Vec<String>>,
 }
 
 /// Runs the daemon in the background and the console in front until the user quits or a
@@ -260,7 +260,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         heartbeat,
         stun,
         download,
-        tracker_url,
+        tracker_urls,
     } = launch;
     let address = presence.announce();
     let stop = CancellationToken::new();
@@ -268,7 +268,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
         "peer console: serving {} on {}, tracker {}. Pick a number (h shows the menu again).",
         node.dir.root().display(),
         node.listen,
-        node.tracker.tracker()
+        node.tracker.describe()
     );
     let history = Some(node.dir.state_dir().join("history"));
     let dialer = Arc::new(
@@ -285,7 +285,7 @@ pub async fn open(launch: Launch) -> anyhow::Result<()> {
     );
     let parts = session::SessionParts {
         listen: node.listen,
-        tracker_url,
+        tracker_urls,
         stun,
         downloads: Context {
             dir: node.dir.clone(),

@@ -41,7 +41,7 @@ struct Running {
 pub struct SessionParts {
     pub listen: SocketAddr,
     /// The tracker as metainfo files of shares name it.
-    pub tracker_url: String,
+    pub tracker_urls: Vec<Vec<String>>,
     pub stun: Vec<String>,
     /// What every download of the console starts from: the node's directory, tracker,
     /// swarms, connection slots and dialer.
@@ -55,7 +55,7 @@ pub struct SessionParts {
 pub struct Session {
     dir: Arc<ShareDir>,
     tracker: Arc<TrackerClient>,
-    tracker_url: String,
+    tracker_urls: Vec<Vec<String>>,
     listen: SocketAddr,
     stun: Vec<String>,
     context: Context,
@@ -71,7 +71,7 @@ impl Session {
         Self {
             dir: parts.downloads.dir.clone(),
             tracker: parts.downloads.tracker.clone(),
-            tracker_url: parts.tracker_url,
+            tracker_urls: parts.tracker_urls,
             listen: parts.listen,
             stun: parts.stun,
             context: parts.downloads,
@@ -204,7 +204,7 @@ impl Actions for Session {
         let path = Path::new(path);
         let sharing = publish::share(&self.dir, &self.tracker, path, None, self.announce());
         let (name, manifest) = hashing::while_hashing(path, sharing).await?;
-        let lines = serve::metainfo_lines(&self.tracker_url, &self.dir, &name, &manifest)?;
+        let lines = serve::metainfo_lines(&self.tracker_urls, &self.dir, &name, &manifest)?;
         Ok(format!(
             "shared {name} ({}, {} chunks, {}); other peers can download it now\n{lines}",
             format_bytes(manifest.size()),
@@ -249,7 +249,7 @@ impl Actions for Session {
              files          {} seeding, {} downloading, {} stopped\nconnections    {} open\n\
              in swarm       {}",
             self.listen,
-            self.tracker.tracker(),
+            self.tracker.describe(),
             if self.stun.is_empty() {
                 "none".to_owned()
             } else {
