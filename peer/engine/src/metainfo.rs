@@ -348,6 +348,17 @@ fn key(k: &str) -> ByteString {
     ByteString::from(k)
 }
 
+/// The bencoded `info.files` list of `files`: what a directory's id commits to (protocol.txt
+/// §2.1).
+pub fn encode_files(files: &[FileEntry]) -> Vec<u8> {
+    bt_bencode::to_vec(&files_value(files)).unwrap_or_default()
+}
+
+/// Reads back what [`encode_files`] wrote, under the rules of `info.files`.
+pub fn decode_files(bytes: &[u8]) -> Result<Vec<FileEntry>, MetainfoError> {
+    parse_files(&decode(bytes)?)
+}
+
 fn files_value(files: &[FileEntry]) -> Value {
     Value::List(
         files

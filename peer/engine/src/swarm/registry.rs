@@ -119,7 +119,7 @@ impl Swarms {
             None => Swarm::seeding(
                 name.clone(),
                 served.manifest,
-                served.file,
+                served.storage,
                 self.local.clone(),
                 served.in_place,
             ),
@@ -127,7 +127,7 @@ impl Swarms {
                 let swarm = Swarm::mirroring(
                     name.clone(),
                     served.manifest,
-                    served.file,
+                    served.storage,
                     have,
                     self.local.clone(),
                 );
