@@ -83,9 +83,9 @@ fn good_in(
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
     use super::super::tests::tempdir;
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn finds_exactly_the_chunks_that_verify() {

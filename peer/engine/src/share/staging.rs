@@ -345,7 +345,10 @@ mod tests {
         assert!(served.in_place);
         assert_eq!(served.manifest.id(), m.id());
         let mut chunk = vec![0u8; 2048];
-        served.storage.read_exact_vectored_at(vec![&mut chunk], 2048).unwrap();
+        served
+            .storage
+            .read_exact_vectored_at(vec![&mut chunk], 2048)
+            .unwrap();
         assert_eq!(&chunk[..952], &one[2048..]);
         assert_eq!(&chunk[952..], &two[..1096]);
         // Any file changing withdraws the whole share.
