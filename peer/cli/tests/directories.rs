@@ -146,6 +146,11 @@ fn a_killed_directory_download_resumes_from_its_verified_chunks() {
         !leech.join("big").exists(),
         "a killed download left a complete-looking directory"
     );
+    // `peer status` shows the stopped download file by file.
+    let (done, total, have) = files_status(tracker, &leech, "big");
+    assert_eq!(total, 5);
+    assert!(done < 5, "{done} of 5 files done before the end");
+    assert_eq!(have, u64::from(recorded) * 2048);
     let out = get(tracker, &leech, "big");
     let (fetched, _, resumed) = summary(&out, "big");
     assert!(
@@ -154,6 +159,33 @@ fn a_killed_directory_download_resumes_from_its_verified_chunks() {
     );
     assert_eq!(fetched + resumed, 8192);
     assert_same_tree(&src, &leech.join("big"));
+    assert_eq!(files_status(tracker, &leech, "big"), (5, 5, 16 << 20));
+}
+
+/// Files complete, files in all and bytes verified of directory `name` as `peer status --json`
+/// shows it.
+fn files_status(tracker: std::net::SocketAddr, dir: &Path, name: &str) -> (u64, u64, u64) {
+    let out = run(peer_cmd(tracker, dir).args(["status", "--json"]));
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    let entry = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v}"));
+    assert_eq!(entry["directory"], true);
+    let have = entry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["have"].as_u64().unwrap())
+        .sum();
+    (
+        entry["files_done"].as_u64().unwrap(),
+        entry["files_total"].as_u64().unwrap(),
+        have,
+    )
 }
 
 #[test]

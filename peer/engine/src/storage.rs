@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::bitfield::Bitfield;
+use crate::metainfo::{FileEntry, RelPath};
 use crate::share::disk;
 use crate::share::record::PartStamp;
 
@@ -84,6 +86,50 @@ impl Spans {
         }
         Some(out)
     }
+}
+
+/// How much of one file of a directory is verified on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProgress {
+    pub path: RelPath,
+    pub length: u64,
+    /// Bytes of it inside verified chunks.
+    pub have: u64,
+}
+
+impl FileProgress {
+    pub fn is_complete(&self) -> bool {
+        self.have == self.length
+    }
+}
+
+/// Per-file progress of a directory of `files` in chunks of `chunk_size` bytes, of which
+/// `have` are verified: one pass over the files and the chunks each one touches.
+pub fn files_progress(files: &[FileEntry], chunk_size: u32, have: &Bitfield) -> Vec<FileProgress> {
+    let cs = u64::from(chunk_size.max(1));
+    let mut start = 0u64;
+    files
+        .iter()
+        .map(|f| {
+            let end = start + f.length;
+            let mut got = 0u64;
+            if f.length > 0 {
+                for chunk in start / cs..=(end - 1) / cs {
+                    let index = u32::try_from(chunk).unwrap_or(u32::MAX);
+                    if index < have.len() && have.get(index) {
+                        let (from, to) = (chunk * cs, (chunk + 1) * cs);
+                        got += to.min(end) - from.max(start);
+                    }
+                }
+            }
+            start = end;
+            FileProgress {
+                path: f.path.clone(),
+                length: f.length,
+                have: got,
+            }
+        })
+        .collect()
 }
 
 /// The files of a directory share, open, with their spans.
@@ -314,6 +360,26 @@ mod tests {
         assert_eq!(s.len().unwrap(), 10);
         assert!(s.read_exact_vectored_at(vec![&mut a], 9).is_err());
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn progress_counts_the_bytes_of_each_file_inside_verified_chunks() {
+        let files: Vec<FileEntry> = [("a", 3), ("b", 0), ("c", 6), ("d", 1)]
+            .iter()
+            .map(|&(p, length)| FileEntry {
+                path: RelPath::parse(p).unwrap(),
+                length,
+            })
+            .collect();
+        // 4-byte chunks over 10 bytes: 0 = a[0..3]+c[0], 1 = c[1..5], 2 = c[5]+d.
+        let mut have = Bitfield::empty(3);
+        have.set(0);
+        have.set(2);
+        let got: Vec<(u64, bool)> = files_progress(&files, 4, &have)
+            .iter()
+            .map(|p| (p.have, p.is_complete()))
+            .collect();
+        assert_eq!(got, [(3, true), (0, true), (2, false), (1, true)]);
     }
 
     proptest! {

@@ -24,11 +24,12 @@ use tracker_proto::client::ClientError;
 use tracker_proto::ErrorCode as TrackerCode;
 use tracker_proto::TrackerClient;
 
-use crate::manifest::{FileId, MAX_CHUNK_SIZE};
+use crate::manifest::{FileId, Manifest, MAX_CHUNK_SIZE};
 use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::reach::Dialer;
 use crate::share::{Finish, ShareDir, StoreError};
+use crate::storage::FileProgress;
 use crate::swarm::budget::ConnectionBudget;
 use crate::swarm::registry::Swarms;
 use crate::swarm::{LocalPeer, Swarm, SwarmStats};
@@ -115,7 +116,22 @@ pub struct Progress {
     pub rate: f64,
     /// Who we exchange chunks with.
     pub swarm: SwarmStats,
+    /// A directory's files and how much of each is verified; empty for a single file.
+    pub files: Arc<[FileProgress]>,
     pub done: bool,
+}
+
+/// The per-file progress of a complete share.
+fn all_done(manifest: &Manifest) -> Arc<[FileProgress]> {
+    let files = manifest.files().map(|f| &f[..]).unwrap_or_default();
+    files
+        .iter()
+        .map(|f| FileProgress {
+            path: f.path.clone(),
+            length: f.length,
+            have: f.length,
+        })
+        .collect()
 }
 
 /// What a finished download did.
@@ -304,6 +320,7 @@ pub async fn download_expecting(
         }
         progress.send_modify(|p| {
             p.have = p.total;
+            p.files = all_done(&have);
             p.done = true;
         });
         return Ok(Outcome {
@@ -367,7 +384,10 @@ pub async fn download_expecting(
     };
     blocking(name, move || dir.finish(&p, check)).await?;
     swarm.finish_download();
-    progress.send_modify(|p| p.done = true);
+    progress.send_modify(|p| {
+        p.files = all_done(&manifest);
+        p.done = true;
+    });
     let stats = swarm.stats();
     Ok(Outcome {
         name: name.clone(),
