@@ -51,7 +51,8 @@ fn assert_same_tree(want: &Path, got: &Path) {
     }
 }
 
-/// A directory `album` of 1,000 small files in nested folders, plus an empty file.
+/// A directory `album` of 1,000 small files in nested folders, plus an empty file and an
+/// empty folder.
 fn album(at: &Path) -> PathBuf {
     let root = at.join("album");
     for i in 0..1000u64 {
@@ -66,6 +67,7 @@ fn album(at: &Path) -> PathBuf {
         );
     }
     fs::write(root.join("disc0/empty.txt"), b"").unwrap();
+    fs::create_dir_all(root.join("disc3/empty-folder/inner")).unwrap();
     root
 }
 

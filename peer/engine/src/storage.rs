@@ -104,12 +104,14 @@ impl FileProgress {
 }
 
 /// Per-file progress of a directory of `files` in chunks of `chunk_size` bytes, of which
-/// `have` are verified: one pass over the files and the chunks each one touches.
+/// `have` are verified: one pass over the files and the chunks each one touches. Empty
+/// folders are left out (they hold nothing to download).
 pub fn files_progress(files: &[FileEntry], chunk_size: u32, have: &Bitfield) -> Vec<FileProgress> {
     let cs = u64::from(chunk_size.max(1));
     let mut start = 0u64;
     files
         .iter()
+        .filter(|f| !f.folder)
         .map(|f| {
             let end = start + f.length;
             let mut got = 0u64;
@@ -137,10 +139,20 @@ pub fn files_progress(files: &[FileEntry], chunk_size: u32, have: &Bitfield) -> 
 pub struct Spread {
     /// The directory itself: its identity stamps the whole.
     dir: File,
-    files: Vec<File>,
+    /// One per entry of the layout; `None` for an empty folder.
+    files: Vec<Option<File>>,
     spans: Spans,
     /// Files written since their last sync.
     dirty: Vec<AtomicBool>,
+}
+
+impl Spread {
+    /// The file of entry `k`, which has bytes (an empty folder never has).
+    fn file(&self, k: usize) -> io::Result<&File> {
+        self.files[k]
+            .as_ref()
+            .ok_or_else(|| io::Error::other("a folder has no bytes"))
+    }
 }
 
 /// Bytes of a share on disk.
@@ -160,7 +172,7 @@ fn past_end() -> io::Error {
 impl Storage {
     /// The files of a directory (`dir` open on the directory itself), in layout order, whose
     /// lengths are `lens`.
-    pub fn spread(dir: File, files: Vec<File>, lens: Vec<u64>) -> io::Result<Storage> {
+    pub fn spread(dir: File, files: Vec<Option<File>>, lens: Vec<u64>) -> io::Result<Storage> {
         let spans = Spans::new(lens)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "share too large"))?;
         let dirty = files.iter().map(|_| AtomicBool::new(false)).collect();
@@ -182,7 +194,8 @@ impl Storage {
                     let mut done = 0usize;
                     for p in s.spans.pieces(at, slot.len() as u64).ok_or_else(past_end)? {
                         let end = done + p.len as usize;
-                        s.files[p.file].read_exact_at(&mut slot[done..end], p.offset)?;
+                        s.file(p.file)?
+                            .read_exact_at(&mut slot[done..end], p.offset)?;
                         done = end;
                     }
                     at += slot.len() as u64;
@@ -204,7 +217,7 @@ impl Storage {
                     for p in s.spans.pieces(at, part.len() as u64).ok_or_else(past_end)? {
                         let end = done + p.len as usize;
                         s.dirty[p.file].store(true, Ordering::Release);
-                        s.files[p.file].write_all_at(&part[done..end], p.offset)?;
+                        s.file(p.file)?.write_all_at(&part[done..end], p.offset)?;
                         done = end;
                     }
                     at += part.len() as u64;
@@ -220,6 +233,7 @@ impl Storage {
             Storage::One(f) => f.sync_data(),
             Storage::Many(s) => {
                 for (f, dirty) in s.files.iter().zip(&s.dirty) {
+                    let Some(f) = f else { continue };
                     if dirty.swap(false, Ordering::AcqRel) {
                         if let Err(e) = f.sync_data() {
                             dirty.store(true, Ordering::Release);
@@ -237,7 +251,7 @@ impl Storage {
         match self {
             Storage::One(f) => f.sync_all(),
             Storage::Many(s) => {
-                for f in &s.files {
+                for f in s.files.iter().flatten() {
                     f.sync_all()?;
                 }
                 s.dir.sync_all()
@@ -262,7 +276,7 @@ impl Storage {
             Storage::Many(s) => {
                 let mut stamp = PartStamp::of(&s.dir.metadata()?);
                 stamp.size = 0;
-                for f in &s.files {
+                for f in s.files.iter().flatten() {
                     let one = PartStamp::of(&f.metadata()?);
                     stamp.size = stamp.size.saturating_add(one.size);
                     stamp.changed_ns = stamp.changed_ns.max(one.changed_ns);
@@ -331,7 +345,7 @@ mod tests {
         let root = crate::share::tests::tempdir("storage");
         std::fs::create_dir_all(&root).unwrap();
         let lens = vec![3u64, 0, 2, 5];
-        let files: Vec<File> = lens
+        let files: Vec<Option<File>> = lens
             .iter()
             .enumerate()
             .map(|(i, &l)| {
@@ -343,7 +357,7 @@ mod tests {
                     .open(root.join(format!("f{i}")))
                     .unwrap();
                 f.set_len(l).unwrap();
-                f
+                Some(f)
             })
             .collect();
         let s = Storage::spread(File::open(&root).unwrap(), files, lens).unwrap();
@@ -367,6 +381,7 @@ mod tests {
         let files: Vec<FileEntry> = [("a", 3), ("b", 0), ("c", 6), ("d", 1)]
             .iter()
             .map(|&(p, length)| FileEntry {
+                folder: false,
                 path: RelPath::parse(p).unwrap(),
                 length,
             })

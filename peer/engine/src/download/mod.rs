@@ -126,6 +126,7 @@ fn all_done(manifest: &Manifest) -> Arc<[FileProgress]> {
     let files = manifest.files().map(|f| &f[..]).unwrap_or_default();
     files
         .iter()
+        .filter(|f| !f.folder)
         .map(|f| FileProgress {
             path: f.path.clone(),
             length: f.length,

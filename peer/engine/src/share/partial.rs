@@ -549,6 +549,7 @@ mod tests {
         let files: Arc<[FileEntry]> = [("a", 1000), ("b/c", 0), ("b/d", 3500), ("e", 500)]
             .iter()
             .map(|&(p, length)| FileEntry {
+                folder: false,
                 path: RelPath::parse(p).unwrap(),
                 length,
             })

@@ -12,6 +12,7 @@
 //! chunk-size <bytes>
 //! id sha256:<64 hex>
 //! file <size> <mtime-ns> <device> <inode> <relative/path>    (directories: one per file)
+//! folder <device> <inode> <relative/path>                  (and one per empty folder)
 //! ```
 //!
 //! A directory is recorded with its own device and inode (size and mtime 0: adding an
@@ -84,7 +85,9 @@ pub struct Placed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacedFile {
     pub path: RelPath,
+    /// For an empty folder, [`FileStamp::of_dir`].
     pub stamp: FileStamp,
+    pub folder: bool,
 }
 
 impl FileStamp {
@@ -112,6 +115,7 @@ impl Placed {
             .map(|f| FileEntry {
                 path: f.path.clone(),
                 length: f.stamp.size,
+                folder: f.folder,
             })
             .collect()
     }
@@ -165,6 +169,10 @@ impl Placed {
         );
         for f in &self.files {
             let s = &f.stamp;
+            if f.folder {
+                out.push_str(&format!("folder {} {} {}\n", s.device, s.inode, f.path));
+                continue;
+            }
             out.push_str(&format!(
                 "file {} {} {} {} {}\n",
                 s.size, s.mtime_ns, s.device, s.inode, f.path
@@ -199,8 +207,8 @@ pub fn parse(bytes: &[u8]) -> Result<Placed, PlacedError> {
         let (key, value) = line
             .split_once(' ')
             .ok_or_else(|| PlacedError::Line(line.to_owned()))?;
-        if key == "file" {
-            files.push(parse_file(line, value)?);
+        if key == "file" || key == "folder" {
+            files.push(parse_file(line, value, key == "folder")?);
             continue;
         }
         let i = KEYS
@@ -248,13 +256,19 @@ pub fn parse(bytes: &[u8]) -> Result<Placed, PlacedError> {
     })
 }
 
-/// `<size> <mtime-ns> <device> <inode> <path>` of a `file` line.
-fn parse_file(line: &str, value: &str) -> Result<PlacedFile, PlacedError> {
+/// `<size> <mtime-ns> <device> <inode> <path>` of a `file` line, `<device> <inode> <path>` of
+/// a `folder` line.
+fn parse_file(line: &str, value: &str, folder: bool) -> Result<PlacedFile, PlacedError> {
     let bad = |why: String| PlacedError::File {
         line: line.to_owned(),
         why,
     };
-    let fields: Vec<&str> = value.split(' ').collect();
+    let mut fields: Vec<&str> = value.split(' ').collect();
+    if folder && fields.len() == 3 {
+        fields.splice(0..0, ["0", "0"]);
+    } else if folder {
+        return Err(bad("expected 3 fields".into()));
+    }
     let [size, mtime, device, inode, path] = fields[..] else {
         return Err(bad("expected 5 fields".into()));
     };
@@ -267,6 +281,7 @@ fn parse_file(line: &str, value: &str) -> Result<PlacedFile, PlacedError> {
             inode: number(inode)?,
         },
         path: RelPath::parse(path).map_err(bad)?,
+        folder,
     })
 }
 
@@ -305,7 +320,17 @@ mod tests {
                 .map(|path| PlacedFile {
                     path: RelPath::parse(path).unwrap(),
                     stamp,
+                    folder: false,
                 })
+                .chain([PlacedFile {
+                    path: RelPath::parse("empty/folder").unwrap(),
+                    stamp: FileStamp {
+                        size: 0,
+                        mtime_ns: 0,
+                        ..stamp
+                    },
+                    folder: true,
+                }])
                 .collect(),
             ..sample()
         };

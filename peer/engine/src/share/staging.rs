@@ -174,7 +174,11 @@ impl ShareDir {
             });
         }
         let found = tree::scan(&path)?;
-        let total = found.iter().map(|(_, m)| m.len()).sum::<u64>();
+        let total = found
+            .iter()
+            .filter(|(_, m)| m.is_file())
+            .map(|(_, m)| m.len())
+            .sum::<u64>();
         let chunk_size =
             chunking::for_file(total, chosen).map_err(|error| StoreError::ChunkSize {
                 path: path.clone(),
@@ -184,7 +188,12 @@ impl ShareDir {
             .iter()
             .map(|(rel, meta)| PlacedFile {
                 path: rel.clone(),
-                stamp: FileStamp::of(meta),
+                stamp: if meta.is_dir() {
+                    FileStamp::of_dir(meta)
+                } else {
+                    FileStamp::of(meta)
+                },
+                folder: meta.is_dir(),
             })
             .collect();
         let storage =

@@ -27,13 +27,13 @@ fn refuse(path: &Path, why: impl Into<String>) -> StoreError {
     }
 }
 
-/// The regular files under `root`, sorted by path (component by component, as bytes), with
-/// their metadata. A link, a special file, a name that breaks §1.1 or a directory without any
-/// file is refused, naming the path.
+/// The regular files and empty folders under `root`, sorted by path (component by component,
+/// as bytes), with their metadata. A link, a special file, a name that breaks §1.1 or a
+/// directory without any file is refused, naming the path.
 pub(super) fn scan(root: &Path) -> Result<Vec<(RelPath, Metadata)>, StoreError> {
     let mut found = Vec::new();
     walk(root, &mut Vec::new(), &mut found)?;
-    if found.is_empty() {
+    if !found.iter().any(|(_, m)| m.is_file()) {
         return Err(refuse(
             root,
             "an empty directory (a share needs at least one file)",
@@ -79,7 +79,13 @@ fn walk(
                     format!("folders nested deeper than {MAX_PATH_DEPTH}"),
                 ));
             }
+            let before = found.len();
             walk(&path, at, found)?;
+            if found.len() == before {
+                // Nothing below it: an empty folder, listed so it comes back too.
+                let rel = RelPath::new(at.clone()).map_err(|e| refuse(&path, e))?;
+                found.push((rel, meta));
+            }
         } else if kind.is_file() {
             if found.len() >= MAX_FILES {
                 return Err(refuse(&path, format!("more than {MAX_FILES} files")));
@@ -138,6 +144,14 @@ pub(super) fn open_recorded(
     let mut open = Vec::with_capacity(files.len());
     for f in files {
         let path = f.path.under(root);
+        if f.folder {
+            match disk::entry(&path) {
+                Ok(Some(m)) if m.is_dir() && FileStamp::of_dir(&m) == f.stamp => {}
+                _ => return Err((path, "the empty folder is gone or was replaced")),
+            }
+            open.push(None);
+            continue;
+        }
         let opened = folders(root, &f.path, false).and_then(|()| disk::open_regular(&path));
         let (file, meta) =
             opened.map_err(|_| (path.clone(), "it is gone or no longer a regular file"))?;
@@ -147,7 +161,7 @@ pub(super) fn open_recorded(
                 "its size, modification time or inode differ from when it was hashed",
             ));
         }
-        open.push(file);
+        open.push(Some(file));
     }
     let lens = files.iter().map(|f| f.stamp.size).collect();
     Storage::spread(dir, open, lens).map_err(|_| (root.to_owned(), "it is too large"))
@@ -161,6 +175,8 @@ pub(super) fn first_changed(root: &Path, files: &[PlacedFile]) -> Option<(PathBu
     files.iter().find_map(|f| {
         let path = f.path.under(root);
         match disk::entry(&path) {
+            Ok(Some(m)) if f.folder && m.is_dir() && FileStamp::of_dir(&m) == f.stamp => None,
+            _ if f.folder => Some((path, "the empty folder is gone or was replaced")),
             Ok(Some(m)) if m.is_file() && FileStamp::of(&m) == f.stamp => None,
             Ok(Some(m)) if m.is_file() => Some((
                 path,
@@ -186,13 +202,24 @@ pub(super) fn open_writable(root: &Path, files: &[FileEntry]) -> io::Result<(Sto
     for f in files {
         folders(root, &f.path, true)?;
         let path = f.path.under(root);
+        if f.folder {
+            match disk::entry(&path)? {
+                Some(m) if m.is_dir() => {}
+                Some(_) => return Err(with_path(&path, disk::not_regular("not a folder"))),
+                None => fs::create_dir(&path)?,
+            }
+            open.push(None);
+            continue;
+        }
         let (file, meta) = disk::open_writable(&path).map_err(|e| with_path(&path, e))?;
         sized &= meta.len() == f.length;
-        open.push(file);
+        open.push(Some(file));
     }
     if !sized {
         for (file, f) in open.iter().zip(files) {
-            file.set_len(f.length)?;
+            if let Some(file) = file {
+                file.set_len(f.length)?;
+            }
         }
     }
     let lens = files.iter().map(|f| f.length).collect();
@@ -205,11 +232,15 @@ pub(super) fn open_readable(root: &Path, files: &[FileEntry]) -> io::Result<Stor
     let mut open = Vec::with_capacity(files.len());
     for f in files {
         folders(root, &f.path, false)?;
+        if f.folder {
+            open.push(None);
+            continue;
+        }
         let (file, meta) = disk::open_regular(&f.path.under(root))?;
         if meta.len() != f.length {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "wrong length"));
         }
-        open.push(file);
+        open.push(Some(file));
     }
     Storage::spread(dir, open, files.iter().map(|f| f.length).collect())
 }
@@ -219,10 +250,19 @@ pub(super) fn stamps(root: &Path, files: &[FileEntry]) -> io::Result<Vec<PlacedF
     files
         .iter()
         .map(|f| {
-            let (_, meta) = disk::open_regular(&f.path.under(root))?;
+            let path = f.path.under(root);
+            let stamp = if f.folder {
+                match disk::entry(&path)? {
+                    Some(m) if m.is_dir() => FileStamp::of_dir(&m),
+                    _ => return Err(disk::not_regular("not a folder")),
+                }
+            } else {
+                FileStamp::of(&disk::open_regular(&path)?.1)
+            };
             Ok(PlacedFile {
                 path: f.path.clone(),
-                stamp: FileStamp::of(&meta),
+                stamp,
+                folder: f.folder,
             })
         })
         .collect()
@@ -250,7 +290,7 @@ mod tests {
             .iter()
             .map(|(p, _)| p.to_string())
             .collect();
-        assert_eq!(paths, ["a.txt", "b/c/deep.txt", "b.txt"]);
+        assert_eq!(paths, ["a.txt", "b/c/deep.txt", "b.txt", "empty-folder"]);
 
         std::os::unix::fs::symlink("/etc/passwd", root.join("b/link")).unwrap();
         let err = scan(&root).unwrap_err().to_string();
@@ -282,6 +322,7 @@ mod tests {
         let files = vec![FileEntry {
             path: RelPath::parse("sub/x").unwrap(),
             length: 3,
+            folder: false,
         }];
         let err = open_writable(&root, &files).unwrap_err();
         assert!(err.to_string().contains("not a folder"), "{err}");
