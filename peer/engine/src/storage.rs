@@ -285,11 +285,6 @@ impl Storage {
             }
         }
     }
-
-    /// Bytes of the share as they are on disk now.
-    pub fn len(&self) -> io::Result<u64> {
-        Ok(self.stamp()?.size)
-    }
 }
 
 /// Positioned reads of a share's bytes, for hashing.
@@ -371,7 +366,7 @@ mod tests {
         let (mut a, mut b) = ([0u8; 2], [0u8; 5]);
         s.read_exact_vectored_at(vec![&mut a, &mut b], 2).unwrap();
         assert_eq!((&a, &b), (b"cd", b"efghi"));
-        assert_eq!(s.len().unwrap(), 10);
+        assert_eq!(s.stamp().unwrap().size, 10);
         assert!(s.read_exact_vectored_at(vec![&mut a], 9).is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }
