@@ -426,6 +426,48 @@ fn manifest_requests_never_read_stay_bounded() {
     );
 }
 
+/// Regression: REQUESTs read while a connection's output was full (2 MiB owed) waited in its read
+/// buffer until the peer sent something more, so a peer that asked for all it wanted in one go
+/// and then only read waited forever (with a deeper request window, downloads stalled for the
+/// 15 s stall timeout at their very end).
+#[test]
+fn requests_pipelined_past_the_output_bound_are_all_answered() {
+    let lab = Lab::new("deep-pipeline", 8 << 20);
+    let (mut c, _) = lab.joined();
+    c.send(&Frame::Interested).expect("send INTERESTED");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.read_frame(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Frame::Unchoke) => break,
+            Ok(_) => {}
+            Err(end) => panic!("never unchoked ({end:?})"),
+        }
+    }
+    // All 4096 chunks (8 MiB, four times what a connection may owe) in one write.
+    let mut all = bytes::BytesMut::new();
+    for first in (0..lab.chunks).step_by(64) {
+        Frame::Request(ChunkRun::new(first, 64.min(lab.chunks - first))).encode(&mut all);
+    }
+    c.send_bytes(&all).expect("send the REQUESTs");
+    let mut next = 0;
+    while next < lab.chunks {
+        match c.read_frame(Duration::from_secs(10)) {
+            Ok(Frame::Chunk { index, data }) => {
+                assert_eq!(index, next, "chunks arrive in request order");
+                let at = index as usize * 2048;
+                assert!(data[..] == lab.data[at..at + data.len()], "chunk {index} differs");
+                next += 1;
+            }
+            Ok(Frame::KeepAlive | Frame::Have(_)) => {}
+            Ok(other) => panic!("unexpected {} after {next} chunks", other.name()),
+            Err(end) => panic!(
+                "{end:?} after {next} of {} chunks: the daemon stopped answering requests it had read",
+                lab.chunks
+            ),
+        }
+    }
+}
+
 /// How the daemon must end a connection that misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {

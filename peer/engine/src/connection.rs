@@ -141,6 +141,11 @@ impl FrameReader {
         }
     }
 
+    /// Whether bytes read from the socket wait in the buffer, not yet taken as frames.
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// The next whole frame in the buffer, if there is one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         match Frame::check(&self.buf)? {

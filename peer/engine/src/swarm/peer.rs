@@ -322,6 +322,11 @@ impl Task {
             if self.writer.pending() < pending_before || self.writer.pending() == 0 {
                 self.last_drain = Instant::now();
             }
+            // Frames read while our output was full wait in the buffer: once it drains they are
+            // taken from there, since the peer may have nothing more to send until answered.
+            if self.reader.has_buffered() {
+                self.read_frames()?;
+            }
             self.request_more();
         }
     }
