@@ -8,6 +8,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::chunking;
@@ -28,6 +29,14 @@ pub struct Staged {
     /// A file of the directory hashed again (another chunk size was asked for): its new
     /// manifest replaces the cached one at commit.
     rehashed: Option<Stamp>,
+}
+
+/// How far hashing a share has got, for a progress display: `total` is set once the size is
+/// known (after a directory is walked), `hashed` grows as chunks are hashed.
+#[derive(Debug, Default)]
+pub struct HashProgress {
+    pub total: AtomicU64,
+    pub hashed: AtomicU64,
 }
 
 /// Refuses what cannot be shared, saying what it is: links (share what they point to) and
@@ -63,6 +72,16 @@ impl ShareDir {
     /// shared under that name is refused, and so is a file too large to share, before anything
     /// is hashed.
     pub fn stage(&self, src: &Path, chosen: Option<u32>) -> Result<Staged, StoreError> {
+        self.stage_counting(src, chosen, &HashProgress::default())
+    }
+
+    /// [`ShareDir::stage`], telling `progress` how far hashing has got.
+    pub fn stage_counting(
+        &self,
+        src: &Path,
+        chosen: Option<u32>,
+        progress: &HashProgress,
+    ) -> Result<Staged, StoreError> {
         let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             io_err(src)(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -71,7 +90,7 @@ impl ShareDir {
         })?;
         let name = ShareName::new(name)?;
         if check_kind(src)? {
-            return self.stage_dir(src, name, chosen);
+            return self.stage_dir(src, name, chosen, progress);
         }
         let (file, meta) = disk::open_regular(src).map_err(io_err(src))?;
         let chunk_size =
@@ -98,7 +117,10 @@ impl ShareDir {
                     });
                 }
                 log::info!("hashing {} in chunks of {chunk_size} bytes", src.display());
-                let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(src))?;
+                progress.total.store(meta.len(), Ordering::Relaxed);
+                let manifest =
+                    Manifest::from_reader_counting(&file, meta.len(), chunk_size, &progress.hashed)
+                        .map_err(io_err(src))?;
                 self.unchanged_since(&name, src, &file, &meta)?;
                 return Ok(Staged {
                     name,
@@ -118,7 +140,10 @@ impl ShareDir {
             });
         }
         log::info!("hashing {}", path.display());
-        let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(&path))?;
+        progress.total.store(meta.len(), Ordering::Relaxed);
+        let manifest =
+            Manifest::from_reader_counting(&file, meta.len(), chunk_size, &progress.hashed)
+                .map_err(io_err(&path))?;
         self.unchanged_since(&name, &path, &file, &meta)?;
         if let Some(existing) = existing.filter(|e| e.id() != manifest.id()) {
             return Err(StoreError::NameTaken {
@@ -149,6 +174,7 @@ impl ShareDir {
         src: &Path,
         name: ShareName,
         chosen: Option<u32>,
+        progress: &HashProgress,
     ) -> Result<Staged, StoreError> {
         let path = src.canonicalize().map_err(io_err(src))?;
         if path == self.root() || self.root().starts_with(&path) {
@@ -203,7 +229,10 @@ impl ShareDir {
                 why,
             })?;
         log::info!("hashing {} ({} files)", path.display(), files.len());
-        let manifest = Manifest::from_reader(&storage, total, chunk_size).map_err(io_err(&path))?;
+        progress.total.store(total, Ordering::Relaxed);
+        let manifest =
+            Manifest::from_reader_counting(&storage, total, chunk_size, &progress.hashed)
+                .map_err(io_err(&path))?;
         if let Some((changed, _)) = tree::first_changed(&path, &files) {
             return Err(StoreError::Changed {
                 name,
