@@ -11,6 +11,7 @@
 pub mod client;
 mod error;
 mod pattern;
+mod render;
 mod request;
 mod response;
 mod token;
@@ -19,6 +20,7 @@ pub mod types;
 pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use error::{ErrorCode, ParseError};
 pub use pattern::{NamePattern, PatternError, MAX_PATTERN_BYTES};
+pub use render::PageLine;
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
     Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, RelayOffer, Response, ResponseKind,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{hex_field, ErrorCode, ParseError};
+use crate::render::PageLine;
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
 use crate::types::{
     is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, Cookie, FileId, FileInfo, FileName,
@@ -433,22 +434,20 @@ fn parse_error(header: &str) -> Result<Response, ParseError> {
 
 impl fmt::Display for PeerEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.chunks {
-            PeerChunks::Seeder => write!(f, "{} seeder", self.addr),
-            PeerChunks::Ranges(r) => write!(f, "{} {r}", self.addr),
-            PeerChunks::Count(n) => write!(f, "{} have={n}", self.addr),
-        }
+        f.write_str(&line_text(self))
     }
 }
 
 impl fmt::Display for ListedFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} size={} chunks={} seeders={} leechers={}",
-            self.name, self.size, self.chunks, self.seeders, self.leechers
-        )
+        f.write_str(&line_text(self))
     }
+}
+
+fn line_text(line: &impl PageLine) -> String {
+    let mut text = String::new();
+    line.push_to(&mut text);
+    text
 }
 
 fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
@@ -548,10 +547,10 @@ impl PageBody {
     }
 
     /// Appends `line` if it fits; `false` (and the page unchanged) when it does not.
-    pub fn push(&mut self, line: &dyn fmt::Display) -> bool {
-        use fmt::Write as _;
+    pub fn push(&mut self, line: &impl PageLine) -> bool {
         let mark = self.text.len();
-        let _ = write!(self.text, "\n{line}");
+        self.text.push('\n');
+        line.push_to(&mut self.text);
         if self.text.len() > self.limit {
             self.text.truncate(mark);
             return false;

@@ -147,16 +147,16 @@ impl FileEntry {
 /// as every held chunk is accounted for, so a peer holding the first chunks of a big file costs
 /// a few words of scanning, not the whole field.
 pub(super) fn listed_chunks(field: &Bitfield) -> PeerChunks {
-    let bits = &field.bits;
+    let (words, len) = (field.words(), field.bits.len());
     let mut ranges = Vec::new();
     let mut text_len = 0;
     let mut found = 0usize;
     let mut pos = 0;
     while found < field.count as usize {
-        let Some(start) = bits[pos..].first_one().map(|i| i + pos) else {
+        let Some(start) = next_bit(words, len, pos, true) else {
             break;
         };
-        let end = bits[start..].first_zero().map_or(bits.len(), |i| i + start) - 1;
+        let end = next_bit(words, len, start, false).unwrap_or(len) - 1;
         text_len += if start == end { 8 } else { 16 };
         if text_len > MAX_LISTED_RANGES_BYTES {
             return PeerChunks::Count(field.count);
@@ -168,6 +168,22 @@ pub(super) fn listed_chunks(field: &Bitfield) -> PeerChunks {
     match ChunkRanges::from_sorted(ranges) {
         Some(r) => PeerChunks::Ranges(r),
         None => PeerChunks::Count(0),
+    }
+}
+
+/// The first bit at or after `from` that is `value`, below `len`, a word at a time (bitvec's
+/// `first_one` on a re-sliced field was a fifth of a flag 1 page's cost).
+fn next_bit(words: &[u64], len: usize, from: usize, value: bool) -> Option<usize> {
+    let flip = if value { 0 } else { u64::MAX };
+    let mut w = from / 64;
+    let mut word = (words.get(w)? ^ flip) & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            let i = w * 64 + word.trailing_zeros() as usize;
+            return (i < len).then_some(i);
+        }
+        w += 1;
+        word = words.get(w)? ^ flip;
     }
 }
 
@@ -188,5 +204,27 @@ mod tests {
         );
         b.set(&ChunkRanges::full(1000).unwrap());
         assert!(b.complete());
+    }
+
+    proptest::proptest! {
+        /// The ranges listed are exactly the bits set, whatever the field's size and pattern.
+        #[test]
+        fn listed_ranges_are_the_bits_set(chunks in 1u32..700, seed in proptest::collection::vec((0u32..700, 0u32..90), 0..12)) {
+            let mut b = Bitfield::new(chunks);
+            for (start, len) in seed {
+                let s = start % chunks;
+                let e = (s + len).min(chunks - 1);
+                b.set(&ChunkRanges::from_sorted(vec![(s, e)]).unwrap());
+            }
+            let set: Vec<u32> = (0..chunks).filter(|&i| b.bits[i as usize]).collect();
+            match listed_chunks(&b) {
+                PeerChunks::Ranges(r) => proptest::prop_assert_eq!(r.iter().collect::<Vec<_>>(), set),
+                PeerChunks::Count(n) => {
+                    proptest::prop_assert_eq!(n as usize, set.len());
+                    proptest::prop_assert!(set.is_empty() || set.len() > 12, "a short list was counted: {:?}", set);
+                }
+                PeerChunks::Seeder => proptest::prop_assert!(false, "a bitfield listed as a seeder"),
+            }
+        }
     }
 }
