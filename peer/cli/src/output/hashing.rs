@@ -49,12 +49,18 @@ impl Hashing {
 
 async fn show(name: String, progress: Arc<HashProgress>, stop: CancellationToken) {
     let total = loop {
+        // Checked once more after the stop: a share hashed within one period still gets
+        // its line.
+        let stopped = stop.is_cancelled();
         let total = progress.total.load(Ordering::Relaxed);
         if total > 0 {
             break total;
         }
+        if stopped {
+            return;
+        }
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {}
             _ = tokio::time::sleep(PERIOD) => {}
         }
     };

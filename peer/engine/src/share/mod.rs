@@ -53,7 +53,6 @@ use tracker_proto::MAX_CHUNKS;
 use crate::bitfield::Bitfield;
 use crate::chunking::{self, ChunkSizeError};
 use crate::manifest::{FileId, Manifest};
-use crate::metainfo::{decode_files, encode_files, FileEntry};
 use crate::name::{NameError, ShareName, PART_SUFFIX};
 use crate::storage::Storage;
 use manifest_file::Stamp;
@@ -572,38 +571,6 @@ impl ShareDir {
         match self.partial_files(name) {
             Some(files) => Some(manifest.with_files(files.into())),
             None => Some(manifest),
-        }
-    }
-
-    fn part_files_path(&self, name: &ShareName) -> PathBuf {
-        self.state.join(format!("{name}{PART_SUFFIX}.files"))
-    }
-
-    /// The layout of an unfinished directory download of `name`, if one was saved.
-    fn partial_files(&self, name: &ShareName) -> Option<Vec<FileEntry>> {
-        let path = self.part_files_path(name);
-        let (mut file, _) = disk::open_regular(&path).ok()?;
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
-        match decode_files(&bytes) {
-            Ok(files) => Some(files),
-            Err(e) => {
-                log::warn!("{}: {e}; not used", path.display());
-                None
-            }
-        }
-    }
-
-    /// Saves the layout of the directory download of `name` beside its manifest (or removes a
-    /// leftover one for a single file).
-    fn save_partial_files(&self, name: &ShareName, manifest: &Manifest) -> Result<(), StoreError> {
-        let path = self.part_files_path(name);
-        match manifest.files() {
-            Some(files) => {
-                let tmp = self.state.join(format!("{name}{PART_SUFFIX}.files.tmp"));
-                write_file(&tmp, &path, &encode_files(files))
-            }
-            None => disk::remove_if_present(&path).map_err(io_err(&path)),
         }
     }
 }

@@ -32,7 +32,8 @@ use parking_lot::Mutex;
 
 use crate::bitfield::Bitfield;
 use crate::manifest::{FileId, Manifest, HASH_LEN};
-use crate::name::ShareName;
+use crate::metainfo::{decode_files, encode_files, FileEntry};
+use crate::name::{ShareName, PART_SUFFIX};
 use crate::storage::Storage;
 
 use super::manifest_file::{self, Stamp};
@@ -245,6 +246,40 @@ impl ShareDir {
         partial.finish(check)?;
         self.forget(&partial.name);
         Ok(())
+    }
+}
+
+impl ShareDir {
+    pub(super) fn part_files_path(&self, name: &ShareName) -> PathBuf {
+        self.state.join(format!("{name}{PART_SUFFIX}.files"))
+    }
+
+    /// The layout of an unfinished directory download of `name`, if one was saved.
+    pub(super) fn partial_files(&self, name: &ShareName) -> Option<Vec<FileEntry>> {
+        let path = self.part_files_path(name);
+        let (mut file, _) = disk::open_regular(&path).ok()?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        match decode_files(&bytes) {
+            Ok(files) => Some(files),
+            Err(e) => {
+                log::warn!("{}: {e}; not used", path.display());
+                None
+            }
+        }
+    }
+
+    /// Saves the layout of the directory download of `name` beside its manifest (or removes a
+    /// leftover one for a single file).
+    fn save_partial_files(&self, name: &ShareName, manifest: &Manifest) -> Result<(), StoreError> {
+        let path = self.part_files_path(name);
+        match manifest.files() {
+            Some(files) => {
+                let tmp = self.state.join(format!("{name}{PART_SUFFIX}.files.tmp"));
+                super::write_file(&tmp, &path, &encode_files(files))
+            }
+            None => disk::remove_if_present(&path).map_err(io_err(&path)),
+        }
     }
 }
 
