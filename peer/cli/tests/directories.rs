@@ -281,32 +281,3 @@ fn metainfo_with_hostile_paths_is_refused_and_nothing_is_written_outside_the_dir
         .collect();
     assert_eq!(inside, [".peer"]);
 }
-
-#[test]
-fn hashing_a_large_share_shows_its_progress_and_a_small_one_stays_quiet() {
-    let t = TempDir::new("dirs-hashing");
-    let (_tracker, tracker) = start_tracker();
-    let dir = t.sub("dir");
-    let (_daemon, _) = start_daemon(tracker, &dir);
-    let big = t.join("big");
-    fs::create_dir_all(&big).unwrap();
-    for (name, len) in [("a.bin", 60u64 << 20), ("b.bin", 40 << 20)] {
-        fs::File::create(big.join(name))
-            .unwrap()
-            .set_len(len)
-            .unwrap();
-    }
-    let out = run(peer_cmd(tracker, &dir).arg("share").arg(&big));
-    assert!(out.status.success(), "share: {}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.lines()
-            .any(|l| l == "hashing big: 100% (100.0 MiB of 100.0 MiB)"),
-        "{err}"
-    );
-    let small = t.join("small");
-    random_file(&small, 100_000, 3);
-    let out = run(peer_cmd(tracker, &dir).arg("share").arg(&small));
-    assert!(out.status.success(), "share: {}", stderr(&out));
-    assert!(!stderr(&out).contains("hashing small:"), "{}", stderr(&out));
-}

@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -191,17 +190,6 @@ impl Manifest {
     /// [`Manifest::from_open_file`] of the `size` bytes `file` reads (a file, or a directory's
     /// files laid end to end).
     pub fn from_reader(file: &impl ReadAt, size: u64, chunk_size: u32) -> io::Result<Self> {
-        Self::from_reader_counting(file, size, chunk_size, &AtomicU64::new(0))
-    }
-
-    /// [`Manifest::from_reader`], adding the bytes hashed to `hashed` as it goes (what a
-    /// progress display of a large share reads).
-    pub fn from_reader_counting(
-        file: &impl ReadAt,
-        size: u64,
-        chunk_size: u32,
-        hashed: &AtomicU64,
-    ) -> io::Result<Self> {
         check_chunk_size(chunk_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let count = chunk_count(size, chunk_size);
         let count_usize = usize::try_from(count)
@@ -215,7 +203,7 @@ impl Manifest {
                 .enumerate()
                 .map(|(i, out)| {
                     let first = (i * per_thread) as u64;
-                    scope.spawn(move || hash_range(file, size, chunk_size, first, out, hashed))
+                    scope.spawn(move || hash_range(file, size, chunk_size, first, out))
                 })
                 .collect();
             workers.into_iter().try_for_each(|w| {
@@ -249,9 +237,7 @@ impl Manifest {
                         while start < end {
                             let want = self.hashes(start, (end - start).min(got.len() as u32))?;
                             let got = &mut got[..want.len()];
-                            let none = AtomicU64::new(0);
-                            let (size, cs) = (self.size, self.chunk_size);
-                            hash_range(file, size, cs, u64::from(start), got, &none)?;
+                            hash_range(file, self.size, self.chunk_size, u64::from(start), got)?;
                             if *got != *want {
                                 return Ok(false);
                             }
@@ -413,7 +399,6 @@ fn hash_range(
     chunk_size: u32,
     first: u64,
     out: &mut [ChunkHash],
-    hashed: &AtomicU64,
 ) -> io::Result<()> {
     let cs = chunk_size as usize;
     let per_read = (1 << 20) / cs + 1;
@@ -427,7 +412,6 @@ fn hash_range(
         for (slot, data) in out[done..done + n].iter_mut().zip(buf[..len].chunks(cs)) {
             *slot = hash_chunk(data);
         }
-        hashed.fetch_add(len as u64, Ordering::Relaxed);
         done += n;
     }
     Ok(())

@@ -15,7 +15,7 @@ use crate::magnet::Magnet;
 use crate::manifest::Manifest;
 use crate::metainfo::{Info, Layout, Metainfo};
 use crate::name::ShareName;
-use crate::share::{HashProgress, ShareDir, StoreError};
+use crate::share::{ShareDir, StoreError};
 
 /// Why a file could not be shared.
 #[derive(Debug, thiserror::Error)]
@@ -66,21 +66,8 @@ pub async fn share(
     chunk_size: Option<u32>,
     announce_at: SocketAddr,
 ) -> Result<(ShareName, Arc<Manifest>), ShareError> {
-    let progress = Arc::new(HashProgress::default());
-    share_counting(dir, tracker, path, chunk_size, announce_at, progress).await
-}
-
-/// [`share`], telling `progress` how far hashing has got.
-pub async fn share_counting(
-    dir: &Arc<ShareDir>,
-    tracker: &TrackerClient,
-    path: &Path,
-    chunk_size: Option<u32>,
-    announce_at: SocketAddr,
-    progress: Arc<HashProgress>,
-) -> Result<(ShareName, Arc<Manifest>), ShareError> {
     let (d, p) = (dir.clone(), path.to_owned());
-    let staged = tokio::task::spawn_blocking(move || d.stage_counting(&p, chunk_size, &progress))
+    let staged = tokio::task::spawn_blocking(move || d.stage(&p, chunk_size))
         .await
         .map_err(|e| StoreError::Io {
             path: path.to_owned(),

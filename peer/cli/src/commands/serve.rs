@@ -14,14 +14,13 @@ use peer_engine::node::lock::DirLock;
 use peer_engine::node::{daemon, lock, Node, NodeConfig};
 use peer_engine::publish;
 use peer_engine::reach::Presence;
-use peer_engine::share::{HashProgress, ShareDir};
+use peer_engine::share::ShareDir;
 use tracker_proto::TrackerClient;
 
 use super::target::tracker_url;
 use super::{flush, print};
 use crate::args::Global;
 use crate::http::{self, HttpServer};
-use crate::output::hashing::Hashing;
 use crate::output::table::{format_session, SessionStats};
 use crate::signals::stop_signal;
 
@@ -89,7 +88,7 @@ pub async fn share(
     heartbeat: u64,
 ) -> anyhow::Result<()> {
     if let Some(at) = lock::running_daemon(&dir) {
-        let (name, m) = share_showing_progress(&dir, &tracker, file, chunk_size, at).await?;
+        let (name, m) = publish::share(&dir, &tracker, file, chunk_size, at).await?;
         println!(
             "shared {name} ({} bytes, {}) through the daemon at {at}",
             m.size(),
@@ -108,15 +107,14 @@ pub async fn share(
     // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
     // mapping and relay are under way by the time the tracker lists the file.
     let presence = start_presence(global, &node).await;
-    let (name, m) =
-        match share_showing_progress(&dir, &tracker, file, chunk_size, node.announce).await {
-            Ok(r) => r,
-            Err(e) => {
-                node.stop().await;
-                presence.stop().await;
-                return Err(e.into());
-            }
-        };
+    let (name, m) = match publish::share(&dir, &tracker, file, chunk_size, node.announce).await {
+        Ok(r) => r,
+        Err(e) => {
+            node.stop().await;
+            presence.stop().await;
+            return Err(e.into());
+        }
+    };
     println!("shared {name} ({} bytes, {})", m.size(), m.id());
     let lines = match metainfo_lines(&tracker_url(global.tracker()), &dir, &name, &m) {
         Ok(l) => l,
@@ -129,25 +127,6 @@ pub async fn share(
     println!("{lines}");
     flush();
     serve_until_signal(node, Duration::from_secs(heartbeat.max(1)), presence).await
-}
-
-/// [`publish::share`] with the progress of hashing shown on stderr while it takes long.
-async fn share_showing_progress(
-    dir: &Arc<ShareDir>,
-    tracker: &TrackerClient,
-    file: &Path,
-    chunk_size: Option<u32>,
-    announce: SocketAddr,
-) -> Result<(ShareName, Arc<Manifest>), publish::ShareError> {
-    let progress = Arc::new(HashProgress::default());
-    let name = file.file_name().map_or_else(
-        || file.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let shown = Hashing::start(name, progress.clone());
-    let shared = publish::share_counting(dir, tracker, file, chunk_size, announce, progress).await;
-    shown.finish().await;
-    shared
 }
 
 /// Writes the metainfo of a file just shared (`--dir/NAME.p2p`, naming this peer's tracker)

@@ -64,7 +64,7 @@ pub use inventory::LocalFile;
 pub use manifest_sink::ManifestSink;
 pub use partial::{Finish, PartialFile, PersistError};
 pub use served::Served;
-pub use staging::{HashProgress, Staged};
+pub use staging::Staged;
 
 /// Directory inside the share directory that holds manifests and resume records.
 pub const STATE_DIR: &str = ".peer";

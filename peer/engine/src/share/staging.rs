@@ -8,7 +8,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::chunking;
@@ -29,14 +28,6 @@ pub struct Staged {
     /// A file of the directory hashed again (another chunk size was asked for): its new
     /// manifest replaces the cached one at commit.
     rehashed: Option<Stamp>,
-}
-
-/// How far hashing a share has got, for a progress display: `total` is set once the size is
-/// known (after a directory is walked), `hashed` grows as chunks are hashed.
-#[derive(Debug, Default)]
-pub struct HashProgress {
-    pub total: AtomicU64,
-    pub hashed: AtomicU64,
 }
 
 /// Refuses what cannot be shared, saying what it is: links (share what they point to) and
@@ -72,16 +63,6 @@ impl ShareDir {
     /// shared under that name is refused, and so is a file too large to share, before anything
     /// is hashed.
     pub fn stage(&self, src: &Path, chosen: Option<u32>) -> Result<Staged, StoreError> {
-        self.stage_counting(src, chosen, &HashProgress::default())
-    }
-
-    /// [`ShareDir::stage`], telling `progress` how far hashing has got.
-    pub fn stage_counting(
-        &self,
-        src: &Path,
-        chosen: Option<u32>,
-        progress: &HashProgress,
-    ) -> Result<Staged, StoreError> {
         let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             io_err(src)(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -90,7 +71,7 @@ impl ShareDir {
         })?;
         let name = ShareName::new(name)?;
         if check_kind(src)? {
-            return self.stage_dir(src, name, chosen, progress);
+            return self.stage_dir(src, name, chosen);
         }
         let (file, meta) = disk::open_regular(src).map_err(io_err(src))?;
         let chunk_size =
@@ -117,10 +98,7 @@ impl ShareDir {
                     });
                 }
                 log::info!("hashing {} in chunks of {chunk_size} bytes", src.display());
-                progress.total.store(meta.len(), Ordering::Relaxed);
-                let manifest =
-                    Manifest::from_reader_counting(&file, meta.len(), chunk_size, &progress.hashed)
-                        .map_err(io_err(src))?;
+                let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(src))?;
                 self.unchanged_since(&name, src, &file, &meta)?;
                 return Ok(Staged {
                     name,
@@ -140,10 +118,7 @@ impl ShareDir {
             });
         }
         log::info!("hashing {}", path.display());
-        progress.total.store(meta.len(), Ordering::Relaxed);
-        let manifest =
-            Manifest::from_reader_counting(&file, meta.len(), chunk_size, &progress.hashed)
-                .map_err(io_err(&path))?;
+        let manifest = Manifest::from_open_file(&file, chunk_size).map_err(io_err(&path))?;
         self.unchanged_since(&name, &path, &file, &meta)?;
         if let Some(existing) = existing.filter(|e| e.id() != manifest.id()) {
             return Err(StoreError::NameTaken {
@@ -174,7 +149,6 @@ impl ShareDir {
         src: &Path,
         name: ShareName,
         chosen: Option<u32>,
-        progress: &HashProgress,
     ) -> Result<Staged, StoreError> {
         let path = src.canonicalize().map_err(io_err(src))?;
         if path == self.root() || self.root().starts_with(&path) {
@@ -229,10 +203,7 @@ impl ShareDir {
                 why,
             })?;
         log::info!("hashing {} ({} files)", path.display(), files.len());
-        progress.total.store(total, Ordering::Relaxed);
-        let manifest =
-            Manifest::from_reader_counting(&storage, total, chunk_size, &progress.hashed)
-                .map_err(io_err(&path))?;
+        let manifest = Manifest::from_reader(&storage, total, chunk_size).map_err(io_err(&path))?;
         if let Some((changed, _)) = tree::first_changed(&path, &files) {
             return Err(StoreError::Changed {
                 name,
