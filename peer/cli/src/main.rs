@@ -76,7 +76,9 @@ fn main() -> ExitCode {
             console::output::LogWriter,
         )));
     }
-    if bars {
+    // `peer share` on a terminal may draw a hashing bar (output::hashing): logs go around it.
+    let shares = matches!(cli.command, Some(Command::Share { .. })) && output::live::bars_wanted();
+    if bars || shares {
         logger.target(env_logger::Target::Pipe(Box::new(output::live::LogWriter)));
     }
     logger.init();

@@ -88,3 +88,55 @@ fn get_draws_bars_in_a_terminal_and_prints_lines_into_a_pipe() {
     assert!(std::fs::read(term.join("big.bin")).unwrap() == data);
     assert!(std::fs::read(term.join("small.bin")).unwrap() == small);
 }
+
+/// Hashing what `peer share` shares takes about a second per GiB; a large share shows how far it
+/// has got, in a pipe and in a terminal, instead of nothing until `shared`.
+#[test]
+fn share_shows_its_hashing_progress_in_a_pipe_and_in_a_terminal() {
+    let t = TempDir::new("hash-progress");
+    let (_tracker, tracker) = start_tracker();
+    // 8 GiB that take no disk (sparse); 1 MiB chunks keep its manifest small.
+    let big = t.join("big.bin");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(8 << 30))
+        .expect("sparse file");
+
+    let mut piped = Proc::spawn(
+        "share (piped)",
+        peer_cmd(tracker, &t.sub("piped"))
+            .args(["share", "--chunk-size", "1048576"])
+            .arg(&big),
+    );
+    piped.wait_line("shared big.bin ");
+    piped.kill();
+    let mut err = String::new();
+    if let Some(mut e) = piped.child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err).expect("stderr");
+    }
+    assert!(
+        err.lines().any(|l| l.starts_with("hashing big.bin: ")
+            && l.contains("% (")
+            && l.contains(" of 8.00 GiB, ")
+            && l.ends_with(" left)")),
+        "no hashing line in:\n{err}"
+    );
+
+    let mut cmd = Command::new(peer_bin());
+    cmd.arg("--tracker")
+        .arg(tracker.to_string())
+        .arg("--dir")
+        .arg(t.sub("term"))
+        .args(["--listen", "127.0.0.1:0", "--stun", "none"])
+        .args(["share", "--chunk-size", "1048576"])
+        .arg(&big)
+        .env("TERM", "xterm")
+        .env_remove("RUST_LOG");
+    let options = Options::new()
+        .timeout_ms(Some(PATIENCE.as_millis() as u64))
+        .strip_ansi_escape_codes(true);
+    let mut share = spawn_with_options(cmd, options).expect("spawn share in a pty");
+    share
+        .exp_regex(r"hashing big\.bin \[[=> ]+\] +[0-9]+% +[0-9.]+ [KMG]i?B / 8\.00 GiB")
+        .expect("a hashing bar with percent and bytes");
+    share.exp_string("shared big.bin ").expect("shared");
+}

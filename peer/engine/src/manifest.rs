@@ -20,6 +20,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::metainfo::{encode_files, FileEntry};
+use crate::metrics::metrics;
 use crate::storage::ReadAt;
 
 /// Chunk size used when the user does not choose one (the seed protocol's 2048 bytes).
@@ -412,6 +413,7 @@ fn hash_range(
         for (slot, data) in out[done..done + n].iter_mut().zip(buf[..len].chunks(cs)) {
             *slot = hash_chunk(data);
         }
+        metrics().share_bytes_hashed.add(len as u64);
         done += n;
     }
     Ok(())

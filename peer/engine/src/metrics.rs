@@ -83,6 +83,8 @@ pub struct Metrics {
     /// TURN allocations made, and connections that reached us through one.
     pub relay_allocations: Counter,
     pub relayed_connections: Counter,
+    /// Bytes read and hashed to build manifests of what we share (`peer share` shows them).
+    pub share_bytes_hashed: Counter,
 }
 
 impl Metrics {
@@ -116,6 +118,7 @@ static METRICS: Metrics = Metrics {
     punch_answers_connected: Counter::new(),
     relay_allocations: Counter::new(),
     relayed_connections: Counter::new(),
+    share_bytes_hashed: Counter::new(),
 };
 
 /// The counters of this process.

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::transfer::{ConnStats, Transfer};
 use crate::{
     AnnounceIntervals, ChunkRanges, Cookie, ErrorCode, ErrorReply, FileInfo, FileName, FileSummary,
     ListedFile, NamePattern, PeerEntry, PeerKey, PunchNotice, RelayOffer, Request, RequestKind,
@@ -119,7 +120,7 @@ const MAX_COOKIE_ROUNDS: u32 = 3;
 /// a 255-byte name, an IPv6 address, key, cookie and tid within `MAX_REQUEST_BYTES`.
 const MAX_CHUNK_LIST_BYTES: usize = 900;
 
-struct Shared {
+pub(crate) struct Shared {
     socket: Arc<UdpSocket>,
     tracker: SocketAddr,
     config: ClientConfig,
@@ -127,11 +128,14 @@ struct Shared {
     pending: Mutex<HashMap<u32, mpsc::Sender<Response>>>,
     cookie: Mutex<Option<Cookie>>,
     punches: broadcast::Sender<PunchNotice>,
+    /// Set when the tracker refused a request's transfer fields as unknown (a tracker older
+    /// than protocol.txt §1.2's events): later requests go without them.
+    pub(crate) plain_only: AtomicBool,
 }
 
 /// An async client of one tracker. Cheap to share behind an `Arc`; calls may run concurrently.
 pub struct TrackerClient {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     reader: JoinHandle<()>,
 }
 
@@ -181,6 +185,7 @@ impl TrackerClient {
             pending: Mutex::new(HashMap::new()),
             cookie: Mutex::new(None),
             punches,
+            plain_only: AtomicBool::new(false),
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared)));
         TrackerClient { shared, reader }
@@ -203,12 +208,12 @@ impl TrackerClient {
     /// Flag 1: the file and every peer in its swarm, asked by someone who does not join it
     /// (a catalogue look-up, a person typing).
     pub async fn peers(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, false, None).await
+        self.swarm(file, false, None, Transfer::default()).await
     }
 
     /// Flag 2: the same list, for a downloader refreshing the one it has without joining.
     pub async fn refresh(&self, file: &FileName) -> Result<Swarm, ClientError> {
-        self.swarm(file, true, None).await
+        self.swarm(file, true, None, Transfer::default()).await
     }
 
     /// Flag 1 with an address: this peer, serving at `announce`, joins `file`'s swarm (listed
@@ -219,7 +224,8 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        self.swarm(file, false, Some(announce)).await
+        self.swarm(file, false, Some(announce), Transfer::default())
+            .await
     }
 
     /// Flag 2 with an address: the refresh a downloader sends every [`Swarm::interval`]; it
@@ -229,7 +235,8 @@ impl TrackerClient {
         file: &FileName,
         announce: SocketAddr,
     ) -> Result<Swarm, ClientError> {
-        self.swarm(file, true, Some(announce)).await
+        self.swarm(file, true, Some(announce), Transfer::default())
+            .await
     }
 
     /// Flag 3: this peer, serving at `announce`, now holds `chunks` of `file`. Long lists are
@@ -364,11 +371,12 @@ impl TrackerClient {
 
     /// Follows every page of flag 1 or 2. Each page carries `announce`: joining is idempotent,
     /// and so every page refreshes the peer's liveness.
-    async fn swarm(
+    pub(crate) async fn swarm(
         &self,
         file: &FileName,
         refresh: bool,
         announce: Option<SocketAddr>,
+        transfer: Transfer,
     ) -> Result<Swarm, ClientError> {
         let mut summary = None;
         let mut intervals = AnnounceIntervals::DEFAULT;
@@ -389,7 +397,10 @@ impl TrackerClient {
                     offset,
                 }
             };
-            match self.request(kind).await? {
+            match self
+                .request_reporting(kind, transfer, ConnStats::default())
+                .await?
+            {
                 ResponseKind::Peers {
                     file: page_file,
                     intervals: page_intervals,
@@ -433,6 +444,44 @@ impl TrackerClient {
 
     /// Sends one request until its answer arrives or the attempts run out.
     async fn request(&self, kind: RequestKind) -> Result<ResponseKind, ClientError> {
+        self.request_reporting(kind, Transfer::default(), ConnStats::default())
+            .await
+    }
+
+    /// [`TrackerClient::request`] with what the request reports (protocol.txt §1.2). A tracker
+    /// that answers 1103 EXTRA_FIELD to the report (one from before the events) gets the
+    /// request again without it, and no report from then on: the announcement matters more.
+    pub(crate) async fn request_reporting(
+        &self,
+        kind: RequestKind,
+        transfer: Transfer,
+        conn_stats: ConnStats,
+    ) -> Result<ResponseKind, ClientError> {
+        let reports = !(transfer.is_empty() && conn_stats.is_empty());
+        if reports && !self.shared.plain_only.load(Ordering::Relaxed) {
+            match self.send(kind.clone(), transfer, conn_stats).await {
+                Err(ClientError::Tracker(e)) if e.code == ErrorCode::ExtraField => {
+                    log::info!(
+                        "{}: the tracker takes no announce events or counters ({e}); sending \
+                         requests without them",
+                        self.shared.tracker
+                    );
+                    self.shared.plain_only.store(true, Ordering::Relaxed);
+                }
+                answer => return answer,
+            }
+        }
+        self.send(kind, Transfer::default(), ConnStats::default())
+            .await
+    }
+
+    /// Sends one request until its answer arrives or the attempts run out.
+    async fn send(
+        &self,
+        kind: RequestKind,
+        transfer: Transfer,
+        conn_stats: ConnStats,
+    ) -> Result<ResponseKind, ClientError> {
         let shared = &*self.shared;
         let tid = shared.next_tid.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel(4);
@@ -443,6 +492,8 @@ impl TrackerClient {
             key: Some(shared.config.key),
             cookie: None,
             keep_punch_path: shared.config.keep_punch_path && kind.announce().is_some(),
+            transfer,
+            conn_stats,
             kind,
         };
         let mut wait = shared.config.timeout;
@@ -490,7 +541,7 @@ impl TrackerClient {
     }
 }
 
-fn unexpected(kind: &ResponseKind) -> ClientError {
+pub(crate) fn unexpected(kind: &ResponseKind) -> ClientError {
     let text = Response::new(None, kind.clone()).encode();
     ClientError::Unexpected(
         text.lines()
@@ -570,6 +621,7 @@ mod tests {
             info,
             seeders: 1,
             leechers: 0,
+            stats: None,
         };
         let swarm = |interval, min_interval| {
             let s = Swarm::new(

@@ -12,9 +12,11 @@ pub mod client;
 mod error;
 mod pattern;
 mod render;
+mod reporting;
 mod request;
 mod response;
 mod token;
+mod transfer;
 pub mod types;
 
 pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
@@ -26,6 +28,7 @@ pub use response::{
     Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, RelayOffer, Response, ResponseKind,
     TrackerMessage, MAX_DATAGRAM_BYTES,
 };
+pub use transfer::{AnnounceEvent, ConnStats, SwarmStats, Transfer, MAX_COUNTER};
 pub use types::{
     is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, ChunkRanges, ChunkRangesError,
     Cookie, FileId, FileIdError, FileInfo, FileInfoError, FileName, FileNameError, FileSummary,

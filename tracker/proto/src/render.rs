@@ -42,6 +42,14 @@ impl PageLine for ListedFile {
         push_num(out, self.seeders);
         out.push_str(" leechers=");
         push_num(out, self.leechers);
+        if let Some(stats) = &self.stats {
+            out.push_str(" completed=");
+            push_num(out, stats.completed);
+            out.push_str(" up=");
+            push_num(out, stats.up);
+            out.push_str(" down=");
+            push_num(out, stats.down);
+        }
     }
 }
 
@@ -141,11 +149,14 @@ mod tests {
 
         #[test]
         fn file_lines_match_std_formatting(size in any::<u64>(), chunks in any::<u32>(),
-                                           seeders in any::<u32>(), leechers in any::<u32>()) {
-            let file = ListedFile { name: FileName::new("a.bin").unwrap(), size, chunks, seeders, leechers };
+                                           seeders in any::<u32>(), leechers in any::<u32>(),
+                                           figures in proptest::option::of(any::<(u64, u64, u64)>())) {
+            let stats = figures.map(|(completed, up, down)| crate::SwarmStats { completed, up, down });
+            let file = ListedFile { name: FileName::new("a.bin").unwrap(), size, chunks, seeders, leechers, stats };
+            let tail = figures.map_or(String::new(), |(c, u, d)| format!(" completed={c} up={u} down={d}"));
             prop_assert_eq!(
                 text(&file),
-                format!("a.bin size={size} chunks={chunks} seeders={seeders} leechers={leechers}")
+                format!("a.bin size={size} chunks={chunks} seeders={seeders} leechers={leechers}{tail}")
             );
         }
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use crate::error::{hex_field, ParseError};
 use crate::pattern::NamePattern;
 use crate::token::{datagram_text, parse_u32, parse_u64, Line};
+use crate::transfer::{AnnounceEvent, ConnStats, Transfer};
 use crate::types::{
     is_unicast, parse_peer_addr, AddrError, ChunkRanges, Cookie, FileId, FileInfo, FileName,
     PeerKey, DEFAULT_CHUNK_SIZE,
@@ -26,6 +27,12 @@ pub struct Request {
     /// `punch=keep`: this announcement must not make the sender's socket the one PUNCH notices
     /// go to. A one-shot command of a peer whose daemon listens for them sends it (§1.7).
     pub keep_punch_path: bool,
+    /// `event=`, `up=`, `down=`, `left=`: what the sender did with the file it announces
+    /// (flags 1 and 2 with an address, 3, 4 and 5 with a file; `event=stopped` alone on flag 5
+    /// without one). Empty on every other request.
+    pub transfer: Transfer,
+    /// `conns=`, `failed=`: the sender's connection figures (flag 9 only).
+    pub conn_stats: ConnStats,
     pub kind: RequestKind,
 }
 
@@ -111,6 +118,46 @@ impl RequestKind {
             _ => None,
         }
     }
+
+    /// Whether this request may carry a [`Transfer`]: it announces the sender in a swarm, or
+    /// leaves every swarm (flag 5 without a file, where only `event=stopped` makes sense).
+    pub fn reports_transfer(&self) -> bool {
+        match self {
+            RequestKind::Peers { announce, .. } | RequestKind::Refresh { announce, .. } => {
+                announce.is_some()
+            }
+            RequestKind::Chunks { .. } | RequestKind::Share { .. } | RequestKind::Exit { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The rules between a request's flag and its `event=` (protocol.txt §1.2): `stopped` goes
+/// with flag 5 only, flag 5 says nothing else, and flag 5 without a file has no file to count
+/// bytes for.
+fn check_transfer(kind: &RequestKind, transfer: &Transfer) -> Result<(), ParseError> {
+    let bad = |reason: &str| ParseError::BadField {
+        field: "event",
+        reason: reason.into(),
+    };
+    match (kind, transfer.event) {
+        (RequestKind::Exit { .. }, Some(AnnounceEvent::Started | AnnounceEvent::Completed)) => {
+            Err(bad("flag 5 leaves a swarm: its event is stopped"))
+        }
+        (RequestKind::Exit { file: None, .. }, _)
+            if transfer.has_counters() || transfer.left.is_some() =>
+        {
+            Err(ParseError::BadField {
+                field: "up",
+                reason: "byte counters name one file: send flag 5 with the file name".into(),
+            })
+        }
+        (RequestKind::Exit { .. }, _) => Ok(()),
+        (_, Some(AnnounceEvent::Stopped)) => Err(bad("event=stopped is sent with flag 5")),
+        _ => Ok(()),
+    }
 }
 
 impl Request {
@@ -120,6 +167,8 @@ impl Request {
             key: None,
             cookie: None,
             keep_punch_path: false,
+            transfer: Transfer::default(),
+            conn_stats: ConnStats::default(),
             kind,
         }
     }
@@ -156,12 +205,25 @@ impl Request {
         // tracker's cookie answer to pass the 3x amplification bound.
         line.take("pad");
         let kind = parse_kind(flag, &mut line)?;
+        let transfer = if kind.reports_transfer() {
+            Transfer::take(&mut line)?
+        } else {
+            Transfer::default()
+        };
+        check_transfer(&kind, &transfer)?;
+        let conn_stats = if matches!(kind, RequestKind::Heartbeat { .. }) {
+            ConnStats::take(&mut line)?
+        } else {
+            ConnStats::default()
+        };
         line.finish()?;
         Ok(Request {
             tid,
             key,
             cookie,
             keep_punch_path,
+            transfer,
+            conn_stats,
             kind,
         })
     }
@@ -349,6 +411,7 @@ impl fmt::Display for Request {
             RequestKind::Heartbeat { announce } => write!(f, " {announce}")?,
             RequestKind::RelayOffer => {}
         }
+        write!(f, "{}{}", self.transfer, self.conn_stats)?;
         if self.keep_punch_path {
             f.write_str(" punch=keep")?;
         }

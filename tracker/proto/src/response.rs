@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::error::{hex_field, ErrorCode, ParseError};
 use crate::render::PageLine;
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
+use crate::transfer::SwarmStats;
 use crate::types::{
     is_unicast, parse_peer_addr, AddrError, AnnounceIntervals, Cookie, FileId, FileInfo, FileName,
     FileSummary, ListedFile, PeerChunks, PeerEntry,
@@ -289,10 +290,10 @@ impl TrackerMessage {
             }
             "7" => {
                 line.expect_positional(&["flag", "file name"])?;
-                ResponseKind::File({
-                    let name = line.positional[1];
-                    parse_summary(&mut line, name)?
-                })
+                let name = line.positional[1];
+                let mut summary = parse_summary(&mut line, name)?;
+                summary.stats = SwarmStats::take(&mut line)?;
+                ResponseKind::File(summary)
             }
             "3" | "4" | "5" | "8" => {
                 line.expect_positional(&["flag", "OK"])?;
@@ -343,6 +344,7 @@ fn parse_summary(line: &mut Line<'_>, name: &str) -> Result<FileSummary, ParseEr
         info,
         seeders,
         leechers,
+        stats: None,
     })
 }
 
@@ -383,6 +385,7 @@ fn parse_listed_line(text: &str) -> Result<ListedFile, ParseError> {
         chunks: parse_u32("chunks", line.require("chunks")?)?,
         seeders: parse_u32("seeders", line.require("seeders")?)?,
         leechers: parse_u32("leechers", line.require("leechers")?)?,
+        stats: SwarmStats::take(&mut line)?,
     };
     line.finish()?;
     Ok(listed)
@@ -611,6 +614,9 @@ impl fmt::Display for Response {
             ResponseKind::File(s) => {
                 f.write_str("RESPONSE 7")?;
                 write_summary(f, s)?;
+                if let Some(stats) = &s.stats {
+                    write!(f, "{stats}")?;
+                }
                 write_tid(f, self.tid)
             }
             ResponseKind::Ok(ack) => {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::transfer::SwarmStats;
+
 /// Chunk size used when a peer does not say otherwise (DESIGN.md §3).
 pub const DEFAULT_CHUNK_SIZE: u32 = 2048;
 /// Largest chunk size a file may declare; larger chunks would make a single chunk transfer
@@ -462,6 +464,8 @@ pub struct ListedFile {
     pub chunks: u32,
     pub seeders: u32,
     pub leechers: u32,
+    /// Completed downloads and bytes moved; `None` from a tracker that sends none.
+    pub stats: Option<SwarmStats>,
 }
 
 /// A file with its swarm counts (flag 7, and the header of flags 1 and 2).
@@ -470,6 +474,9 @@ pub struct FileSummary {
     pub info: FileInfo,
     pub seeders: u32,
     pub leechers: u32,
+    /// Completed downloads and bytes moved: sent by flag 7 only (the header of flags 1 and 2
+    /// stays short, protocol.txt §1.4), `None` from a tracker that sends none.
+    pub stats: Option<SwarmStats>,
 }
 
 /// A peer's secret identity across address changes (`key=<32 hex>`), as BitTorrent's `key`:

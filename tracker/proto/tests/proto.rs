@@ -61,7 +61,84 @@ fn summary() -> impl Strategy<Value = FileSummary> {
         info,
         seeders,
         leechers,
+        stats: None,
     })
+}
+
+fn swarm_stats() -> impl Strategy<Value = Option<SwarmStats>> {
+    prop::option::of((any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+        |(completed, up, down)| SwarmStats {
+            completed,
+            up,
+            down,
+        },
+    ))
+}
+
+/// Flag 7's summary, with or without the swarm's figures.
+fn summary_with_stats() -> impl Strategy<Value = FileSummary> {
+    (summary(), swarm_stats()).prop_map(|(mut s, stats)| {
+        s.stats = stats;
+        s
+    })
+}
+
+fn counter() -> impl Strategy<Value = Option<u64>> {
+    prop::option::of(0..=MAX_COUNTER)
+}
+
+/// A transfer report `kind` may carry (protocol.txt §1.2).
+fn transfer_for(kind: &RequestKind) -> BoxedStrategy<Transfer> {
+    let event = prop::option::of(prop_oneof![
+        Just(AnnounceEvent::Started),
+        Just(AnnounceEvent::Completed)
+    ]);
+    match kind {
+        RequestKind::Exit { file: None, .. } => prop::option::of(Just(AnnounceEvent::Stopped))
+            .prop_map(|event| Transfer {
+                event,
+                ..Transfer::default()
+            })
+            .boxed(),
+        RequestKind::Exit { .. } => (
+            prop::option::of(Just(AnnounceEvent::Stopped)),
+            counter(),
+            counter(),
+            counter(),
+        )
+            .prop_map(|(event, up, down, left)| Transfer {
+                event,
+                up,
+                down,
+                left,
+            })
+            .boxed(),
+        k if k.reports_transfer() => (event, counter(), counter(), counter())
+            .prop_map(|(event, up, down, left)| Transfer {
+                event,
+                up,
+                down,
+                left: if event == Some(AnnounceEvent::Completed) {
+                    left.map(|_| 0)
+                } else {
+                    left
+                },
+            })
+            .boxed(),
+        _ => Just(Transfer::default()).boxed(),
+    }
+}
+
+fn conn_stats_for(kind: &RequestKind) -> BoxedStrategy<ConnStats> {
+    match kind {
+        RequestKind::Heartbeat { .. } => (
+            prop::option::of(any::<u32>()),
+            prop::option::of(any::<u32>()),
+        )
+            .prop_map(|(conns, failed)| ConnStats { conns, failed })
+            .boxed(),
+        _ => Just(ConnStats::default()).boxed(),
+    }
 }
 
 fn request_kind() -> impl Strategy<Value = RequestKind> {
@@ -112,12 +189,18 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(any::<[u8; 8]>().prop_map(Cookie)),
         any::<bool>(),
     )
-        .prop_map(|(kind, tid, key, cookie, keep_punch_path)| Request {
-            tid,
-            key,
-            cookie,
-            keep_punch_path,
-            kind,
+        .prop_flat_map(|(kind, tid, key, cookie, keep_punch_path)| {
+            (transfer_for(&kind), conn_stats_for(&kind)).prop_map(move |(transfer, conn_stats)| {
+                Request {
+                    tid,
+                    key,
+                    cookie,
+                    keep_punch_path,
+                    transfer,
+                    conn_stats,
+                    kind: kind.clone(),
+                }
+            })
         })
 }
 
@@ -140,14 +223,18 @@ fn listed() -> impl Strategy<Value = ListedFile> {
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
+        swarm_stats(),
     )
-        .prop_map(|(name, size, chunks, seeders, leechers)| ListedFile {
-            name,
-            size,
-            chunks,
-            seeders,
-            leechers,
-        })
+        .prop_map(
+            |(name, size, chunks, seeders, leechers, stats)| ListedFile {
+                name,
+                size,
+                chunks,
+                seeders,
+                leechers,
+                stats,
+            },
+        )
 }
 
 fn intervals() -> impl Strategy<Value = Option<AnnounceIntervals>> {
@@ -183,7 +270,7 @@ fn response_kind() -> impl Strategy<Value = ResponseKind> {
             prop::collection::vec(listed(), 0..8)
         )
             .prop_map(|(total, next, files)| ResponseKind::Files { total, next, files }),
-        summary().prop_map(ResponseKind::File),
+        summary_with_stats().prop_map(ResponseKind::File),
         prop_oneof![
             Just(Ack::Chunks),
             Just(Ack::Share),
@@ -696,4 +783,116 @@ fn relay_offers_parse_and_malformed_ones_are_refused() {
     ] {
         assert!(TrackerMessage::parse(bad.as_bytes()).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn announce_events_and_counters_parse_on_the_flags_that_announce() {
+    let id = format!("sha256:{}", "ab".repeat(32));
+    let parse = |t: &str| Request::parse(t.as_bytes()).unwrap();
+    let r = parse("REQUEST 1 movie.mkv 0.0.0.0:6881 event=started up=0 down=0 left=5000");
+    assert_eq!(r.transfer.event, Some(AnnounceEvent::Started));
+    assert_eq!(r.transfer.left, Some(5000));
+    let r = parse("REQUEST 3 movie.mkv 0-2 10.0.0.8:6881 up=4096 down=5000 left=0");
+    assert_eq!((r.transfer.up, r.transfer.down), (Some(4096), Some(5000)));
+    let r = parse(&format!(
+        "REQUEST 4 movie.mkv 3 0.0.0.0:6881 size=5000 id={id} event=completed down=5000 left=0"
+    ));
+    assert_eq!(r.transfer.event, Some(AnnounceEvent::Completed));
+    let r = parse("REQUEST 5 movie.mkv 10.0.0.8:6881 event=stopped up=1 down=2");
+    assert_eq!(r.transfer.event, Some(AnnounceEvent::Stopped));
+    let r = parse("REQUEST 5 10.0.0.8:6881 event=stopped");
+    assert_eq!(r.transfer.event, Some(AnnounceEvent::Stopped));
+    let r = parse("REQUEST 9 10.0.0.8:6881 conns=3 failed=1");
+    assert_eq!(
+        r.conn_stats,
+        ConnStats {
+            conns: Some(3),
+            failed: Some(1)
+        }
+    );
+    // What was typed is what is sent back out.
+    let text = "REQUEST 2 movie.mkv 10.0.0.8:6881 event=started up=1 down=2 left=3 key=00112233445566778899aabbccddeeff tid=9";
+    assert_eq!(parse(text).encode(), text);
+}
+
+#[test]
+fn hostile_counters_and_events_get_clear_errors() {
+    let cases: &[(&str, ErrorCode)] = &[
+        ("REQUEST 3 f 0 1.2.3.4:1 event=bogus", ErrorCode::BadField),
+        ("REQUEST 3 f 0 1.2.3.4:1 up=-5", ErrorCode::BadNumber),
+        ("REQUEST 3 f 0 1.2.3.4:1 down=lots", ErrorCode::BadNumber),
+        (
+            "REQUEST 3 f 0 1.2.3.4:1 up=99999999999999999999999999",
+            ErrorCode::BadNumber,
+        ),
+        (
+            "REQUEST 3 f 0 1.2.3.4:1 up=9007199254740992",
+            ErrorCode::BadNumber,
+        ),
+        (
+            "REQUEST 3 f 0 1.2.3.4:1 event=completed left=7",
+            ErrorCode::BadField,
+        ),
+        ("REQUEST 3 f 0 1.2.3.4:1 event=stopped", ErrorCode::BadField),
+        ("REQUEST 5 f 1.2.3.4:1 event=started", ErrorCode::BadField),
+        ("REQUEST 5 1.2.3.4:1 up=5", ErrorCode::BadField),
+        ("REQUEST 3 f 0 1.2.3.4:1 up=1 up=1", ErrorCode::ExtraField),
+        // Looking is not announcing: no counters on flags 1/2 without an address, 6, 7.
+        ("REQUEST 1 f up=1", ErrorCode::ExtraField),
+        ("REQUEST 7 f event=started", ErrorCode::ExtraField),
+        ("REQUEST 9 1.2.3.4:1 up=1", ErrorCode::ExtraField),
+        ("REQUEST 3 f 0 1.2.3.4:1 conns=1", ErrorCode::ExtraField),
+        ("REQUEST 9 1.2.3.4:1 conns=-1", ErrorCode::BadNumber),
+        (
+            "REQUEST 9 1.2.3.4:1 failed=4294967296",
+            ErrorCode::BadNumber,
+        ),
+    ];
+    for (text, code) in cases {
+        assert_eq!(err(text.as_bytes()), *code, "{text}");
+    }
+}
+
+#[test]
+fn swarm_figures_follow_the_existing_fields_and_old_answers_still_parse() {
+    let id = format!("sha256:{}", "ab".repeat(32));
+    let new = format!(
+        "RESPONSE 7 movie.mkv size=5000 chunks=3 chunk=2048 id={id} seeders=1 leechers=2 completed=2 up=10000 down=10000 tid=3"
+    );
+    let TrackerMessage::Response(r) = TrackerMessage::parse(new.as_bytes()).unwrap() else {
+        panic!("not a response")
+    };
+    let ResponseKind::File(s) = &r.kind else {
+        panic!("not flag 7")
+    };
+    assert_eq!(
+        s.stats,
+        Some(SwarmStats {
+            completed: 2,
+            up: 10000,
+            down: 10000
+        })
+    );
+    assert_eq!(r.encode(), new);
+    let old =
+        format!("RESPONSE 7 movie.mkv size=5000 chunks=3 chunk=2048 id={id} seeders=1 leechers=2");
+    let TrackerMessage::Response(r) = TrackerMessage::parse(old.as_bytes()).unwrap() else {
+        panic!("not a response")
+    };
+    assert!(matches!(
+        r.kind,
+        ResponseKind::File(FileSummary { stats: None, .. })
+    ));
+    let listing = "RESPONSE 6 files=1\nmovie.mkv size=5000 chunks=3 seeders=1 leechers=2 completed=2 up=1 down=2";
+    let TrackerMessage::Response(r) = TrackerMessage::parse(listing.as_bytes()).unwrap() else {
+        panic!("not a response")
+    };
+    let ResponseKind::Files { files, .. } = r.kind else {
+        panic!("not flag 6")
+    };
+    assert_eq!(files[0].stats.map(|s| s.completed), Some(2));
+    // All three or none.
+    let partial =
+        "RESPONSE 6 files=1\nmovie.mkv size=5000 chunks=3 seeders=1 leechers=2 completed=2";
+    assert!(TrackerMessage::parse(partial.as_bytes()).is_err());
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracker::store::{Announcer, Limits, MemoryStore};
 use tracker::{ServerConfig, Tracker};
-use tracker_proto::{ChunkRanges, FileId, FileInfo, FileName};
+use tracker_proto::{ChunkRanges, FileId, FileInfo, FileName, Transfer};
 
 struct Counting;
 
@@ -67,12 +67,16 @@ fn big_swarm() {
         FileId([7; 32]),
     )
     .unwrap();
-    store.share(peer(0), &info, now).unwrap();
+    store
+        .share(peer(0), &info, &Transfer::default(), now)
+        .unwrap();
     let half = ChunkRanges::from_ranges([(0, CHUNKS / 2 - 1)]).unwrap();
     let rest = ChunkRanges::from_ranges([(CHUNKS / 2, CHUNKS - 1)]).unwrap();
     let t = Instant::now();
     for i in 1..PEERS {
-        store.report(peer(i), &name, &half, now).unwrap();
+        store
+            .report(peer(i), &name, &half, &Transfer::default(), now)
+            .unwrap();
     }
     let partial = LIVE.load(Ordering::Relaxed) - base;
     println!(
@@ -82,7 +86,9 @@ fn big_swarm() {
         t.elapsed().as_secs_f64()
     );
     for i in 1..PEERS {
-        store.report(peer(i), &name, &rest, now).unwrap();
+        store
+            .report(peer(i), &name, &rest, &Transfer::default(), now)
+            .unwrap();
     }
     let complete = LIVE.load(Ordering::Relaxed) - base;
     let summary = store.query(&name).unwrap();

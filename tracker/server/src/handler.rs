@@ -490,6 +490,7 @@ impl<S: SwarmStore> Tracker<S> {
                     file,
                     offset: *offset,
                     join,
+                    transfer: &request.transfer,
                     sink,
                 }
             }
@@ -527,14 +528,17 @@ impl<S: SwarmStore> Tracker<S> {
                 who: who(*announce)?,
                 file,
                 chunks,
+                transfer: &request.transfer,
             },
             RequestKind::Share { info, announce } => Op::Share {
                 who: who(*announce)?,
                 info,
+                transfer: &request.transfer,
             },
             RequestKind::Exit { file, announce } => Op::Exit {
                 who: who(*announce)?,
                 file: file.as_ref(),
+                transfer: &request.transfer,
             },
             RequestKind::Heartbeat { announce } => Op::Heartbeat {
                 who: who(*announce)?,
@@ -618,7 +622,10 @@ impl<S: SwarmStore> Tracker<S> {
                 ResponseKind::Ok(Ack::Share)
             }
             (RequestKind::Exit { .. }, Done::Ok) => ResponseKind::Ok(Ack::Exit),
-            (RequestKind::Heartbeat { .. }, Done::Alive(files)) => ResponseKind::Alive { files },
+            (RequestKind::Heartbeat { .. }, Done::Alive(files)) => {
+                self.counters.connections(&request.conn_stats);
+                ResponseKind::Alive { files }
+            }
             (RequestKind::Punch { file, target, me }, Done::PunchTo(target_udp)) => {
                 let me = self.punch_origin(*me, source)?;
                 let allowed = self.punches.lock().allow(
@@ -688,6 +695,9 @@ enum Body {
 type AnswerResult = Result<Answer, (ErrorCode, String)>;
 type Punch = Option<(SocketAddr, Vec<u8>)>;
 
+// A request is prepared and taken apart at once (only `Parsed` is kept for the batch): boxing
+// the large variant would cost an allocation per datagram to save a moment's stack.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Done(Outcome),
     Apply(Parsed),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracker_proto::ErrorCode;
+use tracker_proto::{ConnStats, ErrorCode};
 
 /// Flags 1-10; index 0 counts datagrams that did not parse.
 const FLAGS: usize = 11;
@@ -27,6 +27,9 @@ pub struct Counters {
     cookie: AtomicU64,
     silent: AtomicU64,
     rate: AtomicU64,
+    /// Sums of what heartbeats report (flag 9's `conns=` and `failed=`, seed 003's stats).
+    conns: AtomicU64,
+    failed_conns: AtomicU64,
 }
 
 /// A copy of the counters at one instant.
@@ -37,6 +40,8 @@ pub struct CountersSnapshot {
     /// Every code with its count (zeros included, so series exist from the start).
     pub errors: Vec<(ErrorCode, u64)>,
     pub withheld: Vec<(Withheld, u64)>,
+    /// Sums of the connection figures heartbeats reported: (open, failed).
+    pub connections: (u64, u64),
 }
 
 impl Counters {
@@ -53,6 +58,20 @@ impl Counters {
         if code == ErrorCode::RateLimited {
             self.withheld(Withheld::Rate);
         }
+    }
+
+    /// Adds the connection figures of an answered heartbeat (saturating: a peer sending huge
+    /// numbers pins a sum, never wraps it).
+    pub fn connections(&self, stats: &ConnStats) {
+        let add = |c: &AtomicU64, n: Option<u32>| {
+            if let Some(n) = n {
+                let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_add(u64::from(n)))
+                });
+            }
+        };
+        add(&self.conns, stats.conns);
+        add(&self.failed_conns, stats.failed);
     }
 
     pub fn withheld(&self, why: Withheld) {
@@ -82,6 +101,7 @@ impl Counters {
                 (Withheld::Silent, load(&self.silent)),
                 (Withheld::Rate, load(&self.rate)),
             ],
+            connections: (load(&self.conns), load(&self.failed_conns)),
         }
     }
 }
@@ -99,7 +119,16 @@ mod tests {
         c.request(Some(200));
         c.error(ErrorCode::RateLimited);
         c.withheld(Withheld::Cookie);
+        c.connections(&ConnStats {
+            conns: Some(3),
+            failed: Some(u32::MAX),
+        });
+        c.connections(&ConnStats {
+            conns: None,
+            failed: Some(1),
+        });
         let s = c.snapshot();
+        assert_eq!(s.connections, (3, u64::from(u32::MAX) + 1));
         assert_eq!(s.requests[5], (6, 2));
         assert_eq!(s.requests[9], (10, 1));
         assert_eq!(s.requests[10], (0, 1));

@@ -61,7 +61,8 @@ async fn a_file_shared_over_udp_is_listed_over_http() {
     );
     assert_eq!(ask(&seeder, tracker.addr, &share).await, "RESPONSE 4 OK");
     let leecher = udp("127.0.0.1").await;
-    let report = "REQUEST 3 movie.mkv 0,2 127.0.0.1:7002";
+    // With its counters: the figures of protocol.txt 1.2 are listed over HTTP too.
+    let report = "REQUEST 3 movie.mkv 0,2 127.0.0.1:7002 up=10 down=4096";
     assert_eq!(ask(&leecher, tracker.addr, report).await, "RESPONSE 3 OK");
     let other = format!(
         "REQUEST 4 notes.txt 1 0.0.0.0:7001 size=10 id={} key={}",
@@ -79,7 +80,8 @@ async fn a_file_shared_over_udp_is_listed_over_http() {
     assert_eq!(
         body["files"][0],
         json!({ "hash": id(0x11), "name": "movie.mkv", "size": 5000, "chunk_size": 2048,
-                "chunk_count": 3, "seeders": 1, "leechers": 1 })
+                "chunk_count": 3, "seeders": 1, "leechers": 1, "completed": 0,
+                "bytes_up": 10, "bytes_down": 4096 })
     );
     assert_eq!(body["files"][1]["name"], "notes.txt");
 
@@ -92,7 +94,7 @@ async fn a_file_shared_over_udp_is_listed_over_http() {
     let listing = ask(&leecher, tracker.addr, "REQUEST 6 match=no?es.*").await;
     assert_eq!(
         listing,
-        "RESPONSE 6 files=2\nnotes.txt size=10 chunks=1 seeders=1 leechers=0"
+        "RESPONSE 6 files=2\nnotes.txt size=10 chunks=1 seeders=1 leechers=0 completed=0 up=0 down=0"
     );
 
     let peers = get(http, &format!("/api/files/{}/peers", id(0x11))).await;

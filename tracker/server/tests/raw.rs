@@ -44,11 +44,11 @@ async fn every_flag_as_raw_datagrams() {
     );
     assert_eq!(
         ask(&s, t, "REQUEST 6").await,
-        "RESPONSE 6 files=1\nsong.ogg size=5000 chunks=3 seeders=1 leechers=1"
+        "RESPONSE 6 files=1\nsong.ogg size=5000 chunks=3 seeders=1 leechers=1 completed=0 up=0 down=0"
     );
     assert_eq!(
         ask(&s, t, "REQUEST 7 song.ogg").await,
-        format!("RESPONSE 7 {header}")
+        format!("RESPONSE 7 {header} completed=0 up=0 down=0")
     );
     assert_eq!(
         ask(&s, t, "REQUEST 9 127.0.0.1:6882").await,

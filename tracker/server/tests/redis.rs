@@ -410,6 +410,54 @@ async fn a_tracker_killed_and_started_again_loses_nothing() {
     assert_eq!(same.heartbeat(at(7711)).await.unwrap(), 3);
 }
 
+/// The figures of protocol.txt 1.2 live in Redis: two trackers count one swarm's events
+/// together (a completion repeated through the other tracker counts once, bytes by growth), and
+/// a tracker killed and started again answers the same figures.
+#[tokio::test]
+async fn the_swarm_figures_are_shared_by_trackers_and_survive_a_kill() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(false);
+    let a = tracker_on(&redis, &[]);
+    let b = tracker_on(&redis, &[]);
+    let seeder = PeerKey::random();
+    let leecher = PeerKey::random();
+    let share = format!(
+        "REQUEST 4 figures.bin 3 127.0.0.1:7801 size=5000 id={} key={seeder} event=started up=0 down=0 left=0",
+        id_hex()
+    );
+    let steps = [
+        (&a, share),
+        (&b, format!("REQUEST 1 figures.bin 127.0.0.1:7802 key={leecher} event=started up=0 down=0")),
+        (&a, format!("REQUEST 3 figures.bin 0-1 127.0.0.1:7802 key={leecher} up=0 down=4096")),
+        (&b, format!("REQUEST 3 figures.bin 0-2 127.0.0.1:7802 key={leecher} event=completed up=100 down=5000 left=0")),
+        // The same completion again, through the other tracker: counted once.
+        (&a, format!("REQUEST 3 figures.bin 0-2 127.0.0.1:7802 key={leecher} event=completed up=100 down=5000 left=0")),
+        (&b, format!("REQUEST 5 figures.bin 127.0.0.1:7801 key={seeder} event=stopped up=5000 down=0")),
+    ];
+    let socket = udp("127.0.0.1").await;
+    for (tracker, request) in &steps {
+        let answer = ask(&socket, tracker.addr, request).await;
+        assert!(answer.starts_with("RESPONSE "), "{request}: {answer}");
+    }
+    let backwards = format!("REQUEST 3 figures.bin 0 127.0.0.1:7802 key={leecher} down=10");
+    assert!(ask(&socket, b.addr, &backwards)
+        .await
+        .starts_with("ERROR 1110 BAD_FIELD down:10 is less than the 5000"));
+    let figures = "completed=1 up=5100 down=5000";
+    for tracker in [&a, &b] {
+        let answer = ask(&socket, tracker.addr, "REQUEST 7 figures.bin").await;
+        assert!(answer.ends_with(figures), "{answer}");
+        let listing = ask(&socket, tracker.addr, "REQUEST 6").await;
+        assert!(listing.ends_with(figures), "{listing}");
+    }
+    drop(a); // kill -9
+    let again = tracker_on(&redis, &[]);
+    let answer = ask(&socket, again.addr, "REQUEST 7 figures.bin").await;
+    assert!(answer.ends_with(figures), "{answer}");
+}
+
 /// How long a request may take to be refused while Redis does not answer: the 500 ms default
 /// timeout, with room for a loaded machine.
 const ERROR_BOUND: Duration = Duration::from_secs(3);
@@ -486,7 +534,10 @@ async fn redis_paused_or_restarted_gives_errors_then_recovery() {
     std::fs::remove_dir_all(redis.aof_dir()).unwrap();
     std::fs::create_dir_all(redis.aof_dir()).unwrap();
     redis.spawn();
-    answer_becomes(a.addr, query, "ERROR 1002", PATIENCE).await;
+    // Each tracker sees the empty store once its own retry pause (200 ms) is over.
+    for tracker in [&a, &b] {
+        answer_becomes(tracker.addr, query, "ERROR 1002", PATIENCE).await;
+    }
     client(&b)
         .await
         .share(&file("new.bin", 2), at(7722))
@@ -636,12 +687,34 @@ fn random_request(rng: &mut impl rand::Rng, pad: &str) -> (String, SocketAddr) {
         )
     };
     let size = u64::from(chunks) * 2048 - if rng.random_bool(0.05) { 1 } else { 0 };
+    // Announce events and byte counters: small random counters go backwards now and then
+    // (refused alike), `left` sometimes exceeds the file.
+    let counters = format!(
+        " up={} down={}",
+        rng.random_range(0..8u64) * 1000,
+        rng.random_range(0..8u64) * 1000
+    );
+    let transfer = match rng.random_range(0..5) {
+        0 => String::new(),
+        1 => format!(" event=started{counters}"),
+        2 => format!(" event=completed{counters} left=0"),
+        3 => counters.clone(),
+        _ => format!("{counters} left={}", rng.random_range(0..size + 2)),
+    };
+    let stopped = match rng.random_range(0..3) {
+        0 => String::new(),
+        1 => " event=stopped".to_string(),
+        _ => format!(" event=stopped{counters}"),
+    };
     let request = match rng.random_range(0..12) {
-        0 | 1 => format!("REQUEST 4 {file} {chunks} {me} size={size} id={}", id_hex()),
-        2..=4 => format!("REQUEST 3 {file} {ranges} {me}"),
-        5 => format!("REQUEST 1 {file} {me}"),
+        0 | 1 => format!(
+            "REQUEST 4 {file} {chunks} {me} size={size} id={}{transfer}",
+            id_hex()
+        ),
+        2..=4 => format!("REQUEST 3 {file} {ranges} {me}{transfer}"),
+        5 => format!("REQUEST 1 {file} {me}{transfer}"),
         6 => format!("REQUEST 2 {file} offset={}", rng.random_range(0..4)),
-        7 => format!("REQUEST 5 {file} {me}"),
+        7 => format!("REQUEST 5 {file} {me}{stopped}"),
         8 => format!("REQUEST 5 {me}"),
         9 => "REQUEST 6".to_string(),
         10 => format!("REQUEST 7 {file}"),

@@ -21,6 +21,7 @@ use super::target::tracker_url;
 use super::{flush, print};
 use crate::args::Global;
 use crate::http::{self, HttpServer};
+use crate::output::hashing;
 use crate::output::table::{format_session, SessionStats};
 use crate::signals::stop_signal;
 
@@ -88,7 +89,8 @@ pub async fn share(
     heartbeat: u64,
 ) -> anyhow::Result<()> {
     if let Some(at) = lock::running_daemon(&dir) {
-        let (name, m) = publish::share(&dir, &tracker, file, chunk_size, at).await?;
+        let sharing = publish::share(&dir, &tracker, file, chunk_size, at);
+        let (name, m) = hashing::while_hashing(file, sharing).await?;
         println!(
             "shared {name} ({} bytes, {}) through the daemon at {at}",
             m.size(),
@@ -107,7 +109,8 @@ pub async fn share(
     // Reachability first: the PUNCH answerer runs from the node's start, and STUN, port
     // mapping and relay are under way by the time the tracker lists the file.
     let presence = start_presence(global, &node).await;
-    let (name, m) = match publish::share(&dir, &tracker, file, chunk_size, node.announce).await {
+    let sharing = publish::share(&dir, &tracker, file, chunk_size, node.announce);
+    let (name, m) = match hashing::while_hashing(file, sharing).await {
         Ok(r) => r,
         Err(e) => {
             node.stop().await;
@@ -202,11 +205,9 @@ pub async fn exit(global: &Global, dir: &ShareDir, tracker: &TrackerClient) -> a
             ));
         }
         None => {
+            let at = peer_engine::node::announce_addr(global.listen, global.announce);
             tracker
-                .exit(peer_engine::node::announce_addr(
-                    global.listen,
-                    global.announce,
-                ))
+                .leave_reporting(None, at, Default::default())
                 .await?;
             print("left the swarm (flag 5): the tracker no longer lists this directory's peer");
         }

@@ -22,6 +22,7 @@ use tracker_proto::TrackerClient;
 use super::Actions;
 use crate::commands::target::Target;
 use crate::commands::{catalog, get, serve, Format};
+use crate::output::hashing;
 use crate::output::table::{format_file_table, format_session, FileState, FileStats, SessionStats};
 use crate::output::units::format_bytes;
 
@@ -200,14 +201,9 @@ impl Actions for Session {
         if self.stop.is_cancelled() {
             anyhow::bail!("this peer left the swarm; start it again to share");
         }
-        let (name, manifest) = publish::share(
-            &self.dir,
-            &self.tracker,
-            Path::new(path),
-            None,
-            self.announce(),
-        )
-        .await?;
+        let path = Path::new(path);
+        let sharing = publish::share(&self.dir, &self.tracker, path, None, self.announce());
+        let (name, manifest) = hashing::while_hashing(path, sharing).await?;
         let lines = serve::metainfo_lines(&self.tracker_url, &self.dir, &name, &manifest)?;
         Ok(format!(
             "shared {name} ({}, {} chunks, {}); other peers can download it now\n{lines}",

@@ -81,6 +81,13 @@ fn text(o: &Observed) -> String {
         "Deliveries dropped because a chunk did not match the manifest.",
         &[("", m.chunks_rejected.get())],
     );
+    family(
+        &mut out,
+        "peer_share_hashed_bytes_total",
+        counter,
+        "Bytes read and hashed to build the manifests of what this process shares.",
+        &[("", m.share_bytes_hashed.get())],
+    );
     let dials: Vec<(String, u64)> = DialOutcome::ALL
         .iter()
         .map(|d| (format!("outcome=\"{}\"", d.label()), m.dials(*d)))

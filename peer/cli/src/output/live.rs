@@ -33,6 +33,11 @@ const WAITING_TEMPLATE: &str = "{prefix:24!} {msg}";
 const BAR_TEMPLATE: &str =
     "{prefix:24!} [{bar:24}] {percent:>3}%  {binary_bytes:>10} / {binary_total_bytes:<10} {msg}";
 
+/// The bars on stderr, which log lines written through [`LogWriter`] go around.
+pub fn bars() -> &'static MultiProgress {
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
 /// True when `peer get` draws bars: stderr is a terminal.
 pub fn bars_wanted() -> bool {
     io::stderr().is_terminal()
@@ -81,7 +86,7 @@ impl Live {
 }
 
 async fn draw_bars(files: Vec<(ShareName, watch::Receiver<Progress>)>, stop: CancellationToken) {
-    let multi = BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let multi = bars();
     let styles = Styles {
         bar: ProgressStyle::with_template(BAR_TEMPLATE)
             .unwrap_or_else(|_| ProgressStyle::default_bar())

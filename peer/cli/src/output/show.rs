@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use tracker_proto::{FileSummary, ListedFile, PeerChunks, PeerEntry};
+use tracker_proto::{FileSummary, ListedFile, PeerChunks, PeerEntry, SwarmStats};
 
 use super::table::{FileState, FileStats};
 use super::units::format_bytes;
@@ -21,13 +21,22 @@ pub fn files_text(total: u32, files: &[ListedFile]) -> String {
         .unwrap_or(0)
         .max(4);
     let mut out = format!(
-        "{:<width$}  {:>10}  {:>8}  {:>7}  {:>8}\n",
-        "Name", "Size", "Chunks", "Seeders", "Leechers"
+        "{:<width$}  {:>10}  {:>8}  {:>7}  {:>8}  {:>9}  {:>10}  {:>10}\n",
+        "Name", "Size", "Chunks", "Seeders", "Leechers", "Completed", "Up", "Down"
     );
     for f in files {
+        // A tracker without the figures (protocol.txt §1.3) shows dashes.
+        let (completed, up, down) = match &f.stats {
+            Some(s) => (
+                s.completed.to_string(),
+                format_bytes(s.up),
+                format_bytes(s.down),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         let _ = writeln!(
             out,
-            "{:<width$}  {:>10}  {:>8}  {:>7}  {:>8}",
+            "{:<width$}  {:>10}  {:>8}  {:>7}  {:>8}  {completed:>9}  {up:>10}  {down:>10}",
             f.name.as_str(),
             format_bytes(f.size),
             f.chunks,
@@ -48,14 +57,17 @@ pub fn files_json(total: u32, files: &[ListedFile]) -> Value {
             "chunks": f.chunks,
             "seeders": f.seeders,
             "leechers": f.leechers,
+            "completed": f.stats.map(|s| s.completed),
+            "up": f.stats.map(|s| s.up),
+            "down": f.stats.map(|s| s.down),
         })).collect::<Vec<_>>(),
     })
 }
 
-/// Flag 7 (and the header of a peer list).
+/// Flag 7 (and the header of a peer list, which has no figures).
 pub fn summary_text(file: &FileSummary) -> String {
     let info = &file.info;
-    format!(
+    let mut out = format!(
         "{}: {} in {} chunks of {} bytes, {} seeder{}, {} leecher{}\n  id {}",
         info.name().as_str(),
         format_bytes(info.size()),
@@ -66,6 +78,23 @@ pub fn summary_text(file: &FileSummary) -> String {
         file.leechers,
         if file.leechers == 1 { "" } else { "s" },
         info.id(),
+    );
+    if let Some(stats) = &file.stats {
+        out.push('\n');
+        out.push_str(&figures_text(stats));
+    }
+    out
+}
+
+/// The swarm's figures (protocol.txt §1.2) in one line.
+fn figures_text(stats: &SwarmStats) -> String {
+    format!(
+        "  downloads completed {}, peers reported {} up ({} bytes), {} down ({} bytes)",
+        stats.completed,
+        format_bytes(stats.up),
+        stats.up,
+        format_bytes(stats.down),
+        stats.down
     )
 }
 
@@ -79,6 +108,9 @@ pub fn summary_json(file: &FileSummary) -> Value {
         "id": info.id().to_string(),
         "seeders": file.seeders,
         "leechers": file.leechers,
+        "completed": file.stats.map(|s| s.completed),
+        "up": file.stats.map(|s| s.up),
+        "down": file.stats.map(|s| s.down),
     })
 }
 

@@ -269,7 +269,10 @@ pub async fn download_expecting(
     // Joining (flag 1 with our address) lists us at once, so leechers that start together find
     // each other before anyone holds a chunk.
     let announce = *ctx.local.announce.borrow();
-    let swarm_list = match ctx.tracker.peers_as(name.file_name(), announce).await {
+    let joined =
+        ctx.tracker
+            .join_reporting(name.file_name(), announce, false, crate::publish::started());
+    let swarm_list = match joined.await {
         Ok(s) => s,
         Err(e) if e.code() == Some(TrackerCode::FileNotFound) => {
             return Err(DownloadError::NotOnTracker(name.clone()))
@@ -385,6 +388,8 @@ pub async fn download_expecting(
     };
     blocking(name, move || dir.finish(&p, check)).await?;
     swarm.finish_download();
+    let at = *ctx.local.announce.borrow();
+    crate::publish::announce_completed(&ctx.tracker, info, &swarm, at).await;
     progress.send_modify(|p| {
         p.files = all_done(&manifest);
         p.done = true;

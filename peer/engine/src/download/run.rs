@@ -108,7 +108,12 @@ impl Run<'_> {
                 last_refresh = Instant::now();
                 let (tracker, file) = (ctx.tracker.clone(), name.file_name().clone());
                 let announce = *ctx.local.announce.borrow();
-                refresh.spawn(async move { tracker.refresh_as(&file, announce).await });
+                let transfer = crate::publish::transfer_of(swarm, None, Some(left(partial)));
+                refresh.spawn(async move {
+                    tracker
+                        .join_reporting(&file, announce, true, transfer)
+                        .await
+                });
             }
             tokio::select! {
                 // Completion and write errors are looked at above, at once.
@@ -250,4 +255,12 @@ fn publish(
         p.swarm = stats;
     });
     moved
+}
+
+/// Bytes of the file we still lack (`left=` of protocol.txt §1.2): 0 only when every chunk is
+/// here, since every chunk but the last is whole.
+fn left(partial: &PartialFile) -> u64 {
+    let manifest = partial.manifest();
+    let have = u64::from(partial.have_count()) * u64::from(manifest.chunk_size());
+    manifest.size().saturating_sub(have)
 }

@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use tracker_proto::ErrorCode as TrackerCode;
+use tracker_proto::{ConnStats, ErrorCode as TrackerCode};
 
 use crate::manifest::FileId;
+use crate::metrics::{metrics, DialOutcome};
 use crate::name::ShareName;
 use crate::publish::{self, ShareError};
 use crate::share::StoreError;
@@ -58,17 +59,21 @@ pub async fn run_until(
     let mut directory_stamp = None;
     let mut first = true;
     let mut address_open = true;
+    // Failed dials already told the tracker (heartbeats carry those since the previous one).
+    let mut failures_told = metrics().dials(DialOutcome::Failed);
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 if !first {
-                    beat(&node, &mut announced).await;
+                    beat(&node, &mut announced, &mut failures_told).await;
                 }
                 first = false;
                 announce_new(&node, &mut announced, &mut withdrawn).await;
             }
-            _ = keepalive.tick(), if !first => beat(&node, &mut announced).await,
+            _ = keepalive.tick(), if !first => {
+                beat(&node, &mut announced, &mut failures_told).await;
+            }
             _ = directory.tick(), if !first => {
                 check_placed(&node, &mut announced, &mut withdrawn).await;
                 let stamp = directory_changed(&node).await;
@@ -109,10 +114,16 @@ pub async fn run_until(
 }
 
 /// One heartbeat (flag 9) from the daemon's socket: keeps the rows, and the NAT mapping PUNCH
-/// notices take, alive.
-async fn beat(node: &Node, announced: &mut HashMap<ShareName, FileId>) {
-    match node.tracker.heartbeat(node.announce).await {
-        Ok(_) => {}
+/// notices take, alive, and carries seed 003's connection figures: connections open now and
+/// dials that failed since the last heartbeat the tracker took (`failures_told`).
+async fn beat(node: &Node, announced: &mut HashMap<ShareName, FileId>, failures_told: &mut u64) {
+    let failures = metrics().dials(DialOutcome::Failed);
+    let stats = ConnStats {
+        conns: Some(u32::try_from(node.budget.in_use()).unwrap_or(u32::MAX)),
+        failed: Some(u32::try_from(failures - *failures_told).unwrap_or(u32::MAX)),
+    };
+    match node.tracker.heartbeat_reporting(node.announce, stats).await {
+        Ok(_) => *failures_told = failures,
         // Nothing announced yet (an empty directory), or the tracker restarted or expired us.
         Err(e) if e.code() == Some(TrackerCode::PeerNotFound) => {
             if !announced.is_empty() {
@@ -177,10 +188,11 @@ async fn withdraw(
     }
     log::warn!("{why}; withdrawn from the tracker");
     announced.remove(name);
+    let moved = node.swarms.moved().remove(name);
     if let Some(swarm) = node.swarms.get(name) {
         swarm.close();
     }
-    if let Err(e) = node.tracker.leave(name.file_name(), node.announce).await {
+    if let Err(e) = publish::leave(&node.tracker, name, moved, node.announce).await {
         log::warn!("withdrawing {name} from the tracker: {e}");
     }
 }

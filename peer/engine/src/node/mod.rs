@@ -168,11 +168,9 @@ impl Node {
         });
     }
 
-    /// Leaves every swarm (flag 5) and stops the server.
+    /// Leaves every swarm (flag 5 with `event=stopped` and our counters) and stops the server.
     pub async fn stop(self) {
-        if let Err(e) = self.tracker.exit(self.announce).await {
-            log::warn!("telling the tracker we leave: {e}");
-        }
+        crate::publish::stop_all(&self.tracker, &self.swarms, self.announce).await;
         self.shutdown.cancel();
         for swarm in self.swarms.all() {
             swarm.close();

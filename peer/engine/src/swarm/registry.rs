@@ -42,6 +42,17 @@ pub struct Swarms {
     live: Mutex<HashMap<ShareName, Arc<Swarm>>>,
     /// One lock per file being opened, so concurrent handshakes open it once.
     opening: Mutex<HashMap<ShareName, Arc<tokio::sync::Mutex<()>>>>,
+    /// What the swarms dropped so far moved, per file: the counters this process reports to
+    /// the tracker run for its whole session (protocol.txt §1.2), however often a file's swarm
+    /// is dropped and opened again.
+    retired: Mutex<HashMap<ShareName, Moved>>,
+}
+
+/// Bytes of one file this process sent to peers and verified from them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub up: u64,
+    pub down: u64,
 }
 
 impl Swarms {
@@ -51,6 +62,7 @@ impl Swarms {
             local,
             live: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
+            retired: Mutex::new(HashMap::new()),
         })
     }
 
@@ -66,6 +78,29 @@ impl Swarms {
     /// Every live swarm (for statistics).
     pub fn all(&self) -> Vec<Arc<Swarm>> {
         self.live.lock().values().cloned().collect()
+    }
+
+    /// What this process moved of each file it moved bytes of, by the swarms gone and the
+    /// live one together.
+    pub fn moved(&self) -> HashMap<ShareName, Moved> {
+        let mut moved = self.retired.lock().clone();
+        for swarm in self.all() {
+            let stats = swarm.stats();
+            let m = moved.entry(swarm.name().clone()).or_default();
+            m.up = m.up.saturating_add(stats.uploaded);
+            m.down = m.down.saturating_add(stats.downloaded);
+        }
+        moved.retain(|_, m| *m != Moved::default());
+        moved
+    }
+
+    /// Keeps what a swarm that goes moved.
+    fn retire(&self, swarm: &Swarm) {
+        let stats = swarm.stats();
+        let mut retired = self.retired.lock();
+        let m = retired.entry(swarm.name().clone()).or_default();
+        m.up = m.up.saturating_add(stats.uploaded);
+        m.down = m.down.saturating_add(stats.downloaded);
     }
 
     /// The swarm a peer asking for `name` with id `id` joins: a live one, or one opened from the
@@ -135,15 +170,20 @@ impl Swarms {
                 swarm
             }
         };
-        self.live.lock().insert(name.clone(), swarm.clone());
+        let replaced = self.live.lock().insert(name.clone(), swarm.clone());
+        if let Some(old) = replaced {
+            self.retire(&old);
+        }
         Ok(swarm)
     }
 
     /// Puts our download's swarm in place; a swarm serving the same name from disk (someone
     /// else's download) closes.
     pub fn insert_download(&self, swarm: Arc<Swarm>) {
-        if let Some(old) = self.live.lock().insert(swarm.name().clone(), swarm) {
+        let replaced = self.live.lock().insert(swarm.name().clone(), swarm);
+        if let Some(old) = replaced {
             old.close();
+            self.retire(&old);
         }
     }
 
@@ -158,7 +198,9 @@ impl Swarms {
             .is_some_and(|s| Arc::ptr_eq(s, swarm))
         {
             live.remove(swarm.name());
+            drop(live);
             swarm.close();
+            self.retire(swarm);
         }
     }
 }

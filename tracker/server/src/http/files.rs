@@ -317,6 +317,9 @@ pub async fn files<S: SwarmStore + 'static>(
                 "chunk_count": f.info.chunks(),
                 "seeders": f.seeders,
                 "leechers": f.leechers,
+                "completed": f.stats.map_or(0, |s| s.completed),
+                "bytes_up": f.stats.map_or(0, |s| s.up),
+                "bytes_down": f.stats.map_or(0, |s| s.down),
             })
         })
         .collect();

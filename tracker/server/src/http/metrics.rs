@@ -83,6 +83,10 @@ pub struct Totals {
     pub seeders: u64,
     pub leechers: u64,
     pub bytes: u64,
+    /// The swarms' figures (protocol.txt §1.2), summed over tracked files.
+    pub completed: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
 }
 
 /// Walks the whole catalogue (on the blocking pool) for the swarm gauges.
@@ -105,6 +109,11 @@ pub async fn totals<S: SwarmStore + 'static>(app: &App<S>) -> Result<Totals, Api
                 totals.seeders += u64::from(f.seeders);
                 totals.leechers += u64::from(f.leechers);
                 totals.bytes = totals.bytes.saturating_add(f.size);
+                if let Some(st) = &f.stats {
+                    totals.completed = totals.completed.saturating_add(st.completed);
+                    totals.bytes_up = totals.bytes_up.saturating_add(st.up);
+                    totals.bytes_down = totals.bytes_down.saturating_add(st.down);
+                }
             }
             match next {
                 Some(n) if n > offset => offset = n,
@@ -125,6 +134,9 @@ pub async fn summary<S: SwarmStore + 'static>(
         "seeders": t.seeders,
         "leechers": t.leechers,
         "bytes": t.bytes,
+        "completed": t.completed,
+        "bytes_up": t.bytes_up,
+        "bytes_down": t.bytes_down,
     })))
 }
 
@@ -244,13 +256,37 @@ fn render<S: SwarmStore + 'static>(app: &App<S>, totals: Totals) -> String {
             "Sizes of the tracked files, summed.",
             totals.bytes,
         ),
+        (
+            "tracker_completed_downloads",
+            "Downloads peers completed (event=completed, each peer once per file), summed over \
+             tracked files.",
+            totals.completed,
+        ),
     ];
     for (name, help, value) in gauges {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
+    family(
+        &mut out,
+        "tracker_swarm_bytes",
+        "gauge",
+        "Bytes peers reported serving (up) and fetching (down) with announcements (up=, down=), \
+         summed over tracked files.",
+    );
+    let _ = writeln!(
+        out,
+        "tracker_swarm_bytes{{direction=\"up\"}} {}",
+        totals.bytes_up
+    );
+    let _ = writeln!(
+        out,
+        "tracker_swarm_bytes{{direction=\"down\"}} {}",
+        totals.bytes_down
+    );
     let reported = &app.reported;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (udp_conns, udp_failed) = udp.connections;
     let sums = [
         (
             "tracker_reported_bytes_total",
@@ -262,10 +298,17 @@ fn render<S: SwarmStore + 'static>(app: &App<S>, totals: Totals) -> String {
         ),
         (
             "tracker_reported_connections_total",
-            "Peer connections peers reported (POST /api/stats), by outcome.",
+            "Peer connections peers reported (POST /api/stats and flag 9's conns= and failed=), \
+             by outcome.",
             [
-                ("outcome=\"open\"", load(&reported.conns)),
-                ("outcome=\"failed\"", load(&reported.failed_conns)),
+                (
+                    "outcome=\"open\"",
+                    load(&reported.conns).saturating_add(udp_conns),
+                ),
+                (
+                    "outcome=\"failed\"",
+                    load(&reported.failed_conns).saturating_add(udp_failed),
+                ),
             ],
         ),
     ];

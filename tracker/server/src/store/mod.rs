@@ -20,6 +20,7 @@ use std::time::Instant;
 use thiserror::Error;
 use tracker_proto::{
     ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerEntry, PeerKey,
+    Transfer,
 };
 
 pub use memory::{MemoryStore, Restored, SnapshotError};
@@ -98,6 +99,9 @@ pub enum StoreError {
     HostQuota(&'static str),
     #[error("{0} was announced with a key this request does not carry")]
     Forbidden(SocketAddr),
+    /// A transfer report that cannot be counted (protocol.txt §1.2): 1110 BAD_FIELD.
+    #[error("{0}")]
+    Counters(String),
     /// The backend could not be reached or answered nonsense; the text says what to look at.
     #[error("the tracker's store is unavailable: {0}")]
     Unavailable(String),
@@ -112,6 +116,7 @@ impl StoreError {
             StoreError::HashMismatch(_) => ErrorCode::HashMismatch,
             StoreError::Capacity(_) | StoreError::HostQuota(_) => ErrorCode::CapacityExceeded,
             StoreError::Forbidden(_) => ErrorCode::Forbidden,
+            StoreError::Counters(_) => ErrorCode::BadField,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -131,21 +136,30 @@ pub type PeerSink<'a> = Box<dyn FnMut(&FileSummary, &PeerEntry) -> bool + 'a>;
 pub type FileSink<'a> = Box<dyn FnMut(&ListedFile) -> bool + 'a>;
 
 /// One store operation of a request, with the trust rules of `Tracker::handle` already applied
-/// (an [`Announcer`]'s address is one its source may use).
+/// (an [`Announcer`]'s address is one its source may use). `transfer` is what an announcement
+/// reports of the file (protocol.txt §1.2): checked before the operation changes anything
+/// (a counter that went backwards refuses the whole request), added to the swarm's figures
+/// after (before the row goes, for flag 5).
 pub enum Op<'a> {
     /// Flag 4: `who` seeds `info` (creating the file if new).
-    Share { who: Announcer, info: &'a FileInfo },
+    Share {
+        who: Announcer,
+        info: &'a FileInfo,
+        transfer: &'a Transfer,
+    },
     /// Flag 3: `who` holds `chunks` of `file`.
     Report {
         who: Announcer,
         file: &'a FileName,
         chunks: &'a ChunkRanges,
+        transfer: &'a Transfer,
     },
     /// Flag 5: `who` leaves `file`'s swarm, or every swarm. Leaving what one is not in is fine;
     /// leaving as a peer whose key one does not carry is not.
     Exit {
         who: Announcer,
         file: Option<&'a FileName>,
+        transfer: &'a Transfer,
     },
     /// Flag 9: refresh (and maybe move) `who`; answers [`Done::Alive`].
     Heartbeat { who: Announcer },
@@ -158,6 +172,7 @@ pub enum Op<'a> {
         file: &'a FileName,
         offset: u32,
         join: Option<Announcer>,
+        transfer: &'a Transfer,
         sink: PeerSink<'a>,
     },
     /// Flag 6; answers [`Done::Files`] whose head is the total number of files.

@@ -1,12 +1,16 @@
 //! One file's swarm: which peers hold which of its chunks, kept compactly. A seeder costs its
 //! map entry and nothing more; a partial peer costs one bit per chunk of the file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use bitvec::prelude::{BitBox, BitVec, Lsb0};
-use tracker_proto::{ChunkRanges, FileInfo, FileSummary, PeerChunks};
+use tracker_proto::{
+    AnnounceEvent, ChunkRanges, FileInfo, FileSummary, ListedFile, PeerChunks, PeerKey, SwarmStats,
+    Transfer,
+};
 
+use super::StoreError;
 use crate::host::Host;
 
 /// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
@@ -104,6 +108,34 @@ pub(super) struct FileEntry {
     pub(super) creator: Host,
     /// How many of `swarm` each host has (the per-host share of one swarm).
     members: HashMap<Host, u32>,
+    /// Completed downloads and bytes moved (protocol.txt §1.2).
+    pub(super) stats: SwarmStats,
+    /// Per row that reported byte counters: the counters already added to `stats`, so a
+    /// repeated report adds only what grew. Goes with the row.
+    pub(super) counted: HashMap<SocketAddr, Counted>,
+    /// Who completed a download of this file, so each counts once however often it says so.
+    pub(super) completers: HashSet<Completer>,
+}
+
+/// A row's byte counters already added to its swarm's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counted {
+    pub(super) up: u64,
+    pub(super) down: u64,
+}
+
+/// Who completed a download: its key (the same across restarts and address changes), or its
+/// address when it sends none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Completer {
+    Key(PeerKey),
+    Addr(SocketAddr),
+}
+
+impl Completer {
+    pub(super) fn of(key: Option<PeerKey>, addr: SocketAddr) -> Completer {
+        key.map_or(Completer::Addr(addr), Completer::Key)
+    }
 }
 
 impl FileEntry {
@@ -114,7 +146,76 @@ impl FileEntry {
             seeders: 0,
             creator,
             members: HashMap::new(),
+            stats: SwarmStats::default(),
+            counted: HashMap::new(),
+            completers: HashSet::new(),
         }
+    }
+
+    /// Refuses a report that cannot be counted: a counter below what the row reported before
+    /// (counters restart only with `event=started`), or more bytes left than the file has.
+    /// Nothing is changed by a refused request, so this runs before any of its changes.
+    pub(super) fn check_transfer(
+        &self,
+        addr: SocketAddr,
+        transfer: &Transfer,
+    ) -> Result<(), StoreError> {
+        if let Some(left) = transfer.left.filter(|&l| l > self.info.size()) {
+            return Err(StoreError::Counters(format!(
+                "left={left} is more than the {} bytes of {}",
+                self.info.size(),
+                self.info.name()
+            )));
+        }
+        if transfer.event == Some(AnnounceEvent::Started) {
+            return Ok(());
+        }
+        let before = self.counted.get(&addr).copied().unwrap_or_default();
+        for (field, now, was) in [
+            ("up", transfer.up, before.up),
+            ("down", transfer.down, before.down),
+        ] {
+            if let Some(now) = now.filter(|&n| n < was) {
+                return Err(StoreError::Counters(format!(
+                    "{field}={now} is less than the {was} this peer reported before (counters \
+                     restart only with event=started)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a checked report of the row at `addr` to the figures: what its counters grew by
+    /// (`event=started` makes them its new base and adds nothing), and a completed download
+    /// once per `who`. Returns whether the figures changed. `max_completers` bounds memory: a
+    /// swarm remembers that many completers; later ones are counted without being remembered.
+    pub(super) fn record_transfer(
+        &mut self,
+        addr: SocketAddr,
+        who: Completer,
+        transfer: &Transfer,
+        max_completers: usize,
+    ) -> bool {
+        let before = self.stats;
+        if transfer.has_counters() {
+            let base = self.counted.entry(addr).or_default();
+            let up = transfer.up.unwrap_or(base.up);
+            let down = transfer.down.unwrap_or(base.down);
+            if transfer.event != Some(AnnounceEvent::Started) {
+                self.stats
+                    .add(up.saturating_sub(base.up), down.saturating_sub(base.down));
+            }
+            *base = Counted { up, down };
+        } else if transfer.event == Some(AnnounceEvent::Started) {
+            self.counted.remove(&addr);
+        }
+        if transfer.event == Some(AnnounceEvent::Completed) && !self.completers.contains(&who) {
+            if self.completers.len() < max_completers {
+                self.completers.insert(who);
+            }
+            self.stats.completed = self.stats.completed.saturating_add(1);
+        }
+        self.stats != before
     }
 
     pub(super) fn members(&self, host: Host) -> usize {
@@ -134,11 +235,33 @@ impl FileEntry {
         }
     }
 
+    /// The header of flags 1 and 2 (without the figures, protocol.txt §1.3).
     pub(super) fn summary(&self) -> FileSummary {
         FileSummary {
             info: self.info.clone(),
             seeders: self.seeders,
             leechers: (self.swarm.len() as u32).saturating_sub(self.seeders),
+            stats: None,
+        }
+    }
+
+    /// Flag 7's answer: the summary with the figures.
+    pub(super) fn described(&self) -> FileSummary {
+        FileSummary {
+            stats: Some(self.stats),
+            ..self.summary()
+        }
+    }
+
+    /// The file's catalogue line (flag 6).
+    pub(super) fn listed(&self) -> ListedFile {
+        ListedFile {
+            name: self.info.name().clone(),
+            size: self.info.size(),
+            chunks: self.info.chunks(),
+            seeders: self.seeders,
+            leechers: (self.swarm.len() as u32).saturating_sub(self.seeders),
+            stats: Some(self.stats),
         }
     }
 }

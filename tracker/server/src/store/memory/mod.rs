@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use tracker_proto::{
     ChunkRanges, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry, PeerKey,
+    Transfer,
 };
 
 use super::quota::{HostTable, Usage};
-use super::swarm::{listed_chunks, Bitfield, FileEntry, Holding};
+use super::swarm::{listed_chunks, Bitfield, Completer, FileEntry, Holding};
 use super::{Announcer, Done, Limits, Op, Page, Quotas, StoreError, SwarmStore, Task};
 use crate::host::Host;
 
@@ -94,17 +95,6 @@ pub struct MemoryStore {
     sealed: RwLock<bool>,
 }
 
-fn listed(entry: &FileEntry) -> ListedFile {
-    let s = entry.summary();
-    ListedFile {
-        name: s.info.name().clone(),
-        size: s.info.size(),
-        chunks: s.info.chunks(),
-        seeders: s.seeders,
-        leechers: s.leechers,
-    }
-}
-
 impl MemoryStore {
     pub fn new(ttl: Duration, limits: Limits) -> Self {
         MemoryStore {
@@ -144,7 +134,7 @@ impl MemoryStore {
     fn relist(&self, name: &FileName, entry: Option<&FileEntry>) {
         let mut catalogue = self.catalogue.write();
         match entry {
-            Some(entry) => catalogue.insert(name.clone(), listed(entry)),
+            Some(entry) => catalogue.insert(name.clone(), entry.listed()),
             None => catalogue.remove(name),
         };
     }
@@ -306,6 +296,9 @@ impl MemoryStore {
                 if let Some(holding) = entry.swarm.remove(&old) {
                     entry.swarm.insert(new, holding);
                 }
+                if let Some(counted) = entry.counted.remove(&old) {
+                    entry.counted.insert(new, counted);
+                }
             }
         }
         if let Some(key) = state.key {
@@ -460,6 +453,7 @@ impl MemoryStore {
         let Some(holding) = entry.swarm.remove(&addr) else {
             return;
         };
+        entry.counted.remove(&addr);
         let cost = holding.cost();
         if matches!(holding, Holding::Seeder) {
             entry.seeders -= 1;
@@ -492,8 +486,53 @@ impl MemoryStore {
         }
     }
 
+    /// Adds `who`'s checked report to the figures of `entry` (file `name`), and its
+    /// catalogue line when they changed.
+    fn record(&self, entry: &mut FileEntry, name: &FileName, who: Announcer, transfer: &Transfer) {
+        if transfer.is_empty() {
+            return;
+        }
+        let completer = Completer::of(who.key, who.addr);
+        let max = self.limits.max_peers_per_file;
+        if entry.record_transfer(who.addr, completer, transfer, max) {
+            self.relist(name, Some(entry));
+        }
+    }
+
+    /// The row `who` would report for: under its key's address, when the key moves it.
+    fn reporting_addr(dir: &Directory, who: &Announcer) -> SocketAddr {
+        who.key
+            .and_then(|k| dir.keys.get(&k).copied())
+            .unwrap_or(who.addr)
+    }
+
+    /// Refuses `transfer` before anything of its request changes (see
+    /// [`FileEntry::check_transfer`]); a file not tracked has nothing to check against.
+    fn check_transfer(
+        &self,
+        dir: &Directory,
+        file: &FileName,
+        who: &Announcer,
+        transfer: &Transfer,
+    ) -> Result<(), StoreError> {
+        if transfer.is_empty() {
+            return Ok(());
+        }
+        let shard = self.shard(file).lock();
+        match shard.files.get(file) {
+            Some(entry) => entry.check_transfer(Self::reporting_addr(dir, who), transfer),
+            None => Ok(()),
+        }
+    }
+
     /// Flag 4: `who` seeds `info` (creating the file if new).
-    pub fn share(&self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError> {
+    pub fn share(
+        &self,
+        who: Announcer,
+        info: &FileInfo,
+        transfer: &Transfer,
+        now: Instant,
+    ) -> Result<(), StoreError> {
         let name = info.name();
         let host = who.host();
         let dir = &mut *self.directory.lock();
@@ -509,12 +548,14 @@ impl MemoryStore {
             }
             None => self.quotas.check(dir.hosts.usage(host), Usage::FILE)?,
         }
+        self.check_transfer(dir, name, &who, transfer)?;
         self.resolve(dir, who, now, true)?;
         let mut shard = self.shard(name).lock();
         let entry = shard.files.get_mut(name);
         if let Some(entry) = entry {
             if entry.swarm.contains_key(&who.addr) {
                 self.set_holding(dir, entry, name, who.addr, Holding::Seeder);
+                self.record(entry, name, who, transfer);
                 return Ok(());
             }
         }
@@ -529,6 +570,7 @@ impl MemoryStore {
             FileEntry::new(info.clone(), host)
         });
         self.insert_row(dir, entry, name, who.addr, Holding::Seeder);
+        self.record(entry, name, who, transfer);
         Ok(())
     }
 
@@ -538,6 +580,7 @@ impl MemoryStore {
         who: Announcer,
         file: &FileName,
         chunks: &ChunkRanges,
+        transfer: &Transfer,
         now: Instant,
     ) -> Result<(), StoreError> {
         let dir = &mut *self.directory.lock();
@@ -555,6 +598,7 @@ impl MemoryStore {
                 chunks: total,
             });
         }
+        self.check_transfer(dir, file, &who, transfer)?;
         // The key may move this peer; look the peer up under its final address afterwards.
         self.resolve(dir, who, now, true)?;
         let host = who.host();
@@ -566,20 +610,18 @@ impl MemoryStore {
         };
         let cost = (total as usize).div_ceil(64) * 8;
         match entry.swarm.get_mut(&who.addr) {
-            Some(Holding::Seeder) => Ok(()),
+            Some(Holding::Seeder) => {}
             Some(Holding::Partial(bits)) => {
                 bits.set(chunks);
                 if bits.complete() {
                     self.set_holding(dir, entry, file, who.addr, Holding::Seeder);
                 }
-                Ok(())
             }
             // A joined downloader's first chunks: its bitfield is made now.
             Some(Holding::Empty) => {
                 self.check_bitfield(dir, host, cost)?;
                 let holding = Self::holding_of(total, chunks);
                 self.set_holding(dir, entry, file, who.addr, holding);
-                Ok(())
             }
             None => {
                 let allowed = self
@@ -592,18 +634,26 @@ impl MemoryStore {
                 }
                 let holding = Self::holding_of(total, chunks);
                 self.insert_row(dir, entry, file, who.addr, holding);
-                Ok(())
             }
         }
+        self.record(entry, file, who, transfer);
+        Ok(())
     }
 
     /// Flags 1 and 2 with an address: `who` joins `file`'s swarm holding no chunk yet, or
     /// keeps what it holds there; either way it is refreshed like any announcement.
-    pub fn join(&self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError> {
+    pub fn join(
+        &self,
+        who: Announcer,
+        file: &FileName,
+        transfer: &Transfer,
+        now: Instant,
+    ) -> Result<(), StoreError> {
         let dir = &mut *self.directory.lock();
         if !self.has_file(file) {
             return Err(StoreError::FileNotFound(file.clone()));
         }
+        self.check_transfer(dir, file, &who, transfer)?;
         // The key may move this peer; look the peer up under its final address afterwards.
         self.resolve(dir, who, now, true)?;
         let mut shard = self.shard(file).lock();
@@ -612,15 +662,15 @@ impl MemoryStore {
             self.forget_if_empty(dir, who.addr);
             return Err(StoreError::FileNotFound(file.clone()));
         };
-        if entry.swarm.contains_key(&who.addr) {
-            return Ok(());
+        if !entry.swarm.contains_key(&who.addr) {
+            if let Err(e) = self.check_new_row(dir, Some(entry), who.host()) {
+                drop(shard);
+                self.forget_if_empty(dir, who.addr);
+                return Err(e);
+            }
+            self.insert_row(dir, entry, file, who.addr, Holding::Empty);
         }
-        if let Err(e) = self.check_new_row(dir, Some(entry), who.host()) {
-            drop(shard);
-            self.forget_if_empty(dir, who.addr);
-            return Err(e);
-        }
-        self.insert_row(dir, entry, file, who.addr, Holding::Empty);
+        self.record(entry, file, who, transfer);
         Ok(())
     }
 
@@ -629,11 +679,24 @@ impl MemoryStore {
         &self,
         who: Announcer,
         file: Option<&FileName>,
+        transfer: &Transfer,
         now: Instant,
     ) -> Result<(), StoreError> {
         let dir = &mut *self.directory.lock();
+        if let Some(file) = file {
+            self.check_transfer(dir, file, &who, transfer)?;
+        }
         // Resolving first lets a key whose address changed leave under its current rows.
         if self.resolve(dir, who, now, false)? {
+            // The last counters count before the row (and its base) goes.
+            if let Some(file) = file {
+                let mut shard = self.shard(file).lock();
+                if let Some(entry) = shard.files.get_mut(file) {
+                    if entry.swarm.contains_key(&who.addr) {
+                        self.record(entry, file, who, transfer);
+                    }
+                }
+            }
             self.remove_peer(dir, who.addr, file);
             self.forget_if_empty(dir, who.addr);
         }
@@ -729,7 +792,7 @@ impl MemoryStore {
             .lock()
             .files
             .get(file)
-            .map(FileEntry::summary)
+            .map(FileEntry::described)
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))
     }
 
@@ -797,20 +860,34 @@ impl MemoryStore {
 
     fn apply(&self, op: &mut Op<'_>, now: Instant) -> Result<Done, StoreError> {
         match op {
-            Op::Share { who, info } => self.share(*who, info, now).map(|()| Done::Ok),
-            Op::Report { who, file, chunks } => {
-                self.report(*who, file, chunks, now).map(|()| Done::Ok)
-            }
-            Op::Exit { who, file } => self.exit(*who, *file, now).map(|()| Done::Ok),
+            Op::Share {
+                who,
+                info,
+                transfer,
+            } => self.share(*who, info, transfer, now).map(|()| Done::Ok),
+            Op::Report {
+                who,
+                file,
+                chunks,
+                transfer,
+            } => self
+                .report(*who, file, chunks, transfer, now)
+                .map(|()| Done::Ok),
+            Op::Exit {
+                who,
+                file,
+                transfer,
+            } => self.exit(*who, *file, transfer, now).map(|()| Done::Ok),
             Op::Heartbeat { who } => self.heartbeat(*who, now).map(Done::Alive),
             Op::Peers {
                 file,
                 offset,
                 join,
+                transfer,
                 sink,
             } => {
                 if let Some(who) = join {
-                    self.join(*who, file, now)?;
+                    self.join(*who, file, transfer, now)?;
                 }
                 let asker = join.map(|w| w.addr);
                 self.list_peers(file, *offset, asker, &mut **sink)

@@ -4,15 +4,21 @@
 //! The format is text, one record a line, readable with `less` and checked as a whole:
 //!
 //! ```text
-//! tracker-state 1
+//! tracker-state 2
 //! saved-unix-ms 1764590000000
 //! file <name> <size> <chunk size> sha256:<id hex> <ip of the creating host>
+//! stats <completed> <up> <down>    the file's figures (protocol.txt §1.2)
+//! done <key hex or addr>           who completed a download of the file above
+//! counted <addr> <up> <down>       a row's byte counters already in the figures
 //! seed <addr>                      a row: the peer holds every chunk
 //! empty <addr>                     a row: the peer joined and holds nothing yet
 //! part <addr> <hex>                a row: its bitfield, 64-bit little-endian words
 //! peer <addr> <host ip> <silent ms> <key hex or -> <udp addr or ->
 //! end <SHA-256 of every byte before this line>
 //! ```
+//!
+//! Version 1 (before the figures: no `stats`, `done` or `counted` lines) still loads, with
+//! every figure zero.
 //!
 //! Rows follow their file's line. Swarms are copied one shard at a time and the peers after
 //! them, each under its own lock only, so a periodic save does not stop the tracker; a row
@@ -28,13 +34,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tracker_proto::{FileId, FileInfo, FileName, PeerKey};
+use tracker_proto::{FileId, FileInfo, FileName, PeerKey, SwarmStats, MAX_COUNTER};
 
 use super::{Directory, MemoryStore, PeerState, Usage};
 use crate::host::Host;
-use crate::store::swarm::{Bitfield, FileEntry, Holding};
+use crate::store::swarm::{Bitfield, Completer, Counted, FileEntry, Holding};
 
-const MAGIC: &str = "tracker-state 1";
+const MAGIC: &str = "tracker-state 2";
+/// The format before the swarm figures, still read.
+const MAGIC_V1: &str = "tracker-state 1";
 
 /// Why a state file cannot be loaded. Nothing of it is loaded then.
 #[derive(Debug, Error)]
@@ -75,6 +83,9 @@ struct SavedFile {
     info: FileInfo,
     creator: Host,
     rows: Vec<(SocketAddr, Row)>,
+    stats: SwarmStats,
+    completers: Vec<Completer>,
+    counted: Vec<(SocketAddr, Counted)>,
 }
 
 struct SavedPeer {
@@ -95,6 +106,9 @@ impl MemoryStore {
                 SavedFile {
                     info: entry.info.clone(),
                     creator: entry.creator,
+                    stats: entry.stats,
+                    completers: entry.completers.iter().copied().collect(),
+                    counted: entry.counted.iter().map(|(a, c)| (*a, *c)).collect(),
                     rows: entry
                         .swarm
                         .iter()
@@ -138,6 +152,17 @@ impl MemoryStore {
                 i.id(),
                 f.creator.ip()
             );
+            let st = &f.stats;
+            let _ = writeln!(out, "stats {} {} {}", st.completed, st.up, st.down);
+            for who in &f.completers {
+                let _ = match who {
+                    Completer::Key(key) => writeln!(out, "done {key}"),
+                    Completer::Addr(addr) => writeln!(out, "done {addr}"),
+                };
+            }
+            for (addr, c) in &f.counted {
+                let _ = writeln!(out, "counted {addr} {} {}", c.up, c.down);
+            }
             for (addr, row) in &f.rows {
                 let _ = match row {
                     Row::Seed => writeln!(out, "seed {addr}"),
@@ -251,6 +276,11 @@ impl MemoryStore {
             .files
             .entry(name.clone())
             .or_insert_with(|| FileEntry::new(f.info, f.creator));
+        entry.stats = f.stats;
+        let max_completers = self.limits.max_peers_per_file;
+        entry
+            .completers
+            .extend(f.completers.into_iter().take(max_completers));
         let (mut rows, mut refused) = (0, 0);
         for (addr, row) in f.rows {
             let Some(host) = dir.peers.get(&addr).map(|p| p.host) else {
@@ -277,6 +307,16 @@ impl MemoryStore {
             self.insert_row(dir, entry, &name, addr, holding);
             rows += 1;
         }
+        // Counters go with their rows: only restored rows keep theirs.
+        for (addr, c) in f.counted {
+            if entry.swarm.contains_key(&addr) {
+                entry.counted.insert(addr, c);
+            }
+        }
+        // The catalogue line shows the restored figures.
+        if !entry.swarm.is_empty() {
+            self.relist(&name, Some(entry));
+        }
         if entry.swarm.is_empty() {
             shard.files.remove(&name);
             dir.files -= 1;
@@ -301,7 +341,7 @@ fn parse(bytes: &[u8]) -> Result<(u64, Vec<SavedFile>, Vec<SavedPeer>), Snapshot
         }
     })?;
     let first = text.lines().next().unwrap_or("");
-    if first != MAGIC {
+    if first != MAGIC && first != MAGIC_V1 {
         return Err(SnapshotError::NotState(first.chars().take(40).collect()));
     }
     let body = text.strip_suffix('\n').ok_or(SnapshotError::Truncated)?;
@@ -344,7 +384,47 @@ fn parse(bytes: &[u8]) -> Result<(u64, Vec<SavedFile>, Vec<SavedPeer>), Snapshot
                     info,
                     creator,
                     rows: Vec::new(),
+                    stats: SwarmStats::default(),
+                    completers: Vec::new(),
+                    counted: Vec::new(),
                 });
+            }
+            "stats" | "done" | "counted" => {
+                let Some(file) = files.last_mut() else {
+                    return Err(err(format!("a {record} line before any file")));
+                };
+                let counter = |t: &mut Tokens<'_>, what: &str| -> Result<u64, SnapshotError> {
+                    let n: u64 = t.parse(what)?;
+                    if n > MAX_COUNTER {
+                        return Err(err(format!("{n} is more than the largest figure kept")));
+                    }
+                    Ok(n)
+                };
+                match record {
+                    "stats" => {
+                        file.stats = SwarmStats {
+                            completed: counter(&mut t, "a completed count")?,
+                            up: counter(&mut t, "a byte count")?,
+                            down: counter(&mut t, "a byte count")?,
+                        }
+                    }
+                    "counted" => {
+                        let addr: SocketAddr = t.parse("a peer address")?;
+                        let up = counter(&mut t, "a byte count")?;
+                        let down = counter(&mut t, "a byte count")?;
+                        file.counted.push((addr, Counted { up, down }));
+                    }
+                    _ => {
+                        let who = t.next("a key or an address")?;
+                        let who = if who.contains(':') {
+                            who.parse().map(Completer::Addr).ok()
+                        } else {
+                            who.parse().map(Completer::Key).ok()
+                        }
+                        .ok_or_else(|| err(format!("{who:?} is not a key or an address")))?;
+                        file.completers.push(who);
+                    }
+                }
             }
             "seed" | "empty" | "part" => {
                 let addr: SocketAddr = t.parse("a peer address")?;

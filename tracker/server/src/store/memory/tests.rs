@@ -1,5 +1,5 @@
 use super::*;
-use tracker_proto::FileId;
+use tracker_proto::{FileId, SwarmStats};
 
 fn who(addr: &str, key: Option<u8>) -> Announcer {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -58,7 +58,7 @@ fn assert_consistent(s: &MemoryStore) {
         let entry = entry_of(name);
         assert_eq!(
             catalogue.get(name),
-            Some(&listed(entry)),
+            Some(&entry.listed()),
             "stale catalogue line"
         );
         assert!(!entry.swarm.is_empty(), "empty file {name:?} kept");
@@ -146,57 +146,106 @@ fn one_host_holds_only_its_share_of_every_cap() {
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
     for i in 0..10 {
-        s.share(who("10.0.0.1:1", None), &info(&format!("f{i}"), 10), now)
-            .unwrap();
+        s.share(
+            who("10.0.0.1:1", None),
+            &info(&format!("f{i}"), 10),
+            &Transfer::default(),
+            now,
+        )
+        .unwrap();
     }
     assert_eq!(
-        s.share(who("10.0.0.1:1", None), &info("f10", 10), now),
+        s.share(
+            who("10.0.0.1:1", None),
+            &info("f10", 10),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::HostQuota("files created"))
     );
-    s.share(who("10.0.0.2:1", None), &info("f10", 10), now)
-        .unwrap();
+    s.share(
+        who("10.0.0.2:1", None),
+        &info("f10", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     // Two peers of one host per swarm, three serving addresses per host.
     let f0 = FileName::new("f0").unwrap();
     let f1 = FileName::new("f1").unwrap();
     let f2 = FileName::new("f2").unwrap();
-    s.join(who("10.0.0.3:1", None), &f0, now).unwrap();
-    s.join(who("10.0.0.3:2", None), &f0, now).unwrap();
+    s.join(who("10.0.0.3:1", None), &f0, &Transfer::default(), now)
+        .unwrap();
+    s.join(who("10.0.0.3:2", None), &f0, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(
-        s.join(who("10.0.0.3:3", None), &f0, now),
+        s.join(who("10.0.0.3:3", None), &f0, &Transfer::default(), now),
         Err(StoreError::HostQuota("peers in one swarm"))
     );
-    s.join(who("10.0.0.3:3", None), &f1, now).unwrap();
+    s.join(who("10.0.0.3:3", None), &f1, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(
-        s.join(who("10.0.0.3:4", None), &f2, now),
+        s.join(who("10.0.0.3:4", None), &f2, &Transfer::default(), now),
         Err(StoreError::HostQuota("serving addresses"))
     );
-    s.join(who("10.0.0.3:1", None), &f1, now).unwrap();
-    s.join(who("10.0.0.4:1", None), &f1, now).unwrap();
-    // A bitfield of 1000 chunks is 128 bytes, over the host's 100.
-    s.share(who("10.0.0.5:1", None), &info("big", 1000), now)
+    s.join(who("10.0.0.3:1", None), &f1, &Transfer::default(), now)
         .unwrap();
+    s.join(who("10.0.0.4:1", None), &f1, &Transfer::default(), now)
+        .unwrap();
+    // A bitfield of 1000 chunks is 128 bytes, over the host's 100.
+    s.share(
+        who("10.0.0.5:1", None),
+        &info("big", 1000),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     let big = FileName::new("big").unwrap();
     assert_eq!(
-        s.report(who("10.0.0.6:1", None), &big, &"1".parse().unwrap(), now),
+        s.report(
+            who("10.0.0.6:1", None),
+            &big,
+            &"1".parse().unwrap(),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::HostQuota("bitfield memory"))
     );
     assert!(!has_peer(&s, "10.0.0.6:1"));
     // An IPv6 /64 is one host.
-    s.join(who("[2001:db8::1]:1", None), &f0, now).unwrap();
-    s.join(who("[2001:db8::2]:1", None), &f0, now).unwrap();
+    s.join(who("[2001:db8::1]:1", None), &f0, &Transfer::default(), now)
+        .unwrap();
+    s.join(who("[2001:db8::2]:1", None), &f0, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(
-        s.join(who("[2001:db8::3]:1", None), &f0, now),
+        s.join(who("[2001:db8::3]:1", None), &f0, &Transfer::default(), now),
         Err(StoreError::HostQuota("peers in one swarm"))
     );
-    s.join(who("[2001:db8:0:1::3]:1", None), &f0, now).unwrap();
+    s.join(
+        who("[2001:db8:0:1::3]:1", None),
+        &f0,
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_consistent(&s);
     // Under --trust-ip-field the source is charged, not the announced address.
     assert_eq!(
-        s.join(from("10.9.9.9:1", "10.0.0.3:5", None), &f2, now),
+        s.join(
+            from("10.9.9.9:1", "10.0.0.3:5", None),
+            &f2,
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::HostQuota("serving addresses"))
     );
-    s.join(from("10.9.9.9:1", "10.0.0.4:5", None), &f2, now)
-        .unwrap();
+    s.join(
+        from("10.9.9.9:1", "10.0.0.4:5", None),
+        &f2,
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_consistent(&s);
 }
 
@@ -206,25 +255,45 @@ fn keyed_rows_answer_to_their_key_only() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 10);
-    s.share(who("10.0.0.1:1", Some(1)), &f, now).unwrap();
+    s.share(who("10.0.0.1:1", Some(1)), &f, &Transfer::default(), now)
+        .unwrap();
     let forbidden = Err(StoreError::Forbidden("10.0.0.1:1".parse().unwrap()));
-    assert_eq!(s.exit(who("10.0.0.1:1", None), None, now), forbidden);
-    assert_eq!(s.exit(who("10.0.0.1:1", Some(2)), None, now), forbidden);
-    assert_eq!(s.share(who("10.0.0.1:1", None), &f, now), forbidden);
-    assert_eq!(s.join(who("10.0.0.1:1", Some(2)), f.name(), now), forbidden);
+    assert_eq!(
+        s.exit(who("10.0.0.1:1", None), None, &Transfer::default(), now),
+        forbidden
+    );
+    assert_eq!(
+        s.exit(who("10.0.0.1:1", Some(2)), None, &Transfer::default(), now),
+        forbidden
+    );
+    assert_eq!(
+        s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now),
+        forbidden
+    );
+    assert_eq!(
+        s.join(
+            who("10.0.0.1:1", Some(2)),
+            f.name(),
+            &Transfer::default(),
+            now
+        ),
+        forbidden
+    );
     assert_eq!(
         s.heartbeat(who("10.0.0.1:1", None), now).map(drop),
         forbidden
     );
     // Another key cannot move its rows onto this address either.
-    s.share(who("10.0.0.1:2", Some(2)), &f, now).unwrap();
+    s.share(who("10.0.0.1:2", Some(2)), &f, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(
         s.heartbeat(who("10.0.0.1:1", Some(2)), now).map(drop),
         forbidden
     );
     assert_eq!(listing(&s, "a").len(), 2);
     // A keyless peer's rows are taken over by a key (a peer that got one).
-    s.share(who("10.0.0.1:3", None), &f, now).unwrap();
+    s.share(who("10.0.0.1:3", None), &f, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(s.heartbeat(who("10.0.0.1:3", Some(3)), now), Ok(1));
     assert_eq!(
         s.heartbeat(who("10.0.0.1:3", None), now),
@@ -232,7 +301,10 @@ fn keyed_rows_answer_to_their_key_only() {
     );
     // The key itself may do everything, also from a new address.
     assert_eq!(s.heartbeat(who("10.0.0.7:1", Some(1)), now), Ok(1));
-    assert_eq!(s.exit(who("10.0.0.7:1", Some(1)), None, now), Ok(()));
+    assert_eq!(
+        s.exit(who("10.0.0.7:1", Some(1)), None, &Transfer::default(), now),
+        Ok(())
+    );
     assert_eq!(listing(&s, "a").len(), 2);
     assert_consistent(&s);
 }
@@ -246,10 +318,20 @@ fn a_key_move_is_charged_to_the_new_host() {
         ..Limits::default()
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(who("10.0.0.1:1", Some(1)), &info("a", 10), now)
-        .unwrap();
-    s.share(who("10.0.0.2:1", None), &info("b", 10), now)
-        .unwrap();
+    s.share(
+        who("10.0.0.1:1", Some(1)),
+        &info("a", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
+    s.share(
+        who("10.0.0.2:1", None),
+        &info("b", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     // 10.0.0.2 has its one serving address: the move is refused and nothing changes.
     assert_eq!(
         s.heartbeat(who("10.0.0.2:9", Some(1)), now),
@@ -288,10 +370,10 @@ proptest::proptest! {
             let name = f.name().clone();
             let chunks = ChunkRanges::from_indices([chunk % f.chunks()]).unwrap();
             let _ = match op {
-                0 => s.share(a, &f, now),
-                1 | 6 => s.report(a, &name, &chunks, now),
-                2 => s.join(a, &name, now),
-                3 => s.exit(a, Some(&name), now),
+                0 => s.share(a, &f, &Transfer::default(), now),
+                1 | 6 => s.report(a, &name, &chunks, &Transfer::default(), now),
+                2 => s.join(a, &name, &Transfer::default(), now),
+                3 => s.exit(a, Some(&name), &Transfer::default(), now),
                 4 => s.heartbeat(a, now).map(|_| ()),
                 _ => {
                     s.expire(now);
@@ -334,10 +416,10 @@ fn concurrent_threads_keep_the_counters_right() {
                     let chunks =
                         ChunkRanges::from_indices([(r >> 18) as u32 % f.chunks()]).unwrap();
                     let _ = match (r >> 24) % 9 {
-                        0 => s.share(a, &f, now),
-                        1 | 2 => s.report(a, f.name(), &chunks, now),
-                        3 => s.join(a, f.name(), now),
-                        4 => s.exit(a, Some(f.name()), now),
+                        0 => s.share(a, &f, &Transfer::default(), now),
+                        1 | 2 => s.report(a, f.name(), &chunks, &Transfer::default(), now),
+                        3 => s.join(a, f.name(), &Transfer::default(), now),
+                        4 => s.exit(a, Some(f.name()), &Transfer::default(), now),
                         5 => s.heartbeat(a, now).map(|_| ()),
                         6 => s.peers(f.name(), 0, None, &mut |_| true).map(|_| ()),
                         7 => {
@@ -369,7 +451,7 @@ fn keep_punch_path_announcements_never_move_where_punches_go() {
     // so a punch towards it fails at once instead of going to a socket about to close.
     let mut one_shot = who("10.0.0.1:6881", Some(7));
     one_shot.udp = None;
-    s.share(one_shot, &f, now).unwrap();
+    s.share(one_shot, &f, &Transfer::default(), now).unwrap();
     assert_eq!(
         s.punch_target(&name, one_shot.addr, now),
         Err(StoreError::PeerNotFound(one_shot.addr))
@@ -378,9 +460,15 @@ fn keep_punch_path_announcements_never_move_where_punches_go() {
     let mut daemon = who("10.0.0.1:6881", Some(7));
     daemon.udp = Some("10.0.0.1:40000".parse().unwrap());
     s.heartbeat(daemon, now).unwrap();
-    s.report(one_shot, &name, &"0-1".parse().unwrap(), now)
-        .unwrap();
-    s.share(one_shot, &f, now).unwrap();
+    s.report(
+        one_shot,
+        &name,
+        &"0-1".parse().unwrap(),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
+    s.share(one_shot, &f, &Transfer::default(), now).unwrap();
     assert_eq!(
         s.punch_target(&name, daemon.addr, now),
         Ok(daemon.udp.unwrap())
@@ -392,12 +480,14 @@ fn partial_peer_becomes_seeder_and_frees_its_bitfield() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 100);
-    s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
+        .unwrap();
     let name = f.name().clone();
     s.report(
         who("10.0.0.2:1", None),
         &name,
         &"0-49".parse().unwrap(),
+        &Transfer::default(),
         now,
     )
     .unwrap();
@@ -408,13 +498,20 @@ fn partial_peer_becomes_seeder_and_frees_its_bitfield() {
         who("10.0.0.2:1", None),
         &name,
         &"50-99".parse().unwrap(),
+        &Transfer::default(),
         now,
     )
     .unwrap();
     assert_eq!(s.bitfield_bytes(), 0);
     assert_eq!(s.query(&name).unwrap().seeders, 2);
     assert_eq!(
-        s.report(who("10.0.0.2:1", None), &name, &"100".parse().unwrap(), now),
+        s.report(
+            who("10.0.0.2:1", None),
+            &name,
+            &"100".parse().unwrap(),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::ChunkOutOfRange {
             chunk: 100,
             chunks: 100
@@ -429,25 +526,38 @@ fn joined_peers_hold_a_row_and_no_bitfield() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 100);
-    s.share(who("10.0.0.1:1", None), &f, now).unwrap();
+    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
+        .unwrap();
     let name = f.name().clone();
-    s.join(who("10.0.0.2:1", None), &name, now).unwrap();
-    s.join(who("10.0.0.3:1", None), &name, now).unwrap();
-    s.join(who("10.0.0.3:1", None), &name, now).unwrap();
+    s.join(who("10.0.0.2:1", None), &name, &Transfer::default(), now)
+        .unwrap();
+    s.join(who("10.0.0.3:1", None), &name, &Transfer::default(), now)
+        .unwrap();
+    s.join(who("10.0.0.3:1", None), &name, &Transfer::default(), now)
+        .unwrap();
     assert_eq!((rows(&s), s.bitfield_bytes()), (3, 0));
     assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(0));
     assert_eq!(s.query(&name).unwrap().leechers, 2);
-    s.report(who("10.0.0.2:1", None), &name, &"7".parse().unwrap(), now)
-        .unwrap();
+    s.report(
+        who("10.0.0.2:1", None),
+        &name,
+        &"7".parse().unwrap(),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!((rows(&s), s.bitfield_bytes()), (3, 16));
-    s.join(who("10.0.0.2:1", None), &name, now).unwrap();
+    s.join(who("10.0.0.2:1", None), &name, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(
         listing(&s, "a")[1].chunks,
         PeerChunks::Ranges("7".parse().unwrap())
     );
-    s.share(who("10.0.0.3:1", None), &f, now).unwrap();
+    s.share(who("10.0.0.3:1", None), &f, &Transfer::default(), now)
+        .unwrap();
     assert_eq!(s.query(&name).unwrap().seeders, 2);
-    s.exit(who("10.0.0.2:1", None), None, now).unwrap();
+    s.exit(who("10.0.0.2:1", None), None, &Transfer::default(), now)
+        .unwrap();
     assert_eq!((rows(&s), s.bitfield_bytes()), (2, 0));
     let mut asked = Vec::new();
     s.peers(&name, 0, Some("10.0.0.1:1".parse().unwrap()), &mut |p| {
@@ -457,7 +567,12 @@ fn joined_peers_hold_a_row_and_no_bitfield() {
     .unwrap();
     assert_eq!(asked, ["10.0.0.3:1".parse::<SocketAddr>().unwrap()]);
     assert_eq!(
-        s.join(who("10.0.0.4:1", None), &FileName::new("b").unwrap(), now),
+        s.join(
+            who("10.0.0.4:1", None),
+            &FileName::new("b").unwrap(),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::FileNotFound(FileName::new("b").unwrap()))
     );
     assert!(!has_peer(&s, "10.0.0.4:1"));
@@ -468,10 +583,17 @@ fn scattered_chunks_are_listed_as_a_count() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 1000);
-    s.share(who("10.0.0.1:1", None), &f, now).unwrap();
-    let odd = ChunkRanges::from_indices((1..1000).step_by(2)).unwrap();
-    s.report(who("10.0.0.2:1", None), f.name(), &odd, now)
+    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
         .unwrap();
+    let odd = ChunkRanges::from_indices((1..1000).step_by(2)).unwrap();
+    s.report(
+        who("10.0.0.2:1", None),
+        f.name(),
+        &odd,
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(500));
 }
 
@@ -480,7 +602,8 @@ fn key_moves_rows_and_expiry_frees_them() {
     let t0 = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 10);
-    s.share(who("10.0.0.1:1", Some(7)), &f, t0).unwrap();
+    s.share(who("10.0.0.1:1", Some(7)), &f, &Transfer::default(), t0)
+        .unwrap();
     assert_eq!(s.heartbeat(who("10.0.0.9:2", Some(7)), t0), Ok(1));
     let l = listing(&s, "a");
     assert_eq!(l.len(), 1);
@@ -509,20 +632,35 @@ fn limits_refuse_new_rows() {
         ip_share_percent: 100,
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(who("10.0.0.1:1", None), &info("a", 10), now)
-        .unwrap();
+    s.share(
+        who("10.0.0.1:1", None),
+        &info("a", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!(
-        s.share(who("10.0.0.1:1", None), &info("b", 10), now),
+        s.share(
+            who("10.0.0.1:1", None),
+            &info("b", 10),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::Capacity("files"))
     );
     assert_eq!(
-        s.share(who("10.0.0.2:1", None), &info("a", 10), now),
+        s.share(
+            who("10.0.0.2:1", None),
+            &info("a", 10),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::Capacity("peers per file"))
     );
     let mut other = info("a", 10);
     other = FileInfo::new(other.name().clone(), 7, 2048, FileId([1; 32])).unwrap();
     assert!(matches!(
-        s.share(who("10.0.0.1:1", None), &other, now),
+        s.share(who("10.0.0.1:1", None), &other, &Transfer::default(), now),
         Err(StoreError::HashMismatch(_))
     ));
     assert_eq!(peer_count(&s), 1);
@@ -537,30 +675,69 @@ fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
         ..Limits::default()
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(who("10.0.0.1:1", None), &info("a", 10), now)
-        .unwrap();
-    s.share(who("10.0.0.1:1", None), &info("b", 10), now)
-        .unwrap();
+    s.share(
+        who("10.0.0.1:1", None),
+        &info("a", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
+    s.share(
+        who("10.0.0.1:1", None),
+        &info("b", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     let a = FileName::new("a").unwrap();
-    s.report(who("10.0.0.2:1", Some(1)), &a, &"1".parse().unwrap(), now)
-        .unwrap();
+    s.report(
+        who("10.0.0.2:1", Some(1)),
+        &a,
+        &"1".parse().unwrap(),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!(
-        s.report(who("10.0.0.3:1", None), &a, &"1".parse().unwrap(), now),
+        s.report(
+            who("10.0.0.3:1", None),
+            &a,
+            &"1".parse().unwrap(),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::Capacity("rows"))
     );
     assert_eq!(
-        s.share(who("10.0.0.3:1", None), &info("c", 10), now),
+        s.share(
+            who("10.0.0.3:1", None),
+            &info("c", 10),
+            &Transfer::default(),
+            now
+        ),
         Err(StoreError::Capacity("rows"))
     );
     // Existing rows still change; a key move keeps the count.
-    s.report(who("10.0.0.2:1", Some(1)), &a, &"2".parse().unwrap(), now)
-        .unwrap();
+    s.report(
+        who("10.0.0.2:1", Some(1)),
+        &a,
+        &"2".parse().unwrap(),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!(s.heartbeat(who("10.0.0.4:1", Some(1)), now), Ok(1));
     assert_eq!(rows(&s), 3);
-    s.exit(who("10.0.0.1:1", None), None, now).unwrap();
-    assert_eq!(rows(&s), 1);
-    s.share(who("10.0.0.3:1", None), &info("c", 10), now)
+    s.exit(who("10.0.0.1:1", None), None, &Transfer::default(), now)
         .unwrap();
+    assert_eq!(rows(&s), 1);
+    s.share(
+        who("10.0.0.3:1", None),
+        &info("c", 10),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     assert_eq!(rows(&s), 2);
     assert!(has_peer(&s, "10.0.0.3:1"));
 }
@@ -577,18 +754,25 @@ fn catalogue(s: &MemoryStore) -> Vec<ListedFile> {
 /// A store with every kind of row, key and host a state file must carry.
 fn populated(now: Instant) -> MemoryStore {
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
-    s.share(who("10.0.0.1:6881", Some(1)), &info("movie.mkv", 300), now)
-        .unwrap();
+    s.share(
+        who("10.0.0.1:6881", Some(1)),
+        &info("movie.mkv", 300),
+        &Transfer::default(),
+        now,
+    )
+    .unwrap();
     s.report(
         who("10.0.0.2:6881", Some(2)),
         &FileName::new("movie.mkv").unwrap(),
         &"0-9,64,200-255".parse().unwrap(),
+        &Transfer::default(),
         now,
     )
     .unwrap();
     s.join(
         who("[2001:db8:1:2::7]:6881", None),
         &FileName::new("movie.mkv").unwrap(),
+        &Transfer::default(),
         now,
     )
     .unwrap();
@@ -596,6 +780,7 @@ fn populated(now: Instant) -> MemoryStore {
     s.share(
         from("192.0.2.9:7000", "10.0.0.3:5000", Some(3)),
         &info("notes.txt", 1),
+        &Transfer::default(),
         now,
     )
     .unwrap();
@@ -761,6 +946,7 @@ fn a_sealed_store_changes_nothing_and_says_why() {
         op: Op::Exit {
             who: who("10.0.0.1:6881", Some(1)),
             file: Some(&name),
+            transfer: &Transfer::default(),
         },
     }];
     let done = SwarmStore::run(&s, &mut tasks, now);
@@ -777,4 +963,238 @@ fn a_sealed_store_changes_nothing_and_says_why() {
             .collect()
     };
     assert_eq!(body(&after), body(&before));
+}
+
+fn transfer(text: &str) -> Transfer {
+    let flag = if text.contains("stopped") {
+        "5 f"
+    } else {
+        "3 f 0"
+    };
+    let request = format!("REQUEST {flag} 1.2.3.4:1 {text}");
+    tracker_proto::Request::parse(request.as_bytes())
+        .unwrap()
+        .transfer
+}
+
+fn figures(s: &MemoryStore, name: &str) -> SwarmStats {
+    s.query(&FileName::new(name).unwrap())
+        .unwrap()
+        .stats
+        .unwrap()
+}
+
+#[test]
+fn figures_count_growth_once_and_completions_once_per_key() {
+    let now = Instant::now();
+    let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let f = info("a", 10);
+    let name = f.name().clone();
+    let seeder = who("10.0.0.1:1", Some(1));
+    s.share(
+        seeder,
+        &f,
+        &transfer("event=started up=0 down=0 left=0"),
+        now,
+    )
+    .unwrap();
+    let leecher = who("10.0.0.2:1", Some(2));
+    s.join(leecher, &name, &transfer("event=started up=0 down=0"), now)
+        .unwrap();
+    s.report(
+        leecher,
+        &name,
+        &"0-4".parse().unwrap(),
+        &transfer("down=10240"),
+        now,
+    )
+    .unwrap();
+    // A retry reports the same counters: nothing more is counted.
+    s.report(
+        leecher,
+        &name,
+        &"0-4".parse().unwrap(),
+        &transfer("down=10240"),
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        figures(&s, "a"),
+        SwarmStats {
+            completed: 0,
+            up: 0,
+            down: 10240
+        }
+    );
+    let done = transfer("event=completed up=100 down=20480 left=0");
+    s.report(leecher, &name, &"0-9".parse().unwrap(), &done, now)
+        .unwrap();
+    s.report(leecher, &name, &"0-9".parse().unwrap(), &done, now)
+        .unwrap();
+    assert_eq!(
+        figures(&s, "a"),
+        SwarmStats {
+            completed: 1,
+            up: 100,
+            down: 20480
+        }
+    );
+    // Counters going backwards without event=started: refused, nothing changes.
+    let backwards = s.report(
+        leecher,
+        &name,
+        &"0".parse().unwrap(),
+        &transfer("down=5"),
+        now,
+    );
+    assert!(
+        matches!(backwards, Err(StoreError::Counters(_))),
+        "{backwards:?}"
+    );
+    assert_eq!(
+        backwards.unwrap_err().code(),
+        tracker_proto::ErrorCode::BadField
+    );
+    let too_much = s.join(
+        who("10.0.0.3:1", Some(3)),
+        &name,
+        &transfer("left=20481"),
+        now,
+    );
+    assert!(
+        matches!(too_much, Err(StoreError::Counters(_))),
+        "{too_much:?}"
+    );
+    assert!(!has_peer(&s, "10.0.0.3:1"), "a refused join leaves no row");
+    // The leecher restarts (same key, new session): started sets a new base; its second
+    // completion does not count again.
+    s.join(leecher, &name, &transfer("event=started up=0 down=0"), now)
+        .unwrap();
+    s.share(
+        leecher,
+        &f,
+        &transfer("event=completed up=50 down=0 left=0"),
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        figures(&s, "a"),
+        SwarmStats {
+            completed: 1,
+            up: 150,
+            down: 20480
+        }
+    );
+    // Stopping counts the last counters before the row goes.
+    s.exit(
+        seeder,
+        Some(&name),
+        &transfer("event=stopped up=20480"),
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        figures(&s, "a"),
+        SwarmStats {
+            completed: 1,
+            up: 20630,
+            down: 20480
+        }
+    );
+    assert_eq!(catalogue(&s)[0].stats, Some(figures(&s, "a")));
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_key_move_keeps_its_counted_bytes_and_sums_saturate() {
+    let now = Instant::now();
+    let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let f = info("a", 10);
+    s.share(who("10.0.0.1:1", Some(1)), &f, &transfer("up=1000"), now)
+        .unwrap();
+    // Its address changed: the base moved with the rows, so only the growth counts.
+    s.share(who("10.0.0.1:2", Some(1)), &f, &transfer("up=1500"), now)
+        .unwrap();
+    assert_eq!(figures(&s, "a").up, 1500);
+    let max = tracker_proto::MAX_COUNTER;
+    for (port, key) in [(3, 3), (4, 4), (5, 5)] {
+        let addr = format!("10.0.0.1:{port}");
+        s.share(
+            who(&addr, Some(key)),
+            &f,
+            &transfer(&format!("up={max}")),
+            now,
+        )
+        .unwrap();
+    }
+    assert_eq!(figures(&s, "a").up, max);
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_state_file_keeps_the_figures_and_an_old_one_still_loads() {
+    let now = Instant::now();
+    let s = populated(now);
+    let movie = FileName::new("movie.mkv").unwrap();
+    let leecher = who("10.0.0.2:6881", Some(2));
+    s.report(
+        leecher,
+        &movie,
+        &"11".parse().unwrap(),
+        &transfer("event=completed up=7 down=9 left=0"),
+        now,
+    )
+    .unwrap();
+    let keyless = who("[2001:db8:1:2::7]:6881", None);
+    s.join(keyless, &movie, &transfer("event=completed down=3"), now)
+        .unwrap();
+    let bytes = s.snapshot(now);
+    assert!(bytes.starts_with(b"tracker-state 2\n"));
+    let t = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    t.restore(&bytes, now).unwrap();
+    assert_eq!(
+        figures(&t, "movie.mkv"),
+        SwarmStats {
+            completed: 2,
+            up: 7,
+            down: 12
+        }
+    );
+    assert_eq!(catalogue(&t), catalogue(&s));
+    // Completers and counted bytes came back: repeating both reports changes nothing.
+    t.report(
+        leecher,
+        &movie,
+        &"11".parse().unwrap(),
+        &transfer("event=completed up=7 down=9 left=0"),
+        now,
+    )
+    .unwrap();
+    t.join(keyless, &movie, &transfer("event=completed down=3"), now)
+        .unwrap();
+    assert_eq!(
+        figures(&t, "movie.mkv"),
+        SwarmStats {
+            completed: 2,
+            up: 7,
+            down: 12
+        }
+    );
+    assert_consistent(&t);
+
+    // A version 1 file: the same rows, figures zero.
+    use sha2::Digest as _;
+    let text = String::from_utf8(populated(now).snapshot(now)).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("stats ") && !l.starts_with("end "))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replacen("tracker-state 2", "tracker-state 1", 1);
+    let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let old = format!("{body}end {digest}\n");
+    let u = MemoryStore::new(Duration::from_secs(90), Limits::default());
+    let restored = u.restore(old.as_bytes(), now).unwrap();
+    assert_eq!(restored.rows, 4);
+    assert_eq!(figures(&u, "movie.mkv"), SwarmStats::default());
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use redis::Value;
 use tracker_proto::{
     ChunkRanges, FileId, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry,
+    SwarmStats,
 };
 
 use crate::store::{Done, Op, Page, StoreError};
@@ -87,6 +88,7 @@ fn error_of(items: &[Value]) -> StoreError {
         "mismatch" => name(field(2)).map(StoreError::HashMismatch),
         "peer" => addr(field(2)).map(StoreError::PeerNotFound),
         "forbidden" => addr(field(2)).map(StoreError::Forbidden),
+        "counters" => text(field(2)).map(|s| StoreError::Counters(s.to_string())),
         "range" => uint(field(2)).and_then(|chunk| {
             Ok(StoreError::ChunkOutOfRange {
                 chunk,
@@ -101,8 +103,14 @@ fn error_of(items: &[Value]) -> StoreError {
     parsed.unwrap_or_else(|e| e)
 }
 
-/// A file's summary from `size, chunk, id, seeders, members` at `items[at..]`.
-fn summary(file: &FileName, items: &[Value], at: usize) -> Result<FileSummary, StoreError> {
+/// A file's summary from `size, chunk, id, seeders, members` at `items[at..]`, and with
+/// `figures` its `completed, up, down` after them.
+fn summary(
+    file: &FileName,
+    items: &[Value],
+    at: usize,
+    figures: bool,
+) -> Result<FileSummary, StoreError> {
     let field = |i: usize| items.get(at + i).ok_or_else(|| bad("a reply cut short"));
     let id_text = text(field(2)?)?;
     let id: FileId = id_text
@@ -112,10 +120,20 @@ fn summary(file: &FileName, items: &[Value], at: usize) -> Result<FileSummary, S
         .map_err(|e| bad(format!("record of {file}: {e}")))?;
     let seeders: u32 = uint(field(3)?)?;
     let members: u32 = uint(field(4)?)?;
+    let stats = if figures {
+        Some(SwarmStats {
+            completed: uint(field(5)?)?,
+            up: uint(field(6)?)?,
+            down: uint(field(7)?)?,
+        })
+    } else {
+        None
+    };
     Ok(FileSummary {
         info,
         seeders,
         leechers: members.saturating_sub(seeders),
+        stats,
     })
 }
 
@@ -161,10 +179,10 @@ pub(super) fn done(
     Ok(match op {
         Op::Share { .. } | Op::Report { .. } | Op::Exit { .. } => Done::Ok,
         Op::Heartbeat { .. } => Done::Alive(uint(field(1)?)?),
-        Op::Query { file } => Done::File(summary(file, items, 1)?),
+        Op::Query { file } => Done::File(summary(file, items, 1, true)?),
         Op::PunchTarget { .. } => Done::PunchTo(addr(field(1)?)?),
         Op::Peers { file, sink, .. } => {
-            let head = summary(file, items, 1)?;
+            let head = summary(file, items, 1, false)?;
             let mut next = stop(field(6)?)?;
             for peer in items[7..].chunks(4) {
                 let [index, at, kind, value] = peer else {
@@ -221,8 +239,8 @@ fn files(
     let field = |i: usize| items.get(i).ok_or_else(|| bad("a reply cut short"));
     let total = uint(field(1)?)?;
     let stopped = stop(field(2)?)?;
-    for (i, file) in items[3..].chunks(5).enumerate() {
-        let [n, size, chunks, seeders, leechers] = file else {
+    for (i, file) in items[3..].chunks(8).enumerate() {
+        let [n, size, chunks, seeders, leechers, completed, up, down] = file else {
             return Err(bad("a catalogue line cut short"));
         };
         let listed = ListedFile {
@@ -231,6 +249,11 @@ fn files(
             chunks: uint(chunks)?,
             seeders: uint(seeders)?,
             leechers: uint(leechers)?,
+            stats: Some(SwarmStats {
+                completed: uint(completed)?,
+                up: uint(up)?,
+                down: uint(down)?,
+            }),
         };
         if !sink(&listed) {
             return Ok((total, Catalogue::Done(Some(start.saturating_add(i as u32)))));

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use redis::{Cmd, Connection, Pipeline, Value};
-use tracker_proto::{ChunkRanges, PeerKey};
+use tracker_proto::{ChunkRanges, PeerKey, Transfer};
 
 use super::{Announcer, Done, Limits, Op, Quotas, StoreError, SwarmStore, Task};
 
@@ -209,8 +209,18 @@ impl RedisStore {
     }
 
     fn call(&self, op: &str) -> Cmd {
+        self.call_reporting(op, &Transfer::default())
+    }
+
+    /// A call whose request reports `transfer` (empty texts for what it leaves out).
+    fn call_reporting(&self, op: &str, transfer: &Transfer) -> Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg(&self.function).arg(0).arg(op).arg(&self.head);
+        let text = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        cmd.arg(transfer.event.map_or("", |e| e.as_str()))
+            .arg(text(transfer.up))
+            .arg(text(transfer.down))
+            .arg(text(transfer.left));
         cmd
     }
 
@@ -223,8 +233,12 @@ impl RedisStore {
 
     fn command(&self, op: &Op<'_>) -> Cmd {
         match op {
-            Op::Share { who, info } => {
-                let mut cmd = self.call("share");
+            Op::Share {
+                who,
+                info,
+                transfer,
+            } => {
+                let mut cmd = self.call_reporting("share", transfer);
                 Self::who(&mut cmd, who);
                 cmd.arg(info.name().as_str())
                     .arg(info.size())
@@ -233,16 +247,25 @@ impl RedisStore {
                     .arg(info.chunks());
                 cmd
             }
-            Op::Report { who, file, chunks } => {
-                let mut cmd = self.call("report");
+            Op::Report {
+                who,
+                file,
+                chunks,
+                transfer,
+            } => {
+                let mut cmd = self.call_reporting("report", transfer);
                 Self::who(&mut cmd, who);
                 cmd.arg(file.as_str())
                     .arg(ranges_arg(chunks))
                     .arg(chunks.max());
                 cmd
             }
-            Op::Exit { who, file } => {
-                let mut cmd = self.call("exit");
+            Op::Exit {
+                who,
+                file,
+                transfer,
+            } => {
+                let mut cmd = self.call_reporting("exit", transfer);
                 Self::who(&mut cmd, who);
                 cmd.arg(file.map_or("", |f| f.as_str()));
                 cmd
@@ -253,9 +276,13 @@ impl RedisStore {
                 cmd
             }
             Op::Peers {
-                file, offset, join, ..
+                file,
+                offset,
+                join,
+                transfer,
+                ..
             } => {
-                let mut cmd = self.call("peers");
+                let mut cmd = self.call_reporting("peers", transfer);
                 cmd.arg(file.as_str()).arg(*offset).arg(self.page_bytes);
                 match join {
                     Some(who) => Self::who(&mut cmd, who),

@@ -5,25 +5,29 @@
 -- totals, host shares) is one invariant, as in store/memory/mod.rs.
 --
 -- ARGV: op, prefix, ttl_ms, max_files, max_peers, max_peers_per_file, max_rows, max_bits,
---       quota_files, quota_rows, quota_ports, quota_peers_per_file, quota_bits, then the op's.
+--       quota_files, quota_rows, quota_ports, quota_peers_per_file, quota_bits, the request's
+--       transfer report (event, up, down, left; '' when absent), then the op's.
 -- Reply: {'ok', ...} or {'err', kind, detail, detail}. Errors of Redis itself (a key of the
 -- wrong type) are caught and answered as {'err', 'unavailable', message}.
 --
 -- Keys under the prefix P (file names have no whitespace or control characters, addresses are
 -- `ip:port` / `[ip6]:port`, so "\n" separates them unambiguously):
 --   P files           zset, score 0: every file name (the catalogue, in name order)
---   P f:<name>        hash: size chunk id chunks creator seeders
+--   P f:<name>        hash: size chunk id chunks creator seeders [completed up down]
 --   P s:<name>        zset, score 0: the swarm's addresses (the order listings page through)
 --   P h:<name>        hash addr -> S (seeder) | E (joined, holds nothing) | <count> (partial)
 --   P b:<name>\n<addr> bitmap of a partial peer's chunks (SETBIT order: chunk 0 = MSB)
 --   P m:<name>        hash host -> members of that host in the swarm
+--   P t:<name>        hash addr -> "up down": the byte counters of a row already counted
+--   P c:<name>        set: who completed a download ("k<key>" or "a<addr>"), each once
 --   P p:<addr>        hash: host [key] [udp]
 --   P pf:<addr>       set: the files the peer is in
 --   P keys            hash key -> addr
 --   P live            zset addr -> last-seen time (ms, Redis clock); expiry pops its front
 --   P u:<host>        hash: files rows ports bits (what the host holds)
 --   P n               hash: files peers rows bits (totals, for the caps)
---   P cat             hash name -> "size chunks seeders leechers": each file's catalogue line,
+--   P cat             hash name -> "size chunks seeders leechers completed up down": each
+--                     file's catalogue line,
 --                     kept whenever its counts change, so a catalogue page is two calls
 --
 -- Every redis.call costs about a microsecond and a half of Lua-to-Redis conversion whatever the
@@ -33,8 +37,10 @@
 -- Loaded once as a Redis function library (FUNCTION LOAD: the tracker adds the `#!lua name=`
 -- line before this text and the register_function call after it), so a call runs only `entry`,
 -- not this whole file. The settings of the call are set by `entry` before any helper runs.
-local ARGV, P, TTL, MAX_FILES, MAX_PEERS, MAX_PPF, MAX_ROWS, MAX_BITS, Q
-local A = 14
+local ARGV, P, TTL, MAX_FILES, MAX_PEERS, MAX_PPF, MAX_ROWS, MAX_BITS, Q, T
+local A = 18
+-- Counters and figures stop at 2^53 - 1, where Lua numbers stop being exact (protocol.txt §1.2).
+local MAX_COUNTER = 9007199254740991
 local FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE
 
 local function configure(args)
@@ -49,6 +55,9 @@ local function configure(args)
     }
     FILES, PEER_KEYS, LIVE, TOTALS, CATALOGUE =
         P .. 'files', P .. 'keys', P .. 'live', P .. 'n', P .. 'cat'
+    -- The texts are kept for messages (tostring would print big numbers in e-notation).
+    T = { event = ARGV[14], up = ARGV[15], down = ARGV[16], left = ARGV[17] }
+    T.any = T.event ~= '' or T.up ~= '' or T.down ~= '' or T.left ~= ''
 end
 local function kfile(n) return P .. 'f:' .. n end
 local function kswarm(n) return P .. 's:' .. n end
@@ -58,6 +67,8 @@ local function kmembers(n) return P .. 'm:' .. n end
 local function kpeer(a) return P .. 'p:' .. a end
 local function kpfiles(a) return P .. 'pf:' .. a end
 local function kusage(h) return P .. 'u:' .. h end
+local function kcounted(n) return P .. 't:' .. n end
+local function kcompleters(n) return P .. 'c:' .. n end
 
 local function fail(kind, a, b) error({ store = kind, a = a, b = b }) end
 
@@ -120,14 +131,81 @@ end
 -- Brings the catalogue line of n up to date (after its counts changed), or drops it with the
 -- file.
 local function relist(n)
-    local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders')
+    local f = redis.call('HMGET', kfile(n), 'size', 'chunks', 'seeders', 'completed', 'up', 'down')
     if not f[1] then
         redis.call('HDEL', CATALOGUE, n)
         return
     end
     local seeders = num(f[3])
     local leechers = redis.call('ZCARD', kswarm(n)) - seeders
-    redis.call('HSET', CATALOGUE, n, f[1] .. ' ' .. f[2] .. ' ' .. seeders .. ' ' .. leechers)
+    redis.call('HSET', CATALOGUE, n, f[1] .. ' ' .. f[2] .. ' ' .. seeders .. ' ' .. leechers ..
+        ' ' .. (f[4] or '0') .. ' ' .. (f[5] or '0') .. ' ' .. (f[6] or '0'))
+end
+
+-- The row's counted "up down", as numbers and as texts.
+local function counted(n, addr)
+    local base = redis.call('HGET', kcounted(n), addr)
+    if not base then return 0, 0, '0', '0' end
+    local up, down = string.match(base, '^(%d+) (%d+)$')
+    if not up then fail('unavailable', 'counted bytes of ' .. addr .. ' in ' .. n .. ': ' .. base) end
+    return tonumber(up), tonumber(down), up, down
+end
+
+-- FileEntry::check_transfer: refuses a report that cannot be counted before anything of its
+-- request changes. `who`'s row is under its key's address when the key moves it.
+local function check_transfer(n, who)
+    if not T.any then return end
+    local size = redis.call('HGET', kfile(n), 'size')
+    if not size then return end
+    if T.left ~= '' and tonumber(T.left) > num(size) then
+        fail('counters', 'left=' .. T.left .. ' is more than the ' .. size .. ' bytes of ' .. n)
+    end
+    if T.event == 'started' then return end
+    local addr = who.addr
+    if who.key ~= '' then addr = redis.call('HGET', PEER_KEYS, who.key) or who.addr end
+    local up, down, up_text, down_text = counted(n, addr)
+    for _, c in ipairs({ { 'up', T.up, up, up_text }, { 'down', T.down, down, down_text } }) do
+        if c[2] ~= '' and tonumber(c[2]) < c[3] then
+            fail('counters', c[1] .. '=' .. c[2] .. ' is less than the ' .. c[4] ..
+                ' this peer reported before (counters restart only with event=started)')
+        end
+    end
+end
+
+-- Adds n to a figure of the file, stopping at MAX_COUNTER.
+local function add_figure(n, field, by)
+    if by <= 0 then return false end
+    local now = math.min(num(redis.call('HGET', kfile(n), field)) + by, MAX_COUNTER)
+    redis.call('HSET', kfile(n), field, string.format('%d', now))
+    return true
+end
+
+-- FileEntry::record_transfer: adds a checked report of who's row to the figures.
+local function record_transfer(n, who)
+    if not T.any then return end
+    local changed = false
+    if T.up ~= '' or T.down ~= '' then
+        local base_up, base_down = counted(n, who.addr)
+        local up = (T.up ~= '') and tonumber(T.up) or base_up
+        local down = (T.down ~= '') and tonumber(T.down) or base_down
+        if T.event ~= 'started' then
+            changed = add_figure(n, 'up', up - base_up)
+            changed = add_figure(n, 'down', down - base_down) or changed
+        end
+        redis.call('HSET', kcounted(n), who.addr, string.format('%d %d', up, down))
+    elseif T.event == 'started' then
+        redis.call('HDEL', kcounted(n), who.addr)
+    end
+    if T.event == 'completed' then
+        local id = (who.key ~= '') and ('k' .. who.key) or ('a' .. who.addr)
+        if redis.call('SISMEMBER', kcompleters(n), id) == 0 then
+            if redis.call('SCARD', kcompleters(n)) < MAX_PPF then
+                redis.call('SADD', kcompleters(n), id)
+            end
+            changed = add_figure(n, 'completed', 1)
+        end
+    end
+    if changed then relist(n) end
 end
 
 local function remove_row(n, addr, host)
@@ -135,6 +213,7 @@ local function remove_row(n, addr, host)
     if not holding then return end
     local cost = holding_cost(n, holding)
     redis.call('HDEL', khold(n), addr)
+    redis.call('HDEL', kcounted(n), addr)
     redis.call('ZREM', kswarm(n), addr)
     redis.call('DEL', kbits(n, addr))
     if holding == 'S' then redis.call('HINCRBY', kfile(n), 'seeders', -1) end
@@ -144,7 +223,7 @@ local function remove_row(n, addr, host)
     charge(host, { rows = 1, bits = cost }, -1)
     if redis.call('ZCARD', kswarm(n)) == 0 then
         local creator = redis.call('HGET', kfile(n), 'creator')
-        redis.call('DEL', kfile(n), kswarm(n), khold(n), kmembers(n))
+        redis.call('DEL', kfile(n), kswarm(n), khold(n), kmembers(n), kcounted(n), kcompleters(n))
         redis.call('ZREM', FILES, n)
         bump(TOTALS, 'files', -1)
         if creator then charge(creator, { files = 1 }, -1) end
@@ -218,6 +297,11 @@ local function move_peer(old, new)
             redis.call('ZADD', kswarm(n), 0, new)
             if redis.call('EXISTS', kbits(n, old)) == 1 then
                 redis.call('RENAME', kbits(n, old), kbits(n, new))
+            end
+            local base = redis.call('HGET', kcounted(n), old)
+            if base then
+                redis.call('HDEL', kcounted(n), old)
+                redis.call('HSET', kcounted(n), new, base)
             end
         end
     end
@@ -333,10 +417,10 @@ local function who_at(i)
 end
 
 local function summary(n)
-    local f = redis.call('HMGET', kfile(n), 'size', 'chunk', 'id', 'seeders')
+    local f = redis.call('HMGET', kfile(n), 'size', 'chunk', 'id', 'seeders', 'completed', 'up', 'down')
     if not f[1] then fail('file', n) end
     local members = redis.call('ZCARD', kswarm(n))
-    return { f[1], f[2], f[3], num(f[4]), members }
+    return { f[1], f[2], f[3], num(f[4]), members, f[5] or '0', f[6] or '0', f[7] or '0' }
 end
 
 -- Bytes of a bitmap read per call while listing (4096 chunks).
@@ -419,12 +503,14 @@ function ops.share(now)
         if total('files') >= MAX_FILES then fail('capacity', 'files') end
         check_quota(who.host, { files = 1 })
     end
+    check_transfer(n, who)
     local _, moved = resolve(who, now, true)
     local exists = f[1] ~= false
     if moved then exists = redis.call('EXISTS', kfile(n)) == 1 end
     local old = exists and redis.call('HGET', khold(n), who.addr)
     if old then
         set_holding(n, who.addr, 'S', who.host, old, chunks)
+        record_transfer(n, who)
         return { 'ok' }
     end
     local ok, e = pcall(check_new_row, n, exists, who.host)
@@ -440,6 +526,7 @@ function ops.share(now)
         charge(who.host, { files = 1 }, 1)
     end
     insert_row(n, who.addr, 'S', who.host)
+    record_transfer(n, who)
     return { 'ok' }
 end
 
@@ -449,6 +536,7 @@ function ops.report(now)
     if not recorded then fail('file', n) end
     local chunks = num(recorded)
     if max >= chunks then fail('range', max, chunks) end
+    check_transfer(n, who)
     local _, moved = resolve(who, now, true)
     if moved and redis.call('EXISTS', kfile(n)) == 0 then
         forget_if_empty(who.addr)
@@ -457,7 +545,10 @@ function ops.report(now)
     local cost = bitfield_cost(chunks)
     local holding = redis.call('HGET', khold(n), who.addr)
     local key = kbits(n, who.addr)
-    if holding == 'S' then return { 'ok' } end
+    if holding == 'S' then
+        record_transfer(n, who)
+        return { 'ok' }
+    end
     if holding == 'E' then
         check_bitfield(who.host, cost)
     elseif not holding then
@@ -482,23 +573,27 @@ function ops.report(now)
         insert_row(n, who.addr, now_holding, who.host)
         if now_holding == 'S' then redis.call('DEL', key) end
     end
+    record_transfer(n, who)
     return { 'ok' }
 end
 
 local function join(who, n, now)
     if redis.call('EXISTS', kfile(n)) == 0 then fail('file', n) end
+    check_transfer(n, who)
     local _, moved = resolve(who, now, true)
     if moved and redis.call('EXISTS', kfile(n)) == 0 then
         forget_if_empty(who.addr)
         fail('file', n)
     end
-    if redis.call('HEXISTS', khold(n), who.addr) == 1 then return { 'ok' } end
-    local ok, e = pcall(check_new_row, n, true, who.host)
-    if not ok then
-        forget_if_empty(who.addr)
-        error(e)
+    if redis.call('HEXISTS', khold(n), who.addr) == 0 then
+        local ok, e = pcall(check_new_row, n, true, who.host)
+        if not ok then
+            forget_if_empty(who.addr)
+            error(e)
+        end
+        insert_row(n, who.addr, 'E', who.host)
     end
-    insert_row(n, who.addr, 'E', who.host)
+    record_transfer(n, who)
     return { 'ok' }
 end
 
@@ -506,7 +601,10 @@ function ops.join(now) return join(who_at(A), ARGV[A + 4], now) end
 
 function ops.exit(now)
     local who, n = who_at(A), ARGV[A + 4]
+    if n ~= '' then check_transfer(n, who) end
     if resolve(who, now, false) then
+        -- The last counters count before the row (and its base) goes.
+        if n ~= '' and redis.call('HEXISTS', khold(n), who.addr) == 1 then record_transfer(n, who) end
         remove_peer(who.addr, (n ~= '') and n or nil)
         forget_if_empty(who.addr)
     end
@@ -584,7 +682,7 @@ function ops.peers(now)
 end
 
 -- Reply: ok, total files, the index after the last line sent (-1: the end), then name, size,
--- chunks, seeders, leechers per file.
+-- chunks, seeders, leechers, completed, up, down per file.
 function ops.files(now)
     local offset, budget = tonumber(ARGV[A]), tonumber(ARGV[A + 1])
     local out = { 'ok', redis.call('ZCARD', FILES), -1 }
@@ -599,21 +697,33 @@ function ops.files(now)
             local line = lines[j]
             if not line then
                 relist(n)
-                line = redis.call('HGET', CATALOGUE, n) or '0 0 0 0'
+                line = redis.call('HGET', CATALOGUE, n) or '0 0 0 0 0 0 0'
             end
-            local size, chunks, seeders, leechers = string.match(line, '^(%d+) (%d+) (%d+) (%-?%d+)$')
+            local size, chunks, seeders, leechers, completed, up, down =
+                string.match(line, '^(%d+) (%d+) (%d+) (%-?%d+) (%d+) (%d+) (%d+)$')
+            if not size then
+                -- A line of a tracker before the figures: relisted with them.
+                relist(n)
+                line = redis.call('HGET', CATALOGUE, n) or '0 0 0 0 0 0 0'
+                size, chunks, seeders, leechers, completed, up, down =
+                    string.match(line, '^(%d+) (%d+) (%d+) (%-?%d+) (%d+) (%d+) (%d+)$')
+            end
             if not size then fail('unavailable', 'catalogue line of ' .. n .. ': ' .. line) end
             out[#out + 1] = n
             out[#out + 1] = size
             out[#out + 1] = chunks
             out[#out + 1] = seeders
             out[#out + 1] = leechers
+            out[#out + 1] = completed
+            out[#out + 1] = up
+            out[#out + 1] = down
             i = i + 1
             -- The line's length as the answer spells it:
-            -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n>". The line that passes
-            -- the budget is sent too, so a page that is full is seen to be (its sink refuses
-            -- it); stopping short of the budget means a filter skipped lines.
-            used = used + 34 + #n + #size + #chunks + #seeders + #leechers
+            -- "\n<name> size=<n> chunks=<n> seeders=<n> leechers=<n> completed=<n> up=<n>
+            -- down=<n>". The line that passes the budget is sent too, so a page that is full
+            -- is seen to be (its sink refuses it); stopping short of the budget means a filter
+            -- skipped lines.
+            used = used + 55 + #n + #size + #chunks + #seeders + #leechers + #completed + #up + #down
             if used > budget then
                 out[3] = i
                 return out
@@ -625,7 +735,7 @@ end
 
 function ops.query(now)
     local head = summary(ARGV[A])
-    return { 'ok', head[1], head[2], head[3], head[4], head[5] }
+    return { 'ok', head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8] }
 end
 
 function ops.punch(now)
