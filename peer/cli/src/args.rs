@@ -241,18 +241,21 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Share FILE where it lies (it is not copied): hash it, announce it (flag 4), record it
-    /// in --dir/.peer so a daemon on --dir serves it after a restart too, write its metainfo
-    /// file (--dir/NAME.p2p, printed with its magnet link), and serve it (here in the
-    /// foreground, or through the daemon running on --dir). A shared file that changes on
-    /// disk is withdrawn, never served changed; share it again to publish the new content.
-    /// Sharing a name the tracker lists with other content fails with HASH_MISMATCH.
+    /// Share FILE or a whole DIR where it lies (it is not copied): hash it, announce it (flag
+    /// 4), record it in --dir/.peer so a daemon on --dir serves it after a restart too, write
+    /// its metainfo file (--dir/NAME.p2p, printed with its magnet link), and serve it (here in
+    /// the foreground, or through the daemon running on --dir). A directory is one swarm of
+    /// chunks laid over its files in path order; one holding links or special files is
+    /// refused. A share that changes on disk (any of its files) is withdrawn, never served
+    /// changed; share it again to publish the new content. Sharing a name the tracker lists
+    /// with other content fails with HASH_MISMATCH.
     Share {
-        /// The file to share (a regular file: not a link, a directory or a device); its base
-        /// name is the name in the swarm.
+        /// The file or directory to share (not a link or a device); its base name is the name
+        /// in the swarm.
+        #[arg(value_name = "FILE|DIR")]
         file: PathBuf,
         /// Chunk size in bytes: a power of two from 1024 to 1048576. [default: 2048, doubled
-        /// for files over 8 GiB until the file has at most 4194304 chunks]
+        /// for shares over 8 GiB until the share has at most 4194304 chunks]
         #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
         chunk_size: Option<u32>,
         /// Seconds between heartbeats to the tracker while serving in the foreground.

@@ -37,8 +37,27 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Raises the soft limit of open files to the hard one: a directory share keeps every one of
+/// its files open while its swarm serves or downloads it, and the usual soft limit (1024) is
+/// less than one directory of a thousand files beside the connections.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    raise_open_file_limit();
     let cli = Cli::parse();
     let bars = matches!(cli.command, Some(Command::Get { .. })) && output::live::bars_wanted();
     // The console, and `peer get` under its progress bars, show only what deserves attention

@@ -286,3 +286,44 @@ fn console_shares_with_a_magnet_link_and_downloads_from_one() {
         console.exp_eof().expect("the console ends");
     }
 }
+
+#[test]
+fn console_shares_a_directory_and_shows_its_progress_file_by_file() {
+    let tmp = TempDir::new("console-dir");
+    let (_tracker, tracker) = start_tracker();
+    let (seed_dir, leech_dir) = (tmp.sub("seed"), tmp.sub("leech"));
+    let album = tmp.join("album");
+    std::fs::create_dir_all(album.join("cd2")).expect("folders");
+    let one = random_file(&album.join("one.bin"), 5_000, 21);
+    let two = random_file(&album.join("cd2/two.bin"), 7_000, 22);
+    std::fs::write(album.join("cd2/empty"), b"").expect("empty file");
+
+    let (mut seeder, _) = open_console(tracker, &seed_dir);
+    choose(
+        &mut seeder,
+        &format!("4 {}", album.display()),
+        "shared album",
+    );
+    let (mut leecher, _) = open_console(tracker, &leech_dir);
+    leecher.send_line("1 album").expect("type 1 album");
+    let before = leecher
+        .exp_string("downloading album")
+        .expect("the download starts");
+    if !before.contains("complete: album") {
+        leecher
+            .exp_string("complete: album")
+            .expect("the completion line");
+    }
+    leecher.exp_string(PROMPT).expect("the prompt");
+    choose(&mut leecher, "3", "album/: 3/3 files complete");
+    assert_eq!(std::fs::read(leech_dir.join("album/one.bin")).unwrap(), one);
+    assert_eq!(
+        std::fs::read(leech_dir.join("album/cd2/two.bin")).unwrap(),
+        two
+    );
+    assert!(leech_dir.join("album/cd2/empty").is_file());
+    for console in [&mut leecher, &mut seeder] {
+        console.send_line("q").expect("type q");
+        console.exp_eof().expect("the console ends");
+    }
+}

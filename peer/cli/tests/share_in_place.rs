@@ -165,7 +165,7 @@ fn chunk_sizes_are_chosen_or_grown_and_checked() {
 }
 
 #[test]
-fn links_directories_and_special_files_are_refused() {
+fn links_empty_directories_and_special_files_are_refused() {
     let t = TempDir::new("in-place-kinds");
     let (_tracker, tracker) = start_tracker();
     let (dir, elsewhere) = (t.sub("dir"), t.sub("elsewhere"));
@@ -182,7 +182,7 @@ fn links_directories_and_special_files_are_refused() {
         (elsewhere.join("link.bin"), "a symbolic link"),
         (
             elsewhere.join("folder"),
-            "a directory; sharing directories is not supported",
+            "an empty directory (a share needs at least one file)",
         ),
         (fifo, "not a regular file"),
         (elsewhere.join("missing.bin"), "No such file"),

@@ -27,5 +27,6 @@ pub mod rate;
 pub mod reach;
 pub mod serve;
 pub mod share;
+pub mod storage;
 pub mod swarm;
 pub mod wire;

@@ -15,10 +15,13 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::metainfo::{encode_files, FileEntry};
 use crate::metrics::metrics;
+use crate::storage::ReadAt;
 
 /// Chunk size used when the user does not choose one (the seed protocol's 2048 bytes).
 pub const DEFAULT_CHUNK_SIZE: u32 = 2048;
@@ -81,7 +84,12 @@ pub struct Manifest {
     chunk_size: u32,
     count: u32,
     hashes: Hashes,
+    /// SHA-256 of the concatenated hashes: a single file's id.
+    digest: FileId,
+    /// The content id: `digest`, or for a directory the commitment to it and its files.
     id: FileId,
+    /// A directory's files, in the order their bytes run through the chunks.
+    files: Option<Arc<[FileEntry]>>,
 }
 
 /// Two manifests are equal when they describe the same content the same way (the id covers
@@ -120,7 +128,9 @@ impl Manifest {
             chunk_size,
             count,
             hashes: Hashes::Memory(hashes),
+            digest: id,
             id,
+            files: None,
         })
     }
 
@@ -153,7 +163,9 @@ impl Manifest {
             chunk_size,
             count,
             hashes: Hashes::File { file, offset },
+            digest: id,
             id,
+            files: None,
         })
     }
 
@@ -173,8 +185,13 @@ impl Manifest {
     /// [`Manifest::from_file`] of a file already open, so the caller hashes exactly the file it
     /// checked (the share directory opens without following links, then hashes that handle).
     pub fn from_open_file(file: &File, chunk_size: u32) -> io::Result<Self> {
+        Self::from_reader(file, file.metadata()?.len(), chunk_size)
+    }
+
+    /// [`Manifest::from_open_file`] of the `size` bytes `file` reads (a file, or a directory's
+    /// files laid end to end).
+    pub fn from_reader(file: &impl ReadAt, size: u64, chunk_size: u32) -> io::Result<Self> {
         check_chunk_size(chunk_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let size = file.metadata()?.len();
         let count = chunk_count(size, chunk_size);
         let count_usize = usize::try_from(count)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
@@ -243,6 +260,20 @@ impl Manifest {
 
     pub fn id(&self) -> FileId {
         self.id
+    }
+
+    /// This manifest as the one of a directory of `files` (protocol.txt §2.1): its id becomes
+    /// SHA-256 of the manifest's digest followed by the bencoded file list, so the id commits
+    /// to every path and length, not only to the chunks.
+    pub fn with_files(mut self, files: Arc<[FileEntry]>) -> Manifest {
+        self.id = directory_id(&self.digest, &files);
+        self.files = Some(files);
+        self
+    }
+
+    /// A directory's files, in layout order; `None` for a single file.
+    pub fn files(&self) -> Option<&Arc<[FileEntry]>> {
+        self.files.as_ref()
     }
 
     pub fn size(&self) -> u64 {
@@ -345,6 +376,15 @@ pub fn hash_chunk(data: &[u8]) -> ChunkHash {
     Sha256::digest(data).into()
 }
 
+/// The id of a directory whose manifest has `digest` (SHA-256 of its hashes) and whose files
+/// are `files` (protocol.txt §2.1).
+pub fn directory_id(digest: &FileId, files: &[FileEntry]) -> FileId {
+    let mut h = Sha256::new();
+    h.update(digest.0);
+    h.update(encode_files(files));
+    FileId(h.finalize().into())
+}
+
 fn id_of(hashes: &[ChunkHash]) -> FileId {
     let mut h = Sha256::new();
     for c in hashes {
@@ -355,7 +395,7 @@ fn id_of(hashes: &[ChunkHash]) -> FileId {
 
 /// Hashes chunks `first..first + out.len()` of `file` into `out`, reading about 1 MiB at a time.
 fn hash_range(
-    file: &File,
+    file: &(impl ReadAt + ?Sized),
     size: u64,
     chunk_size: u32,
     first: u64,
@@ -369,7 +409,7 @@ fn hash_range(
         let n = per_read.min(out.len() - done);
         let start = (first + done as u64) * u64::from(chunk_size);
         let len = ((n * cs) as u64).min(size - start) as usize;
-        file.read_exact_at(&mut buf[..len], start)?;
+        file.fill_at(&mut buf[..len], start)?;
         for (slot, data) in out[done..done + n].iter_mut().zip(buf[..len].chunks(cs)) {
             *slot = hash_chunk(data);
         }

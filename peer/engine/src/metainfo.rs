@@ -110,11 +110,14 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// One file of a directory share, in the order the swarm's bytes run through them.
+/// One file of a directory share, in the order the swarm's bytes run through them, or an
+/// empty folder (which has no bytes, but comes back with the directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     pub path: RelPath,
     pub length: u64,
+    /// An empty folder (`"p2p folder": 1`, length 0), not a file.
+    pub folder: bool,
 }
 
 /// What a share is made of.
@@ -348,6 +351,17 @@ fn key(k: &str) -> ByteString {
     ByteString::from(k)
 }
 
+/// The bencoded `info.files` list of `files`: what a directory's id commits to (protocol.txt
+/// §2.1).
+pub fn encode_files(files: &[FileEntry]) -> Vec<u8> {
+    bt_bencode::to_vec(&files_value(files)).unwrap_or_default()
+}
+
+/// Reads back what [`encode_files`] wrote, under the rules of `info.files`.
+pub fn decode_files(bytes: &[u8]) -> Result<Vec<FileEntry>, MetainfoError> {
+    parse_files(&decode(bytes)?)
+}
+
 fn files_value(files: &[FileEntry]) -> Value {
     Value::List(
         files
@@ -355,6 +369,9 @@ fn files_value(files: &[FileEntry]) -> Value {
             .map(|f| {
                 let mut e = BTreeMap::new();
                 e.insert(key("length"), Value::from(f.length));
+                if f.folder {
+                    e.insert(key("p2p folder"), Value::from(1u8));
+                }
                 let path = f
                     .path
                     .components()
@@ -400,7 +417,21 @@ fn parse_files(value: &Value) -> Result<Vec<FileEntry>, MetainfoError> {
         if !seen.insert(path.clone()) {
             return Err(invalid(&path_field, format!("{path} is listed twice")));
         }
-        files.push(FileEntry { path, length });
+        let folder = match d.get(b"p2p folder".as_slice()) {
+            None => false,
+            Some(v) if v.as_u64() == Some(1) && length == 0 => true,
+            Some(_) => {
+                return Err(invalid(
+                    format!("{field}.p2p folder"),
+                    "an empty folder is 1 with length 0",
+                ))
+            }
+        };
+        files.push(FileEntry {
+            path,
+            length,
+            folder,
+        });
     }
     // A file may not also be a folder of another ("a" and "a/b"): one of them could not be
     // written.
@@ -530,6 +561,7 @@ mod tests {
                 paths
                     .iter()
                     .map(|(p, l)| FileEntry {
+                        folder: false,
                         path: RelPath::parse(p).unwrap(),
                         length: *l,
                     })
@@ -620,6 +652,14 @@ mod tests {
     #[test]
     fn unsafe_paths_are_refused() {
         for (files, why) in [
+            (
+                "ld6:lengthi1e4:pathl1:ae10:p2p folderi1eee",
+                "an empty folder is 1 with length 0",
+            ),
+            (
+                "ld6:lengthi0e4:pathl1:ae10:p2p folderi1eed6:lengthi1e4:pathl1:a1:beee",
+                "both a file",
+            ),
             ("ld6:lengthi1e4:pathl2:..eee", "'..'"),
             ("ld6:lengthi1e4:pathl0:eee", "empty"),
             ("ld6:lengthi1e4:pathl4:/etceee", "separator"),
@@ -691,7 +731,9 @@ mod tests {
             let paths: Vec<(Vec<String>, u64)> = files.iter()
                 .filter(|(p, _)| !files.keys().any(|q| q.len() > p.len() && q.starts_with(p)))
                 .map(|(p, l)| (p.clone(), *l)).collect();
+            // Zero-length entries stand for empty folders half the time.
             let layout = Layout::Files(paths.iter().map(|(p, l)| FileEntry {
+                folder: *l == 0 && p.len() % 2 == 0,
                 path: RelPath::parse(&p.join("/")).unwrap(), length: *l }).collect());
             let info = Info { name: ShareName::new("d").unwrap(), piece_length: piece, id: id(), layout };
             let m = Metainfo { trackers: tiers, info, created_by: None, creation_date: None, comment: Some("c".into()) };

@@ -1,4 +1,4 @@
-//! Publishing a file: hash it, ask the tracker to list it (flag 4), and only then record it as
+//! Publishing a file or a directory: hash it, ask the tracker to list it (flag 4), and only then record it as
 //! shared, so a name the swarm already uses for other content is refused (1004 HASH_MISMATCH)
 //! without leaving anything behind. Also what a peer tells the tracker about its transfers
 //! (protocol.txt §1.2): the announce events and byte counters of a file, all sent from here.
@@ -95,8 +95,11 @@ pub fn metainfo(name: &ShareName, manifest: &Manifest, trackers: Vec<Vec<String>
             name: name.clone(),
             piece_length: manifest.chunk_size(),
             id: manifest.id(),
-            layout: Layout::Single {
-                length: manifest.size(),
+            layout: match manifest.files() {
+                Some(files) => Layout::Files(files.to_vec()),
+                None => Layout::Single {
+                    length: manifest.size(),
+                },
             },
         },
         created_by: Some(format!("peer {}", env!("CARGO_PKG_VERSION"))),

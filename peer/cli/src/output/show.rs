@@ -180,6 +180,15 @@ pub fn local_json(files: &[FileStats]) -> Value {
                         FileState::Failed(why) => Some(why.as_str()),
                         _ => None,
                     },
+                    "directory": !f.files.is_empty(),
+                    "files_done": f.files.iter().filter(|p| p.is_complete()).count(),
+                    "files_total": f.files.len(),
+                    "files": f.files.iter().map(|p| json!({
+                        "path": p.path.to_string(),
+                        "length": p.length,
+                        "have": p.have,
+                        "complete": p.is_complete(),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect(),

@@ -6,11 +6,13 @@
 //! these functions, so the figures look the same everywhere.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use peer_engine::download::Progress;
 use peer_engine::name::ShareName;
 use peer_engine::share::LocalFile;
+use peer_engine::storage::FileProgress;
 use peer_engine::swarm::SwarmStats;
 
 use super::units::{format_bytes, format_duration, format_rate};
@@ -65,6 +67,8 @@ pub struct FileStats {
     /// uploading to, peers that delivered chunks).
     pub swarm: SwarmStats,
     pub state: FileState,
+    /// A directory's files and how much of each is verified; empty for a single file.
+    pub files: Arc<[FileProgress]>,
 }
 
 impl FileStats {
@@ -88,6 +92,7 @@ impl FileStats {
             } else {
                 FileState::Stopped
             },
+            files: file.files.into(),
         }
     }
 
@@ -110,6 +115,7 @@ impl FileStats {
                 SwarmStats::default()
             },
             state,
+            files: p.files.clone(),
         }
     }
 
@@ -229,6 +235,48 @@ pub fn format_file_table(files: &[FileStats]) -> String {
         format_rate(up),
         format_rate(down)
     );
+    for f in files.iter().filter(|f| !f.files.is_empty()) {
+        out.push_str(&format_directory(f));
+    }
+    out
+}
+
+/// Files shown by name under a directory's summary line: those partly verified.
+const PARTIAL_FILES_SHOWN: usize = 5;
+
+/// `album/: 412/1001 files complete, 1.2 MiB of 1.4 MiB`, then the files partly there.
+fn format_directory(f: &FileStats) -> String {
+    let done = f.files.iter().filter(|p| p.is_complete()).count();
+    let have: u64 = f.files.iter().map(|p| p.have).sum();
+    let mut out = format!(
+        "{}/: {done}/{} files complete, {} of {}\n",
+        f.name,
+        f.files.len(),
+        format_bytes(have),
+        format_bytes(f.size)
+    );
+    let partial: Vec<&FileProgress> = f
+        .files
+        .iter()
+        .filter(|p| p.have > 0 && !p.is_complete())
+        .collect();
+    for p in partial.iter().take(PARTIAL_FILES_SHOWN) {
+        let _ = writeln!(
+            out,
+            "  {}  {:.1}%  {} of {}",
+            p.path,
+            p.have as f64 * 100.0 / p.length as f64,
+            format_bytes(p.have),
+            format_bytes(p.length)
+        );
+    }
+    if partial.len() > PARTIAL_FILES_SHOWN {
+        let _ = writeln!(
+            out,
+            "  ... and {} more partly there",
+            partial.len() - PARTIAL_FILES_SHOWN
+        );
+    }
     out
 }
 
@@ -287,6 +335,7 @@ mod tests {
             } else {
                 FileState::Downloading
             },
+            files: Default::default(),
         }
     }
 

@@ -132,6 +132,7 @@ mod tests {
                 ..Default::default()
             },
             state,
+            files: Default::default(),
         }]
     }
 

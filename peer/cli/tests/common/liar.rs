@@ -10,7 +10,7 @@ use peer_engine::connection::Connection;
 use peer_engine::manifest::Manifest;
 use peer_engine::metainfo::{Info, Layout};
 use peer_engine::name::ShareName;
-use peer_engine::wire::{Frame, PeerId, VERSION};
+use peer_engine::wire::{Frame, PeerId, METAINFO_PIECE, VERSION};
 use tracker_proto::client::ClientConfig;
 use tracker_proto::TrackerClient;
 use tracker_proto::{FileInfo, FileName};
@@ -155,6 +155,26 @@ async fn lie_to(
                     piece: 0,
                     total: bytes.len() as u32,
                     data: Bytes::from(bytes),
+                });
+            }
+            // Every peer of this version answers GET_METAINFO (protocol.txt 2.6): a downloader by
+            // name asks for it when a manifest is not a single file's.
+            Frame::GetMetainfo { piece } => {
+                let bytes = Info {
+                    name: ShareName::new(name.as_str())?,
+                    piece_length: manifest.chunk_size(),
+                    id: manifest.id(),
+                    layout: Layout::Single {
+                        length: manifest.size(),
+                    },
+                }
+                .encode();
+                let start = (piece as usize * METAINFO_PIECE).min(bytes.len());
+                let end = (start + METAINFO_PIECE).min(bytes.len());
+                conn.queue(&Frame::Metainfo {
+                    piece,
+                    total: bytes.len() as u32,
+                    data: Bytes::copy_from_slice(&bytes[start..end]),
                 });
             }
             Frame::Request(_) if lie == Lie::Silent => {}

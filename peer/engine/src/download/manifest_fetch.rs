@@ -6,13 +6,15 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
 use crate::connection::Connection;
-use crate::manifest::{chunk_count, FileId, Manifest};
+use crate::manifest::{chunk_count, directory_id, FileId, Manifest};
+use crate::metainfo::{FileEntry, Layout};
 use crate::name::ShareName;
 use crate::share::StoreError;
 use crate::swarm::{initiate, PeerError};
@@ -33,6 +35,18 @@ pub(super) struct Expected {
     pub size: u64,
     pub chunk_size: u32,
     pub id: FileId,
+    pub shape: Shape,
+}
+
+/// What the share is made of, as far as the downloader knows before the manifest.
+#[derive(Debug, Clone)]
+pub(super) enum Shape {
+    /// Only the tracker's listing is known: a manifest that is not a single file's is a
+    /// directory's only with the layout its sender gives, checked against the id.
+    Unknown,
+    Single,
+    /// A metainfo gave this directory layout.
+    Files(Arc<[FileEntry]>),
 }
 
 /// Gets the manifest from the first peer whose copy matches `want.id`; peers that lie are marked.
@@ -192,7 +206,38 @@ async fn manifest_from(
         }
         start += n;
     }
-    sink.finish(want.id)
+    let files = match &want.shape {
+        Shape::Files(files) => Some(files.clone()),
+        Shape::Single => None,
+        Shape::Unknown if sink.digest() == want.id => None,
+        Shape::Unknown => Some(layout_over(ctx, &mut conn, name, want, sink.digest()).await?),
+    };
+    sink.finish(want.id, files)
         .map_err(local)?
         .ok_or_else(|| PeerError::Hostile(format!("manifest does not match {}", want.id)))
+}
+
+/// The layout of the directory whose manifest (of SHA-256 `digest`) a peer just sent for a
+/// share known only by the tracker's listing: its `info` dictionary, asked over the same
+/// connection, must list files that with this manifest give the listed id (protocol.txt §2.1).
+async fn layout_over(
+    ctx: &Context,
+    conn: &mut Connection,
+    name: &ShareName,
+    want: &Expected,
+    digest: FileId,
+) -> Result<Arc<[FileEntry]>, PeerError> {
+    let lie = || PeerError::Hostile(format!("manifest does not match {}", want.id));
+    let info = super::metainfo_fetch::info_over(ctx, conn, name, want)
+        .await
+        .map_err(|e| match e {
+            PeerError::Hostile(why) => {
+                PeerError::Hostile(format!("manifest does not match {} and {why}", want.id))
+            }
+            other => other,
+        })?;
+    match info.layout {
+        Layout::Files(files) if directory_id(&digest, &files) == want.id => Ok(files.into()),
+        _ => Err(lie()),
+    }
 }

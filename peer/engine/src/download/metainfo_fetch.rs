@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use crate::connection::Connection;
 use crate::manifest::FileId;
 use crate::metainfo::{Info, MAX_METAINFO_BYTES};
 use crate::name::ShareName;
@@ -44,6 +45,17 @@ async fn info_from(
     chunks: u32,
 ) -> Result<Info, PeerError> {
     let mut conn = side_connection(ctx, addr, name, want.id, chunks).await?;
+    info_over(ctx, &mut conn, name, want).await
+}
+
+/// Gets the `info` dictionary over `conn` (a side connection past its handshake) and checks it
+/// against `want`.
+pub(super) async fn info_over(
+    ctx: &Context,
+    conn: &mut Connection,
+    name: &ShareName,
+    want: &Expected,
+) -> Result<Info, PeerError> {
     conn.queue(&Frame::GetMetainfo { piece: 0 });
     conn.flush().await?;
     let mut bytes: Vec<u8> = Vec::new();

@@ -24,15 +24,16 @@ use tracker_proto::client::ClientError;
 use tracker_proto::ErrorCode as TrackerCode;
 use tracker_proto::TrackerClient;
 
-use crate::manifest::{FileId, MAX_CHUNK_SIZE};
+use crate::manifest::{FileId, Manifest, MAX_CHUNK_SIZE};
 use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::reach::Dialer;
 use crate::share::{Finish, ShareDir, StoreError};
+use crate::storage::FileProgress;
 use crate::swarm::budget::ConnectionBudget;
 use crate::swarm::registry::Swarms;
 use crate::swarm::{LocalPeer, Swarm, SwarmStats};
-use manifest_fetch::{fetch_manifest, Expected};
+use manifest_fetch::{fetch_manifest, Expected, Shape};
 use peer_set::PeerSet;
 
 /// Knobs of the downloader; the defaults suit both loopback and the Internet.
@@ -86,16 +87,17 @@ impl Expect {
     }
 }
 
-/// Checks a metainfo's `info` against the tracker's listing of `name`; directories are not
-/// downloaded yet.
-fn accept_info(info: &Info, name: &ShareName, want: &Expected) -> Result<(), DownloadError> {
+/// Checks a metainfo's `info` against the tracker's listing of `name`; what it says the share
+/// is made of then binds the manifest (a directory's layout is part of its id).
+fn accept_info(info: &Info, name: &ShareName, want: &mut Expected) -> Result<(), DownloadError> {
     metainfo_fetch::check(info, name, want).map_err(|why| DownloadError::MetainfoMismatch {
         name: name.clone(),
         why,
     })?;
-    if matches!(info.layout, Layout::Files(_)) {
-        return Err(DownloadError::Directory(name.clone()));
-    }
+    want.shape = match &info.layout {
+        Layout::Single { .. } => Shape::Single,
+        Layout::Files(files) => Shape::Files(files.clone().into()),
+    };
     Ok(())
 }
 
@@ -114,7 +116,23 @@ pub struct Progress {
     pub rate: f64,
     /// Who we exchange chunks with.
     pub swarm: SwarmStats,
+    /// A directory's files and how much of each is verified; empty for a single file.
+    pub files: Arc<[FileProgress]>,
     pub done: bool,
+}
+
+/// The per-file progress of a complete share.
+fn all_done(manifest: &Manifest) -> Arc<[FileProgress]> {
+    let files = manifest.files().map(|f| &f[..]).unwrap_or_default();
+    files
+        .iter()
+        .filter(|f| !f.folder)
+        .map(|f| FileProgress {
+            path: f.path.clone(),
+            length: f.length,
+            have: f.length,
+        })
+        .collect()
 }
 
 /// What a finished download did.
@@ -160,8 +178,6 @@ pub enum DownloadError {
         tried: usize,
         last: String,
     },
-    #[error("{0} is a directory share; this peer downloads single files only so far")]
-    Directory(ShareName),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{name}: no peer gave a manifest matching {id} ({tried} tried; last: {last})")]
@@ -264,10 +280,11 @@ pub async fn download_expecting(
         Err(e) => return Err(e.into()),
     };
     let info = &swarm_list.file.info;
-    let want = Expected {
+    let mut want = Expected {
         size: info.size(),
         chunk_size: info.chunk_size(),
         id: info.id(),
+        shape: Shape::Unknown,
     };
     if want.chunk_size > MAX_CHUNK_SIZE {
         return Err(DownloadError::Unsupported(name.clone(), want.chunk_size));
@@ -284,7 +301,7 @@ pub async fn download_expecting(
     // A metainfo file is checked before anything else; a magnet link's dictionary is fetched
     // below, only when there is something to download.
     if let Expect::Info(given) = expect {
-        accept_info(given, name, &want)?;
+        accept_info(given, name, &mut want)?;
     }
     progress.send_replace(Progress {
         total: info.chunks(),
@@ -307,6 +324,7 @@ pub async fn download_expecting(
         }
         progress.send_modify(|p| {
             p.have = p.total;
+            p.files = all_done(&have);
             p.done = true;
         });
         return Ok(Outcome {
@@ -325,7 +343,7 @@ pub async fn download_expecting(
     if let Expect::Id(_) = expect {
         let fetched =
             metainfo_fetch::fetch_info(ctx, name, &want, info.chunks(), &mut peers).await?;
-        accept_info(&fetched, name, &want)?;
+        accept_info(&fetched, name, &mut want)?;
     }
     let manifest = match ctx.dir.partial_manifest(name).filter(|m| m.id() == want.id) {
         Some(m) => Arc::new(m),
@@ -340,12 +358,7 @@ pub async fn download_expecting(
             manifest.chunk_count()
         );
     }
-    let part_path = ctx.dir.part_path(name);
-    let file = std::fs::File::open(&part_path).map_err(|error| StoreError::Io {
-        path: part_path,
-        error,
-    })?;
-    let swarm = Swarm::downloading(name.clone(), partial.clone(), file, ctx.local.clone());
+    let swarm = Swarm::downloading(name.clone(), partial.clone(), ctx.local.clone());
     if let Some(swarms) = &ctx.swarms {
         swarms.insert_download(swarm.clone());
     }
@@ -377,7 +390,10 @@ pub async fn download_expecting(
     swarm.finish_download();
     let at = *ctx.local.announce.borrow();
     crate::publish::announce_completed(&ctx.tracker, info, &swarm, at).await;
-    progress.send_modify(|p| p.done = true);
+    progress.send_modify(|p| {
+        p.files = all_done(&manifest);
+        p.done = true;
+    });
     let stats = swarm.stats();
     Ok(Outcome {
         name: name.clone(),

@@ -15,6 +15,7 @@ use crate::connection::Connection;
 use crate::name::ShareName;
 use crate::rate::RateMeter;
 use crate::share::{PartialFile, StoreError};
+use crate::storage::files_progress;
 use crate::swarm::{initiate, LinkOutcome, PeerError, Refusal, Swarm};
 
 use super::peer_set::PeerSet;
@@ -240,7 +241,14 @@ fn publish(
     let stats = swarm.stats();
     let moved = rate.record(Instant::now(), stats.downloaded);
     let have = partial.have_count();
+    let files = partial.manifest().files().map(|files| {
+        let chunk_size = partial.manifest().chunk_size();
+        partial.with_have(|h| files_progress(files, chunk_size, h))
+    });
     progress.send_modify(|p| {
+        if let Some(files) = files {
+            p.files = files.into();
+        }
         p.have = have;
         p.bytes = stats.downloaded;
         p.rate = rate.rate();

@@ -4,9 +4,11 @@
 
 use std::fs;
 
+use crate::bitfield::Bitfield;
 use crate::chunking;
 use crate::manifest::{chunk_count, MAX_CHUNK_SIZE};
 use crate::name::{ShareName, PART_SUFFIX};
+use crate::storage::{files_progress, FileProgress};
 
 use super::manifest_file::{self, Stamp};
 use super::record::{PartStamp, Standing};
@@ -23,6 +25,8 @@ pub struct LocalFile {
     pub chunks_total: u64,
     /// False for an unfinished download (`NAME.part` with its resume record).
     pub complete: bool,
+    /// A directory's files and how much of each is verified; empty for a single file.
+    pub files: Vec<FileProgress>,
 }
 
 impl ShareDir {
@@ -34,26 +38,39 @@ impl ShareDir {
         match self.complete_files() {
             Ok(names) => {
                 for name in names {
-                    let (size, chunk_size) = match fs::symlink_metadata(self.complete_path(&name)) {
-                        // The chunk size of its cached manifest (a download keeps the one it
-                        // was shared with), else the one it would be hashed with.
-                        Ok(meta) if meta.is_file() => (
-                            meta.len(),
-                            manifest_file::read_header(
-                                &self.manifest_path(&name),
-                                Stamp::of(&meta),
-                            )
-                            .map_or_else(
-                                || chunking::for_file(meta.len(), None).unwrap_or(MAX_CHUNK_SIZE),
-                                |h| h.chunk_size,
+                    let (size, chunk_size, per_file) =
+                        match fs::symlink_metadata(self.complete_path(&name)) {
+                            // The chunk size of its cached manifest (a download keeps the one it
+                            // was shared with), else the one it would be hashed with.
+                            Ok(meta) if meta.is_file() => (
+                                meta.len(),
+                                manifest_file::read_header(
+                                    &self.manifest_path(&name),
+                                    Stamp::of(&meta),
+                                )
+                                .map_or_else(
+                                    || {
+                                        chunking::for_file(meta.len(), None)
+                                            .unwrap_or(MAX_CHUNK_SIZE)
+                                    },
+                                    |h| h.chunk_size,
+                                ),
+                                Vec::new(),
                             ),
-                        ),
-                        // Shared in place: listed while it is unchanged, as it is served.
-                        _ => match self.placed_unchanged(&name) {
-                            Ok(p) => (p.stamp.size, p.chunk_size),
-                            Err(_) => continue,
-                        },
-                    };
+                            // Shared in place: listed while it is unchanged, as it is served.
+                            _ => match self.placed_unchanged(&name) {
+                                Ok(p) => {
+                                    let layout = p.layout();
+                                    let size = layout.iter().map(|f| f.length).sum::<u64>();
+                                    let total = chunk_count(size, p.chunk_size);
+                                    let all = Bitfield::full(u32::try_from(total).unwrap_or(0));
+                                    let per_file = files_progress(&layout, p.chunk_size, &all);
+                                    let size = if p.is_dir() { size } else { p.stamp.size };
+                                    (size, p.chunk_size, per_file)
+                                }
+                                Err(_) => continue,
+                            },
+                        };
                     let total = chunk_count(size, chunk_size);
                     files.push(LocalFile {
                         name,
@@ -62,6 +79,7 @@ impl ShareDir {
                         chunks_have: total,
                         chunks_total: total,
                         complete: true,
+                        files: per_file,
                     });
                 }
             }
@@ -77,26 +95,37 @@ impl ShareDir {
                 else {
                     continue;
                 };
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
                 let Some(manifest) = self.partial_manifest(&name) else {
                     continue;
                 };
+                let stamp = match manifest.files() {
+                    Some(_) => self
+                        .open_part(&name, &manifest)
+                        .and_then(|s| s.stamp().ok()),
+                    None => entry
+                        .metadata()
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| PartStamp::of(&m)),
+                };
+                let Some(stamp) = stamp else { continue };
                 // What the record lists of this very .part, even if it changed since: a later
                 // download may re-check them, but they are what the disk shows now.
                 let have = self
                     .record_of(&name, &manifest)
-                    .filter(|r| r.standing(&PartStamp::of(&meta)) != Standing::Other)
-                    .map_or(0, |r| u64::from(r.have.count()));
+                    .filter(|r| r.standing(&stamp) != Standing::Other)
+                    .map_or_else(|| Bitfield::empty(manifest.chunk_count()), |r| r.have);
+                let per_file = manifest.files().map_or_else(Vec::new, |f| {
+                    files_progress(f, manifest.chunk_size(), &have)
+                });
                 files.push(LocalFile {
                     name,
                     size: manifest.size(),
                     chunk_size: manifest.chunk_size(),
-                    chunks_have: have,
+                    chunks_have: u64::from(have.count()),
                     chunks_total: u64::from(manifest.chunk_count()),
                     complete: false,
+                    files: per_file,
                 });
             }
         }

@@ -5,8 +5,12 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use crate::manifest::{ChunkHash, FileId, Manifest};
+use crate::metainfo::FileEntry;
 use crate::name::ShareName;
 
 use super::manifest_file::{self, Header, Stamp};
@@ -18,6 +22,8 @@ pub struct ManifestSink {
     out: BufWriter<File>,
     tmp: PathBuf,
     dest: PathBuf,
+    /// SHA-256 of what was pushed so far.
+    digest: Sha256,
 }
 
 impl ShareDir {
@@ -40,7 +46,12 @@ impl ShareDir {
         };
         let mut out = BufWriter::new(disk::create_truncated(&tmp, 0o644).map_err(io_err(&tmp))?);
         out.write_all(&header.encode()).map_err(io_err(&tmp))?;
-        Ok(ManifestSink { out, tmp, dest })
+        Ok(ManifestSink {
+            out,
+            tmp,
+            dest,
+            digest: Sha256::new(),
+        })
     }
 }
 
@@ -48,14 +59,29 @@ impl ManifestSink {
     pub fn push(&mut self, hashes: &[ChunkHash]) -> io::Result<()> {
         for h in hashes {
             self.out.write_all(h)?;
+            self.digest.update(h);
         }
         Ok(())
     }
 
-    /// The manifest, when what was pushed is the whole manifest named by `id`; `None` when it is
-    /// not (the sender lied), in which case nothing is kept.
-    pub fn finish(self, id: FileId) -> Result<Option<Manifest>, StoreError> {
-        let ManifestSink { out, tmp, dest } = self;
+    /// SHA-256 of the hashes pushed so far: a single file's id once all are in.
+    pub fn digest(&self) -> FileId {
+        FileId(self.digest.clone().finalize().into())
+    }
+
+    /// The manifest, when what was pushed is the whole manifest named by `id` (with `files`,
+    /// the manifest of a directory of those files); `None` when it is not (the sender lied), in
+    /// which case nothing is kept.
+    pub fn finish(
+        self,
+        id: FileId,
+        files: Option<Arc<[FileEntry]>>,
+    ) -> Result<Option<Manifest>, StoreError> {
+        let ManifestSink { out, tmp, dest, .. } = self;
+        let with_files = |m: Manifest| match &files {
+            Some(f) => m.with_files(f.clone()),
+            None => m,
+        };
         let written = (|| {
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_data()
@@ -64,10 +90,10 @@ impl ManifestSink {
             let _ = fs::remove_file(&tmp);
             return Err(io_err(&tmp)(e));
         }
-        match manifest_file::read(&tmp, None) {
+        match manifest_file::read(&tmp, None).map(with_files) {
             Some(m) if m.id() == id => {
                 disk::rename_durably(&tmp, &dest).map_err(io_err(&dest))?;
-                Ok(manifest_file::read(&dest, None))
+                Ok(manifest_file::read(&dest, None).map(with_files))
             }
             _ => {
                 let _ = fs::remove_file(&tmp);
@@ -96,11 +122,11 @@ mod tests {
         let _claim = dir.claim_download(&name).unwrap();
         let mut lie = dir.manifest_sink(&name, 5000, 2048).unwrap();
         lie.push(&[[0; 32]; 3]).unwrap();
-        assert_eq!(lie.finish(m.id()).unwrap(), None);
+        assert_eq!(lie.finish(m.id(), None).unwrap(), None);
         assert!(dir.partial_manifest(&name).is_none());
         let mut sink = dir.manifest_sink(&name, 5000, 2048).unwrap();
         sink.push(&hashes).unwrap();
-        assert_eq!(sink.finish(m.id()).unwrap(), Some(m));
+        assert_eq!(sink.finish(m.id(), None).unwrap(), Some(m));
         assert!(matches!(
             dir.manifest_sink(&name, 9 << 30, 2048),
             Err(StoreError::TooLarge { .. })

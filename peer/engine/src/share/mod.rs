@@ -11,8 +11,12 @@
 //! - `DIR/.peer/NAME.part.have`: the resume record: which chunks of which `NAME.part` are
 //!   verified ([`record`]).
 //! - `DIR/.peer/NAME.part.lock`: locked by the one download of `NAME` running ([`claim`]).
-//! - `DIR/.peer/NAME.share`: a file shared in place, from wherever it lies: its path and what
-//!   it was when hashed ([`placed`]). Served under NAME only while it is unchanged.
+//! - `DIR/.peer/NAME.share`: a file or directory shared in place, from wherever it lies: its
+//!   path and what it (each of its files) was when hashed ([`placed`]). Served under NAME only
+//!   while it is unchanged. A directory downloaded here (`DIR/NAME/`) is recorded so too.
+//! - `DIR/NAME.part/`: the download of a directory: its files at their relative paths
+//!   ([`tree`]), renamed to `DIR/NAME/` when complete; `DIR/.peer/NAME.part.files` holds its
+//!   layout (the bencoded `info.files`), which the manifest's id commits to.
 //! - `DIR/.peer/key`: the peer's tracker identity, readable by its owner only.
 //! - `DIR/.peer/lock`, `DIR/.peer/daemon`: who serves the directory
 //!   ([`crate::node::lock`]).
@@ -35,9 +39,10 @@ mod recheck;
 pub mod record;
 mod served;
 mod staging;
+mod tree;
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +54,7 @@ use crate::bitfield::Bitfield;
 use crate::chunking::{self, ChunkSizeError};
 use crate::manifest::{FileId, Manifest};
 use crate::name::{NameError, ShareName, PART_SUFFIX};
+use crate::storage::Storage;
 use manifest_file::Stamp;
 use placed::{FileStamp, Placed};
 use record::{PartStamp, Record, Standing};
@@ -276,13 +282,20 @@ impl ShareDir {
     /// Opens the complete file `name`: the directory's own, else the one shared in place if
     /// it is unchanged (`Changed` otherwise); `NotFound` when there is none, or only something
     /// that is not a regular file (a link named like a shared file is not shared here).
-    fn open_complete(
-        &self,
-        name: &ShareName,
-    ) -> Result<(File, Metadata, Option<Placed>), StoreError> {
+    fn open_complete(&self, name: &ShareName) -> Result<Opened, StoreError> {
         let path = self.complete_path(name);
+        // A directory of that name is served only through its share record.
+        let is_dir = disk::entry(&path).is_ok_and(|m| m.is_some_and(|m| m.is_dir()));
         match disk::open_regular(&path) {
-            Ok((file, meta)) => return Ok((file, meta, None)),
+            _ if is_dir => {}
+            Ok((file, meta)) => {
+                return Ok(Opened {
+                    stamp: Stamp::of(&meta),
+                    size: meta.len(),
+                    storage: Storage::One(file),
+                    placed: None,
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 log::debug!("{}: {e}; not shared", path.display());
@@ -291,6 +304,22 @@ impl ShareDir {
             Err(e) => return Err(io_err(&path)(e)),
         }
         let placed = self.recorded(name)?;
+        if placed.is_dir() {
+            let storage =
+                tree::open_recorded(&placed.path, &placed.files).map_err(|(path, why)| {
+                    StoreError::Changed {
+                        name: name.clone(),
+                        path,
+                        why,
+                    }
+                })?;
+            return Ok(Opened {
+                stamp: dir_stamp(&placed),
+                size: placed.files.iter().map(|f| f.stamp.size).sum(),
+                storage,
+                placed: Some(placed),
+            });
+        }
         let changed = |why| placed.changed(name, why);
         let (file, meta) = match disk::open_regular(&placed.path) {
             Ok(opened) => opened,
@@ -305,26 +334,25 @@ impl ShareDir {
                 "its size, modification time or inode differ from when it was hashed",
             ));
         }
-        Ok((file, meta, Some(placed)))
+        Ok(Opened {
+            stamp: Stamp::of(&meta),
+            size: meta.len(),
+            storage: Storage::One(file),
+            placed: Some(placed),
+        })
     }
 
     /// The manifest of the complete file `name`: from memory, from the on-disk cache when the
     /// file is unchanged since, or by hashing it (and caching the result).
     pub fn complete_manifest(&self, name: &ShareName) -> Result<Arc<Manifest>, StoreError> {
-        let (file, meta, placed) = self.open_complete(name)?;
-        self.manifest_of(name, &file, &meta, placed.as_ref())
+        let opened = self.open_complete(name)?;
+        self.manifest_of(name, &opened)
     }
 
-    /// The manifest of `file`, the open complete file `name` whose metadata is `meta`
-    /// (`placed` when it is shared in place: its recorded chunk size and id are the truth).
-    fn manifest_of(
-        &self,
-        name: &ShareName,
-        file: &File,
-        meta: &Metadata,
-        placed: Option<&Placed>,
-    ) -> Result<Arc<Manifest>, StoreError> {
-        let stamp = Stamp::of(meta);
+    /// The manifest of the open complete share `name` (whose record, when it is shared in
+    /// place, holds the truth: its chunk size, its id, a directory's layout).
+    fn manifest_of(&self, name: &ShareName, opened: &Opened) -> Result<Arc<Manifest>, StoreError> {
+        let (stamp, placed) = (opened.stamp, opened.placed.as_ref());
         if let Some((s, m)) = self.cache.lock().get(name) {
             if *s == stamp {
                 return Ok(m.clone());
@@ -337,7 +365,7 @@ impl ShareDir {
             None => {
                 let chunk_size = match placed {
                     Some(p) => p.chunk_size,
-                    None => chunking::for_file(meta.len(), None).map_err(|error| {
+                    None => chunking::for_file(opened.size, None).map_err(|error| {
                         StoreError::ChunkSize {
                             path: path.clone(),
                             error,
@@ -345,11 +373,16 @@ impl ShareDir {
                     })?,
                 };
                 log::info!("hashing {}", path.display());
-                let m = Manifest::from_open_file(file, chunk_size).map_err(io_err(&path))?;
+                let m = Manifest::from_reader(&opened.storage, opened.size, chunk_size)
+                    .map_err(io_err(&path))?;
                 manifest_file::write(&cache_path, stamp, &m).map_err(io_err(&cache_path))?;
                 // Keep the on-disk copy rather than 32 bytes per chunk in memory.
                 manifest_file::read(&cache_path, Some(stamp)).unwrap_or(m)
             }
+        };
+        let manifest = match placed.filter(|p| p.is_dir()) {
+            Some(p) => manifest.with_files(p.layout()),
+            None => manifest,
         };
         if let Some(p) = placed.filter(|p| p.id != manifest.id()) {
             return Err(p.changed(name, "its content differs from when it was hashed"));
@@ -374,13 +407,13 @@ impl ShareDir {
     /// else `NotFound`.
     pub fn served(&self, name: &ShareName) -> Result<Served, StoreError> {
         match self.open_complete(name) {
-            Ok((file, meta, placed)) => {
-                let manifest = self.manifest_of(name, &file, &meta, placed.as_ref())?;
+            Ok(opened) => {
+                let manifest = self.manifest_of(name, &opened)?;
                 return Ok(Served {
                     manifest,
-                    file,
+                    in_place: opened.placed.is_some(),
+                    storage: opened.storage,
                     have: None,
-                    in_place: placed.is_some(),
                 });
             }
             Err(StoreError::NotFound(_)) => {}
@@ -388,26 +421,44 @@ impl ShareDir {
         }
         let not_found = || StoreError::NotFound(name.clone());
         let manifest = self.partial_manifest(name).ok_or_else(not_found)?;
-        let (file, meta) = disk::open_regular(&self.part_path(name)).map_err(|_| not_found())?;
+        let storage = self.open_part(name, &manifest).ok_or_else(not_found)?;
+        let stamp = storage.stamp().map_err(|_| not_found())?;
         let have = self
-            .servable_record(name, &manifest, &PartStamp::of(&meta))
+            .servable_record(name, &manifest, &stamp)
             .ok_or_else(not_found)?;
         Ok(Served {
             manifest: Arc::new(manifest),
-            file,
+            storage,
             have: Some(have),
             in_place: false,
         })
     }
 
+    /// The `.part` of download `name` (a file, or a directory's files), opened for reading.
+    fn open_part(&self, name: &ShareName, manifest: &Manifest) -> Option<Storage> {
+        let part = self.part_path(name);
+        match manifest.files() {
+            Some(files) => tree::open_readable(&part, files).ok(),
+            None => disk::open_regular(&part)
+                .ok()
+                .map(|(file, _)| Storage::One(file)),
+        }
+    }
+
     /// The verified chunks of download `name` as last recorded, if its record matches
     /// `manifest` and the `.part` now in the directory is the one the record describes.
     pub fn read_record(&self, name: &ShareName, manifest: &Manifest) -> Option<Bitfield> {
-        let meta = disk::entry(&self.part_path(name)).ok()??;
-        if !meta.is_file() {
-            return None;
-        }
-        self.servable_record(name, manifest, &PartStamp::of(&meta))
+        let stamp = match manifest.files() {
+            Some(_) => self.open_part(name, manifest)?.stamp().ok()?,
+            None => {
+                let meta = disk::entry(&self.part_path(name)).ok()??;
+                if !meta.is_file() {
+                    return None;
+                }
+                PartStamp::of(&meta)
+            }
+        };
+        self.servable_record(name, manifest, &stamp)
     }
 
     /// The chunks the record of `name` lists, when they may be served from the `.part` whose
@@ -475,6 +526,16 @@ impl ShareDir {
     /// The record of `name` shared in place, if its file is unchanged since (one `stat`).
     pub fn placed_unchanged(&self, name: &ShareName) -> Result<Placed, StoreError> {
         let placed = self.recorded(name)?;
+        if placed.is_dir() {
+            return match tree::first_changed(&placed.path, &placed.files) {
+                Some((path, why)) => Err(StoreError::Changed {
+                    name: name.clone(),
+                    path,
+                    why,
+                }),
+                None => Ok(placed),
+            };
+        }
         let changed = |why| placed.changed(name, why);
         match disk::entry(&placed.path) {
             Ok(Some(m)) if !m.is_file() => Err(changed("it is no longer a regular file")),
@@ -506,7 +567,34 @@ impl ShareDir {
 
     /// The manifest of an unfinished download of `name`, if one was saved.
     pub fn partial_manifest(&self, name: &ShareName) -> Option<Manifest> {
-        manifest_file::read(&self.part_manifest_path(name), None)
+        let manifest = manifest_file::read(&self.part_manifest_path(name), None)?;
+        match self.partial_files(name) {
+            Some(files) => Some(manifest.with_files(files.into())),
+            None => Some(manifest),
+        }
+    }
+}
+
+/// A complete share, open for reading.
+struct Opened {
+    storage: Storage,
+    /// What the cached manifest must have been made from.
+    stamp: Stamp,
+    size: u64,
+    placed: Option<Placed>,
+}
+
+/// The stamp a directory's cached manifest is kept under: its total size and its files' latest
+/// modification time (the record's id and layout are checked as well).
+fn dir_stamp(placed: &Placed) -> Stamp {
+    Stamp {
+        size: placed.files.iter().map(|f| f.stamp.size).sum(),
+        mtime_ns: placed
+            .files
+            .iter()
+            .map(|f| f.stamp.mtime_ns)
+            .max()
+            .unwrap_or(0),
     }
 }
 

@@ -1,4 +1,8 @@
-//! A download in progress: `NAME.part` with its resume record.
+//! A download in progress: `NAME.part` with its resume record. For a directory, `NAME.part`
+//! is a folder holding its files at their relative paths ([`super::tree`]); the same rules
+//! hold, the `.part`'s stamp being the folder's identity, its files' total size and their
+//! latest change time ([`Storage::stamp`]), and the rename of the folder gives every file its
+//! name at once.
 //!
 //! Crash safety rests on one ordering: chunk bytes are written and `fdatasync`ed before the
 //! resume record that lists them is replaced (temporary file, fsync, rename, fsync of the
@@ -18,7 +22,7 @@
 //!   drops them from the record and fails the download, so the next run fetches exactly those
 //!   instead of failing every finish.
 
-use std::fs::File;
+use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -28,11 +32,14 @@ use parking_lot::Mutex;
 
 use crate::bitfield::Bitfield;
 use crate::manifest::{FileId, Manifest, HASH_LEN};
-use crate::name::ShareName;
+use crate::metainfo::{decode_files, encode_files, FileEntry};
+use crate::name::{ShareName, PART_SUFFIX};
+use crate::storage::Storage;
 
 use super::manifest_file::{self, Stamp};
-use super::record::{PartStamp, Record, Standing};
-use super::{check_size, disk, io_err, recheck, ShareDir, StoreError};
+use super::placed::{FileStamp, Placed};
+use super::record::{Record, Standing};
+use super::{check_size, disk, io_err, recheck, tree, ShareDir, StoreError};
 
 /// Why verified chunks could not be made durable and recorded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,17 +94,20 @@ struct Progress {
 pub struct PartialFile {
     name: ShareName,
     manifest: Arc<Manifest>,
-    file: File,
+    storage: Arc<Storage>,
     part: PathBuf,
     record: PathBuf,
     tmp: PathBuf,
     complete: PathBuf,
     complete_manifest: PathBuf,
     part_manifest: PathBuf,
+    part_files: PathBuf,
+    /// Where a completed directory's share record goes.
+    complete_record: (PathBuf, PathBuf),
     root: PathBuf,
     progress: Mutex<Progress>,
-    /// `File::sync_data`; a field so tests can make it fail as a dying disk does.
-    sync_data: fn(&File) -> io::Result<()>,
+    /// `Storage::sync_data`; a field so tests can make it fail as a dying disk does.
+    sync_data: fn(&Storage) -> io::Result<()>,
 }
 
 impl ShareDir {
@@ -115,22 +125,46 @@ impl ShareDir {
         let part = self.part_path(name);
         check_size(&part, manifest.size(), manifest.chunk_size())?;
         let record = self.record_path(name);
-        if disk::entry(&part)
-            .map_err(io_err(&part))?
-            .is_some_and(|m| !m.is_file())
-        {
-            return Err(io_err(&part)(disk::not_regular("not a regular file")));
+        let is_dir = manifest.files().is_some();
+        if disk::entry(&part).map_err(io_err(&part))?.is_some_and(|m| {
+            if is_dir {
+                !m.is_dir()
+            } else {
+                !m.is_file()
+            }
+        }) {
+            let what = if is_dir {
+                "not a directory (a link, or a file)"
+            } else {
+                "not a regular file"
+            };
+            return Err(io_err(&part)(disk::not_regular(what)));
         }
         let same = self
             .partial_manifest(name)
             .is_some_and(|m| m.id() == manifest.id());
         if !same {
             disk::remove_if_present(&record).map_err(io_err(&record))?;
-            disk::remove_if_present(&part).map_err(io_err(&part))?;
+            if is_dir {
+                if disk::entry(&part).map_err(io_err(&part))?.is_some() {
+                    // `remove_dir_all` removes links, never what they point to.
+                    fs::remove_dir_all(&part).map_err(io_err(&part))?;
+                }
+            } else {
+                disk::remove_if_present(&part).map_err(io_err(&part))?;
+            }
             let path = self.part_manifest_path(name);
             manifest_file::write(&path, Stamp::NONE, &manifest).map_err(io_err(&path))?;
+            self.save_partial_files(name, &manifest)?;
         }
-        let (file, meta) = disk::open_writable(&part).map_err(io_err(&part))?;
+        let (storage, sized) = match manifest.files() {
+            Some(files) => tree::open_writable(&part, files).map_err(io_err(&part))?,
+            None => {
+                let (file, meta) = disk::open_writable(&part).map_err(io_err(&part))?;
+                let sized = meta.len() == manifest.size();
+                (Storage::One(file), sized)
+            }
+        };
         let mut partial = PartialFile {
             name: name.clone(),
             progress: Mutex::new(Progress {
@@ -140,48 +174,51 @@ impl ShareDir {
                 broken: None,
             }),
             manifest,
-            file,
+            storage: Arc::new(storage),
             part,
             tmp: self.record_tmp_path(name),
             record,
             complete: self.complete_path(name),
             complete_manifest: self.manifest_path(name),
             part_manifest: self.part_manifest_path(name),
+            part_files: self.part_files_path(name),
+            complete_record: (
+                self.placed_path(name),
+                self.state_dir().join(format!("{name}.share.tmp")),
+            ),
             root: self.root().to_owned(),
-            sync_data: File::sync_data,
+            sync_data: Storage::sync_data,
         };
-        if meta.len() == partial.manifest.size() {
-            let have = self.resume(&partial, &meta)?;
+        if sized {
+            let have = self.resume(&partial)?;
             partial.progress.get_mut().count = have.count();
             partial.progress.get_mut().have = have;
         } else {
-            if let Some(m) = self.partial_manifest(name).filter(|_| meta.len() > 0) {
+            if same {
                 log::info!(
-                    "{}: {} bytes, not {}: starting over",
+                    "{}: not {} bytes: starting over",
                     partial.part.display(),
-                    meta.len(),
-                    m.size()
+                    partial.manifest.size()
                 );
             }
             disk::remove_if_present(&partial.record).map_err(io_err(&partial.record))?;
-            let size = partial.manifest.size();
-            partial.file.set_len(size).map_err(io_err(&partial.part))?;
+            if let Storage::One(file) = &*partial.storage {
+                let size = partial.manifest.size();
+                file.set_len(size).map_err(io_err(&partial.part))?;
+            }
         }
         Ok(partial)
     }
 
-    /// The chunks of `partial` (whose `.part` has the right size and metadata `meta`) that a
-    /// previous run verified: the record's when the `.part` is untouched since, else those of
-    /// them that verify again (then recorded at once, for the `.part` as it is now).
-    fn resume(
-        &self,
-        partial: &PartialFile,
-        meta: &std::fs::Metadata,
-    ) -> Result<Bitfield, StoreError> {
+    /// The chunks of `partial` (whose `.part` has the right size) that a previous run
+    /// verified: the record's when the `.part` is untouched since, else those of them that
+    /// verify again (then recorded at once, for the `.part` as it is now).
+    fn resume(&self, partial: &PartialFile) -> Result<Bitfield, StoreError> {
         let Some(record) = self.record_of(&partial.name, &partial.manifest) else {
             return Ok(Bitfield::empty(partial.manifest.chunk_count()));
         };
-        let why = match record.standing(&PartStamp::of(meta)) {
+        let stamp = partial.storage.stamp().map_err(io_err(&partial.part))?;
+        let why = match record.standing(&stamp) {
             Standing::Unchanged => return Ok(record.have),
             Standing::Written => "written since its resume record (an interrupted run?)",
             Standing::Other => "not the file its resume record describes (replaced?)",
@@ -191,7 +228,7 @@ impl ShareDir {
             partial.part.display(),
             record.have.count()
         );
-        let good = recheck::matching(&partial.file, &partial.manifest, &record.have)
+        let good = recheck::matching(&*partial.storage, &partial.manifest, &record.have)
             .map_err(io_err(&partial.part))?;
         let bad = record.have.count() - good.count();
         if bad > 0 {
@@ -212,9 +249,48 @@ impl ShareDir {
     }
 }
 
+impl ShareDir {
+    pub(super) fn part_files_path(&self, name: &ShareName) -> PathBuf {
+        self.state.join(format!("{name}{PART_SUFFIX}.files"))
+    }
+
+    /// The layout of an unfinished directory download of `name`, if one was saved.
+    pub(super) fn partial_files(&self, name: &ShareName) -> Option<Vec<FileEntry>> {
+        let path = self.part_files_path(name);
+        let (mut file, _) = disk::open_regular(&path).ok()?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        match decode_files(&bytes) {
+            Ok(files) => Some(files),
+            Err(e) => {
+                log::warn!("{}: {e}; not used", path.display());
+                None
+            }
+        }
+    }
+
+    /// Saves the layout of the directory download of `name` beside its manifest (or removes a
+    /// leftover one for a single file).
+    fn save_partial_files(&self, name: &ShareName, manifest: &Manifest) -> Result<(), StoreError> {
+        let path = self.part_files_path(name);
+        match manifest.files() {
+            Some(files) => {
+                let tmp = self.state.join(format!("{name}{PART_SUFFIX}.files.tmp"));
+                super::write_file(&tmp, &path, &encode_files(files))
+            }
+            None => disk::remove_if_present(&path).map_err(io_err(&path)),
+        }
+    }
+}
+
 impl PartialFile {
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// Where the verified chunks are written, for the swarm to serve them from.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
     }
 
     /// True when chunk `index` is verified (written, maybe not yet recorded).
@@ -245,7 +321,8 @@ impl PartialFile {
         if let Some(broken) = &self.progress.lock().broken {
             return Err(io::Error::other(broken.clone()));
         }
-        disk::write_all_vectored_at(&self.file, chunks, self.manifest.offset(first))?;
+        self.storage
+            .write_all_vectored_at(chunks, self.manifest.offset(first))?;
         let mut p = self.progress.lock();
         let mut newly = Vec::new();
         for index in first..first + chunks.len() as u32 {
@@ -277,7 +354,7 @@ impl PartialFile {
             }
             (p.have.clone(), std::mem::take(&mut p.unrecorded))
         };
-        if let Err(error) = (self.sync_data)(&self.file) {
+        if let Err(error) = (self.sync_data)(&self.storage) {
             let mut p = self.progress.lock();
             // Chunks written while the sync ran may be lost as well.
             let mut forgotten = newly;
@@ -317,9 +394,9 @@ impl PartialFile {
             path: self.record.clone(),
             error: Arc::new(error),
         };
-        let ours = self.file.metadata().map_err(failed)?;
+        let ours = self.storage.identity().map_err(failed)?;
         match disk::entry(&self.part).map_err(failed)? {
-            Some(m) if (m.dev(), m.ino()) == (ours.dev(), ours.ino()) => {}
+            Some(m) if (m.dev(), m.ino()) == ours => {}
             _ => {
                 return Err(PersistError::Replaced {
                     path: self.part.clone(),
@@ -328,7 +405,7 @@ impl PartialFile {
         }
         let record = Record {
             id: self.manifest.id(),
-            part: PartStamp::of(&ours),
+            part: self.storage.stamp().map_err(failed)?,
             have: have.clone(),
         }
         .encode();
@@ -341,7 +418,7 @@ impl PartialFile {
     /// from the record, so the next download fetches exactly those.
     fn finish(&self, check: Finish) -> Result<(), StoreError> {
         self.persist()?;
-        self.file.sync_all().map_err(io_err(&self.part))?;
+        self.storage.sync_all().map_err(io_err(&self.part))?;
         let count = self.manifest.chunk_count();
         if self.have_count() != count {
             return Err(StoreError::VerifyFailed {
@@ -363,11 +440,21 @@ impl PartialFile {
                 want: self.manifest.id(),
             });
         }
-        let meta = self.file.metadata().map_err(io_err(&self.part))?;
-        manifest_file::write(&self.complete_manifest, Stamp::of(&meta), &self.manifest)
+        let stamp = match self.manifest.files() {
+            Some(_) => self.record_complete_directory()?,
+            None => {
+                let meta = disk::entry(&self.part)
+                    .map_err(io_err(&self.part))?
+                    .ok_or_else(|| PersistError::Replaced {
+                        path: self.part.clone(),
+                    })?;
+                Stamp::of(&meta)
+            }
+        };
+        manifest_file::write(&self.complete_manifest, stamp, &self.manifest)
             .map_err(io_err(&self.complete_manifest))?;
         disk::rename_durably(&self.part, &self.complete).map_err(io_err(&self.complete))?;
-        for leftover in [&self.record, &self.part_manifest] {
+        for leftover in [&self.record, &self.part_manifest, &self.part_files] {
             if let Err(e) = disk::remove_if_present(leftover) {
                 log::warn!("removing {}: {e}", leftover.display());
             }
@@ -375,11 +462,34 @@ impl PartialFile {
         Ok(())
     }
 
+    /// Records the directory about to be renamed to its complete name as shared in place there
+    /// (what a downloaded directory is served through, after a restart too); returns the stamp
+    /// its cached manifest is kept under. Until the rename the record names a path that is not
+    /// there yet, so nothing is served from it early.
+    fn record_complete_directory(&self) -> Result<Stamp, StoreError> {
+        let files = self.manifest.files().map(|f| &f[..]).unwrap_or_default();
+        let meta = disk::entry(&self.part)
+            .map_err(io_err(&self.part))?
+            .ok_or_else(|| PersistError::Replaced {
+                path: self.part.clone(),
+            })?;
+        let placed = Placed {
+            path: self.complete.clone(),
+            stamp: FileStamp::of_dir(&meta),
+            chunk_size: self.manifest.chunk_size(),
+            id: self.manifest.id(),
+            files: tree::stamps(&self.part, files).map_err(io_err(&self.part))?,
+        };
+        let (record, tmp) = &self.complete_record;
+        super::write_file(tmp, record, placed.encode().as_bytes())?;
+        Ok(super::dir_stamp(&placed))
+    }
+
     /// Reads the whole `.part` back and verifies every chunk; those that do not match are
     /// forgotten (here and in the resume record) and the download fails.
     fn recheck_all(&self) -> Result<(), StoreError> {
         let count = self.manifest.chunk_count();
-        let good = recheck::matching(&self.file, &self.manifest, &Bitfield::full(count))
+        let good = recheck::matching(&*self.storage, &self.manifest, &Bitfield::full(count))
             .map_err(io_err(&self.part))?;
         if good.count() == count {
             return Ok(());
@@ -462,6 +572,51 @@ mod tests {
         assert!(!root.join(".peer/f.part.manifest").exists());
         assert_eq!(dir.complete_manifest(&f).unwrap().id(), m.id());
         assert_eq!(dir.complete_files().unwrap(), vec![f]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_directory_download_resumes_and_appears_whole_by_one_rename() {
+        use crate::metainfo::{FileEntry, RelPath};
+        let root = tempdir("partial-dir");
+        let dir = ShareDir::open(&root).unwrap();
+        let data = data(5000);
+        let files: Arc<[FileEntry]> = [("a", 1000), ("b/c", 0), ("b/d", 3500), ("e", 500)]
+            .iter()
+            .map(|&(p, length)| FileEntry {
+                folder: false,
+                path: RelPath::parse(p).unwrap(),
+                length,
+            })
+            .collect();
+        let m = Arc::new(
+            Manifest::from_data(&data, 2048)
+                .unwrap()
+                .with_files(files.clone()),
+        );
+        let (n, _claim) = claimed(&dir, "album");
+        let p = dir.open_partial(&n, m.clone()).unwrap();
+        // Chunk 0 spans files a and b/d.
+        p.write_verified(0, &split(&data[..2048])).unwrap();
+        assert_eq!(p.persist().unwrap(), vec![0]);
+        drop(p);
+        assert!(root.join("album.part/b/c").is_file());
+        let p = dir.open_partial(&n, m.clone()).unwrap();
+        assert_eq!(p.have_count(), 1);
+        assert_eq!(dir.partial_manifest(&n).unwrap().id(), m.id());
+        assert!(dir.served(&n).unwrap().has(0));
+        p.write_verified(1, &split(&data[2048..])).unwrap();
+        dir.finish(&p, Finish::Recheck).unwrap();
+        assert!(!root.join("album.part").exists());
+        assert_eq!(fs::read(root.join("album/a")).unwrap(), &data[..1000]);
+        assert_eq!(fs::read(root.join("album/b/c")).unwrap(), b"");
+        assert_eq!(fs::read(root.join("album/b/d")).unwrap(), &data[1000..4500]);
+        assert_eq!(fs::read(root.join("album/e")).unwrap(), &data[4500..]);
+        // Seeded from where it landed, after a restart too.
+        let again = ShareDir::open(&root).unwrap();
+        assert_eq!(again.complete_files().unwrap(), vec![n.clone()]);
+        assert_eq!(again.complete_manifest(&n).unwrap().id(), m.id());
+        assert!(again.served(&n).unwrap().in_place);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -567,7 +722,7 @@ mod tests {
         );
         assert_eq!(p.have_bits().ones().collect::<Vec<_>>(), vec![0]);
         // The disk "recovers": nothing may be trusted any more all the same.
-        p.sync_data = File::sync_data;
+        p.sync_data = Storage::sync_data;
         assert!(p.persist().unwrap_err().is_fatal());
         assert!(p.write_verified(3, &split(&data[6144..8192])).is_err());
         assert!(matches!(
@@ -624,7 +779,7 @@ mod tests {
         let (g, _claim) = claimed(&dir, "g");
         let p = dir.open_partial(&g, m.clone()).unwrap();
         p.write_verified(0, &split(&data)).unwrap();
-        p.file.write_all_at(b"X", 10).unwrap();
+        p.storage.write_all_vectored_at(&[b"X"], 10).unwrap();
         assert!(matches!(
             dir.finish(&p, Finish::Recheck),
             Err(StoreError::VerifyFailed { bad: 1, .. })

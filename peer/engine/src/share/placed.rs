@@ -11,7 +11,14 @@
 //! inode <st_ino>
 //! chunk-size <bytes>
 //! id sha256:<64 hex>
+//! file <size> <mtime-ns> <device> <inode> <relative/path>    (directories: one per file)
+//! folder <device> <inode> <relative/path>                  (and one per empty folder)
 //! ```
+//!
+//! A directory is recorded with its own device and inode (size and mtime 0: adding an
+//! unrelated file to it changes nothing that is served) and one `file` line per file, in the
+//! order of its layout; a path is written as it is, its components being plain names
+//! (protocol.txt §1.1) without whitespace or separators.
 //!
 //! Only recorded paths are ever served under a name. A recorded file whose size, modification
 //! time, device or inode differ from the record has changed since it was hashed: it is not
@@ -27,13 +34,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
+use std::sync::Arc;
+
 use crate::manifest::FileId;
+use crate::metainfo::{FileEntry, RelPath};
 use crate::name::ShareName;
 
 const HEADER: &str = "p2p-share 1";
 
-/// Largest record read: a path of PATH_MAX bytes in hex and the numbers.
-pub const MAX_RECORD: usize = 9 * 1024;
+/// Largest record read: a path of PATH_MAX bytes in hex and the numbers, plus a line per file
+/// of a directory of up to a million files.
+pub const MAX_RECORD: usize = 64 << 20;
 
 /// Which file a recorded path is and when it last changed, as `fstat` tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +77,49 @@ pub struct Placed {
     pub stamp: FileStamp,
     pub chunk_size: u32,
     pub id: FileId,
+    /// A directory's files, in layout order; empty for a single file.
+    pub files: Vec<PlacedFile>,
+}
+
+/// One file of a directory shared in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedFile {
+    pub path: RelPath,
+    /// For an empty folder, [`FileStamp::of_dir`].
+    pub stamp: FileStamp,
+    pub folder: bool,
+}
+
+impl FileStamp {
+    /// The stamp a directory is recorded with: which directory it is, nothing that moves when
+    /// entries come and go.
+    pub fn of_dir(meta: &Metadata) -> FileStamp {
+        FileStamp {
+            size: 0,
+            mtime_ns: 0,
+            device: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
 }
 
 impl Placed {
+    pub fn is_dir(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// A directory's layout (paths and lengths), as its id commits to it.
+    pub fn layout(&self) -> Arc<[FileEntry]> {
+        self.files
+            .iter()
+            .map(|f| FileEntry {
+                path: f.path.clone(),
+                length: f.stamp.size,
+                folder: f.folder,
+            })
+            .collect()
+    }
+
     /// Why the file of this record (shared as `name`) is no longer served.
     pub fn changed(&self, name: &ShareName, why: &'static str) -> super::StoreError {
         super::StoreError::Changed {
@@ -100,11 +151,13 @@ pub enum PlacedError {
     Unknown(String),
     #[error("share record: the path is not absolute")]
     Relative,
+    #[error("share record: bad file line {line:?}: {why}")]
+    File { line: String, why: String },
 }
 
 impl Placed {
     pub fn encode(&self) -> String {
-        format!(
+        let mut out = format!(
             "{HEADER}\npath-hex {}\nsize {}\nmtime-ns {}\ndevice {}\ninode {}\nchunk-size {}\nid {}\n",
             hex::encode(self.path.as_os_str().as_bytes()),
             self.stamp.size,
@@ -113,7 +166,19 @@ impl Placed {
             self.stamp.inode,
             self.chunk_size,
             self.id,
-        )
+        );
+        for f in &self.files {
+            let s = &f.stamp;
+            if f.folder {
+                out.push_str(&format!("folder {} {} {}\n", s.device, s.inode, f.path));
+                continue;
+            }
+            out.push_str(&format!(
+                "file {} {} {} {} {}\n",
+                s.size, s.mtime_ns, s.device, s.inode, f.path
+            ));
+        }
+        out
     }
 }
 
@@ -137,10 +202,15 @@ pub fn parse(bytes: &[u8]) -> Result<Placed, PlacedError> {
         "id",
     ];
     let mut values: [Option<&str>; 7] = [None; 7];
+    let mut files = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let (key, value) = line
             .split_once(' ')
             .ok_or_else(|| PlacedError::Line(line.to_owned()))?;
+        if key == "file" || key == "folder" {
+            files.push(parse_file(line, value, key == "folder")?);
+            continue;
+        }
         let i = KEYS
             .iter()
             .position(|k| *k == key)
@@ -182,6 +252,36 @@ pub fn parse(bytes: &[u8]) -> Result<Placed, PlacedError> {
         },
         chunk_size,
         id: number(get(6), || bad(6))?,
+        files,
+    })
+}
+
+/// `<size> <mtime-ns> <device> <inode> <path>` of a `file` line, `<device> <inode> <path>` of
+/// a `folder` line.
+fn parse_file(line: &str, value: &str, folder: bool) -> Result<PlacedFile, PlacedError> {
+    let bad = |why: String| PlacedError::File {
+        line: line.to_owned(),
+        why,
+    };
+    let mut fields: Vec<&str> = value.split(' ').collect();
+    if folder && fields.len() == 3 {
+        fields.splice(0..0, ["0", "0"]);
+    } else if folder {
+        return Err(bad("expected 3 fields".into()));
+    }
+    let [size, mtime, device, inode, path] = fields[..] else {
+        return Err(bad("expected 5 fields".into()));
+    };
+    let number = |t: &str| t.parse::<u64>().map_err(|_| bad(format!("{t:?}")));
+    Ok(PlacedFile {
+        stamp: FileStamp {
+            size: number(size)?,
+            mtime_ns: mtime.parse().map_err(|_| bad(format!("{mtime:?}")))?,
+            device: number(device)?,
+            inode: number(inode)?,
+        },
+        path: RelPath::parse(path).map_err(bad)?,
+        folder,
     })
 }
 
@@ -202,6 +302,50 @@ mod tests {
             },
             chunk_size: 4096,
             id: format!("sha256:{}", "ab".repeat(32)).parse().unwrap(),
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_directory_record_reads_back_with_its_files_in_order() {
+        let stamp = FileStamp {
+            size: 5,
+            mtime_ns: 1,
+            device: 2,
+            inode: 3,
+        };
+        let p = Placed {
+            files: ["z.txt", "a/b/c", "a/empty"]
+                .iter()
+                .map(|path| PlacedFile {
+                    path: RelPath::parse(path).unwrap(),
+                    stamp,
+                    folder: false,
+                })
+                .chain([PlacedFile {
+                    path: RelPath::parse("empty/folder").unwrap(),
+                    stamp: FileStamp {
+                        size: 0,
+                        mtime_ns: 0,
+                        ..stamp
+                    },
+                    folder: true,
+                }])
+                .collect(),
+            ..sample()
+        };
+        assert!(p.is_dir());
+        assert_eq!(parse(p.encode().as_bytes()), Ok(p.clone()));
+        assert_eq!(p.layout()[1].path.to_string(), "a/b/c");
+        for bad in [
+            "file 1 2 3 4 ../x",
+            "file 1 2 3 a/b",
+            "file x 2 3 4 a",
+            "file 1 2 3 4 /a",
+        ] {
+            let text = format!("{}{bad}\n", sample().encode());
+            let err = parse(text.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("bad file line"), "{bad}: {err}");
         }
     }
 

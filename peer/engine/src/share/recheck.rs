@@ -3,19 +3,18 @@
 //! download fail before it gets its name. Spread over every core, in large positioned reads,
 //! like [`Manifest::from_file`].
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use crate::bitfield::Bitfield;
 use crate::manifest::Manifest;
+use crate::storage::ReadAt;
 
 /// Chunks hashed per read and per batch of manifest hashes: about 1 MiB at 2048 bytes.
 const BATCH: u32 = 512;
 
 /// The chunks of `candidates` whose bytes in `file` match `manifest`.
 pub(super) fn matching(
-    file: &File,
+    file: &(impl ReadAt + ?Sized),
     manifest: &Manifest,
     candidates: &Bitfield,
 ) -> io::Result<Bitfield> {
@@ -49,7 +48,7 @@ pub(super) fn matching(
 
 /// The chunks of `candidates` in `first..end` that verify.
 fn good_in(
-    file: &File,
+    file: &(impl ReadAt + ?Sized),
     manifest: &Manifest,
     candidates: &Bitfield,
     first: u32,
@@ -70,7 +69,7 @@ fn good_in(
             stop += 1;
         }
         let len: usize = (start..stop).map(|i| manifest.chunk_len(i)).sum();
-        file.read_exact_at(&mut buf[..len], manifest.offset(start))?;
+        file.fill_at(&mut buf[..len], manifest.offset(start))?;
         let want = manifest.hashes(start, stop - start)?;
         for ((index, data), hash) in (start..stop).zip(buf[..len].chunks(chunk_size)).zip(&want) {
             if manifest.matches(index, data, hash) {
@@ -86,6 +85,7 @@ fn good_in(
 mod tests {
     use super::super::tests::tempdir;
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn finds_exactly_the_chunks_that_verify() {

@@ -1,18 +1,18 @@
 //! What the server hands out of one file: a complete file, or the verified part of a download
 //! in progress as its resume record lists it.
 
-use std::fs::File;
 use std::sync::Arc;
 
 use crate::bitfield::Bitfield;
 use crate::manifest::Manifest;
+use crate::storage::Storage;
 
-/// A file this peer can serve right now: its manifest, an open handle, and which chunks are
+/// A file this peer can serve right now: its manifest, an open handle (a file, or a directory's files), and which chunks are
 /// verified (`None`: all of them).
 #[derive(Debug)]
 pub struct Served {
     pub manifest: Arc<Manifest>,
-    pub file: File,
+    pub storage: Storage,
     pub have: Option<Bitfield>,
     /// Shared in place: the user may change the file under us at any time, so every chunk
     /// read is checked against the manifest before it is sent.

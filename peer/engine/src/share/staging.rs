@@ -15,8 +15,8 @@ use crate::manifest::Manifest;
 use crate::name::ShareName;
 
 use super::manifest_file::{self, Stamp};
-use super::placed::{FileStamp, Placed};
-use super::{disk, io_err, ShareDir, StoreError};
+use super::placed::{FileStamp, Placed, PlacedFile};
+use super::{disk, io_err, tree, ShareDir, StoreError};
 
 /// A file hashed for sharing but not yet recorded as shared.
 #[derive(Debug)]
@@ -30,19 +30,19 @@ pub struct Staged {
     rehashed: Option<Stamp>,
 }
 
-/// Refuses what cannot be shared, saying what it is: links (share what they point to), directories
-/// (not supported yet) and special files.
-fn check_kind(src: &Path) -> Result<(), StoreError> {
+/// Refuses what cannot be shared, saying what it is: links (share what they point to) and
+/// special files. True for a directory.
+fn check_kind(src: &Path) -> Result<bool, StoreError> {
     let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
     let why = if meta.file_type().is_symlink() {
         let target = fs::read_link(src).map_or_else(|_| "?".into(), |t| t.display().to_string());
         format!("a symbolic link (to {target}); share the file itself, so what is served is what you named")
     } else if meta.is_dir() {
-        "a directory; sharing directories is not supported yet: share its files one by one".into()
+        return Ok(true);
     } else if !meta.is_file() {
         "not a regular file (a FIFO, socket or device); only regular files can be shared".into()
     } else {
-        return Ok(());
+        return Ok(false);
     };
     Err(StoreError::Unshareable {
         path: src.to_owned(),
@@ -70,7 +70,9 @@ impl ShareDir {
             ))
         })?;
         let name = ShareName::new(name)?;
-        check_kind(src)?;
+        if check_kind(src)? {
+            return self.stage_dir(src, name, chosen);
+        }
         let (file, meta) = disk::open_regular(src).map_err(io_err(src))?;
         let chunk_size =
             chunking::for_file(meta.len(), chosen).map_err(|error| StoreError::ChunkSize {
@@ -132,6 +134,95 @@ impl ShareDir {
                 stamp: FileStamp::of(&meta),
                 chunk_size,
                 id: manifest.id(),
+                files: Vec::new(),
+            }),
+            name,
+            manifest: Arc::new(manifest),
+            rehashed: None,
+        })
+    }
+
+    /// [`ShareDir::stage`] of directory `src`: its regular files laid end to end in path
+    /// order (protocol.txt §6.1), hashed where they lie.
+    fn stage_dir(
+        &self,
+        src: &Path,
+        name: ShareName,
+        chosen: Option<u32>,
+    ) -> Result<Staged, StoreError> {
+        let path = src.canonicalize().map_err(io_err(src))?;
+        if path == self.root() || self.root().starts_with(&path) {
+            return Err(StoreError::Unshareable {
+                path,
+                why: "the share directory itself (or a folder holding it); share a folder inside it or elsewhere".into(),
+            });
+        }
+        let dest = self.complete_path(&name);
+        let dir_meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if let Some(d) = disk::entry(&dest).map_err(io_err(&dest))? {
+            if (d.dev(), d.ino()) != (dir_meta.dev(), dir_meta.ino()) {
+                return Err(io_err(&dest)(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already there (remove it to share a directory under this name)",
+                )));
+            }
+        }
+        if let Some(other) = self.placed(&name).filter(|p| p.path != path) {
+            return Err(StoreError::NameShared {
+                name,
+                other: other.path,
+            });
+        }
+        let found = tree::scan(&path)?;
+        let total = found
+            .iter()
+            .filter(|(_, m)| m.is_file())
+            .map(|(_, m)| m.len())
+            .sum::<u64>();
+        let chunk_size =
+            chunking::for_file(total, chosen).map_err(|error| StoreError::ChunkSize {
+                path: path.clone(),
+                error,
+            })?;
+        let files: Vec<PlacedFile> = found
+            .iter()
+            .map(|(rel, meta)| PlacedFile {
+                path: rel.clone(),
+                stamp: if meta.is_dir() {
+                    FileStamp::of_dir(meta)
+                } else {
+                    FileStamp::of(meta)
+                },
+                folder: meta.is_dir(),
+            })
+            .collect();
+        let storage =
+            tree::open_recorded(&path, &files).map_err(|(path, why)| StoreError::Changed {
+                name: name.clone(),
+                path,
+                why,
+            })?;
+        log::info!("hashing {} ({} files)", path.display(), files.len());
+        let manifest = Manifest::from_reader(&storage, total, chunk_size).map_err(io_err(&path))?;
+        if let Some((changed, _)) = tree::first_changed(&path, &files) {
+            return Err(StoreError::Changed {
+                name,
+                path: changed,
+                why: "it changed while it was being hashed",
+            });
+        }
+        let placed = Placed {
+            path,
+            stamp: FileStamp::of_dir(&dir_meta),
+            chunk_size,
+            id: manifest.id(),
+            files,
+        };
+        let manifest = manifest.with_files(placed.layout());
+        Ok(Staged {
+            placed: Some(Placed {
+                id: manifest.id(),
+                ..placed
             }),
             name,
             manifest: Arc::new(manifest),
@@ -168,6 +259,7 @@ impl ShareDir {
             rehashed,
         } = staged;
         let stamp = match &placed {
+            Some(p) if p.is_dir() => Some(super::dir_stamp(p)),
             Some(p) => Some(stamp_of(&p.stamp)),
             None => rehashed,
         };
@@ -236,6 +328,48 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_shared_in_place_with_an_id_that_commits_to_its_layout() {
+        let root = tempdir("inplace-dir");
+        let src = tempdir("inplace-dir-src").join("album");
+        fs::create_dir_all(src.join("b/c")).unwrap();
+        let dir = ShareDir::open(&root).unwrap();
+        let (one, two) = (vec![1u8; 3000], vec![2u8; 1500]);
+        fs::write(src.join("a.bin"), &one).unwrap();
+        fs::write(src.join("b/c/d.bin"), &two).unwrap();
+        fs::write(src.join("b/empty"), b"").unwrap();
+        let (name, m) = dir.commit(dir.stage(&src, None).unwrap()).unwrap();
+        assert_eq!(name.as_str(), "album");
+        let files = m.files().unwrap();
+        let paths: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
+        assert_eq!(paths, ["a.bin", "b/c/d.bin", "b/empty"]);
+        // The chunks are those of the files laid end to end; the id is not their manifest's.
+        let flat = Manifest::from_data(&[one.clone(), two.clone()].concat(), 2048).unwrap();
+        assert_eq!(m.chunk_count(), 3);
+        assert_eq!(m.hashes(0, 3).unwrap(), flat.hashes(0, 3).unwrap());
+        assert_ne!(m.id(), flat.id());
+        assert_eq!(m.id(), flat.with_files(files.clone()).id());
+        // Served from where it lies, chunk 1 spanning both files; after a restart too.
+        let again = ShareDir::open(&root).unwrap();
+        let served = again.served(&name).unwrap();
+        assert!(served.in_place);
+        assert_eq!(served.manifest.id(), m.id());
+        let mut chunk = vec![0u8; 2048];
+        served
+            .storage
+            .read_exact_vectored_at(vec![&mut chunk], 2048)
+            .unwrap();
+        assert_eq!(&chunk[..952], &one[2048..]);
+        assert_eq!(&chunk[952..], &two[..1096]);
+        // Any file changing withdraws the whole share.
+        fs::write(src.join("b/c/d.bin"), b"changed").unwrap();
+        let err = again.served(&name).unwrap_err();
+        assert!(err.to_string().contains("d.bin"), "{err}");
+        assert!(!again.has_complete(&name));
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(src.parent().unwrap()).unwrap();
+    }
+
+    #[test]
     fn a_name_is_shared_from_one_place_with_one_content() {
         let root = tempdir("inplace-taken");
         let (one, two) = (tempdir("inplace-one"), tempdir("inplace-two"));
@@ -298,7 +432,7 @@ mod tests {
         let cases = [
             (src.join("link.txt"), "a symbolic link"),
             (root.join("c.txt"), "a symbolic link"),
-            (src.join("folder"), "a directory"),
+            (src.join("folder"), "an empty directory"),
             (src.join("fifo"), "not a regular file"),
             (PathBuf::from("/dev/null"), "not a regular file"),
         ];

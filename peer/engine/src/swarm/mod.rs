@@ -23,7 +23,6 @@ mod serving;
 mod storing;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -40,6 +39,7 @@ use crate::manifest::{FileId, Manifest};
 use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::share::PartialFile;
+use crate::storage::Storage;
 use crate::wire::{ChunkRun, Frame, PeerId, METAINFO_PIECE};
 use choker::{Candidate, Choker, LinkId, DEFAULT_SLOTS, RECHOKE_PERIOD};
 use have_log::HaveLog;
@@ -206,8 +206,9 @@ pub struct Swarm {
     manifest: Arc<Manifest>,
     /// The bencoded `info` dictionary peers fetch with GET_METAINFO, made when first asked for.
     info: OnceLock<Bytes>,
-    /// Read-only handle for serving: the complete file, or the `.part` being written.
-    file: Arc<File>,
+    /// Where chunks are read for serving: the complete file or directory, or the `.part`
+    /// being written.
+    file: Arc<Storage>,
     /// Every chunk read is checked against the manifest before it is sent: the file is shared
     /// in place, where its owner may change it at any moment.
     check_reads: bool,
@@ -247,7 +248,7 @@ impl Swarm {
     fn new(
         name: ShareName,
         manifest: Arc<Manifest>,
-        file: File,
+        file: Arc<Storage>,
         holdings: Holdings,
         local: Arc<LocalPeer>,
         check_reads: bool,
@@ -260,7 +261,7 @@ impl Swarm {
             name,
             manifest,
             info: OnceLock::new(),
-            file: Arc::new(file),
+            file,
             check_reads,
             state: Mutex::new(State {
                 holdings,
@@ -291,36 +292,49 @@ impl Swarm {
     pub fn seeding(
         name: ShareName,
         manifest: Arc<Manifest>,
-        file: File,
+        file: Storage,
         local: Arc<LocalPeer>,
         in_place: bool,
     ) -> Arc<Swarm> {
-        Swarm::new(name, manifest, file, Holdings::All, local, in_place)
+        Swarm::new(
+            name,
+            manifest,
+            Arc::new(file),
+            Holdings::All,
+            local,
+            in_place,
+        )
     }
 
     /// A swarm serving the verified part of another process's download (`have` from its record).
     pub fn mirroring(
         name: ShareName,
         manifest: Arc<Manifest>,
-        file: File,
+        file: Storage,
         have: Bitfield,
         local: Arc<LocalPeer>,
     ) -> Arc<Swarm> {
-        Swarm::new(name, manifest, file, Holdings::Recorded(have), local, false)
+        Swarm::new(
+            name,
+            manifest,
+            Arc::new(file),
+            Holdings::Recorded(have),
+            local,
+            false,
+        )
     }
 
-    /// A swarm for our own download into `partial`; `file` reads the same `.part`.
+    /// A swarm for our own download into `partial`, serving from the same `.part`.
     pub fn downloading(
         name: ShareName,
         partial: Arc<PartialFile>,
-        file: File,
         local: Arc<LocalPeer>,
     ) -> Arc<Swarm> {
         let manifest = partial.manifest().clone();
         Swarm::new(
             name,
             manifest,
-            file,
+            partial.storage().clone(),
             Holdings::Downloading(partial),
             local,
             false,
@@ -349,8 +363,11 @@ impl Swarm {
             name: self.name.clone(),
             piece_length: self.manifest.chunk_size(),
             id: self.manifest.id(),
-            layout: Layout::Single {
-                length: self.manifest.size(),
+            layout: match self.manifest.files() {
+                Some(files) => Layout::Files(files.to_vec()),
+                None => Layout::Single {
+                    length: self.manifest.size(),
+                },
             },
         }
     }

@@ -154,7 +154,7 @@ impl Swarms {
             None => Swarm::seeding(
                 name.clone(),
                 served.manifest,
-                served.file,
+                served.storage,
                 self.local.clone(),
                 served.in_place,
             ),
@@ -162,7 +162,7 @@ impl Swarms {
                 let swarm = Swarm::mirroring(
                     name.clone(),
                     served.manifest,
-                    served.file,
+                    served.storage,
                     have,
                     self.local.clone(),
                 );

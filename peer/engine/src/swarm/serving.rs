@@ -10,7 +10,6 @@
 //! seconds after it lost its slot.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -21,7 +20,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::connection::FrameWriter;
 use crate::manifest::{ChunkHash, Manifest, HASH_LEN};
-use crate::share::disk;
+use crate::storage::Storage;
 use crate::wire::{chunk_frames, ChunkRun, Frame, CHUNK_HEADER, MAX_MANIFEST_HASHES};
 
 use super::Swarm;
@@ -183,7 +182,7 @@ fn manifest_bytes(manifest: &Manifest, start: u32, count: u32) -> u64 {
 /// With `check`, every chunk read is hashed and compared with the manifest first: a file that
 /// changed under us fails the read instead of sending bytes the manifest does not vouch for.
 fn read_chunks(
-    file: Arc<File>,
+    file: Arc<Storage>,
     manifest: Arc<Manifest>,
     run: ChunkRun,
     offset: u64,
@@ -195,7 +194,7 @@ fn read_chunks(
             let bytes: usize = lens.iter().sum();
             let mut frames = BytesMut::zeroed(bytes + CHUNK_HEADER * lens.len());
             let slots = chunk_frames(&mut frames, run.first, &lens);
-            disk::read_exact_vectored_at(&file, slots, offset)?;
+            file.read_exact_vectored_at(slots, offset)?;
             if check {
                 check_read(&manifest, run, &frames, &lens)?;
             }
