@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{peer_cmd, random_file, run, start_tracker, stdout, wait_until, Proc, TempDir};
 use stun::codec::{message_size, HEADER_SIZE};
@@ -235,4 +236,35 @@ fn sigterm_during_startup_still_leaves_cleanly() {
             "attempt {attempt}: daemon ended with {status}"
         );
     }
+}
+
+/// Ctrl-C with the tracker gone: the first signal leaves, which waits out the tracker's
+/// retries (7.5 s); a second one quits at once, with the shell's code for the signal.
+#[test]
+fn second_signal_quits_at_once_when_the_tracker_is_gone() {
+    let tmp = TempDir::new("daemon-second-signal");
+    let (mut tracker_proc, tracker) = start_tracker();
+    let dir = tmp.sub("d");
+    let file = tmp.path().join("gone.bin");
+    random_file(&file, 10_000, 32);
+    let mut share = Proc::spawn("share", peer_cmd(tracker, &dir).arg("share").arg(&file));
+    share.wait_line("magnet: ");
+    tracker_proc.kill();
+
+    share.signal("-INT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        share.try_wait(),
+        None,
+        "the first signal should still be waiting for the dead tracker"
+    );
+    let asked = Instant::now();
+    share.signal("-INT");
+    let status = share.wait();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "a second SIGINT took {:?} to end the share",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), Some(128 + 2), "{status}");
 }

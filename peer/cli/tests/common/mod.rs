@@ -148,20 +148,35 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends a signal, named as kill(1) takes it (`-TERM`, `-INT`).
+    pub fn signal(&self, flag: &str) {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(flag)
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits (at most the tests' patience) for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
+            if let Some(s) = self.try_wait() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.wait()
     }
 }
 
