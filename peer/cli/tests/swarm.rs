@@ -195,7 +195,10 @@ fn uploaders_give_each_other_more_than_a_free_rider_which_still_finishes() {
     let _serial = one_swarm_at_a_time();
     let t = TempDir::new("swarm-tft");
     let (_tracker, tracker) = start_tracker();
-    let size = 8 * MIB;
+    // Long enough (about 75 s) for several optimistic turns: over 8 MiB (4 choker periods) who
+    // got the one optimistic turn decided the outcome, and a free-rider picked by three of
+    // six uploaders got as much as they gave each other.
+    let size = 16 * MIB;
     let data = random_file(&t.join("f.bin"), size, 23);
     // A seeder with 2 upload slots and a total limit, so most chunks must come from leechers;
     // leechers whose uploads are scarce (300 kB/s and 2 slots each, as on a home line), so

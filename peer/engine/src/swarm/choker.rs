@@ -2,17 +2,20 @@
 //!
 //! Every [`RECHOKE_PERIOD`] a file's choker unchokes `slots` interested peers. While we
 //! download, those that sent us the most bytes in the last period (tit-for-tat: who gives,
-//! gets). Once we seed, nobody can give us anything, and ranking by how fast we upload to each
+//! gets); ties go to peers that ever gave, then to peers that unchoke us, so a free-rider
+//! gets a regular slot only when nobody else wants it. Once we seed, nobody can give us anything, and ranking by how fast we upload to each
 //! (the original BitTorrent seed choker) rewards whoever spends nothing on uploading, a
 //! free-rider above all: it keeps its slot for as long as it downloads fastest. So a seeder
 //! ranks by what it sent each peer in all, least first (libtorrent's round-robin seed choker):
 //! every interested peer gets its turn at the same share, and chunks spread through the peers
 //! that pass them on. One more, optimistic, slot goes to another interested peer and moves every
 //! [`OPTIMISTIC_ROUNDS`] periods, so a newcomer with nothing to give can start, and we discover
-//! peers faster than the ones we reward: to the one that waited longest since we last unchoked
-//! it, newcomers (never unchoked) first, ties at random. A random pick would hand a lucky peer
-//! the slot several periods in a row, which in a small swarm decides more than tit-for-tat
-//! does. Everybody else is choked.
+//! peers faster than the ones we reward: to the one that waited longest since its last
+//! optimistic turn, those that never had one first, ties at random (libtorrent's rule). A
+//! random pick would hand a lucky peer the slot several periods in a row, which in a small
+//! swarm decides more than tit-for-tat does; counting regular slots as turns would put a
+//! free-rider, the one peer that never earns a regular slot, first in line every time.
+//! Everybody else is choked.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -41,6 +44,9 @@ pub struct Candidate {
     /// connected (what breaks ties: a peer that ever gave beats one that never did).
     pub received: u64,
     pub received_total: u64,
+    /// The peer lets us download from it (breaks the ties left: a peer that gave nothing yet
+    /// but unchoked us can give back; a free-rider never unchokes anyone).
+    pub unchokes_us: bool,
     /// Bytes we sent it since it connected (what ranks it while we seed, least first).
     pub sent: u64,
     /// It has taken none of the bytes we owe it for a while: unchoking it wastes the slot (a
@@ -48,15 +54,15 @@ pub struct Candidate {
     pub stalled: bool,
 }
 
-/// One file's choker: remembers the optimistic pick between periods, and when it last unchoked
-/// each peer.
+/// One file's choker: remembers the optimistic pick between periods, and when each peer last
+/// had it.
 #[derive(Debug)]
 pub struct Choker {
     slots: usize,
     round: u64,
     optimistic: Option<LinkId>,
-    /// The round each connection was last unchoked in (absent: never).
-    last_unchoked: HashMap<LinkId, u64>,
+    /// The round each connection last got the optimistic slot in (absent: never).
+    last_optimistic: HashMap<LinkId, u64>,
 }
 
 impl Choker {
@@ -65,7 +71,7 @@ impl Choker {
             slots,
             round: 0,
             optimistic: None,
-            last_unchoked: HashMap::new(),
+            last_optimistic: HashMap::new(),
         }
     }
 
@@ -101,7 +107,8 @@ impl Choker {
         if seeding {
             interested.sort_by_key(|c| c.sent);
         } else {
-            interested.sort_by_key(|c| std::cmp::Reverse((c.received, c.received_total)));
+            interested
+                .sort_by_key(|c| std::cmp::Reverse((c.received, c.received_total, c.unchokes_us)));
         }
         let mut unchoked: HashSet<LinkId> =
             interested.iter().take(self.slots).map(|c| c.id).collect();
@@ -118,18 +125,16 @@ impl Choker {
             // `others` is in random order, so the first of equal waits is a random one.
             self.optimistic = others
                 .iter()
-                .min_by_key(|c| self.last_unchoked.get(&c.id).map_or(0, |r| r + 1))
+                .min_by_key(|c| self.last_optimistic.get(&c.id).map_or(0, |r| r + 1))
                 .map(|c| c.id);
         }
+        self.last_optimistic
+            .retain(|id, _| candidates.iter().any(|c| c.id == *id));
         if let Some(o) = self.optimistic {
             if others.iter().any(|c| c.id == o) {
                 unchoked.insert(o);
+                self.last_optimistic.insert(o, self.round);
             }
-        }
-        self.last_unchoked
-            .retain(|id, _| candidates.iter().any(|c| c.id == *id));
-        for id in &unchoked {
-            self.last_unchoked.insert(*id, self.round);
         }
         self.round += 1;
         unchoked
@@ -146,6 +151,7 @@ mod tests {
             interested,
             received,
             received_total: received,
+            unchokes_us: false,
             sent: 0,
             stalled: false,
         }
@@ -239,6 +245,38 @@ mod tests {
     }
 
     #[test]
+    fn regular_slots_do_not_count_as_optimistic_turns() {
+        let mut rng = rand::rng();
+        let mut choker = Choker::new(1);
+        let (a, b, free_rider) = (1, 2, 3);
+        let gave = |id, bytes| Candidate {
+            received_total: 50_000,
+            ..c(id, true, bytes)
+        };
+        // A gives and holds the regular slot; the free-rider has the optimistic turn, then B
+        // (a newcomer) has it.
+        for _ in 0..OPTIMISTIC_ROUNDS {
+            let unchoked =
+                choker.rechoke(&[gave(a, 1000), c(free_rider, true, 0)], false, &mut rng);
+            assert_eq!(unchoked, HashSet::from([a, free_rider]));
+        }
+        for _ in 0..OPTIMISTIC_ROUNDS {
+            let peers = [gave(a, 1000), gave(b, 500), c(free_rider, true, 0)];
+            assert_eq!(
+                choker.rechoke(&peers, false, &mut rng),
+                HashSet::from([a, b])
+            );
+        }
+        // B now gives most; A, unchoked until now but never optimistically, has its turn
+        // before the free-rider gets a second one.
+        let peers = [gave(a, 0), gave(b, 1000), c(free_rider, true, 0)];
+        assert_eq!(
+            choker.rechoke(&peers, false, &mut rng),
+            HashSet::from([a, b])
+        );
+    }
+
+    #[test]
     fn among_peers_that_gave_nothing_lately_those_that_ever_gave_come_first() {
         let mut rng = rand::rng();
         let mut choker = Choker::new(1);
@@ -249,6 +287,21 @@ mod tests {
         };
         for _ in 0..20 {
             let unchoked = choker.rechoke(&[free_rider, giver], false, &mut rng);
+            assert!(unchoked.contains(&2), "{unchoked:?}");
+        }
+    }
+
+    #[test]
+    fn among_peers_that_never_gave_those_that_unchoke_us_come_first() {
+        let mut rng = rand::rng();
+        let mut choker = Choker::new(1);
+        let newcomer = Candidate {
+            unchokes_us: true,
+            ..c(2, true, 0)
+        };
+        let peers = [c(1, true, 0), newcomer, c(3, true, 0)];
+        for _ in 0..20 {
+            let unchoked = choker.rechoke(&peers, false, &mut rng);
             assert!(unchoked.contains(&2), "{unchoked:?}");
         }
     }

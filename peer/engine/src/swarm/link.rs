@@ -92,6 +92,11 @@ impl Link {
         self.peer_choking.store(v, Ordering::Relaxed);
     }
 
+    /// The peer lets us download from it: it can give back what we upload to it.
+    pub fn unchokes_us(&self) -> bool {
+        !self.peer_choking.load(Ordering::Relaxed)
+    }
+
     pub fn peer_complete(&self) -> bool {
         self.peer_complete.load(Ordering::Relaxed)
     }
@@ -102,7 +107,7 @@ impl Link {
 
     /// The peer unchoked us and has chunks we want: we are downloading from it.
     pub fn downloading_from(&self) -> bool {
-        self.we_interested() && !self.peer_choking.load(Ordering::Relaxed)
+        self.we_interested() && self.unchokes_us()
     }
 
     /// We serve the peer and it wants our chunks: we are uploading to it.

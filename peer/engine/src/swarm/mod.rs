@@ -690,6 +690,7 @@ impl Swarm {
                 interested: l.peer_interested(),
                 received: l.take_round_received(),
                 received_total: l.received(),
+                unchokes_us: l.unchokes_us(),
                 sent: l.sent(),
                 stalled: l.stalled(),
             })
@@ -710,26 +711,36 @@ impl Swarm {
     }
 
     /// An unchoked peer stopped taking our bytes: its slot goes at once to the interested peer
-    /// waiting for one that we sent the least, instead of idling until the next period.
+    /// waiting for one that we sent the least (while we download, among those that let us
+    /// download from them first), instead of idling until the next period.
     fn replace_stalled(&self, stalled: &Link) {
         let state = self.state.lock();
         stalled.set_unchoked(false);
+        let seeding = state.picker.is_none();
         let next = state
             .links
             .values()
             .filter(|l| l.peer_interested() && !l.unchoked() && !l.stalled())
-            .min_by_key(|l| l.sent());
+            .min_by_key(|l| (!seeding && !l.unchokes_us(), l.sent()));
         if let Some(next) = next {
             next.set_unchoked(true);
         }
     }
 
-    /// A peer became interested: if an upload slot is free it need not wait for the next
-    /// period (a newcomer gets its first chunks within a round trip).
+    /// A peer became interested, or unchoked us while interested: if an upload slot is free it
+    /// need not wait for the next period (a newcomer gets its first chunks within a round trip).
+    /// While we download, the free slots go at once only to peers that let us download from
+    /// them, which can give back, and to one other peer, as the optimistic slot does: first come
+    /// first served would hand a free-rider a regular slot until the choker next ranks.
     fn admit(&self, link: &Link) {
         let state = self.state.lock();
-        let unchoked = state.links.values().filter(|l| l.unchoked()).count();
-        if unchoked < state.choker.capacity() {
+        let unchoked: Vec<&Arc<Link>> = state.links.values().filter(|l| l.unchoked()).collect();
+        if unchoked.len() >= state.choker.capacity() {
+            return;
+        }
+        let seeding = state.picker.is_none();
+        let optimistic_free = !unchoked.iter().any(|l| !l.unchokes_us());
+        if seeding || link.unchokes_us() || optimistic_free {
             link.set_unchoked(true);
         }
     }

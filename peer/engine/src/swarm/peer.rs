@@ -414,6 +414,9 @@ impl Task {
             Frame::Unchoke => {
                 self.peer_choking = false;
                 self.link.set_peer_choking(false);
+                if self.link.peer_interested() {
+                    self.swarm.admit(&self.link);
+                }
                 Ok(())
             }
             Frame::Interested => {
