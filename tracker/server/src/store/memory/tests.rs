@@ -11,6 +11,22 @@ fn who(addr: &str, key: Option<u8>) -> Announcer {
     }
 }
 
+/// Flags 4 and 1 without announce-event figures, as most of these tests send them.
+trait WithoutFigures {
+    fn share_plain(&self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError>;
+    fn join_plain(&self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError>;
+}
+
+impl WithoutFigures for MemoryStore {
+    fn share_plain(&self, who: Announcer, info: &FileInfo, now: Instant) -> Result<(), StoreError> {
+        self.share(who, info, &Transfer::default(), now)
+    }
+
+    fn join_plain(&self, who: Announcer, file: &FileName, now: Instant) -> Result<(), StoreError> {
+        self.join(who, file, &Transfer::default(), now)
+    }
+}
+
 fn info(name: &str, chunks: u32) -> FileInfo {
     FileInfo::new(
         FileName::new(name).unwrap(),
@@ -146,60 +162,35 @@ fn one_host_holds_only_its_share_of_every_cap() {
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
     for i in 0..10 {
-        s.share(
-            who("10.0.0.1:1", None),
-            &info(&format!("f{i}"), 10),
-            &Transfer::default(),
-            now,
-        )
-        .unwrap();
+        s.share_plain(who("10.0.0.1:1", None), &info(&format!("f{i}"), 10), now)
+            .unwrap();
     }
     assert_eq!(
-        s.share(
-            who("10.0.0.1:1", None),
-            &info("f10", 10),
-            &Transfer::default(),
-            now
-        ),
+        s.share_plain(who("10.0.0.1:1", None), &info("f10", 10), now),
         Err(StoreError::HostQuota("files created"))
     );
-    s.share(
-        who("10.0.0.2:1", None),
-        &info("f10", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.2:1", None), &info("f10", 10), now)
+        .unwrap();
     // Two peers of one host per swarm, three serving addresses per host.
     let f0 = FileName::new("f0").unwrap();
     let f1 = FileName::new("f1").unwrap();
     let f2 = FileName::new("f2").unwrap();
-    s.join(who("10.0.0.3:1", None), &f0, &Transfer::default(), now)
-        .unwrap();
-    s.join(who("10.0.0.3:2", None), &f0, &Transfer::default(), now)
-        .unwrap();
+    s.join_plain(who("10.0.0.3:1", None), &f0, now).unwrap();
+    s.join_plain(who("10.0.0.3:2", None), &f0, now).unwrap();
     assert_eq!(
-        s.join(who("10.0.0.3:3", None), &f0, &Transfer::default(), now),
+        s.join_plain(who("10.0.0.3:3", None), &f0, now),
         Err(StoreError::HostQuota("peers in one swarm"))
     );
-    s.join(who("10.0.0.3:3", None), &f1, &Transfer::default(), now)
-        .unwrap();
+    s.join_plain(who("10.0.0.3:3", None), &f1, now).unwrap();
     assert_eq!(
-        s.join(who("10.0.0.3:4", None), &f2, &Transfer::default(), now),
+        s.join_plain(who("10.0.0.3:4", None), &f2, now),
         Err(StoreError::HostQuota("serving addresses"))
     );
-    s.join(who("10.0.0.3:1", None), &f1, &Transfer::default(), now)
-        .unwrap();
-    s.join(who("10.0.0.4:1", None), &f1, &Transfer::default(), now)
-        .unwrap();
+    s.join_plain(who("10.0.0.3:1", None), &f1, now).unwrap();
+    s.join_plain(who("10.0.0.4:1", None), &f1, now).unwrap();
     // A bitfield of 1000 chunks is 128 bytes, over the host's 100.
-    s.share(
-        who("10.0.0.5:1", None),
-        &info("big", 1000),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.5:1", None), &info("big", 1000), now)
+        .unwrap();
     let big = FileName::new("big").unwrap();
     assert_eq!(
         s.report(
@@ -213,39 +204,24 @@ fn one_host_holds_only_its_share_of_every_cap() {
     );
     assert!(!has_peer(&s, "10.0.0.6:1"));
     // An IPv6 /64 is one host.
-    s.join(who("[2001:db8::1]:1", None), &f0, &Transfer::default(), now)
+    s.join_plain(who("[2001:db8::1]:1", None), &f0, now)
         .unwrap();
-    s.join(who("[2001:db8::2]:1", None), &f0, &Transfer::default(), now)
+    s.join_plain(who("[2001:db8::2]:1", None), &f0, now)
         .unwrap();
     assert_eq!(
-        s.join(who("[2001:db8::3]:1", None), &f0, &Transfer::default(), now),
+        s.join_plain(who("[2001:db8::3]:1", None), &f0, now),
         Err(StoreError::HostQuota("peers in one swarm"))
     );
-    s.join(
-        who("[2001:db8:0:1::3]:1", None),
-        &f0,
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.join_plain(who("[2001:db8:0:1::3]:1", None), &f0, now)
+        .unwrap();
     assert_consistent(&s);
     // Under --trust-ip-field the source is charged, not the announced address.
     assert_eq!(
-        s.join(
-            from("10.9.9.9:1", "10.0.0.3:5", None),
-            &f2,
-            &Transfer::default(),
-            now
-        ),
+        s.join_plain(from("10.9.9.9:1", "10.0.0.3:5", None), &f2, now),
         Err(StoreError::HostQuota("serving addresses"))
     );
-    s.join(
-        from("10.9.9.9:1", "10.0.0.4:5", None),
-        &f2,
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.join_plain(from("10.9.9.9:1", "10.0.0.4:5", None), &f2, now)
+        .unwrap();
     assert_consistent(&s);
 }
 
@@ -255,8 +231,7 @@ fn keyed_rows_answer_to_their_key_only() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 10);
-    s.share(who("10.0.0.1:1", Some(1)), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:1", Some(1)), &f, now).unwrap();
     let forbidden = Err(StoreError::Forbidden("10.0.0.1:1".parse().unwrap()));
     assert_eq!(
         s.exit(who("10.0.0.1:1", None), None, &Transfer::default(), now),
@@ -266,17 +241,9 @@ fn keyed_rows_answer_to_their_key_only() {
         s.exit(who("10.0.0.1:1", Some(2)), None, &Transfer::default(), now),
         forbidden
     );
+    assert_eq!(s.share_plain(who("10.0.0.1:1", None), &f, now), forbidden);
     assert_eq!(
-        s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now),
-        forbidden
-    );
-    assert_eq!(
-        s.join(
-            who("10.0.0.1:1", Some(2)),
-            f.name(),
-            &Transfer::default(),
-            now
-        ),
+        s.join_plain(who("10.0.0.1:1", Some(2)), f.name(), now),
         forbidden
     );
     assert_eq!(
@@ -284,16 +251,14 @@ fn keyed_rows_answer_to_their_key_only() {
         forbidden
     );
     // Another key cannot move its rows onto this address either.
-    s.share(who("10.0.0.1:2", Some(2)), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:2", Some(2)), &f, now).unwrap();
     assert_eq!(
         s.heartbeat(who("10.0.0.1:1", Some(2)), now).map(drop),
         forbidden
     );
     assert_eq!(listing(&s, "a").len(), 2);
     // A keyless peer's rows are taken over by a key (a peer that got one).
-    s.share(who("10.0.0.1:3", None), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:3", None), &f, now).unwrap();
     assert_eq!(s.heartbeat(who("10.0.0.1:3", Some(3)), now), Ok(1));
     assert_eq!(
         s.heartbeat(who("10.0.0.1:3", None), now),
@@ -318,20 +283,10 @@ fn a_key_move_is_charged_to_the_new_host() {
         ..Limits::default()
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(
-        who("10.0.0.1:1", Some(1)),
-        &info("a", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
-    s.share(
-        who("10.0.0.2:1", None),
-        &info("b", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.1:1", Some(1)), &info("a", 10), now)
+        .unwrap();
+    s.share_plain(who("10.0.0.2:1", None), &info("b", 10), now)
+        .unwrap();
     // 10.0.0.2 has its one serving address: the move is refused and nothing changes.
     assert_eq!(
         s.heartbeat(who("10.0.0.2:9", Some(1)), now),
@@ -370,9 +325,9 @@ proptest::proptest! {
             let name = f.name().clone();
             let chunks = ChunkRanges::from_indices([chunk % f.chunks()]).unwrap();
             let _ = match op {
-                0 => s.share(a, &f, &Transfer::default(), now),
+                0 => s.share_plain(a, &f, now),
                 1 | 6 => s.report(a, &name, &chunks, &Transfer::default(), now),
-                2 => s.join(a, &name, &Transfer::default(), now),
+                2 => s.join_plain(a, &name, now),
                 3 => s.exit(a, Some(&name), &Transfer::default(), now),
                 4 => s.heartbeat(a, now).map(|_| ()),
                 _ => {
@@ -416,9 +371,9 @@ fn concurrent_threads_keep_the_counters_right() {
                     let chunks =
                         ChunkRanges::from_indices([(r >> 18) as u32 % f.chunks()]).unwrap();
                     let _ = match (r >> 24) % 9 {
-                        0 => s.share(a, &f, &Transfer::default(), now),
+                        0 => s.share_plain(a, &f, now),
                         1 | 2 => s.report(a, f.name(), &chunks, &Transfer::default(), now),
-                        3 => s.join(a, f.name(), &Transfer::default(), now),
+                        3 => s.join_plain(a, f.name(), now),
                         4 => s.exit(a, Some(f.name()), &Transfer::default(), now),
                         5 => s.heartbeat(a, now).map(|_| ()),
                         6 => s.peers(f.name(), 0, None, &mut |_| true).map(|_| ()),
@@ -451,7 +406,7 @@ fn keep_punch_path_announcements_never_move_where_punches_go() {
     // so a punch towards it fails at once instead of going to a socket about to close.
     let mut one_shot = who("10.0.0.1:6881", Some(7));
     one_shot.udp = None;
-    s.share(one_shot, &f, &Transfer::default(), now).unwrap();
+    s.share_plain(one_shot, &f, now).unwrap();
     assert_eq!(
         s.punch_target(&name, one_shot.addr, now),
         Err(StoreError::PeerNotFound(one_shot.addr))
@@ -468,7 +423,7 @@ fn keep_punch_path_announcements_never_move_where_punches_go() {
         now,
     )
     .unwrap();
-    s.share(one_shot, &f, &Transfer::default(), now).unwrap();
+    s.share_plain(one_shot, &f, now).unwrap();
     assert_eq!(
         s.punch_target(&name, daemon.addr, now),
         Ok(daemon.udp.unwrap())
@@ -480,8 +435,7 @@ fn partial_peer_becomes_seeder_and_frees_its_bitfield() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 100);
-    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &f, now).unwrap();
     let name = f.name().clone();
     s.report(
         who("10.0.0.2:1", None),
@@ -526,15 +480,11 @@ fn joined_peers_hold_a_row_and_no_bitfield() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 100);
-    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &f, now).unwrap();
     let name = f.name().clone();
-    s.join(who("10.0.0.2:1", None), &name, &Transfer::default(), now)
-        .unwrap();
-    s.join(who("10.0.0.3:1", None), &name, &Transfer::default(), now)
-        .unwrap();
-    s.join(who("10.0.0.3:1", None), &name, &Transfer::default(), now)
-        .unwrap();
+    s.join_plain(who("10.0.0.2:1", None), &name, now).unwrap();
+    s.join_plain(who("10.0.0.3:1", None), &name, now).unwrap();
+    s.join_plain(who("10.0.0.3:1", None), &name, now).unwrap();
     assert_eq!((rows(&s), s.bitfield_bytes()), (3, 0));
     assert_eq!(listing(&s, "a")[1].chunks, PeerChunks::Count(0));
     assert_eq!(s.query(&name).unwrap().leechers, 2);
@@ -547,14 +497,12 @@ fn joined_peers_hold_a_row_and_no_bitfield() {
     )
     .unwrap();
     assert_eq!((rows(&s), s.bitfield_bytes()), (3, 16));
-    s.join(who("10.0.0.2:1", None), &name, &Transfer::default(), now)
-        .unwrap();
+    s.join_plain(who("10.0.0.2:1", None), &name, now).unwrap();
     assert_eq!(
         listing(&s, "a")[1].chunks,
         PeerChunks::Ranges("7".parse().unwrap())
     );
-    s.share(who("10.0.0.3:1", None), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.3:1", None), &f, now).unwrap();
     assert_eq!(s.query(&name).unwrap().seeders, 2);
     s.exit(who("10.0.0.2:1", None), None, &Transfer::default(), now)
         .unwrap();
@@ -567,12 +515,7 @@ fn joined_peers_hold_a_row_and_no_bitfield() {
     .unwrap();
     assert_eq!(asked, ["10.0.0.3:1".parse::<SocketAddr>().unwrap()]);
     assert_eq!(
-        s.join(
-            who("10.0.0.4:1", None),
-            &FileName::new("b").unwrap(),
-            &Transfer::default(),
-            now
-        ),
+        s.join_plain(who("10.0.0.4:1", None), &FileName::new("b").unwrap(), now),
         Err(StoreError::FileNotFound(FileName::new("b").unwrap()))
     );
     assert!(!has_peer(&s, "10.0.0.4:1"));
@@ -583,8 +526,7 @@ fn scattered_chunks_are_listed_as_a_count() {
     let now = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 1000);
-    s.share(who("10.0.0.1:1", None), &f, &Transfer::default(), now)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &f, now).unwrap();
     let odd = ChunkRanges::from_indices((1..1000).step_by(2)).unwrap();
     s.report(
         who("10.0.0.2:1", None),
@@ -602,8 +544,7 @@ fn key_moves_rows_and_expiry_frees_them() {
     let t0 = Instant::now();
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
     let f = info("a", 10);
-    s.share(who("10.0.0.1:1", Some(7)), &f, &Transfer::default(), t0)
-        .unwrap();
+    s.share_plain(who("10.0.0.1:1", Some(7)), &f, t0).unwrap();
     assert_eq!(s.heartbeat(who("10.0.0.9:2", Some(7)), t0), Ok(1));
     let l = listing(&s, "a");
     assert_eq!(l.len(), 1);
@@ -632,35 +573,20 @@ fn limits_refuse_new_rows() {
         ip_share_percent: 100,
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(
-        who("10.0.0.1:1", None),
-        &info("a", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &info("a", 10), now)
+        .unwrap();
     assert_eq!(
-        s.share(
-            who("10.0.0.1:1", None),
-            &info("b", 10),
-            &Transfer::default(),
-            now
-        ),
+        s.share_plain(who("10.0.0.1:1", None), &info("b", 10), now),
         Err(StoreError::Capacity("files"))
     );
     assert_eq!(
-        s.share(
-            who("10.0.0.2:1", None),
-            &info("a", 10),
-            &Transfer::default(),
-            now
-        ),
+        s.share_plain(who("10.0.0.2:1", None), &info("a", 10), now),
         Err(StoreError::Capacity("peers per file"))
     );
     let mut other = info("a", 10);
     other = FileInfo::new(other.name().clone(), 7, 2048, FileId([1; 32])).unwrap();
     assert!(matches!(
-        s.share(who("10.0.0.1:1", None), &other, &Transfer::default(), now),
+        s.share_plain(who("10.0.0.1:1", None), &other, now),
         Err(StoreError::HashMismatch(_))
     ));
     assert_eq!(peer_count(&s), 1);
@@ -675,20 +601,10 @@ fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
         ..Limits::default()
     };
     let s = MemoryStore::new(Duration::from_secs(90), limits);
-    s.share(
-        who("10.0.0.1:1", None),
-        &info("a", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
-    s.share(
-        who("10.0.0.1:1", None),
-        &info("b", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &info("a", 10), now)
+        .unwrap();
+    s.share_plain(who("10.0.0.1:1", None), &info("b", 10), now)
+        .unwrap();
     let a = FileName::new("a").unwrap();
     s.report(
         who("10.0.0.2:1", Some(1)),
@@ -709,12 +625,7 @@ fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
         Err(StoreError::Capacity("rows"))
     );
     assert_eq!(
-        s.share(
-            who("10.0.0.3:1", None),
-            &info("c", 10),
-            &Transfer::default(),
-            now
-        ),
+        s.share_plain(who("10.0.0.3:1", None), &info("c", 10), now),
         Err(StoreError::Capacity("rows"))
     );
     // Existing rows still change; a key move keeps the count.
@@ -731,13 +642,8 @@ fn the_row_cap_bounds_all_swarms_and_frees_on_exit() {
     s.exit(who("10.0.0.1:1", None), None, &Transfer::default(), now)
         .unwrap();
     assert_eq!(rows(&s), 1);
-    s.share(
-        who("10.0.0.3:1", None),
-        &info("c", 10),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.3:1", None), &info("c", 10), now)
+        .unwrap();
     assert_eq!(rows(&s), 2);
     assert!(has_peer(&s, "10.0.0.3:1"));
 }
@@ -754,13 +660,8 @@ fn catalogue(s: &MemoryStore) -> Vec<ListedFile> {
 /// A store with every kind of row, key and host a state file must carry.
 fn populated(now: Instant) -> MemoryStore {
     let s = MemoryStore::new(Duration::from_secs(90), Limits::default());
-    s.share(
-        who("10.0.0.1:6881", Some(1)),
-        &info("movie.mkv", 300),
-        &Transfer::default(),
-        now,
-    )
-    .unwrap();
+    s.share_plain(who("10.0.0.1:6881", Some(1)), &info("movie.mkv", 300), now)
+        .unwrap();
     s.report(
         who("10.0.0.2:6881", Some(2)),
         &FileName::new("movie.mkv").unwrap(),
@@ -769,18 +670,16 @@ fn populated(now: Instant) -> MemoryStore {
         now,
     )
     .unwrap();
-    s.join(
+    s.join_plain(
         who("[2001:db8:1:2::7]:6881", None),
         &FileName::new("movie.mkv").unwrap(),
-        &Transfer::default(),
         now,
     )
     .unwrap();
     // Announced from another host (a relay or --trust-ip-field): the host is kept as is.
-    s.share(
+    s.share_plain(
         from("192.0.2.9:7000", "10.0.0.3:5000", Some(3)),
         &info("notes.txt", 1),
-        &Transfer::default(),
         now,
     )
     .unwrap();
