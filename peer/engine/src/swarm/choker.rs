@@ -1,21 +1,20 @@
 //! Who gets our upload bandwidth: the choker of BEP 3 and libtorrent, as a pure decision.
 //!
-//! Every [`RECHOKE_PERIOD`] a file's choker unchokes `slots` interested peers. While we
-//! download, those that sent us the most bytes in the last period (tit-for-tat: who gives,
-//! gets); ties go to peers that ever gave, then to peers that unchoke us, so a free-rider
-//! gets a regular slot only when nobody else wants it. Once we seed, nobody can give us anything, and ranking by how fast we upload to each
-//! (the original BitTorrent seed choker) rewards whoever spends nothing on uploading, a
-//! free-rider above all: it keeps its slot for as long as it downloads fastest. So a seeder
-//! ranks by what it sent each peer in all, least first (libtorrent's round-robin seed choker):
-//! every interested peer gets its turn at the same share, and chunks spread through the peers
-//! that pass them on. One more, optimistic, slot goes to another interested peer and moves every
-//! [`OPTIMISTIC_ROUNDS`] periods, so a newcomer with nothing to give can start, and we discover
-//! peers faster than the ones we reward: to the one that waited longest since its last
-//! optimistic turn, those that never had one first, ties at random (libtorrent's rule). A
-//! random pick would hand a lucky peer the slot several periods in a row, which in a small
-//! swarm decides more than tit-for-tat does; counting regular slots as turns would put a
-//! free-rider, the one peer that never earns a regular slot, first in line every time.
-//! Everybody else is choked.
+//! Every [`RECHOKE_PERIOD`] a file's choker unchokes `slots` interested peers. While we download,
+//! those that sent us the most bytes in the last period (tit-for-tat: who gives, gets); ties go to
+//! peers that ever gave, then to peers that unchoke us, so a free-rider gets a regular slot only
+//! when nobody else wants it. Once we seed, nobody can give us anything, and ranking by how fast we
+//! upload to each (the original BitTorrent seed choker) rewards whoever spends nothing on
+//! uploading, a free-rider above all: it keeps its slot for as long as it downloads fastest. So a
+//! seeder ranks by what it sent each peer in all, least first (libtorrent's round-robin seed
+//! choker): every interested peer gets its turn at the same share, and chunks spread through the
+//! peers that pass them on. One more, optimistic, slot goes to another interested peer and moves
+//! every [`OPTIMISTIC_ROUNDS`] periods, so a newcomer with nothing to give can start, and we
+//! discover peers faster than the ones we reward: to the one that waited longest since its last
+//! optimistic turn, those that never had one first, ties at random (libtorrent's rule). A random
+//! pick would hand a lucky peer the slot several periods in a row, which in a small swarm decides
+//! more than tit-for-tat does; counting regular slots as turns would put a free-rider, the one peer
+//! that never earns a regular slot, first in line every time. Everybody else is choked.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
