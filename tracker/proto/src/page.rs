@@ -91,7 +91,7 @@ impl PageBody {
         let reserve = head.len() + WIDEST_NEXT + tid.map_or(0, |_| WIDEST_TID);
         PageBody {
             head,
-            lines: Lines::Own(String::with_capacity(max.min(MAX_DATAGRAM_BYTES))),
+            lines: Lines::Own(String::new()),
             limit: max.saturating_sub(reserve),
         }
     }
@@ -101,7 +101,7 @@ impl PageBody {
         let reserve = WIDEST_FILES_HEAD + WIDEST_NEXT + tid.map_or(0, |_| WIDEST_TID);
         PageBody {
             head: String::new(),
-            lines: Lines::Own(String::with_capacity(max.min(MAX_DATAGRAM_BYTES))),
+            lines: Lines::Own(String::new()),
             limit: max.saturating_sub(reserve),
         }
     }
@@ -134,6 +134,11 @@ impl PageBody {
         let Lines::Own(text) = &mut self.lines else {
             return false;
         };
+        // Room for a whole page at the first line, not before: a page given kept lines
+        // never fills its own.
+        if text.capacity() == 0 {
+            text.reserve(self.limit.min(MAX_DATAGRAM_BYTES));
+        }
         let mark = text.len();
         text.push('\n');
         line.push_to(text);
