@@ -3,10 +3,11 @@
 //!
 //! Swarms live in shards by file name, each behind its own lock, and the catalogue (flag 6) in
 //! a read-mostly index of its own: listings, queries and catalogue pages take one shard's (or
-//! the catalogue's) lock and nothing else, so receive threads answering them never wait for each
-//! other. What crosses files (peers, keys, hosts, counters) is the directory: announcements take
-//! its lock for their bookkeeping, then the shard of their file (always in that order, shards
-//! one at a time, the catalogue last). Expiry walks a time-ordered index, so a sweep costs what
+//! the catalogue's) lock and nothing else (a catalogue page also, for a moment, the lock of its
+//! kept page: `store/kept.rs`), so receive threads answering them never wait for each other.
+//! What crosses files (peers, keys, hosts, counters) is the directory: announcements take its
+//! lock for their bookkeeping, then the shard of their file (always in that order, shards one
+//! at a time, the catalogue last). Expiry walks a time-ordered index, so a sweep costs what
 //! expires, not a scan of every peer.
 //!
 //! Every row change goes through `insert_row`, `set_holding` and `remove_row`, and every peer
@@ -141,10 +142,11 @@ impl MemoryStore {
         let changed = match entry {
             Some(entry) => {
                 let line = entry.listed();
-                catalogue.get(name) != Some(&line) && {
+                let changed = catalogue.get(name) != Some(&line);
+                if changed {
                     catalogue.insert(name.clone(), line);
-                    true
                 }
+                changed
             }
             None => catalogue.remove(name).is_some(),
         };
@@ -779,9 +781,13 @@ impl MemoryStore {
     fn list_files(&self, offset: u32, sink: &mut dyn FileSink) -> Page<u32> {
         let catalogue = self.catalogue.read();
         let head = catalogue.len() as u32;
-        // Filled and reused under the catalogue's read lock, forgotten under its write lock.
-        let mut kept = self.catalogue_page.lock();
-        if let Some(next) = sink.page().and_then(|p| kept.reuse(offset, p)) {
+        // The kept page is filled and reused under the catalogue's read lock and forgotten
+        // under its write lock, so it always shows the catalogue as it is; its own lock is
+        // held only to copy it in or out, never while the catalogue is walked.
+        let kept = sink
+            .page()
+            .and_then(|p| self.catalogue_page.lock().reuse(offset, p));
+        if let Some(next) = kept {
             return Page { head, next };
         }
         let mut next = None;
@@ -792,7 +798,7 @@ impl MemoryStore {
             }
         }
         if let Some(page) = sink.page() {
-            kept.keep(offset, page, next);
+            self.catalogue_page.lock().keep(offset, page, next);
         }
         Page { head, next }
     }
