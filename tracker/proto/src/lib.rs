@@ -10,6 +10,7 @@
 
 pub mod client;
 mod error;
+mod page;
 mod pattern;
 mod render;
 mod reporting;
@@ -21,12 +22,13 @@ pub mod types;
 
 pub use client::{ClientConfig, ClientError, Swarm, TrackerClient};
 pub use error::{ErrorCode, ParseError};
+pub use page::{PageBody, PeersHeader};
 pub use pattern::{NamePattern, PatternError, MAX_PATTERN_BYTES};
 pub use render::PageLine;
 pub use request::{Request, RequestKind, MAX_REQUEST_BYTES};
 pub use response::{
-    Ack, ErrorReply, PageBody, PeersHeader, PunchNotice, RelayOffer, Response, ResponseKind,
-    TrackerMessage, MAX_DATAGRAM_BYTES,
+    Ack, ErrorReply, PunchNotice, RelayOffer, Response, ResponseKind, TrackerMessage,
+    MAX_DATAGRAM_BYTES,
 };
 pub use transfer::{AnnounceEvent, ConnStats, SwarmStats, Transfer, MAX_COUNTER};
 pub use types::{

@@ -4,7 +4,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{hex_field, ErrorCode, ParseError};
-use crate::render::PageLine;
+use crate::page::{write_files_header, write_peers_header, PeersHeader};
+use crate::render::{push_num, PageLine};
 use crate::token::{datagram_text, parse_u32, parse_u64, truncated, Line};
 use crate::transfer::SwarmStats;
 use crate::types::{
@@ -214,6 +215,18 @@ impl Response {
     }
 
     pub fn encode(&self) -> String {
+        // The answer to most announcements (every flag 3 report), written without core::fmt.
+        if let ResponseKind::Ok(ack) = self.kind {
+            let mut text = String::with_capacity(32);
+            text.push_str("RESPONSE ");
+            push_num(&mut text, ack.flag());
+            text.push_str(" OK");
+            if let Some(tid) = self.tid {
+                text.push_str(" tid=");
+                push_num(&mut text, tid);
+            }
+            return text;
+        }
         self.to_string()
     }
 }
@@ -453,7 +466,7 @@ fn line_text(line: &impl PageLine) -> String {
     text
 }
 
-fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
+pub(crate) fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
     write!(
         f,
         " {} size={} chunks={} chunk={} id={} seeders={} leechers={}",
@@ -467,119 +480,17 @@ fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
     )
 }
 
-fn write_tid(f: &mut dyn fmt::Write, tid: Option<u32>) -> fmt::Result {
+pub(crate) fn write_tid(f: &mut dyn fmt::Write, tid: Option<u32>) -> fmt::Result {
     match tid {
         Some(t) => write!(f, " tid={t}"),
         None => Ok(()),
     }
 }
 
-fn write_next(f: &mut dyn fmt::Write, next: Option<u32>) -> fmt::Result {
+pub(crate) fn write_next(f: &mut dyn fmt::Write, next: Option<u32>) -> fmt::Result {
     match next {
         Some(n) => write!(f, " next={n}"),
         None => Ok(()),
-    }
-}
-
-/// What the header of RESPONSE 1/2 says besides paging and `tid`.
-#[derive(Debug, Clone, Copy)]
-pub struct PeersHeader<'a> {
-    pub refresh: bool,
-    pub file: &'a FileSummary,
-    pub intervals: Option<AnnounceIntervals>,
-}
-
-fn write_peers_header(
-    f: &mut dyn fmt::Write,
-    header: PeersHeader<'_>,
-    next: Option<u32>,
-    tid: Option<u32>,
-) -> fmt::Result {
-    write!(f, "RESPONSE {}", if header.refresh { 2 } else { 1 })?;
-    write_summary(f, header.file)?;
-    if let Some(i) = header.intervals {
-        write!(
-            f,
-            " interval={} min_interval={}",
-            i.interval, i.min_interval
-        )?;
-    }
-    write_next(f, next)?;
-    write_tid(f, tid)
-}
-
-fn write_files_header(
-    f: &mut dyn fmt::Write,
-    total: u32,
-    next: Option<u32>,
-    tid: Option<u32>,
-) -> fmt::Result {
-    write!(f, "RESPONSE 6 files={total}")?;
-    write_next(f, next)?;
-    write_tid(f, tid)
-}
-
-/// The lines of one page of a listing (flags 1, 2, 6), filled up to a byte budget with each line
-/// formatted once. The tracker builds pages with it; the text is the same as `Response`'s.
-pub struct PageBody {
-    text: String,
-    limit: usize,
-}
-
-impl PageBody {
-    /// A page whose whole answer, header included, must stay within `max` bytes; the header
-    /// is reserved at its longest (`next=` and `tid=` at their widest values).
-    pub fn for_peers(max: usize, header: PeersHeader<'_>, tid: Option<u32>) -> Self {
-        let mut text = String::new();
-        let _ = write_peers_header(&mut text, header, Some(u32::MAX), tid.map(|_| u32::MAX));
-        let header = text;
-        PageBody {
-            text: String::with_capacity(max.min(MAX_DATAGRAM_BYTES)),
-            limit: max.saturating_sub(header.len()),
-        }
-    }
-
-    /// Like [`PageBody::for_peers`], for the catalogue.
-    pub fn for_files(max: usize, tid: Option<u32>) -> Self {
-        let mut header = String::new();
-        let _ = write_files_header(&mut header, u32::MAX, Some(u32::MAX), tid.map(|_| u32::MAX));
-        PageBody {
-            text: String::with_capacity(max.min(MAX_DATAGRAM_BYTES)),
-            limit: max.saturating_sub(header.len()),
-        }
-    }
-
-    /// Appends `line` if it fits; `false` (and the page unchanged) when it does not.
-    pub fn push(&mut self, line: &impl PageLine) -> bool {
-        let mark = self.text.len();
-        self.text.push('\n');
-        line.push_to(&mut self.text);
-        if self.text.len() > self.limit {
-            self.text.truncate(mark);
-            return false;
-        }
-        true
-    }
-
-    /// The answer to flag 1 or 2 with these lines.
-    pub fn finish_peers(
-        self,
-        header: PeersHeader<'_>,
-        next: Option<u32>,
-        tid: Option<u32>,
-    ) -> String {
-        let mut out = String::with_capacity(self.text.len() + 256);
-        let _ = write_peers_header(&mut out, header, next, tid);
-        out.push_str(&self.text);
-        out
-    }
-
-    /// The answer to flag 6 with these lines.
-    pub fn finish_files(self, total: u32, next: Option<u32>, tid: Option<u32>) -> String {
-        let mut out = String::with_capacity(self.text.len() + 64);
-        let _ = write_files_header(&mut out, total, next, tid);
-        out.push_str(&self.text);
-        out
     }
 }
 

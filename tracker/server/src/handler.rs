@@ -20,8 +20,8 @@ use log::debug;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, ListedFile, PageBody, PeersHeader, PunchNotice,
-    RelayOffer, Request, RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
+    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, RelayOffer, Request,
+    RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
@@ -34,8 +34,10 @@ use crate::store::{
     Announcer, Done, FileSink, MemoryStore, Op, PeerSink, StoreError, SwarmStore, Task,
 };
 
+mod sinks;
 mod typed;
 
+use sinks::{Body, FileEntries, FileText, PeerEntries, PeerText};
 use typed::Listing;
 pub use typed::{Refused, Reply};
 
@@ -471,20 +473,15 @@ impl<S: SwarmStore> Tracker<S> {
                 Self::check_offset(*offset, self.config.limits.max_peers_per_file)?;
                 let join = announce.map(who).transpose()?;
                 let intervals = Some(self.config.intervals);
-                // The page is sized by the header of the counts the store sees as it lists.
-                let sink: PeerSink<'a> = match body {
-                    Body::Text(slot) => Box::new(move |summary, peer| {
-                        slot.get_or_insert_with(|| {
-                            let header = PeersHeader {
-                                refresh,
-                                file: summary,
-                                intervals,
-                            };
-                            PageBody::for_peers(max, header, tid)
-                        })
-                        .push(peer)
+                let sink: Box<dyn PeerSink + 'a> = match body {
+                    Body::Text(slot) => Box::new(PeerText {
+                        slot,
+                        max,
+                        refresh,
+                        intervals,
+                        tid,
                     }),
-                    Body::Typed(listing) => Box::new(move |_, peer| listing.push_peer(peer)),
+                    Body::Typed(listing) => Box::new(PeerEntries(listing)),
                 };
                 Op::Peers {
                     file,
@@ -496,23 +493,15 @@ impl<S: SwarmStore> Tracker<S> {
             }
             RequestKind::ListFiles { offset, pattern } => {
                 Self::check_offset(*offset, self.config.limits.max_files)?;
-                // A name the pattern does not match is passed over, so the store goes on to
-                // the next one: a page fills with matching names only.
-                let wanted = move |file: &ListedFile| {
-                    pattern
-                        .as_ref()
-                        .is_none_or(|p| p.matches(file.name.as_str()))
-                };
-                let sink: FileSink<'a> = match body {
-                    Body::Text(slot) => Box::new(move |file| {
-                        !wanted(file)
-                            || slot
-                                .get_or_insert_with(|| PageBody::for_files(max, tid))
-                                .push(file)
+                let pattern = pattern.as_ref();
+                let sink: Box<dyn FileSink + 'a> = match body {
+                    Body::Text(slot) => Box::new(FileText {
+                        slot,
+                        max,
+                        tid,
+                        pattern,
                     }),
-                    Body::Typed(listing) => {
-                        Box::new(move |file| !wanted(file) || listing.push_file(file))
-                    }
+                    Body::Typed(listing) => Box::new(FileEntries { listing, pattern }),
                 };
                 Op::Files {
                     offset: *offset,
@@ -590,13 +579,15 @@ impl<S: SwarmStore> Tracker<S> {
                         }))
                     }
                 };
-                let header = PeersHeader {
-                    refresh: matches!(request.kind, RequestKind::Refresh { .. }),
-                    file: &page.head,
-                    intervals: Some(self.config.intervals),
-                };
-                let body = body.unwrap_or_else(|| PageBody::for_peers(max, header, tid));
-                return Ok(Answer::Text(body.finish_peers(header, page.next, tid)));
+                let body = body.unwrap_or_else(|| {
+                    let header = PeersHeader {
+                        refresh: matches!(request.kind, RequestKind::Refresh { .. }),
+                        file: &page.head,
+                        intervals: Some(self.config.intervals),
+                    };
+                    PageBody::for_peers(max, header, tid)
+                });
+                return Ok(Answer::Text(body.finish_peers(page.next, tid)));
             }
             (RequestKind::ListFiles { .. }, Done::Files(page)) => {
                 let body = match body {
@@ -684,12 +675,6 @@ struct Parsed {
     len: usize,
     /// For a typed request ([`Tracker::handle_typed`]): the most entries a listing holds.
     typed_page: Option<usize>,
-}
-
-/// Where a listing's entries go while the store walks it: a datagram page, or typed entries.
-enum Body {
-    Text(Option<PageBody>),
-    Typed(Listing),
 }
 
 type AnswerResult = Result<Answer, (ErrorCode, String)>;

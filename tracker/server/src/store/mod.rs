@@ -9,6 +9,7 @@
 //! swarm structures of `swarm`, and [`RedisStore`] keeps the same state in Redis, shared by
 //! every tracker on it.
 
+mod kept;
 mod memory;
 mod quota;
 mod redis;
@@ -19,8 +20,8 @@ use std::time::Instant;
 
 use thiserror::Error;
 use tracker_proto::{
-    ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PeerEntry, PeerKey,
-    Transfer,
+    ChunkRanges, ErrorCode, FileInfo, FileName, FileSummary, ListedFile, PageBody, PeerEntry,
+    PeerKey, Transfer,
 };
 
 pub use memory::{MemoryStore, Restored, SnapshotError};
@@ -129,11 +130,44 @@ pub struct Page<T> {
     pub next: Option<u32>,
 }
 
-/// Offered each listed peer in turn, with the file's counts: `false` when the entry does not
-/// fit the answer, which ends the page there.
-pub type PeerSink<'a> = Box<dyn FnMut(&FileSummary, &PeerEntry) -> bool + 'a>;
-/// Like [`PeerSink`], for the catalogue.
-pub type FileSink<'a> = Box<dyn FnMut(&ListedFile) -> bool + 'a>;
+/// Where the peers of a listing (flags 1 and 2) go, one page of them.
+pub trait PeerSink {
+    /// Offered each listed peer in turn, with the file's counts: `false` when the entry does
+    /// not fit the answer, which ends the page there.
+    fn push(&mut self, file: &FileSummary, peer: &PeerEntry) -> bool;
+
+    /// The page of text being filled for `file`'s header, if this sink fills one: a store may
+    /// then keep its lines while the swarm stays as it is, and give them to a later page
+    /// ([`PageBody::reuse`]) instead of offering the peers again. `None`: entries only.
+    fn page(&mut self, _file: &FileSummary) -> Option<&mut PageBody> {
+        None
+    }
+}
+
+/// A closure is a sink of entries only.
+impl<F: FnMut(&FileSummary, &PeerEntry) -> bool> PeerSink for F {
+    fn push(&mut self, file: &FileSummary, peer: &PeerEntry) -> bool {
+        self(file, peer)
+    }
+}
+
+/// Like [`PeerSink`], for the catalogue (flag 6).
+pub trait FileSink {
+    /// Offered each catalogue line in turn: `false` when it does not fit, which ends the page.
+    fn push(&mut self, file: &ListedFile) -> bool;
+
+    /// The page of text being filled, if this sink fills one with every line it is offered
+    /// (a sink that passes some over, by a name pattern, has no page a store may keep).
+    fn page(&mut self) -> Option<&mut PageBody> {
+        None
+    }
+}
+
+impl<F: FnMut(&ListedFile) -> bool> FileSink for F {
+    fn push(&mut self, file: &ListedFile) -> bool {
+        self(file)
+    }
+}
 
 /// One store operation of a request, with the trust rules of `Tracker::handle` already applied
 /// (an [`Announcer`]'s address is one its source may use). `transfer` is what an announcement
@@ -173,10 +207,13 @@ pub enum Op<'a> {
         offset: u32,
         join: Option<Announcer>,
         transfer: &'a Transfer,
-        sink: PeerSink<'a>,
+        sink: Box<dyn PeerSink + 'a>,
     },
     /// Flag 6; answers [`Done::Files`] whose head is the total number of files.
-    Files { offset: u32, sink: FileSink<'a> },
+    Files {
+        offset: u32,
+        sink: Box<dyn FileSink + 'a>,
+    },
     /// Flag 7; answers [`Done::File`].
     Query { file: &'a FileName },
     /// Flag 8: the UDP address of `target`, a live member of `file`'s swarm

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 
 use bitvec::prelude::{BitBox, BitVec, Lsb0};
 use tracker_proto::{
-    AnnounceEvent, ChunkRanges, FileInfo, FileSummary, ListedFile, PeerChunks, PeerKey, SwarmStats,
-    Transfer,
+    AnnounceEvent, ChunkRanges, FileInfo, FileSummary, ListedFile, PeerChunks, PeerEntry, PeerKey,
+    SwarmStats, Transfer,
 };
 
-use super::StoreError;
+use super::kept::Kept;
+use super::{PeerSink, StoreError};
 use crate::host::Host;
 
 /// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
@@ -101,7 +102,10 @@ impl Holding {
 /// A tracked file and its swarm, in address order (the order listings page through).
 pub(super) struct FileEntry {
     pub(super) info: FileInfo,
-    pub(super) swarm: BTreeMap<SocketAddr, Holding>,
+    /// Changed only through [`FileEntry::swarm_mut`], which forgets the kept page.
+    swarm: BTreeMap<SocketAddr, Holding>,
+    /// The lines of the last text page listed, while the swarm stays as it is.
+    kept: Kept,
     /// How many of `swarm` are seeders, so counts need no scan.
     pub(super) seeders: u32,
     /// The host that shared it first: the file counts against that host's quota while tracked.
@@ -143,6 +147,7 @@ impl FileEntry {
         FileEntry {
             info,
             swarm: BTreeMap::new(),
+            kept: Kept::default(),
             seeders: 0,
             creator,
             members: HashMap::new(),
@@ -216,6 +221,61 @@ impl FileEntry {
             self.stats.completed = self.stats.completed.saturating_add(1);
         }
         self.stats != before
+    }
+
+    /// Every row, in address order.
+    pub(super) fn swarm(&self) -> &BTreeMap<SocketAddr, Holding> {
+        &self.swarm
+    }
+
+    /// The rows, to change: whatever the caller does, the kept page no longer shows them.
+    pub(super) fn swarm_mut(&mut self) -> &mut BTreeMap<SocketAddr, Holding> {
+        self.kept.forget();
+        &mut self.swarm
+    }
+
+    /// Offers the swarm from `offset` to `sink`, leaving out `asker` (offsets still count
+    /// it); the offset of the next page, if the sink was full before the swarm ended. A text
+    /// page listing for no asker gets the kept lines when they are for its offset and budget,
+    /// and is kept otherwise.
+    pub(super) fn list(
+        &mut self,
+        offset: u32,
+        asker: Option<SocketAddr>,
+        sink: &mut dyn PeerSink,
+    ) -> Option<u32> {
+        let summary = self.summary();
+        let keep = asker.is_none();
+        if keep {
+            if let Some(next) = sink.page(&summary).and_then(|p| self.kept.reuse(offset, p)) {
+                return next;
+            }
+        }
+        let mut next = None;
+        for (i, (addr, holding)) in self.swarm.iter().enumerate().skip(offset as usize) {
+            if Some(*addr) == asker {
+                continue;
+            }
+            let chunks = match holding {
+                Holding::Seeder => PeerChunks::Seeder,
+                Holding::Partial(bits) => listed_chunks(bits),
+                Holding::Empty => PeerChunks::Count(0),
+            };
+            let entry = PeerEntry {
+                addr: *addr,
+                chunks,
+            };
+            if !sink.push(&summary, &entry) {
+                next = Some(i as u32);
+                break;
+            }
+        }
+        if keep {
+            if let Some(page) = sink.page(&summary) {
+                self.kept.keep(offset, page, next);
+            }
+        }
+        next
     }
 
     pub(super) fn members(&self, host: Host) -> usize {

@@ -3,10 +3,11 @@
 //!
 //! Swarms live in shards by file name, each behind its own lock, and the catalogue (flag 6) in
 //! a read-mostly index of its own: listings, queries and catalogue pages take one shard's (or
-//! the catalogue's) lock and nothing else, so receive threads answering them never wait for each
-//! other. What crosses files (peers, keys, hosts, counters) is the directory: announcements take
-//! its lock for their bookkeeping, then the shard of their file (always in that order, shards
-//! one at a time, the catalogue last). Expiry walks a time-ordered index, so a sweep costs what
+//! the catalogue's) lock and nothing else (a catalogue page also, for a moment, the lock of its
+//! kept page: `store/kept.rs`), so receive threads answering them never wait for each other.
+//! What crosses files (peers, keys, hosts, counters) is the directory: announcements take its
+//! lock for their bookkeeping, then the shard of their file (always in that order, shards one
+//! at a time, the catalogue last). Expiry walks a time-ordered index, so a sweep costs what
 //! expires, not a scan of every peer.
 //!
 //! Every row change goes through `insert_row`, `set_holding` and `remove_row`, and every peer
@@ -28,13 +29,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use tracker_proto::{
-    ChunkRanges, FileInfo, FileName, FileSummary, ListedFile, PeerChunks, PeerEntry, PeerKey,
-    Transfer,
+    ChunkRanges, FileInfo, FileName, FileSummary, ListedFile, PeerEntry, PeerKey, Transfer,
 };
 
+use super::kept::Kept;
 use super::quota::{HostTable, Usage};
-use super::swarm::{listed_chunks, Bitfield, Completer, FileEntry, Holding};
-use super::{Announcer, Done, Limits, Op, Page, Quotas, StoreError, SwarmStore, Task};
+use super::swarm::{Bitfield, Completer, FileEntry, Holding};
+use super::{
+    Announcer, Done, FileSink, Limits, Op, Page, PeerSink, Quotas, StoreError, SwarmStore, Task,
+};
 use crate::host::Host;
 
 pub use snapshot::{Restored, SnapshotError};
@@ -91,6 +94,8 @@ pub struct MemoryStore {
     hasher: RandomState,
     /// Every file's line in the catalogue, in name order (the order flag 6 pages through).
     catalogue: RwLock<BTreeMap<FileName, ListedFile>>,
+    /// The lines of the last text page of the catalogue, while it stays as it is.
+    catalogue_page: Mutex<Kept>,
     /// Set by [`MemoryStore::seal`]; every batch holds it for reading while it runs.
     sealed: RwLock<bool>,
 }
@@ -106,6 +111,7 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             catalogue: RwLock::new(BTreeMap::new()),
+            catalogue_page: Mutex::default(),
             sealed: RwLock::new(false),
         }
     }
@@ -133,10 +139,20 @@ impl MemoryStore {
     /// Brings the catalogue line of `name` up to date (after its counts changed).
     fn relist(&self, name: &FileName, entry: Option<&FileEntry>) {
         let mut catalogue = self.catalogue.write();
-        match entry {
-            Some(entry) => catalogue.insert(name.clone(), entry.listed()),
-            None => catalogue.remove(name),
+        let changed = match entry {
+            Some(entry) => {
+                let line = entry.listed();
+                let changed = catalogue.get(name) != Some(&line);
+                if changed {
+                    catalogue.insert(name.clone(), line);
+                }
+                changed
+            }
+            None => catalogue.remove(name).is_some(),
         };
+        if changed {
+            self.catalogue_page.lock().forget();
+        }
     }
 
     /// Marks the peer at `addr` heard from now, moving it in the expiry index when its place
@@ -219,7 +235,7 @@ impl MemoryStore {
                 shard
                     .files
                     .get(name)
-                    .and_then(|e| e.swarm.get(&addr))
+                    .and_then(|e| e.swarm().get(&addr))
                     .map_or(0, Holding::cost)
             })
             .sum();
@@ -293,8 +309,9 @@ impl MemoryStore {
         for name in &state.files {
             let mut shard = self.shard(name).lock();
             if let Some(entry) = shard.files.get_mut(name) {
-                if let Some(holding) = entry.swarm.remove(&old) {
-                    entry.swarm.insert(new, holding);
+                let swarm = entry.swarm_mut();
+                if let Some(holding) = swarm.remove(&old) {
+                    swarm.insert(new, holding);
                 }
                 if let Some(counted) = entry.counted.remove(&old) {
                     entry.counted.insert(new, counted);
@@ -358,7 +375,7 @@ impl MemoryStore {
             return Err(StoreError::Capacity("rows"));
         }
         if let Some(entry) = entry {
-            if entry.swarm.len() >= self.limits.max_peers_per_file {
+            if entry.swarm().len() >= self.limits.max_peers_per_file {
                 return Err(StoreError::Capacity("peers per file"));
             }
             if entry.members(host) >= self.quotas.peers_per_file {
@@ -399,7 +416,7 @@ impl MemoryStore {
         if matches!(holding, Holding::Seeder) {
             entry.seeders += 1;
         }
-        entry.swarm.insert(addr, holding);
+        entry.swarm_mut().insert(addr, holding);
         entry.add_member(host);
         state.files.push(name.clone());
         dir.rows += 1;
@@ -423,7 +440,7 @@ impl MemoryStore {
         };
         let new_cost = holding.cost();
         let seeder = matches!(holding, Holding::Seeder);
-        let Some(old) = entry.swarm.insert(addr, holding) else {
+        let Some(old) = entry.swarm_mut().insert(addr, holding) else {
             return;
         };
         let old_cost = old.cost();
@@ -450,7 +467,7 @@ impl MemoryStore {
         let Some(entry) = shard.files.get_mut(name) else {
             return;
         };
-        let Some(holding) = entry.swarm.remove(&addr) else {
+        let Some(holding) = entry.swarm_mut().remove(&addr) else {
             return;
         };
         entry.counted.remove(&addr);
@@ -463,7 +480,7 @@ impl MemoryStore {
         dir.bitfield_bytes -= cost;
         dir.hosts.sub(host, Usage::bitfield(cost));
         dir.hosts.sub(host, Usage::ROW);
-        if entry.swarm.is_empty() {
+        if entry.swarm().is_empty() {
             let creator = entry.creator;
             shard.files.remove(name);
             dir.files -= 1;
@@ -553,7 +570,7 @@ impl MemoryStore {
         let mut shard = self.shard(name).lock();
         let entry = shard.files.get_mut(name);
         if let Some(entry) = entry {
-            if entry.swarm.contains_key(&who.addr) {
+            if entry.swarm().contains_key(&who.addr) {
                 self.set_holding(dir, entry, name, who.addr, Holding::Seeder);
                 self.record(entry, name, who, transfer);
                 return Ok(());
@@ -609,7 +626,7 @@ impl MemoryStore {
             return Err(StoreError::FileNotFound(file.clone()));
         };
         let cost = (total as usize).div_ceil(64) * 8;
-        match entry.swarm.get_mut(&who.addr) {
+        match entry.swarm_mut().get_mut(&who.addr) {
             Some(Holding::Seeder) => {}
             Some(Holding::Partial(bits)) => {
                 bits.set(chunks);
@@ -662,7 +679,7 @@ impl MemoryStore {
             self.forget_if_empty(dir, who.addr);
             return Err(StoreError::FileNotFound(file.clone()));
         };
-        if !entry.swarm.contains_key(&who.addr) {
+        if !entry.swarm().contains_key(&who.addr) {
             if let Err(e) = self.check_new_row(dir, Some(entry), who.host()) {
                 drop(shard);
                 self.forget_if_empty(dir, who.addr);
@@ -692,7 +709,7 @@ impl MemoryStore {
             if let Some(file) = file {
                 let mut shard = self.shard(file).lock();
                 if let Some(entry) = shard.files.get_mut(file) {
-                    if entry.swarm.contains_key(&who.addr) {
+                    if entry.swarm().contains_key(&who.addr) {
                         self.record(entry, file, who, transfer);
                     }
                 }
@@ -729,7 +746,12 @@ impl MemoryStore {
         asker: Option<SocketAddr>,
         fits: &mut dyn FnMut(&PeerEntry) -> bool,
     ) -> Result<Page<FileSummary>, StoreError> {
-        self.list_peers(file, offset, asker, &mut |_, e| fits(e))
+        self.list_peers(
+            file,
+            offset,
+            asker,
+            &mut |_: &FileSummary, e: &PeerEntry| fits(e),
+        )
     }
 
     fn list_peers(
@@ -737,53 +759,48 @@ impl MemoryStore {
         file: &FileName,
         offset: u32,
         asker: Option<SocketAddr>,
-        sink: &mut dyn FnMut(&FileSummary, &PeerEntry) -> bool,
+        sink: &mut dyn PeerSink,
     ) -> Result<Page<FileSummary>, StoreError> {
-        let shard = self.shard(file).lock();
+        let mut shard = self.shard(file).lock();
         let entry = shard
             .files
-            .get(file)
+            .get_mut(file)
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
-        let summary = entry.summary();
-        let mut next = None;
-        for (i, (addr, holding)) in entry.swarm.iter().enumerate().skip(offset as usize) {
-            if Some(*addr) == asker {
-                continue;
-            }
-            let chunks = match holding {
-                Holding::Seeder => PeerChunks::Seeder,
-                Holding::Partial(bits) => listed_chunks(bits),
-                Holding::Empty => PeerChunks::Count(0),
-            };
-            let entry = PeerEntry {
-                addr: *addr,
-                chunks,
-            };
-            if !sink(&summary, &entry) {
-                next = Some(i as u32);
-                break;
-            }
-        }
+        let next = entry.list(offset, asker, sink);
         Ok(Page {
-            head: summary,
+            head: entry.summary(),
             next,
         })
     }
 
-    /// Flag 6: `head` is the total number of files.
-    pub fn files(&self, offset: u32, fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32> {
+    /// Flag 6: `head` is the total number of files; `fits` as in [`super::FileSink`].
+    pub fn files(&self, offset: u32, mut fits: &mut dyn FnMut(&ListedFile) -> bool) -> Page<u32> {
+        self.list_files(offset, &mut fits)
+    }
+
+    fn list_files(&self, offset: u32, sink: &mut dyn FileSink) -> Page<u32> {
         let catalogue = self.catalogue.read();
+        let head = catalogue.len() as u32;
+        // The kept page is filled and reused under the catalogue's read lock and forgotten
+        // under its write lock, so it always shows the catalogue as it is; its own lock is
+        // held only to copy it in or out, never while the catalogue is walked.
+        let kept = sink
+            .page()
+            .and_then(|p| self.catalogue_page.lock().reuse(offset, p));
+        if let Some(next) = kept {
+            return Page { head, next };
+        }
         let mut next = None;
         for (i, listed) in catalogue.values().enumerate().skip(offset as usize) {
-            if !fits(listed) {
+            if !sink.push(listed) {
                 next = Some(i as u32);
                 break;
             }
         }
-        Page {
-            head: catalogue.len() as u32,
-            next,
+        if let Some(page) = sink.page() {
+            self.catalogue_page.lock().keep(offset, page, next);
         }
+        Page { head, next }
     }
 
     /// Flag 7.
@@ -810,7 +827,7 @@ impl MemoryStore {
                 .files
                 .get(file)
                 .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
-            if !entry.swarm.contains_key(&target) {
+            if !entry.swarm().contains_key(&target) {
                 return Err(StoreError::PeerNotFound(target));
             }
         }
@@ -893,7 +910,7 @@ impl MemoryStore {
                 self.list_peers(file, *offset, asker, &mut **sink)
                     .map(Done::Peers)
             }
-            Op::Files { offset, sink } => Ok(Done::Files(self.files(*offset, &mut **sink))),
+            Op::Files { offset, sink } => Ok(Done::Files(self.list_files(*offset, &mut **sink))),
             Op::Query { file } => self.query(file).map(Done::File),
             Op::PunchTarget { file, target } => {
                 self.punch_target(file, *target, now).map(Done::PunchTo)

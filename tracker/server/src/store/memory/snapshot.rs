@@ -110,7 +110,7 @@ impl MemoryStore {
                     completers: entry.completers.iter().copied().collect(),
                     counted: entry.counted.iter().map(|(a, c)| (*a, *c)).collect(),
                     rows: entry
-                        .swarm
+                        .swarm()
                         .iter()
                         .map(|(addr, holding)| {
                             let row = match holding {
@@ -309,15 +309,15 @@ impl MemoryStore {
         }
         // Counters go with their rows: only restored rows keep theirs.
         for (addr, c) in f.counted {
-            if entry.swarm.contains_key(&addr) {
+            if entry.swarm().contains_key(&addr) {
                 entry.counted.insert(addr, c);
             }
         }
         // The catalogue line shows the restored figures.
-        if !entry.swarm.is_empty() {
+        if !entry.swarm().is_empty() {
             self.relist(&name, Some(entry));
         }
-        if entry.swarm.is_empty() {
+        if entry.swarm().is_empty() {
             shard.files.remove(&name);
             dir.files -= 1;
             dir.hosts.sub(f.creator, Usage::FILE);

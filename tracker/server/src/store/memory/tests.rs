@@ -1,5 +1,5 @@
 use super::*;
-use tracker_proto::{FileId, SwarmStats};
+use tracker_proto::{FileId, PeerChunks, SwarmStats};
 
 fn who(addr: &str, key: Option<u8>) -> Announcer {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -77,11 +77,11 @@ fn assert_consistent(s: &MemoryStore) {
             Some(&entry.listed()),
             "stale catalogue line"
         );
-        assert!(!entry.swarm.is_empty(), "empty file {name:?} kept");
+        assert!(!entry.swarm().is_empty(), "empty file {name:?} kept");
         usage.entry(entry.creator).or_default().files += 1;
         let mut members: HashMap<Host, usize> = HashMap::new();
         let mut seeders = 0;
-        for (addr, holding) in &entry.swarm {
+        for (addr, holding) in entry.swarm() {
             let peer = dir.peers.get(addr).expect("row of an unknown peer");
             assert!(peer.files.contains(name), "peer does not list {name:?}");
             *members.entry(peer.host).or_default() += 1;
@@ -105,7 +105,7 @@ fn assert_consistent(s: &MemoryStore) {
         );
         assert!(peer.indexed <= peer.last_seen);
         for name in &peer.files {
-            assert!(entry_of(name).swarm.contains_key(addr));
+            assert!(entry_of(name).swarm().contains_key(addr));
         }
         if let Some(key) = peer.key {
             assert_eq!(dir.keys.get(&key), Some(addr));

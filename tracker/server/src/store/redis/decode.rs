@@ -192,7 +192,7 @@ pub(super) fn done(
                     addr: addr(at)?,
                     chunks: chunks_of(kind, value)?,
                 };
-                if !sink(&head, &entry) {
+                if !sink.push(&head, &entry) {
                     next = Some(uint(index)?);
                     break;
                 }
@@ -202,7 +202,7 @@ pub(super) fn done(
         Op::Files { offset, sink } => {
             // The count is the one at this request's place in its batch; lines read on may
             // show what later requests of the batch changed.
-            let (total, mut state) = files(items, *offset, sink)?;
+            let (total, mut state) = files(items, *offset, &mut **sink)?;
             let mut factor = 1usize;
             loop {
                 match state {
@@ -210,7 +210,7 @@ pub(super) fn done(
                     Catalogue::More(from) => {
                         factor = factor.saturating_mul(8);
                         let reply = more(from, factor)?;
-                        state = files(ok_items(&reply)?, from, sink)?.1;
+                        state = files(ok_items(&reply)?, from, &mut **sink)?.1;
                     }
                 }
             }
@@ -234,7 +234,7 @@ enum Catalogue {
 fn files(
     items: &[Value],
     start: u32,
-    sink: &mut crate::store::FileSink<'_>,
+    sink: &mut dyn crate::store::FileSink,
 ) -> Result<(u32, Catalogue), StoreError> {
     let field = |i: usize| items.get(i).ok_or_else(|| bad("a reply cut short"));
     let total = uint(field(1)?)?;
@@ -255,7 +255,7 @@ fn files(
                 down: uint(down)?,
             }),
         };
-        if !sink(&listed) {
+        if !sink.push(&listed) {
             return Ok((total, Catalogue::Done(Some(start.saturating_add(i as u32)))));
         }
     }
