@@ -12,7 +12,6 @@
 
 pub mod budget;
 pub mod choker;
-mod disk_threads;
 mod handshake;
 mod have_log;
 pub mod limit;
@@ -43,7 +42,6 @@ use crate::share::PartialFile;
 use crate::storage::Storage;
 use crate::wire::{ChunkRun, Frame, PeerId, METAINFO_PIECE};
 use choker::{Candidate, Choker, LinkId, DEFAULT_SLOTS, RECHOKE_PERIOD};
-use disk_threads::DiskThreads;
 use have_log::HaveLog;
 use limit::RateLimit;
 use link::Link;
@@ -134,8 +132,6 @@ pub struct LocalPeer {
     pub uploads: Arc<UploadStats>,
     /// Chunk bytes received and verified by the whole process.
     pub downloaded: AtomicU64,
-    /// Where every swarm's chunks are verified, written and read.
-    disk: DiskThreads,
 }
 
 impl LocalPeer {
@@ -154,7 +150,6 @@ impl LocalPeer {
             download: RateLimit::new(download_limit),
             uploads: Arc::new(UploadStats::default()),
             downloaded: AtomicU64::new(0),
-            disk: DiskThreads::new(),
         }
     }
 
@@ -217,8 +212,6 @@ pub struct Swarm {
     /// Every chunk read is checked against the manifest before it is sent: the file is shared
     /// in place, where its owner may change it at any moment.
     check_reads: bool,
-    /// Which of the process's disk threads does this swarm's disk work.
-    disk_key: usize,
     local: Arc<LocalPeer>,
     state: Mutex<State>,
     have_seq: watch::Sender<usize>,
@@ -270,7 +263,6 @@ impl Swarm {
             info: OnceLock::new(),
             file,
             check_reads,
-            disk_key: local.disk.key(),
             state: Mutex::new(State {
                 holdings,
                 haves: HaveLog::default(),
@@ -347,14 +339,6 @@ impl Swarm {
             local,
             false,
         )
-    }
-
-    /// Queues `work` on this swarm's disk thread (after the swarm's earlier disk work).
-    fn on_disk<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> impl std::future::Future<Output = std::io::Result<T>> + Send + 'static {
-        self.local.disk.run(self.disk_key, work)
     }
 
     pub fn name(&self) -> &ShareName {

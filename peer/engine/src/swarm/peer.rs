@@ -608,8 +608,8 @@ impl Task {
             return;
         };
         self.stores.push_back(storing::store(
-            &self.swarm,
             partial,
+            self.swarm.manifest.clone(),
             std::mem::take(&mut self.gathered),
         ));
     }

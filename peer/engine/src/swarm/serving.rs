@@ -1,6 +1,6 @@
 //! The serving half of a connection: answers to the peer's REQUESTs and GET_MANIFESTs.
 //!
-//! Every answer is a future (a positioned read on the swarm's disk thread) kept in request order
+//! Every answer is a future (a positioned read on the blocking pool) kept in request order
 //! ([`Answers`]), so reads overlap with everything else the connection does while CHUNK and
 //! REJECT frames still leave in the order protocol.txt §2.4 asks for. The rate limits are
 //! booked when an answer is about to leave, not when it is read: an answer dropped by a choke
@@ -20,6 +20,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::connection::FrameWriter;
 use crate::manifest::{ChunkHash, Manifest, HASH_LEN};
+use crate::storage::Storage;
 use crate::wire::{chunk_frames, ChunkRun, Frame, CHUNK_HEADER, MAX_MANIFEST_HASHES};
 
 use super::Swarm;
@@ -100,7 +101,13 @@ impl Answers {
             if have {
                 let start = manifest.offset(i);
                 let len = manifest.offset(j - 1) + manifest.chunk_len(j - 1) as u64 - start;
-                self.pending.push_back(read_chunks(swarm, part, start));
+                self.pending.push_back(read_chunks(
+                    swarm.file.clone(),
+                    manifest.clone(),
+                    part,
+                    start,
+                    swarm.check_reads,
+                ));
                 self.owed.push_back(Owed::Chunks(part));
                 self.bytes += len;
             } else {
@@ -170,31 +177,36 @@ fn manifest_bytes(manifest: &Manifest, start: u32, count: u32) -> u64 {
     u64::from(held) * HASH_LEN as u64
 }
 
-/// Reads the chunks of `run`, which start at `offset` in the swarm's file, into the CHUNK frames
-/// that will carry them (one `preadv`, no copy between the file and the socket's buffer), on
-/// the swarm's disk thread. A swarm that checks its reads hashes every chunk read and compares
-/// it with the manifest first: a file that changed under us fails the read instead of sending
-/// bytes the manifest does not vouch for.
-fn read_chunks(swarm: &Swarm, run: ChunkRun, offset: u64) -> Pending {
-    let file = swarm.file.clone();
-    let manifest = swarm.manifest.clone();
-    let check = swarm.check_reads;
-    let read = swarm.on_disk(move || {
-        let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
-        let bytes: usize = lens.iter().sum();
-        let mut frames = BytesMut::zeroed(bytes + CHUNK_HEADER * lens.len());
-        let slots = chunk_frames(&mut frames, run.first, &lens);
-        file.read_exact_vectored_at(slots, offset)?;
-        if check {
-            check_read(&manifest, run, &frames, &lens)?;
-        }
-        Ok(Answer::Chunks {
-            run,
-            frames: frames.freeze(),
-            bytes: bytes as u64,
+/// Reads the chunks of `run`, which start at `offset` in `file`, into the CHUNK frames that
+/// will carry them (one `preadv`, no copy between the file and the socket's buffer).
+/// With `check`, every chunk read is hashed and compared with the manifest first: a file that
+/// changed under us fails the read instead of sending bytes the manifest does not vouch for.
+fn read_chunks(
+    file: Arc<Storage>,
+    manifest: Arc<Manifest>,
+    run: ChunkRun,
+    offset: u64,
+    check: bool,
+) -> Pending {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || {
+            let lens: Vec<usize> = run.indices().map(|i| manifest.chunk_len(i)).collect();
+            let bytes: usize = lens.iter().sum();
+            let mut frames = BytesMut::zeroed(bytes + CHUNK_HEADER * lens.len());
+            let slots = chunk_frames(&mut frames, run.first, &lens);
+            file.read_exact_vectored_at(slots, offset)?;
+            if check {
+                check_read(&manifest, run, &frames, &lens)?;
+            }
+            Ok(Answer::Chunks {
+                run,
+                frames: frames.freeze(),
+                bytes: bytes as u64,
+            })
         })
-    });
-    Box::pin(async move { read.await? })
+        .await
+        .map_err(io::Error::other)?
+    })
 }
 
 /// The answer to GET_MANIFEST: hashes read from the manifest (which may live in a file).

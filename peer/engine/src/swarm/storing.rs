@@ -1,6 +1,6 @@
 //! The downloading half's writes: consecutive chunks received from one peer are verified
 //! against the manifest and written with one vectored positioned write straight from the
-//! buffers they arrived in, on the swarm's disk thread (hashing is the engine's heaviest work and
+//! buffers they arrived in, on the blocking pool (hashing is the engine's heaviest work and
 //! must not hold up other connections), in the order they arrived. The deliveries of one read
 //! of the socket make one trip there.
 
@@ -13,8 +13,6 @@ use bytes::Bytes;
 use crate::manifest::Manifest;
 use crate::share::PartialFile;
 use crate::wire::ChunkRun;
-
-use super::Swarm;
 
 /// Consecutive chunks received from one peer, not yet verified.
 #[derive(Debug, Default)]
@@ -50,22 +48,21 @@ pub(super) enum Stored {
 /// How each delivery of one trip ended, in the order given.
 pub(super) type Pending = Pin<Box<dyn Future<Output = Vec<Stored>> + Send>>;
 
-/// Verifies and writes `deliveries` into `partial` on the swarm's disk thread, in one trip.
+/// Verifies and writes `deliveries` into `partial` on the blocking pool, in one trip.
 pub(super) fn store(
-    swarm: &Swarm,
     partial: Arc<PartialFile>,
+    manifest: Arc<Manifest>,
     deliveries: Vec<Delivery>,
 ) -> Pending {
-    let runs: Vec<ChunkRun> = deliveries.iter().map(Delivery::run).collect();
-    let manifest = swarm.manifest.clone();
-    let trip = swarm.on_disk(move || {
-        deliveries
-            .into_iter()
-            .map(|d| verify_and_write(&partial, &manifest, d))
-            .collect()
-    });
     Box::pin(async move {
-        match trip.await {
+        let runs: Vec<ChunkRun> = deliveries.iter().map(Delivery::run).collect();
+        let trip = move || {
+            deliveries
+                .into_iter()
+                .map(|d| verify_and_write(&partial, &manifest, d))
+                .collect()
+        };
+        match tokio::task::spawn_blocking(trip).await {
             Ok(stored) => stored,
             Err(e) => runs
                 .into_iter()
