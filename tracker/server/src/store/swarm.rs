@@ -11,7 +11,7 @@ use tracker_proto::{
 };
 
 use super::kept::Kept;
-use super::{PeerSink, StoreError};
+use super::{Page, PeerSink, StoreError};
 use crate::host::Host;
 
 /// Longest chunk-range text listed for a partial peer; beyond it the peer is listed as
@@ -235,20 +235,23 @@ impl FileEntry {
     }
 
     /// Offers the swarm from `offset` to `sink`, leaving out `asker` (offsets still count
-    /// it); the offset of the next page, if the sink was full before the swarm ended. A text
-    /// page listing for no asker gets the kept lines when they are for its offset and budget,
-    /// and is kept otherwise.
+    /// it); the page's head is the file's summary, `next` the offset of the next page if the
+    /// sink was full before the swarm ended. A text page listing for no asker gets the kept
+    /// lines when they are for its offset and budget, and is kept otherwise.
     pub(super) fn list(
         &mut self,
         offset: u32,
         asker: Option<SocketAddr>,
         sink: &mut dyn PeerSink,
-    ) -> Option<u32> {
+    ) -> Page<FileSummary> {
         let summary = self.summary();
         let keep = asker.is_none();
         if keep {
             if let Some(next) = sink.page(&summary).and_then(|p| self.kept.reuse(offset, p)) {
-                return next;
+                return Page {
+                    head: summary,
+                    next,
+                };
             }
         }
         let mut next = None;
@@ -275,7 +278,10 @@ impl FileEntry {
                 self.kept.keep(offset, page, next);
             }
         }
-        next
+        Page {
+            head: summary,
+            next,
+        }
     }
 
     pub(super) fn members(&self, host: Host) -> usize {

@@ -766,11 +766,7 @@ impl MemoryStore {
             .files
             .get_mut(file)
             .ok_or_else(|| StoreError::FileNotFound(file.clone()))?;
-        let next = entry.list(offset, asker, sink);
-        Ok(Page {
-            head: entry.summary(),
-            next,
-        })
+        Ok(entry.list(offset, asker, sink))
     }
 
     /// Flag 6: `head` is the total number of files; `fits` as in [`super::FileSink`].
