@@ -172,7 +172,9 @@ impl Manifest {
     /// Hashes data held in memory (tests and small files).
     pub fn from_data(data: &[u8], chunk_size: u32) -> Result<Self, ManifestError> {
         check_chunk_size(chunk_size)?;
-        let hashes = data.chunks(chunk_size as usize).map(hash_chunk).collect();
+        let chunks: Vec<&[u8]> = data.chunks(chunk_size as usize).collect();
+        let mut hashes = vec![[0u8; HASH_LEN]; chunks.len()];
+        hash_chunks(&chunks, &mut hashes);
         Self::from_hashes(data.len() as u64, chunk_size, hashes)
     }
 
@@ -326,10 +328,24 @@ impl Manifest {
         }
     }
 
-    /// True when `data` is chunk `index` whose hash is `want` (from [`Manifest::hashes`]), for
-    /// callers that read the hashes of a whole run at once.
-    pub fn matches(&self, index: u32, data: &[u8], want: &ChunkHash) -> bool {
+    fn matches(&self, index: u32, data: &[u8], want: &ChunkHash) -> bool {
         data.len() == self.chunk_len(index) && hash_chunk(data) == *want
+    }
+
+    /// For each of `chunks` (chunks `first`, `first + 1`, ...), whether it is exactly the chunk
+    /// the manifest describes, given `want`, their hashes from [`Manifest::hashes`]. The run is
+    /// hashed as one batch ([`hash_chunks`]); a chunk without a hash in `want` does not match.
+    pub fn check_run(&self, first: u32, chunks: &[&[u8]], want: &[ChunkHash]) -> Vec<bool> {
+        let mut got = vec![[0u8; HASH_LEN]; chunks.len()];
+        hash_chunks(chunks, &mut got);
+        (first..)
+            .zip(chunks)
+            .zip(&got)
+            .enumerate()
+            .map(|(k, ((index, data), hash))| {
+                data.len() == self.chunk_len(index) && want.get(k) == Some(hash)
+            })
+            .collect()
     }
 
     /// Writes the concatenated hashes (the form the id is computed over) to `out`.
@@ -376,6 +392,15 @@ pub fn hash_chunk(data: &[u8]) -> ChunkHash {
     Sha256::digest(data).into()
 }
 
+/// SHA-256 of each of `chunks` into `out` (as long as `chunks`). Chunks are independent
+/// messages, so they are hashed side by side in SIMD lanes (`tape-sha256` picks AVX-512, AVX2
+/// or interleaved SHA-NI streams at run time): one stream is a serial chain of rounds that
+/// leaves the core waiting, and batches of 2048-byte chunks hash about 1.8x as fast as one
+/// `sha2` stream on the machines we measure on. Hashing is most of a download's CPU time.
+pub fn hash_chunks(chunks: &[&[u8]], out: &mut [ChunkHash]) {
+    tape_sha256::hash_many(chunks, out);
+}
+
 /// The id of a directory whose manifest has `digest` (SHA-256 of its hashes) and whose files
 /// are `files` (protocol.txt §2.1).
 pub fn directory_id(digest: &FileId, files: &[FileEntry]) -> FileId {
@@ -410,9 +435,8 @@ fn hash_range(
         let start = (first + done as u64) * u64::from(chunk_size);
         let len = ((n * cs) as u64).min(size - start) as usize;
         file.fill_at(&mut buf[..len], start)?;
-        for (slot, data) in out[done..done + n].iter_mut().zip(buf[..len].chunks(cs)) {
-            *slot = hash_chunk(data);
-        }
+        let chunks: Vec<&[u8]> = buf[..len].chunks(cs).collect();
+        hash_chunks(&chunks, &mut out[done..done + chunks.len()]);
         metrics().share_bytes_hashed.add(len as u64);
         done += n;
     }

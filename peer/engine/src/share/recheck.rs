@@ -71,11 +71,13 @@ fn good_in(
         let len: usize = (start..stop).map(|i| manifest.chunk_len(i)).sum();
         file.fill_at(&mut buf[..len], manifest.offset(start))?;
         let want = manifest.hashes(start, stop - start)?;
-        for ((index, data), hash) in (start..stop).zip(buf[..len].chunks(chunk_size)).zip(&want) {
-            if manifest.matches(index, data, hash) {
-                good.push(index);
-            }
-        }
+        let chunks: Vec<&[u8]> = buf[..len].chunks(chunk_size).collect();
+        let verdicts = manifest.check_run(start, &chunks, &want);
+        good.extend(
+            (start..stop)
+                .zip(verdicts)
+                .filter_map(|(index, ok)| ok.then_some(index)),
+        );
         start = stop;
     }
     Ok(good)

@@ -215,19 +215,24 @@ fn read_chunks(
 fn check_read(manifest: &Manifest, run: ChunkRun, frames: &[u8], lens: &[usize]) -> io::Result<()> {
     let expected = manifest.hashes(run.first, run.count)?;
     let mut at = 0;
-    for ((index, &len), want) in run.indices().zip(lens).zip(&expected) {
-        let data = &frames[at + CHUNK_HEADER..at + CHUNK_HEADER + len];
-        if !manifest.matches(index, data, want) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "chunk {index} read from disk no longer matches the manifest (the file changed since it was shared); not sent"
-                ),
-            ));
-        }
-        at += CHUNK_HEADER + len;
+    let chunks: Vec<&[u8]> = lens
+        .iter()
+        .map(|&len| {
+            let data = &frames[at + CHUNK_HEADER..at + CHUNK_HEADER + len];
+            at += CHUNK_HEADER + len;
+            data
+        })
+        .collect();
+    match manifest.check_run(run.first, &chunks, &expected).iter().position(|&good| !good) {
+        None => Ok(()),
+        Some(bad) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "chunk {} read from disk no longer matches the manifest (the file changed since it was shared); not sent",
+                run.first + bad as u32
+            ),
+        )),
     }
-    Ok(())
 }
 
 fn answer_manifest(manifest: Arc<Manifest>, start: u32, count: u32) -> Pending {

@@ -86,16 +86,13 @@ fn verify_and_write(partial: &PartialFile, manifest: &Manifest, delivery: Delive
             }
         }
     };
-    if expected.len() != delivery.chunks.len() {
+    let chunks: Vec<&[u8]> = delivery.chunks.iter().map(|c| &c[..]).collect();
+    let verdicts = manifest.check_run(run.first, &chunks, &expected);
+    if let Some(bad) = verdicts.iter().position(|&good| !good) {
         return Stored::Corrupt {
             run,
-            index: run.first + expected.len() as u32,
+            index: run.first + bad as u32,
         };
-    }
-    for ((index, chunk), want) in run.indices().zip(&delivery.chunks).zip(&expected) {
-        if !manifest.matches(index, chunk, want) {
-            return Stored::Corrupt { run, index };
-        }
     }
     match partial.write_verified(run.first, &delivery.chunks) {
         Ok(newly) => Stored::Written {
