@@ -516,6 +516,58 @@ mod tests {
         assert!("md5:00".parse::<FileId>().is_err());
     }
 
+    proptest::proptest! {
+        /// The batched hashing is a different SHA-256 implementation from `sha2`: they must
+        /// agree on every length (all padding cases) and batch size (partly filled lanes).
+        #[test]
+        fn batched_hashes_equal_one_stream_sha256(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..40),
+        ) {
+            let slices: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+            let mut got = vec![[0u8; HASH_LEN]; slices.len()];
+            hash_chunks(&slices, &mut got);
+            let want: Vec<ChunkHash> = slices.iter().map(|c| Sha256::digest(c).into()).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        /// `check_run` passes exactly the chunks that are the file's, and flags a flipped
+        /// byte, a chunk of the wrong length and a chunk the hashes do not cover.
+        #[test]
+        fn check_run_flags_exactly_the_bad_chunks(
+            len in 1usize..(40 * 64),
+            first in 0u32..40,
+            flip in proptest::option::of((0usize..40, 0usize..64)),
+            cut in proptest::option::of(0usize..40),
+            missing in 0usize..3,
+        ) {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+            let m = Manifest::from_data(&data, 64).unwrap();
+            let first = first.min(m.chunk_count() - 1);
+            let mut chunks: Vec<Vec<u8>> = data[m.offset(first) as usize..].chunks(64).map(<[u8]>::to_vec).collect();
+            let mut bad = vec![false; chunks.len()];
+            if let Some((k, at)) = flip {
+                let k = k % chunks.len();
+                let at = at % chunks[k].len();
+                chunks[k][at] ^= 0x20;
+                bad[k] = true;
+            }
+            if let Some(k) = cut {
+                let k = k % chunks.len();
+                chunks[k].pop();
+                bad[k] = true;
+            }
+            let want = m.hashes(first, u32::MAX).unwrap();
+            let want = &want[..want.len().saturating_sub(missing)];
+            for flag in bad.iter_mut().skip(want.len()) {
+                *flag = true;
+            }
+            let slices: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+            let verdicts = m.check_run(first, &slices, want);
+            let expected: Vec<bool> = bad.iter().map(|b| !b).collect();
+            proptest::prop_assert_eq!(verdicts, expected);
+        }
+    }
+
     #[test]
     fn empty_file_has_no_chunks() {
         let m = Manifest::from_data(b"", 2048).unwrap();
