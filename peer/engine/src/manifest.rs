@@ -322,14 +322,8 @@ impl Manifest {
 
     /// True when `data` is exactly chunk `index`; errors only when the manifest cannot be read.
     pub fn verify(&self, index: u32, data: &[u8]) -> io::Result<bool> {
-        match self.hashes(index, 1)?.first() {
-            Some(want) => Ok(self.matches(index, data, want)),
-            None => Ok(false),
-        }
-    }
-
-    fn matches(&self, index: u32, data: &[u8], want: &ChunkHash) -> bool {
-        data.len() == self.chunk_len(index) && hash_chunk(data) == *want
+        let want = self.hashes(index, 1)?;
+        Ok(self.check_run(index, &[data], &want)[0])
     }
 
     /// For each of `chunks` (chunks `first`, `first + 1`, ...), whether it is exactly the chunk
@@ -338,14 +332,22 @@ impl Manifest {
     pub fn check_run(&self, first: u32, chunks: &[&[u8]], want: &[ChunkHash]) -> Vec<bool> {
         let mut got = vec![[0u8; HASH_LEN]; chunks.len()];
         hash_chunks(chunks, &mut got);
-        (first..)
-            .zip(chunks)
+        chunks
+            .iter()
             .zip(&got)
             .enumerate()
-            .map(|(k, ((index, data), hash))| {
-                data.len() == self.chunk_len(index) && want.get(k) == Some(hash)
+            .map(|(k, (data, hash))| {
+                data.len() == self.chunk_len(first + k as u32) && want.get(k) == Some(hash)
             })
             .collect()
+    }
+
+    /// The first of `chunks` (chunks `first`, `first + 1`, ...) that is not the chunk the
+    /// manifest describes, as [`Manifest::check_run`] judges them; `None` when all are.
+    pub fn first_mismatch(&self, first: u32, chunks: &[&[u8]], want: &[ChunkHash]) -> Option<u32> {
+        let verdicts = self.check_run(first, chunks, want);
+        let bad = verdicts.iter().position(|&good| !good)?;
+        Some(first + bad as u32)
     }
 
     /// Writes the concatenated hashes (the form the id is computed over) to `out`.
@@ -385,11 +387,6 @@ fn check_geometry(size: u64, chunk_size: u32, hashes: u64) -> Result<u32, Manife
         size,
         chunk_size,
     })
-}
-
-/// SHA-256 of one chunk.
-pub fn hash_chunk(data: &[u8]) -> ChunkHash {
-    Sha256::digest(data).into()
 }
 
 /// SHA-256 of each of `chunks` into `out` (as long as `chunks`). Chunks are independent

@@ -223,13 +223,12 @@ fn check_read(manifest: &Manifest, run: ChunkRun, frames: &[u8], lens: &[usize])
             data
         })
         .collect();
-    match manifest.check_run(run.first, &chunks, &expected).iter().position(|&good| !good) {
+    match manifest.first_mismatch(run.first, &chunks, &expected) {
         None => Ok(()),
-        Some(bad) => Err(io::Error::new(
+        Some(index) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "chunk {} read from disk no longer matches the manifest (the file changed since it was shared); not sent",
-                run.first + bad as u32
+                "chunk {index} read from disk no longer matches the manifest (the file changed since it was shared); not sent"
             ),
         )),
     }

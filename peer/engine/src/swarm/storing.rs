@@ -87,12 +87,8 @@ fn verify_and_write(partial: &PartialFile, manifest: &Manifest, delivery: Delive
         }
     };
     let chunks: Vec<&[u8]> = delivery.chunks.iter().map(|c| &c[..]).collect();
-    let verdicts = manifest.check_run(run.first, &chunks, &expected);
-    if let Some(bad) = verdicts.iter().position(|&good| !good) {
-        return Stored::Corrupt {
-            run,
-            index: run.first + bad as u32,
-        };
+    if let Some(index) = manifest.first_mismatch(run.first, &chunks, &expected) {
+        return Stored::Corrupt { run, index };
     }
     match partial.write_verified(run.first, &delivery.chunks) {
         Ok(newly) => Stored::Written {
