@@ -89,6 +89,16 @@ enum Target {
 /// A redis-server on a free loopback port, persistent as a deployment would run it (append-only
 /// file, fsync every second) in a directory of its own; `None` when it is not installed.
 fn start_redis(dir: &std::path::Path) -> Option<(Child, u16)> {
+    // Asked directly: pinned, the child spawned is `taskset`, which exists either way.
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return None;
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .ok()?
