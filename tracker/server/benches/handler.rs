@@ -1,11 +1,15 @@
-//! Cost of the request handler alone (no sockets), per flag, on the load benchmark's heavy
-//! state. SHOW=1 prints one answer of each kind.
+//! Cost of the request handler alone (no sockets): per flag, on the load benchmark's heavy
+//! state, then the load benchmark's default mix as it runs there (where reports keep changing
+//! the swarms that flag 1 lists). SHOW=1 prints one answer of each kind.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracker::store::Limits;
 use tracker::{ServerConfig, Tracker};
+
+#[path = "common/mix.rs"]
+mod mix;
 
 fn main() {
     // Every simulated peer comes from 127.0.0.1 but stands for a host of its own: one host's
@@ -17,7 +21,7 @@ fn main() {
         },
         ..ServerConfig::default()
     };
-    let tracker = Tracker::new(config);
+    let tracker = Tracker::new(config.clone());
     let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let id = format!("sha256:{}", "3c".repeat(32));
     let now = Instant::now();
@@ -79,4 +83,41 @@ fn main() {
             bytes / n
         );
     }
+    default_mix(config, src, now);
+}
+
+/// The load benchmark's default scenario through the handler: populated the same way, warmed
+/// up, then timed over requests formatted beforehand.
+fn default_mix(config: ServerConfig, src: SocketAddr, now: Instant) {
+    let tracker = Tracker::new(config);
+    for f in 0..mix::FILES {
+        for r in mix::populating_requests(f) {
+            assert!(tracker
+                .handle(r.as_bytes(), src, now)
+                .reply
+                .is_some_and(|a| a.starts_with(b"RESPONSE")));
+        }
+    }
+    let n = 200_000usize;
+    let requests: Vec<String> = (0..2 * n)
+        .map(|i| mix::request(i as u64, i as u32, false))
+        .collect();
+    let (warm, timed) = requests.split_at(n);
+    for r in warm {
+        tracker.handle(r.as_bytes(), src, now);
+    }
+    let t = Instant::now();
+    let mut bytes = 0;
+    for r in timed {
+        bytes += tracker
+            .handle(r.as_bytes(), src, now)
+            .reply
+            .map_or(0, |a| a.len());
+    }
+    let per = t.elapsed().as_secs_f64() / n as f64;
+    println!(
+        "default mix (40% flag 1, 40% flag 3, 20% flag 6): {:.2} µs per request, {} bytes per answer",
+        per * 1e6,
+        bytes / n
+    );
 }

@@ -36,9 +36,10 @@ use tracker::batch::{send_all, RecvBatch};
 /// Set in the environment of the child that is the null responder.
 const NULL_RESPONDER: &str = "LOAD_NULL_RESPONDER";
 
-const FILES: usize = 100;
-const PEERS: u16 = 1000;
-const CHUNKS: u32 = 4096;
+#[path = "common/mix.rs"]
+mod mix;
+use mix::{populating_requests, request, FILES, PEERS};
+
 /// Slots of the send-time table; tids wrap around it.
 const SLOTS: usize = 1 << 20;
 
@@ -253,32 +254,13 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks.unwrap_or(0) as f64 / 100.0
 }
 
-fn id() -> String {
-    format!("sha256:{}", "3c".repeat(32))
-}
-
-/// Shares FILES files, each with a seeder and a few partial peers, so flag 1 answers carry
-/// several peer lines from the start and flag 6 a full page.
+/// Shares FILES files (see [`populating_requests`]).
 fn populate(tracker: SocketAddr) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 2048];
-    let size = u64::from(CHUNKS) * 2048;
     for f in 0..FILES {
-        let mut reqs = vec![format!(
-            "REQUEST 4 file-{f:03}.bin {CHUNKS} 127.0.0.1:{} size={size} id={}",
-            20000 + f,
-            id()
-        )];
-        for p in 0..4 {
-            reqs.push(format!(
-                "REQUEST 3 file-{f:03}.bin {}-{} 127.0.0.1:{}",
-                p * 100,
-                p * 100 + 99,
-                30000 + p
-            ));
-        }
-        for r in reqs {
+        for r in populating_requests(f) {
             s.send_to(r.as_bytes(), tracker).unwrap();
             let (n, _) = s.recv_from(&mut buf).expect("populate answer");
             assert!(
@@ -287,34 +269,6 @@ fn populate(tracker: SocketAddr) {
                 String::from_utf8_lossy(&buf[..n])
             );
         }
-    }
-}
-
-/// The i-th request of the mix, with `tid`. In the default scenario each simulated peer
-/// downloads one file and reports its chunks in order, so swarms hold ~10 peers with compact
-/// chunk ranges. In the `heavy` scenario every peer reports random chunks of random files: each
-/// swarm grows to ~1000 peers with scattered chunks and every flag 1 answer is a full page.
-fn request(i: u64, tid: u32, heavy: bool) -> String {
-    let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
-    match i % 5 {
-        0 | 1 => format!("REQUEST 1 file-{:03}.bin tid={tid}", r % FILES as u64),
-        2 | 3 if heavy => {
-            let file = r % FILES as u64;
-            let peer = 40000 + (r >> 8) as u16 % PEERS;
-            let chunk = (r >> 20) as u32 % CHUNKS;
-            format!("REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{peer} tid={tid}")
-        }
-        2 | 3 => {
-            let n = i / 5;
-            let peer = (n % u64::from(PEERS)) as u16;
-            let file = u64::from(peer) % FILES as u64;
-            let chunk = ((n / u64::from(PEERS)) * 2 + i % 5 - 2) as u32 % CHUNKS;
-            format!(
-                "REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{} tid={tid}",
-                40000 + peer
-            )
-        }
-        _ => format!("REQUEST 6 tid={tid}"),
     }
 }
 
