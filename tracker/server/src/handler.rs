@@ -9,9 +9,11 @@
 //! addresses a source may announce, PUNCH origins, rate limits) is applied here, before the
 //! store sees a request; answers never amplify towards an unverified source (protocol.txt §1.6).
 //!
-//! About 700 lines without tests: planning, the store round trip and rendering share the
-//! private per-request state (`Parsed`, `Body`) of one batch, which a split would have to make
-//! crate-visible; the typed entry point for the HTTP front end lives in `handler/typed.rs`.
+//! Here: parsing, the trust rules and the store round trip of a batch. Its two halves around
+//! the store live beside it and share this module's per-request state (`Parsed`, `Body`):
+//! `handler/plan.rs` (what the store does for each request) and `handler/render.rs` (the
+//! answer from what it did); the typed entry point for the HTTP front end is
+//! `handler/typed.rs`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -20,24 +22,22 @@ use log::debug;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tracker_proto::{
-    Ack, ErrorCode, ErrorReply, FileName, PageBody, PeersHeader, PunchNotice, RelayOffer, Request,
-    RequestKind, Response, ResponseKind, MAX_REQUEST_BYTES,
+    ErrorCode, ErrorReply, RelayOffer, Request, Response, ResponseKind, MAX_REQUEST_BYTES,
 };
 
 use crate::config::ServerConfig;
 use crate::cookie::{exempt, CookieJar};
 use crate::file_index::FileIndex;
-use crate::host::Host;
 use crate::metrics::{Counters, Withheld};
-use crate::rate_limit::{PunchLimiter, Refusal};
-use crate::store::{
-    Announcer, Done, FileSink, MemoryStore, Op, PeerSink, StoreError, SwarmStore, Task,
-};
+use crate::rate_limit::PunchLimiter;
+use crate::store::{MemoryStore, StoreError, SwarmStore};
 
+mod plan;
+mod render;
 mod sinks;
 mod typed;
 
-use sinks::{Body, FileEntries, FileText, PeerEntries, PeerText};
+use sinks::Body;
 use typed::Listing;
 pub use typed::{Refused, Reply};
 
@@ -433,227 +433,6 @@ impl<S: SwarmStore> Tracker<S> {
             ttl: u32::try_from(ttl).unwrap_or(u32::MAX),
             relay_ips: relay.relay_ips.clone(),
         })
-    }
-
-    /// The store's part of a request, after the trust rules; `None` for a request the store
-    /// has no part in.
-    fn plan<'a>(
-        &self,
-        parsed: &'a Parsed,
-        body: &'a mut Body,
-    ) -> Result<Option<Task<'a>>, (ErrorCode, String)> {
-        let (request, source, reply_to) = (&parsed.request, parsed.source, parsed.reply_to);
-        let who = |addr: SocketAddr| -> Result<Announcer, (ErrorCode, String)> {
-            Ok(Announcer {
-                addr: self.announced(addr, source)?,
-                key: request.key,
-                source: reply_to,
-                udp: (!request.keep_punch_path).then_some(reply_to),
-            })
-        };
-        let touch = if request.kind.announce().is_none() && parsed.verified {
-            request.key
-        } else {
-            None
-        };
-        let max = self.config.max_response_bytes;
-        let tid = request.tid;
-        let op = match &request.kind {
-            RequestKind::Peers {
-                file,
-                announce,
-                offset,
-            }
-            | RequestKind::Refresh {
-                file,
-                announce,
-                offset,
-            } => {
-                let refresh = matches!(request.kind, RequestKind::Refresh { .. });
-                Self::check_offset(*offset, self.config.limits.max_peers_per_file)?;
-                let join = announce.map(who).transpose()?;
-                let intervals = Some(self.config.intervals);
-                let sink: Box<dyn PeerSink + 'a> = match body {
-                    Body::Text(slot) => Box::new(PeerText {
-                        slot,
-                        max,
-                        refresh,
-                        intervals,
-                        tid,
-                    }),
-                    Body::Typed(listing) => Box::new(PeerEntries(listing)),
-                };
-                Op::Peers {
-                    file,
-                    offset: *offset,
-                    join,
-                    transfer: &request.transfer,
-                    sink,
-                }
-            }
-            RequestKind::ListFiles { offset, pattern } => {
-                Self::check_offset(*offset, self.config.limits.max_files)?;
-                let pattern = pattern.as_ref();
-                let sink: Box<dyn FileSink + 'a> = match body {
-                    Body::Text(slot) => Box::new(FileText {
-                        slot,
-                        max,
-                        tid,
-                        pattern,
-                    }),
-                    Body::Typed(listing) => Box::new(FileEntries { listing, pattern }),
-                };
-                Op::Files {
-                    offset: *offset,
-                    sink,
-                }
-            }
-            RequestKind::Query { file } => Op::Query { file },
-            RequestKind::Chunks {
-                file,
-                chunks,
-                announce,
-            } => Op::Report {
-                who: who(*announce)?,
-                file,
-                chunks,
-                transfer: &request.transfer,
-            },
-            RequestKind::Share { info, announce } => Op::Share {
-                who: who(*announce)?,
-                info,
-                transfer: &request.transfer,
-            },
-            RequestKind::Exit { file, announce } => Op::Exit {
-                who: who(*announce)?,
-                file: file.as_ref(),
-                transfer: &request.transfer,
-            },
-            RequestKind::Heartbeat { announce } => Op::Heartbeat {
-                who: who(*announce)?,
-            },
-            RequestKind::Punch { file, target, me } => {
-                self.punch_origin(*me, source)?;
-                Op::PunchTarget {
-                    file,
-                    target: *target,
-                }
-            }
-            RequestKind::RelayOffer => return Ok(None),
-        };
-        Ok(Some(Task { touch, op }))
-    }
-
-    /// The answer to a request from what the store did for it.
-    fn render(
-        &self,
-        parsed: &Parsed,
-        done: Result<Done, StoreError>,
-        body: Body,
-        now: Instant,
-        punch: &mut Punch,
-    ) -> AnswerResult {
-        let (request, source) = (&parsed.request, parsed.source);
-        let done = done.map_err(|e| {
-            if let StoreError::Unavailable(why) = &e {
-                // The store logs outages itself, rate-limited; this would be one line per request.
-                log::debug!(
-                    "answering flag {} with an error: {why}",
-                    request.kind.flag()
-                );
-            }
-            (e.code(), e.to_string())
-        })?;
-        let max = self.config.max_response_bytes;
-        let tid = request.tid;
-        Ok(Answer::Kind(match (&request.kind, done) {
-            (RequestKind::Peers { .. } | RequestKind::Refresh { .. }, Done::Peers(page)) => {
-                self.files_by_id.learn(&page.head.info);
-                let body = match body {
-                    Body::Text(body) => body,
-                    Body::Typed(listing) => {
-                        return Ok(Answer::Typed(Reply::Peers {
-                            file: page.head,
-                            peers: listing.peers,
-                            next: page.next,
-                        }))
-                    }
-                };
-                let body = body.unwrap_or_else(|| {
-                    let header = PeersHeader {
-                        refresh: matches!(request.kind, RequestKind::Refresh { .. }),
-                        file: &page.head,
-                        intervals: Some(self.config.intervals),
-                    };
-                    PageBody::for_peers(max, header, tid)
-                });
-                return Ok(Answer::Text(body.finish_peers(page.next, tid)));
-            }
-            (RequestKind::ListFiles { .. }, Done::Files(page)) => {
-                let body = match body {
-                    Body::Text(body) => body,
-                    Body::Typed(listing) => {
-                        return Ok(Answer::Typed(Reply::Files {
-                            total: page.head,
-                            files: listing.files,
-                            next: page.next,
-                        }))
-                    }
-                };
-                let body = body.unwrap_or_else(|| PageBody::for_files(max, tid));
-                return Ok(Answer::Text(body.finish_files(page.head, page.next, tid)));
-            }
-            (RequestKind::Query { .. }, Done::File(summary)) => {
-                self.files_by_id.learn(&summary.info);
-                ResponseKind::File(summary)
-            }
-            (RequestKind::Chunks { .. }, Done::Ok) => ResponseKind::Ok(Ack::Chunks),
-            (RequestKind::Share { info, .. }, Done::Ok) => {
-                self.files_by_id.learn(info);
-                ResponseKind::Ok(Ack::Share)
-            }
-            (RequestKind::Exit { .. }, Done::Ok) => ResponseKind::Ok(Ack::Exit),
-            (RequestKind::Heartbeat { .. }, Done::Alive(files)) => {
-                self.counters.connections(&request.conn_stats);
-                ResponseKind::Alive { files }
-            }
-            (RequestKind::Punch { file, target, me }, Done::PunchTo(target_udp)) => {
-                let me = self.punch_origin(*me, source)?;
-                let allowed = self.punches.lock().allow(
-                    Host::of(source.ip()),
-                    Host::of(target.ip()),
-                    self.config.punch_rate,
-                    now,
-                );
-                match allowed {
-                    Ok(()) => {}
-                    Err(Refusal::Requester) => {
-                        return Err((
-                            ErrorCode::RateLimited,
-                            "too many punch requests from your address".into(),
-                        ))
-                    }
-                    Err(Refusal::Target) => {
-                        return Err((
-                            ErrorCode::RateLimited,
-                            format!("too many punch requests for {target} right now"),
-                        ))
-                    }
-                }
-                let notice = PunchNotice {
-                    file: FileName::clone(file),
-                    from: me,
-                };
-                *punch = Some((target_udp, notice.to_string().into_bytes()));
-                ResponseKind::Ok(Ack::Punch)
-            }
-            (_, done) => {
-                return Err(unavailable(&format!(
-                    "the store answered flag {} with {done:?}",
-                    request.kind.flag()
-                )))
-            }
-        }))
     }
 }
 
