@@ -67,21 +67,8 @@ fn main() {
                 String::from_utf8_lossy(&tracker.handle(req.as_bytes(), src, now).reply.unwrap())
             );
         }
-        let n = 100_000;
-        let t = Instant::now();
-        let mut bytes = 0;
-        for _ in 0..n {
-            bytes += tracker
-                .handle(req.as_bytes(), src, now)
-                .reply
-                .map_or(0, |r| r.len());
-        }
-        let per = t.elapsed().as_secs_f64() / n as f64;
-        println!(
-            "{label}: {:.2} µs per request, {} bytes per answer",
-            per * 1e6,
-            bytes / n
-        );
+        let requests = std::iter::repeat_n(req.as_str(), 100_000);
+        report(label, &tracker, requests, src, now);
     }
     default_mix(config, src, now);
 }
@@ -106,9 +93,27 @@ fn default_mix(config: ServerConfig, src: SocketAddr, now: Instant) {
     for r in warm {
         tracker.handle(r.as_bytes(), src, now);
     }
+    report(
+        "default mix (40% flag 1, 40% flag 3, 20% flag 6)",
+        &tracker,
+        timed.iter().map(String::as_str),
+        src,
+        now,
+    );
+}
+
+/// Times `requests` through the handler and prints the cost per request and answer size.
+fn report<'a>(
+    label: &str,
+    tracker: &Tracker,
+    requests: impl ExactSizeIterator<Item = &'a str>,
+    src: SocketAddr,
+    now: Instant,
+) {
+    let n = requests.len();
     let t = Instant::now();
     let mut bytes = 0;
-    for r in timed {
+    for r in requests {
         bytes += tracker
             .handle(r.as_bytes(), src, now)
             .reply
@@ -116,7 +121,7 @@ fn default_mix(config: ServerConfig, src: SocketAddr, now: Instant) {
     }
     let per = t.elapsed().as_secs_f64() / n as f64;
     println!(
-        "default mix (40% flag 1, 40% flag 3, 20% flag 6): {:.2} µs per request, {} bytes per answer",
+        "{label}: {:.2} µs per request, {} bytes per answer",
         per * 1e6,
         bytes / n
     );
