@@ -23,35 +23,20 @@ fn main() {
     };
     let tracker = Tracker::new(config.clone());
     let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let id = format!("sha256:{}", "3c".repeat(32));
     let now = Instant::now();
-    for f in 0..100 {
-        let r = format!(
-            "REQUEST 4 file-{f:03}.bin 4096 127.0.0.1:{} size={} id={id}",
-            20000 + f,
-            4096 * 2048
-        );
+    for f in 0..mix::FILES {
+        let r = mix::share_request(f);
         assert!(tracker
             .handle(r.as_bytes(), src, now)
             .reply
             .unwrap()
             .starts_with(b"RESPONSE"));
     }
-    let mut i: u64 = 0;
-    let mut warm = |n: u64| {
-        for _ in 0..n {
-            i += 1;
-            let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
-            let file = r % 100;
-            let peer = 40000 + (r >> 8) % 1000;
-            let chunk = (r >> 20) % 4096;
-            let req = format!("REQUEST 3 file-{file:03}.bin {chunk} 127.0.0.1:{peer}");
-            tracker.handle(req.as_bytes(), src, now);
-        }
-    };
     // The load benchmark's heavy scenario: 1000-peer swarms with scattered chunks, so every
     // flag 1 answer is a full page.
-    warm(200_000);
+    for i in 1..=200_000 {
+        tracker.handle(mix::heavy_report(i).as_bytes(), src, now);
+    }
     for (label, req) in [
         ("flag 1", "REQUEST 1 file-042.bin tid=77".to_string()),
         (
