@@ -9,7 +9,11 @@
 //! The null responder is the ceiling: the same SO_REUSEPORT sockets (`bind_sockets`), the same
 //! `recvmmsg`/`sendmmsg` batches, and for every request a fixed `RESPONSE 6 files=0 tid=N`,
 //! with no parsing beyond the tid and no store. It is this benchmark run again as a child
-//! process (`LOAD_NULL_RESPONDER` set), so it can be pinned like the tracker.
+//! process (`LOAD_NULL_RESPONDER` set), so it can be pinned like the tracker. It runs twice:
+//! first with its fixed answer (about 30 bytes), then, after the in-memory tracker, with every
+//! answer padded to the mean length the tracker's answers to that flag had (pages of peers and
+//! files run to 1,400 bytes). The second ceiling tells what the answer bytes cost the kernel
+//! apart from what the tracker's own work costs.
 //!
 //! Per target, phase 1 (capacity): closed loop, each client thread keeps a window of requests
 //! in flight. Phase 2 (latency): open loop at a fixed rate (default: half that target's phase-1
@@ -35,6 +39,13 @@ use tracker::batch::{send_all, RecvBatch};
 
 /// Set in the environment of the child that is the null responder.
 const NULL_RESPONDER: &str = "LOAD_NULL_RESPONDER";
+
+/// Set, besides [`NULL_RESPONDER`], for the null responder whose answers are as long as the
+/// tracker's: ten comma-separated lengths in bytes, indexed by the request's flag.
+const NULL_SIZES: &str = "LOAD_NULL_SIZES";
+
+/// Answer lengths by request flag (`REQUEST <digit>`).
+type Sizes = [usize; 10];
 
 #[path = "common/mix.rs"]
 mod mix;
@@ -79,10 +90,13 @@ impl Drop for TrackerProcess {
     }
 }
 
-/// What is measured: the null responder (the ceiling), or the tracker with one of its stores.
+/// What is measured: the null responder (the ceiling), the same with answers padded to the
+/// lengths the in-memory tracker's had (what the ceiling is with the answer bytes the protocol
+/// makes us send), or the tracker with one of its stores.
 #[derive(Clone, Copy, PartialEq)]
 enum Target {
     Null,
+    SizedNull(Sizes),
     Memory,
     Redis,
 }
@@ -140,7 +154,9 @@ fn pinned() -> bool {
 fn start(target: Target, redis: Option<(Child, u16)>) -> (TrackerProcess, SocketAddr) {
     let exe = match target {
         Target::Memory | Target::Redis => std::path::PathBuf::from(env!("CARGO_BIN_EXE_tracker")),
-        Target::Null => std::env::current_exe().expect("the benchmark's own path"),
+        Target::Null | Target::SizedNull(_) => {
+            std::env::current_exe().expect("the benchmark's own path")
+        }
     };
     let mut cmd = if pinned() {
         let mut c = Command::new("taskset");
@@ -158,6 +174,10 @@ fn start(target: Target, redis: Option<(Child, u16)>) -> (TrackerProcess, Socket
         Target::Null => {
             cmd.env(NULL_RESPONDER, "1");
         }
+        Target::SizedNull(sizes) => {
+            let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
+            cmd.env(NULL_RESPONDER, "1").env(NULL_SIZES, list.join(","));
+        }
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let workers = if pinned() {
@@ -171,7 +191,7 @@ fn start(target: Target, redis: Option<(Child, u16)>) -> (TrackerProcess, Socket
     if let Some(w) = workers {
         match target {
             Target::Memory | Target::Redis => cmd.args(["--workers", &w]),
-            Target::Null => cmd.env("LOAD_WORKERS", &w),
+            Target::Null | Target::SizedNull(_) => cmd.env("LOAD_WORKERS", &w),
         };
     }
     let mut child = cmd.spawn().expect("start the measured process");
@@ -188,8 +208,16 @@ fn start(target: Target, redis: Option<(Child, u16)>) -> (TrackerProcess, Socket
     (TrackerProcess(child, redis.map(|(r, _)| r)), addr)
 }
 
-/// The null responder's life: the tracker's sockets and batching, a fixed answer per request.
+/// The null responder's life: the tracker's sockets and batching, a fixed answer per request
+/// (with [`NULL_SIZES`], padded after its first line to the length given for the request's flag).
 fn null_responder() -> ! {
+    let sizes: Sizes = std::env::var(NULL_SIZES).map_or([0; 10], |list| {
+        let lengths: Vec<usize> = list
+            .split(',')
+            .map(|n| n.parse().expect("a length"))
+            .collect();
+        lengths.try_into().expect("ten lengths")
+    });
     let workers = env_or(
         "LOAD_WORKERS",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -211,7 +239,13 @@ fn null_responder() -> ! {
                     out.clear();
                     for (datagram, from) in (0..n).filter_map(|i| batch.get(i)) {
                         let tid = request_tid(datagram).unwrap_or(0);
-                        out.push((from, format!("RESPONSE 6 files=0 tid={tid}").into_bytes()));
+                        let mut answer = format!("RESPONSE 6 files=0 tid={tid}").into_bytes();
+                        let size = message_flag(datagram, b"REQUEST ").map_or(0, |f| sizes[f]);
+                        if size > answer.len() {
+                            answer.push(b'\n');
+                            answer.resize(size, b'.');
+                        }
+                        out.push((from, answer));
                     }
                     send_all(&socket, &out);
                 }
@@ -272,16 +306,56 @@ fn populate(tracker: SocketAddr) {
     }
 }
 
+/// The flag digit after `prefix` (`REQUEST ` or `RESPONSE `).
+fn message_flag(message: &[u8], prefix: &[u8]) -> Option<usize> {
+    let digit = *message.strip_prefix(prefix)?.first()?;
+    digit.is_ascii_digit().then(|| usize::from(digit - b'0'))
+}
+
 fn answer_tid(answer: &[u8]) -> Option<u32> {
     let header = answer.split(|&b| b == b'\n').next()?;
     let at = header.windows(5).rposition(|w| w == b" tid=")?;
     std::str::from_utf8(&header[at + 5..]).ok()?.parse().ok()
 }
 
+#[derive(Default)]
 struct Stats {
     latencies_ns: Vec<u64>,
     answered: u64,
     lost: u64,
+    /// Bytes and number of the answers, by their flag.
+    answer_bytes: [u64; 10],
+    answers: [u64; 10],
+}
+
+impl Stats {
+    fn record(&mut self, answer: &[u8], latency_ns: u64) {
+        self.latencies_ns.push(latency_ns);
+        self.answered += 1;
+        if let Some(flag) = message_flag(answer, b"RESPONSE ") {
+            self.answer_bytes[flag] += answer.len() as u64;
+            self.answers[flag] += 1;
+        }
+    }
+
+    /// Mean answer length by flag (0 where none came).
+    fn mean_sizes(&self) -> Sizes {
+        std::array::from_fn(|f| (self.answer_bytes[f] / self.answers[f].max(1)) as usize)
+    }
+
+    fn mean_answer(&self) -> u64 {
+        self.answer_bytes.iter().sum::<u64>() / self.answers.iter().sum::<u64>().max(1)
+    }
+
+    fn add(&mut self, other: Stats) {
+        self.latencies_ns.extend(other.latencies_ns);
+        self.answered += other.answered;
+        self.lost += other.lost;
+        for f in 0..10 {
+            self.answer_bytes[f] += other.answer_bytes[f];
+            self.answers[f] += other.answers[f];
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -301,7 +375,7 @@ struct Figures {
 
 fn report(
     label: &str,
-    mut stats: Stats,
+    stats: &mut Stats,
     secs: f64,
     process: &TrackerProcess,
     tracker_cpu: f64,
@@ -313,13 +387,14 @@ fn report(
         cpu_us: tracker_cpu * 1e6 / stats.answered.max(1) as f64,
     };
     println!(
-        "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, tracker RSS {} KiB, tracker CPU {:.1} µs per request ({:.0}% of a core)",
+        "{label}: {:.0} requests/s answered ({} in {secs:.1} s, {} lost), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, answers of {} bytes on average, tracker RSS {} KiB, tracker CPU {:.1} µs per request ({:.0}% of a core)",
         stats.answered as f64 / secs,
         stats.answered,
         stats.lost,
         percentile(&stats.latencies_ns, 0.50),
         percentile(&stats.latencies_ns, 0.99),
         percentile(&stats.latencies_ns, 0.999),
+        stats.mean_answer(),
         process.rss_kib(),
         tracker_cpu * 1e6 / stats.answered.max(1) as f64,
         tracker_cpu / secs * 100.0
@@ -343,8 +418,7 @@ fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy
                 let mut i = c as u64 * 1_000_003;
                 let mut stats = Stats {
                     latencies_ns: Vec::with_capacity(1 << 20),
-                    answered: 0,
-                    lost: 0,
+                    ..Stats::default()
                 };
                 let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(window);
                 let mut next =
@@ -371,10 +445,9 @@ fn capacity(tracker: SocketAddr, clients: usize, window: usize, secs: f64, heavy
                         }
                     };
                     let now = start.elapsed().as_nanos() as u64;
-                    for k in 0..n {
-                        if let Some(t) = batch.get(k).and_then(|(d, _)| answer_tid(d)) {
-                            stats.latencies_ns.push(now - sent_at[t as usize % SLOTS]);
-                            stats.answered += 1;
+                    for (d, _) in (0..n).filter_map(|k| batch.get(k)) {
+                        if let Some(t) = answer_tid(d) {
+                            stats.record(d, now - sent_at[t as usize % SLOTS]);
                         }
                     }
                     next(n, &mut out, &mut sent_at);
@@ -411,18 +484,16 @@ fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: 
                     std::thread::spawn(move || {
                         let mut stats = Stats {
                             latencies_ns: Vec::with_capacity(1 << 20),
-                            answered: 0,
-                            lost: 0,
+                            ..Stats::default()
                         };
                         let mut batch = RecvBatch::new();
                         while !done.load(Ordering::Relaxed) {
                             let Ok(n) = batch.recv(&rx) else { continue };
                             let now = start.elapsed().as_nanos() as u64;
-                            for k in 0..n {
-                                if let Some(t) = batch.get(k).and_then(|(d, _)| answer_tid(d)) {
+                            for (d, _) in (0..n).filter_map(|k| batch.get(k)) {
+                                if let Some(t) = answer_tid(d) {
                                     let sent = sent_at[t as usize % SLOTS].load(Ordering::Relaxed);
-                                    stats.latencies_ns.push(now.saturating_sub(sent));
-                                    stats.answered += 1;
+                                    stats.record(d, now.saturating_sub(sent));
                                 }
                             }
                         }
@@ -465,16 +536,9 @@ fn fixed_rate(tracker: SocketAddr, clients: usize, rate: u64, secs: f64, heavy: 
 }
 
 fn merge(threads: Vec<std::thread::JoinHandle<Stats>>) -> Stats {
-    let mut all = Stats {
-        latencies_ns: Vec::new(),
-        answered: 0,
-        lost: 0,
-    };
+    let mut all = Stats::default();
     for t in threads {
-        let s = t.join().expect("client thread");
-        all.latencies_ns.extend(s.latencies_ns);
-        all.answered += s.answered;
-        all.lost += s.lost;
+        all.add(t.join().expect("client thread"));
     }
     all
 }
@@ -513,11 +577,21 @@ fn main() {
     );
     let redis_dir = std::env::temp_dir().join(format!("load-bench-redis-{}", std::process::id()));
     let mut figures = Vec::new();
+    let mut memory_sizes: Sizes = [0; 10];
     for (target, name) in [
         (Target::Null, "null responder"),
         (Target::Memory, "tracker (memory)"),
+        (
+            Target::SizedNull([0; 10]),
+            "null responder, answers sized as the tracker's",
+        ),
         (Target::Redis, "tracker (redis)"),
     ] {
+        // The sized null responder runs after the in-memory tracker, whose answers it copies.
+        let target = match target {
+            Target::SizedNull(_) => Target::SizedNull(memory_sizes),
+            other => other,
+        };
         let redis = if target == Target::Redis {
             std::fs::create_dir_all(&redis_dir).expect("a directory for redis-server");
             match start_redis(&redis_dir) {
@@ -533,14 +607,17 @@ fn main() {
         let (process, addr) = start(target, redis);
         populate(addr);
         let (cpu, redis_cpu) = (process.cpu_secs(), process.redis_cpu_secs());
-        let stats = capacity(addr, clients, window, secs, heavy);
+        let mut stats = capacity(addr, clients, window, secs, heavy);
         let (cpu, redis_cpu) = (
             process.cpu_secs() - cpu,
             process.redis_cpu_secs() - redis_cpu,
         );
         let max_rate = stats.answered as f64 / secs;
         let label = format!("{name}: capacity (closed loop, window {window}/client)");
-        let full = report(&label, stats, secs, &process, cpu);
+        let full = report(&label, &mut stats, secs, &process, cpu);
+        if target == Target::Memory {
+            memory_sizes = stats.mean_sizes();
+        }
         if target == Target::Redis {
             println!(
                 "{name}: redis-server's share of the CPU in the capacity phase: {:.0}%",
@@ -549,29 +626,37 @@ fn main() {
         }
         let rate: u64 = env_or("LOAD_RATE", (max_rate / 2.0) as u64);
         let cpu = process.cpu_secs();
-        let stats = fixed_rate(addr, rate_clients, rate, secs, heavy);
+        let mut stats = fixed_rate(addr, rate_clients, rate, secs, heavy);
         let cpu = process.cpu_secs() - cpu;
         let half = report(
             &format!("{name}: fixed rate {rate} requests/s (open loop)"),
-            stats,
+            &mut stats,
             secs,
             &process,
             cpu,
         );
-        figures.push((name, full, half));
+        figures.push((target, name, full, half));
     }
     let _ = std::fs::remove_dir_all(&redis_dir);
-    let (_, null_full, null_half) = &figures[0];
-    for (name, full, half) in &figures[1..] {
-        println!(
-            "{name} / null responder: {:.2} of the requests/s ({:.0} / {:.0}); CPU per request {:.1} µs / {:.1} µs; p99 at half load {:.3} ms / {:.3} ms",
-            full.rate / null_full.rate,
-            full.rate,
-            null_full.rate,
-            full.cpu_us,
-            null_full.cpu_us,
-            half.p99_ms,
-            null_half.p99_ms
-        );
+    let ceilings: Vec<_> = figures
+        .iter()
+        .filter(|(t, ..)| matches!(t, Target::Null | Target::SizedNull(_)))
+        .collect();
+    for (_, name, full, half) in figures
+        .iter()
+        .filter(|(t, ..)| matches!(t, Target::Memory | Target::Redis))
+    {
+        for (_, ceiling, ceiling_full, ceiling_half) in &ceilings {
+            println!(
+                "{name} / {ceiling}: {:.2} of the requests/s ({:.0} / {:.0}); CPU per request {:.1} µs / {:.1} µs; p99 at half load {:.3} ms / {:.3} ms",
+                full.rate / ceiling_full.rate,
+                full.rate,
+                ceiling_full.rate,
+                full.cpu_us,
+                ceiling_full.cpu_us,
+                half.p99_ms,
+                ceiling_half.p99_ms
+            );
+        }
     }
 }
