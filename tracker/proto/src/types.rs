@@ -100,6 +100,14 @@ impl FileName {
         if name.contains("..") {
             return Err(FileNameError::DotDot);
         }
+        // Most names are printable ASCII, which holds no control, space or invisible
+        // character: only the three forbidden marks need looking for, a byte at a time.
+        if name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'='))
+        {
+            return Ok(FileName(name.into()));
+        }
         for c in name.chars() {
             match c {
                 '/' | '\\' => return Err(FileNameError::PathSeparator),
