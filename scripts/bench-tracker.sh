@@ -3,10 +3,12 @@
 #   store   - store memory: 1,000 peers x 524,288 chunks of one file; a 10,000-file catalogue paged
 #   handler - request handler cost per flag, without sockets
 #   load    - a null responder (the tracker's sockets and batching, a fixed answer, no store),
-#             then the tracker binary with its in-memory store, then with --store redis:// on a
-#             redis-server it starts (skipped, saying so, without redis-server), on loopback
-#             under mixed flags 1/3/6: requests/s, p50/p99 at half load, CPU per request, RSS,
-#             and each tracker's ratio to the null responder in the same run; pinned (1 worker
+#             then the tracker binary with its in-memory store, then the null responder with
+#             answers padded to the tracker's mean length per flag, then the tracker with
+#             --store redis:// on a redis-server it starts (skipped, saying so, without
+#             redis-server), on loopback under mixed flags 1/3/6: requests/s, p50/p99 at half
+#             load, mean answer size, CPU per request, RSS, and each tracker's ratio to both
+#             null responders in the same run; pinned (1 worker
 #             and redis-server on CPU 0, generator on CPU 1) and unpinned, then the heavy
 #             scenario (1000-peer swarms, full pages)
 # Environment knobs of the load benchmark: LOAD_SECS, LOAD_CLIENTS, LOAD_WINDOW, LOAD_RATE,
