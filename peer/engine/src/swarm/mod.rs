@@ -5,27 +5,30 @@
 //! connections other peers open ([`registry`]), the downloader the ones it opens; both kinds are
 //! the same to the swarm: a task per connection ([`peer`]) serves the other side's requests and,
 //! while we download, requests what it has and we lack, so a peer that connects to us becomes a
-//! source for us too. The swarm keeps what those tasks share: which chunks we hold (and the log
-//! of chunks verified since the swarm opened, which every connection forwards as HAVE), the
-//! [`picker`] that hands out chunks to request, and the [`choker`] that decides whom we upload
-//! to. Rates are bounded by [`limit`]s shared by the whole process.
+//! source for us too. The swarm keeps what those tasks share: which chunks we hold
+//! ([`holdings`], with the log of chunks verified since the swarm opened, which every
+//! connection forwards as HAVE), the [`picker`] that hands out chunks to request, and the
+//! [`choker`] that decides whom we upload to ([`slots`] carries its decisions out). Rates are
+//! bounded by [`limit`]s shared by the whole process.
 
 pub mod budget;
 pub mod choker;
 mod handshake;
 mod have_log;
+mod holdings;
 pub mod limit;
 mod link;
 mod peer;
 mod picker;
 pub mod registry;
 mod serving;
+mod slots;
 mod storing;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,12 +43,14 @@ use crate::metainfo::{Info, Layout};
 use crate::name::ShareName;
 use crate::share::PartialFile;
 use crate::storage::Storage;
-use crate::wire::{ChunkRun, Frame, PeerId, METAINFO_PIECE};
-use choker::{Candidate, Choker, LinkId, DEFAULT_SLOTS, RECHOKE_PERIOD};
+use crate::wire::{Frame, PeerId, METAINFO_PIECE};
+use choker::{Choker, LinkId, DEFAULT_SLOTS};
 use have_log::HaveLog;
+use holdings::Holdings;
 use limit::RateLimit;
 use link::Link;
 use picker::Picker;
+use slots::rechoke_periodically;
 
 pub use handshake::{initiate, Hello, Remote};
 pub use peer::PeerError;
@@ -167,17 +172,6 @@ impl LocalPeer {
     pub fn is_own(&self, addr: SocketAddr) -> bool {
         addr == *self.announce.borrow() || self.own_addrs.lock().contains(&addr)
     }
-}
-
-/// Which chunks we hold and where they are read from.
-#[derive(Debug)]
-enum Holdings {
-    /// A complete file: every chunk.
-    All,
-    /// Our own download in progress: the chunks verified and written so far.
-    Downloading(Arc<PartialFile>),
-    /// Another process's download in this directory: what its resume record lists.
-    Recorded(Bitfield),
 }
 
 /// What the connections of one swarm share.
@@ -386,135 +380,6 @@ impl Swarm {
         }
     }
 
-    /// True while chunks are missing and we fetch them.
-    pub fn is_downloading(&self) -> bool {
-        self.state.lock().picker.is_some()
-    }
-
-    /// True when we hold every chunk.
-    pub fn is_complete(&self) -> bool {
-        match &self.state.lock().holdings {
-            Holdings::All => true,
-            Holdings::Downloading(p) => p.is_complete(),
-            Holdings::Recorded(have) => have.count() == self.manifest.chunk_count(),
-        }
-    }
-
-    /// True when we hold chunk `index` (verified) and may serve it.
-    fn has(&self, index: u32) -> bool {
-        index < self.manifest.chunk_count()
-            && match &self.state.lock().holdings {
-                Holdings::All => true,
-                Holdings::Downloading(p) => p.has(index),
-                Holdings::Recorded(have) => have.get(index),
-            }
-    }
-
-    /// Our BITFIELD.
-    fn bitfield(&self) -> Bitfield {
-        match &self.state.lock().holdings {
-            Holdings::All => Bitfield::full(self.manifest.chunk_count()),
-            Holdings::Downloading(p) => p.have_bits(),
-            Holdings::Recorded(have) => have.clone(),
-        }
-    }
-
-    /// True when `theirs` holds a chunk we lack (we are interested in that peer).
-    fn wants_any_of(&self, theirs: &Bitfield) -> bool {
-        match &self.state.lock().holdings {
-            Holdings::All => false,
-            Holdings::Downloading(p) => p.with_have(|ours| theirs.has_any_not_in(ours)),
-            // Somebody else downloads it; this process only serves what that one recorded.
-            Holdings::Recorded(_) => false,
-        }
-    }
-
-    /// Chunks verified since `link` last asked (or since it was registered).
-    fn unread_haves(&self, link: &Link) -> Vec<u32> {
-        self.state.lock().haves.take_unread(link.id)
-    }
-
-    /// Chunks became verified: our own download wrote them, or the mirrored record lists them.
-    fn announce_verified(&self, state: &mut State, newly: &[u32]) {
-        if newly.is_empty() {
-            return;
-        }
-        state.haves.append(newly);
-        self.have_seq.send_replace(state.haves.end());
-    }
-
-    /// Chunks of `run` were verified and written by a connection to `from`; `newly` are the ones
-    /// nobody had delivered before.
-    fn stored(&self, run: ChunkRun, newly: &[u32], from: SocketAddr, bytes: u64) {
-        let mut state = self.state.lock();
-        if let Some(picker) = state.picker.as_mut() {
-            picker.mark_have(run);
-        }
-        *state.delivered.entry(from).or_default() += bytes;
-        self.announce_verified(&mut state, newly);
-        drop(state);
-        self.downloaded.fetch_add(bytes, Ordering::Relaxed);
-        self.local.downloaded.fetch_add(bytes, Ordering::Relaxed);
-        self.chunks_new
-            .fetch_add(newly.len() as u32, Ordering::Relaxed);
-        self.chunks_again
-            .fetch_add(run.count - newly.len() as u32, Ordering::Relaxed);
-    }
-
-    /// A verified chunk could not be written: the download stops with this error.
-    fn fail_write(&self, error: String) {
-        let mut state = self.state.lock();
-        state.write_error.get_or_insert(error);
-        drop(state);
-        self.have_seq.send_modify(|_| ());
-        self.stop.cancel();
-    }
-
-    /// Changes each time chunks become verified here or a write fails: whoever waits for the
-    /// download to complete looks again at once instead of at its next tick.
-    pub fn changes(&self) -> watch::Receiver<usize> {
-        self.have_seq.subscribe()
-    }
-
-    /// The write error that stopped the download, if one did.
-    pub fn write_error(&self) -> Option<String> {
-        self.state.lock().write_error.clone()
-    }
-
-    /// For a mirrored download of another process: takes its latest resume record. Chunks it
-    /// lists that we did not have become HAVE for every peer; `None` means that download is
-    /// finished (complete file in place), so every chunk is served from now on.
-    pub fn refresh_record(&self, record: Option<Bitfield>) {
-        let mut state = self.state.lock();
-        let Holdings::Recorded(old) = &state.holdings else {
-            return;
-        };
-        let fresh: Vec<u32> = match &record {
-            Some(now) => now.ones().filter(|&i| !old.get(i)).collect(),
-            None => (0..self.manifest.chunk_count())
-                .filter(|&i| !old.get(i))
-                .collect(),
-        };
-        state.holdings = match record {
-            Some(now) => Holdings::Recorded(now),
-            None => Holdings::All,
-        };
-        self.announce_verified(&mut state, &fresh);
-    }
-
-    /// Our download finished and the file is complete under its name: serve every chunk, stop
-    /// requesting, and drop connections to other seeders (neither needs the other).
-    pub fn finish_download(&self) {
-        let mut state = self.state.lock();
-        state.holdings = Holdings::All;
-        state.picker = None;
-        for link in state.links.values() {
-            if link.peer_complete() {
-                link.close();
-            }
-        }
-    }
-
     /// Closes every connection of the swarm.
     pub fn close(&self) {
         self.stop.cancel();
@@ -677,73 +542,6 @@ impl Swarm {
             links.join(", ")
         )
     }
-
-    /// Decides whom to unchoke (see [`choker`]) and tells the connections.
-    fn rechoke(&self) {
-        let mut state = self.state.lock();
-        let seeding = state.picker.is_none();
-        let candidates: Vec<Candidate> = state
-            .links
-            .values()
-            .map(|l| Candidate {
-                id: l.id,
-                interested: l.peer_interested(),
-                received: l.take_round_received(),
-                received_total: l.received(),
-                unchokes_us: l.unchokes_us(),
-                sent: l.sent(),
-                stalled: l.stalled(),
-            })
-            .collect();
-        let unchoked = state.choker.rechoke(&candidates, seeding, &mut rand::rng());
-        for link in state.links.values() {
-            link.set_unchoked(unchoked.contains(&link.id));
-        }
-        if log::log_enabled!(log::Level::Debug) {
-            let names: Vec<String> = state
-                .links
-                .values()
-                .filter(|l| unchoked.contains(&l.id))
-                .map(|l| l.listen.unwrap_or(l.addr).to_string())
-                .collect();
-            log::debug!("{}: rechoke: uploading to {}", self.name, names.join(", "));
-        }
-    }
-
-    /// An unchoked peer stopped taking our bytes: its slot goes at once to the interested peer
-    /// waiting for one that we sent the least (while we download, among those that let us
-    /// download from them first), instead of idling until the next period.
-    fn replace_stalled(&self, stalled: &Link) {
-        let state = self.state.lock();
-        stalled.set_unchoked(false);
-        let seeding = state.picker.is_none();
-        let next = state
-            .links
-            .values()
-            .filter(|l| l.peer_interested() && !l.unchoked() && !l.stalled())
-            .min_by_key(|l| (!seeding && !l.unchokes_us(), l.sent()));
-        if let Some(next) = next {
-            next.set_unchoked(true);
-        }
-    }
-
-    /// A peer became interested, or unchoked us while interested: if an upload slot is free it
-    /// need not wait for the next period (a newcomer gets its first chunks within a round trip).
-    /// While we download, the free slots go at once only to peers that let us download from
-    /// them, which can give back, and to one other peer, as the optimistic slot does: first come
-    /// first served would hand a free-rider a regular slot until the choker next ranks.
-    fn admit(&self, link: &Link) {
-        let state = self.state.lock();
-        let unchoked: Vec<&Arc<Link>> = state.links.values().filter(|l| l.unchoked()).collect();
-        if unchoked.len() >= state.choker.capacity() {
-            return;
-        }
-        let seeding = state.picker.is_none();
-        let optimistic_free = !unchoked.iter().any(|l| !l.unchokes_us());
-        if seeding || link.unchokes_us() || optimistic_free {
-            link.set_unchoked(true);
-        }
-    }
 }
 
 /// Why the swarm refused a connection after its handshake.
@@ -764,22 +562,6 @@ pub enum Refusal {
 pub struct LinkOutcome {
     /// Verified chunk bytes the peer delivered.
     pub delivered: u64,
-}
-
-/// Runs `swarm`'s choker every [`RECHOKE_PERIOD`] for as long as the swarm exists.
-async fn rechoke_periodically(swarm: Weak<Swarm>) {
-    let mut tick = tokio::time::interval(RECHOKE_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(swarm) = swarm.upgrade() else {
-            return;
-        };
-        if swarm.is_closed() {
-            return;
-        }
-        swarm.rechoke();
-    }
 }
 
 /// The IP a connection's address counts against in per-IP limits.
