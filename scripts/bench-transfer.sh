@@ -63,8 +63,7 @@ keep_best() {
 # Prints "MB/s  CPU  peak-RSS" from a /usr/bin/time -v report.
 figures() {
     local report=$1 bytes=$2
-    awk -v bytes="$bytes" -F': ' '
-        /^bench wall seconds/ { wall = $2 }
+    awk -v bytes="$bytes" -v wall="$(wall "$report")" -F': ' '
         /Percent of CPU/ { cpu = $2 }
         /Maximum resident set size/ { rss = $2 }
         END { printf "%8.1f MB/s  %6.3f s  CPU %5s  peak RSS %6.1f MiB\n", bytes / wall / 1e6, wall, cpu, rss / 1024 }
