@@ -131,7 +131,10 @@ fn swarm_case(tag: &str, n: usize, size: usize, limit: u64, stagger: Duration) {
 
 #[test]
 fn eight_leechers_started_together_trade_with_each_other() {
-    swarm_case("swarm-8", 8, 8 * MIB, 1_000_000, Duration::ZERO);
+    // 16 MiB (17 s at the seeder's limit) outlasts a choking period (10 s): a leecher whose
+    // manifest came last finds every other leecher's upload slots taken until their next
+    // rechoke, as in any swarm, and must still be traded with after it.
+    swarm_case("swarm-8", 8, 16 * MIB, 1_000_000, Duration::ZERO);
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub(super) struct NoneGave {
 
 /// Asks every listed peer in turn, `ROUNDS` times with a tracker refresh between two, until one
 /// gives what `fetch` gets from it (`what` names it in the log); a peer that lies is marked and
-/// not asked again, one that fails may be asked in the next round.
+/// not asked again, one that fails may be asked in the next round, which waits for it.
 pub(super) async fn first_peer_giving<T, Fut>(
     ctx: &Context,
     name: &ShareName,
@@ -91,7 +91,9 @@ where
     let mut last = String::from("no peer listed");
     for round in 0..ROUNDS {
         if round > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pause = tokio::time::Instant::now() + Duration::from_secs(1);
+            let retry = peers.next_retry().map(tokio::time::Instant::from_std);
+            tokio::time::sleep_until(retry.map_or(pause, |r| r.max(pause))).await;
             if let Ok(s) = ctx.tracker.refresh(name.file_name()).await {
                 peers.learn(&s.peers);
             }

@@ -279,6 +279,7 @@ pub async fn download_expecting(
         }
         Err(e) => return Err(e.into()),
     };
+    let listed_at = Instant::now();
     let info = &swarm_list.file.info;
     let mut want = Expected {
         size: info.size(),
@@ -369,7 +370,7 @@ pub async fn download_expecting(
         progress,
         peers: &mut peers,
     }
-    .drive(swarm_list.interval, swarm_list.min_interval)
+    .drive(swarm_list.interval, swarm_list.min_interval, listed_at)
     .await;
     if result.is_err() {
         swarm.close();

@@ -47,11 +47,14 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     /// Runs the download to its end; the tracker is asked for peers every `interval`, and every
-    /// `min_interval` while starved or in a small swarm (the tracker's announce intervals).
+    /// `min_interval` while starved or in a small swarm (the tracker's announce intervals),
+    /// counted from `listed_at`, when the listing the download started from arrived: fetching
+    /// the manifest may have taken long enough that peers who joined meanwhile are due now.
     pub async fn drive(
         self,
         interval: Duration,
         min_interval: Duration,
+        listed_at: Instant,
     ) -> Result<(), DownloadError> {
         let Run {
             ctx,
@@ -73,7 +76,7 @@ impl Run<'_> {
         let mut tick = tokio::time::interval(TICK);
         let mut rate = RateMeter::new(RATE_WINDOW);
         let mut last_progress = Instant::now();
-        let mut last_refresh = Instant::now();
+        let mut last_refresh = listed_at;
         let mut changes = swarm.changes();
         let outcome = loop {
             if let Some(error) = swarm.write_error() {
