@@ -38,9 +38,11 @@ pub(super) fn decode_success(msg: &StunMessage) -> Result<BindingSuccess, Decode
         .get::<MappedAddress>()
         .and_then(|a| a.as_mapped_address().ok())
         .map(|a| *a.socket_address());
+    // A server on a dual-stack socket may report an IPv4 client as `::ffff:a.b.c.d`; what we
+    // announce and compare across refreshes is the IPv4 address itself.
     let (mapped, from_xor) = match (xor, plain) {
-        (Some(addr), _) => (addr, true),
-        (None, Some(addr)) => (addr, false),
+        (Some(addr), _) => (canonical(addr), true),
+        (None, Some(addr)) => (canonical(addr), false),
         (None, None) => return Err(DecodeError::NoAddress),
     };
     Ok(BindingSuccess {

@@ -105,6 +105,24 @@ fn decodes_rfc5769_ipv4_response_vector() {
     ));
 }
 
+/// Found by the fuzzer: a server's `::ffff:a.b.c.d` used to come back as an IPv6 address, which
+/// the peer would announce and then see "change" when re-encoded or reported as IPv4.
+#[test]
+fn ipv4_mapped_ipv6_in_a_reply_reads_as_ipv4() {
+    let tid = new_transaction_id();
+    let mapped = SocketAddr::new(Ipv4Addr::new(255, 255, 0, 1).to_ipv6_mapped().into(), 2048);
+    for attr in [
+        XorMappedAddress::from(mapped).into(),
+        MappedAddress::from(mapped).into(),
+    ] {
+        let bytes = message(MessageClass::SuccessResponse, &tid, vec![attr]);
+        let Reply::Success(s) = decode_reply(&bytes, &tid).unwrap() else {
+            panic!("not a success")
+        };
+        assert_eq!(s.mapped, "255.255.0.1:2048".parse().unwrap());
+    }
+}
+
 #[test]
 fn falls_back_to_mapped_address() {
     let tid = new_transaction_id();
