@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,6 +50,22 @@ fn leecher(tracker: SocketAddr, dir: &Path, name: &str, extra: &[&str]) -> Proc 
 fn outcome(p: &mut Proc) -> serde_json::Value {
     let line = p.wait_line("{");
     serde_json::from_str(&format!("{{{line}")).expect("JSON outcome")
+}
+
+/// The upload rates a leecher's progress lines on stderr showed (the `up` field of
+/// `f.bin  42.0%  84/200 chunks  down 1.2 MiB/s  up 150.0 KiB/s  ETA 3s ...`), once it exited.
+fn upload_rates_shown(p: &mut Proc) -> Vec<String> {
+    p.wait();
+    let mut err = String::new();
+    if let Some(mut e) = p.child.stderr.take() {
+        e.read_to_string(&mut err).expect("leecher stderr");
+    }
+    err.lines()
+        .filter(|l| l.contains(" chunks  down "))
+        .filter_map(|l| l.split("  up ").nth(1))
+        .filter_map(|rest| rest.split("  ").next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How long a download took, as the leecher measured it.
@@ -239,6 +256,16 @@ fn uploaders_give_each_other_more_than_a_free_rider_which_still_finishes() {
         free["uploaded"].as_u64(),
         Some(0),
         "the free-rider uploaded: {free}"
+    );
+
+    // Their progress lines say they upload while they download, not "up 0 B/s" throughout.
+    let shown: Vec<String> = uploaders
+        .iter_mut()
+        .flat_map(|(p, _, _)| upload_rates_shown(p))
+        .collect();
+    assert!(
+        shown.iter().any(|rate| rate != "0 B/s"),
+        "no uploader's progress line showed it uploading: {shown:?}"
     );
 
     let addrs: Vec<SocketAddr> = uploaders.iter().map(|(_, _, a)| *a).collect();

@@ -106,9 +106,9 @@ impl FileStats {
             chunks_have: u64::from(p.have),
             chunks_total: u64::from(p.total),
             downloaded: p.bytes,
-            uploaded: 0,
+            uploaded: p.swarm.uploaded,
             down_rate: if running { p.rate } else { 0.0 },
-            up_rate: 0.0,
+            up_rate: if running { p.up_rate } else { 0.0 },
             swarm: if running {
                 p.swarm.clone()
             } else {

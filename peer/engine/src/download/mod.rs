@@ -112,8 +112,11 @@ pub struct Progress {
     pub chunk_size: u32,
     /// Chunk bytes received and verified in this run.
     pub bytes: u64,
-    /// Bytes per second over the last few seconds.
+    /// Bytes per second received over the last few seconds.
     pub rate: f64,
+    /// Bytes per second uploaded to the swarm over the last few seconds (a leecher serves the
+    /// chunks it has verified).
+    pub up_rate: f64,
     /// Who we exchange chunks with.
     pub swarm: SwarmStats,
     /// A directory's files and how much of each is verified; empty for a single file.

@@ -74,7 +74,7 @@ impl Run<'_> {
         let mut persist = tokio::time::interval(ctx.config.report_interval);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(TICK);
-        let mut rate = RateMeter::new(RATE_WINDOW);
+        let mut rates = Rates::default();
         let mut last_progress = Instant::now();
         let mut last_refresh = listed_at;
         let mut changes = swarm.changes();
@@ -164,7 +164,7 @@ impl Run<'_> {
                     }
                 }
                 _ = tick.tick() => {
-                    if publish(swarm, partial, progress, &mut rate) {
+                    if publish(swarm, partial, progress, &mut rates) {
                         last_progress = Instant::now();
                     }
                     let quiet = last_progress.elapsed();
@@ -187,7 +187,7 @@ impl Run<'_> {
         if let Ok(recorded) = &last {
             reporter.send(recorded.clone());
         }
-        publish(swarm, partial, progress, &mut rate);
+        publish(swarm, partial, progress, &mut rates);
         reporter.finish(FINAL_REPORT).await;
         dials.abort_all();
         outcome.and(last.map(|_| ()))
@@ -234,15 +234,32 @@ async fn persist_now(
     }
 }
 
+/// The download's rates both ways, as its progress shows them.
+struct Rates {
+    down: RateMeter,
+    up: RateMeter,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self {
+            down: RateMeter::new(RATE_WINDOW),
+            up: RateMeter::new(RATE_WINDOW),
+        }
+    }
+}
+
 /// Publishes progress; true when verified bytes arrived since the last call.
 fn publish(
     swarm: &Swarm,
     partial: &PartialFile,
     progress: &watch::Sender<Progress>,
-    rate: &mut RateMeter,
+    rates: &mut Rates,
 ) -> bool {
     let stats = swarm.stats();
-    let moved = rate.record(Instant::now(), stats.downloaded);
+    let now = Instant::now();
+    let moved = rates.down.record(now, stats.downloaded);
+    rates.up.record(now, stats.uploaded);
     let have = partial.have_count();
     let files = partial.manifest().files().map(|files| {
         let chunk_size = partial.manifest().chunk_size();
@@ -254,7 +271,8 @@ fn publish(
         }
         p.have = have;
         p.bytes = stats.downloaded;
-        p.rate = rate.rate();
+        p.rate = rates.down.rate();
+        p.up_rate = rates.up.rate();
         p.swarm = stats;
     });
     moved
