@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Transfer benchmark on loopback: a SIZE_MIB (default 256) MiB random file in 2048-byte chunks,
 # 1 seeder -> 1 leecher and 4 seeders -> 1 leecher, beside a raw TCP copy (socat) of the same file
-# in the same run. Prints MB/s, CPU and peak RSS of the leecher (and of the raw receiver), each
-# peer case's ratio to the raw copy into a file, then the time to build the manifest of a 1 GiB
-# file. The leecher runs with default flags: every chunk verified before it is written, once.
+# in the same run, and beside the floor: the protocol's least work with nothing else
+# (transfer_floor). Prints MB/s, CPU and peak RSS of the leecher (and of the raw and floor
+# receivers), each case's ratio to the raw copy into a file, then the time to build the manifest
+# of a 1 GiB file. The leecher runs with default flags: every chunk verified before it is written, once.
 #
 #   scripts/bench-transfer.sh            # SIZE_MIB=256 by default
 #   SIZE_MIB=1024 scripts/bench-transfer.sh
@@ -19,7 +20,9 @@ SIZE_MIB=${SIZE_MIB:-256}
 RUNS=${RUNS:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p peer -p tracker --bins
+cargo build --release -q -p peer-engine --example transfer_floor
 BIN=$CARGO_TARGET_DIR/release
+FLOOR=$BIN/examples/transfer_floor
 for tool in socat /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "bench-transfer: $tool is needed" >&2; exit 1; }
 done
@@ -112,6 +115,34 @@ RAW_WALL=$(wall "$WORK/raw.best")
 [ "$(sha256sum <"$WORK/raw.bin" | cut -d' ' -f1)" = "$SUM" ] || { echo "raw copy differs" >&2; exit 1; }
 rm -f "$WORK/raw.bin"
 raw_copy "OPEN:/dev/null" "raw TCP copy to /dev/null"
+
+# The floor: the protocol's least work (framed positioned reads and sends on one side; receive,
+# SHA-256 of every chunk and positioned writes on the other, in two threads) as plain blocking
+# code with 1 MiB batches, nothing else (peer/engine/examples/transfer_floor.rs). No peer can
+# beat it on this machine, so it says how much of the gap to the raw copy is the work itself.
+floor_copy() {
+    local srv
+    rm -f "$WORK/floor.best"
+    for _ in $(seq 1 "$RUNS"); do
+        rm -f "$WORK/floor.bin"
+        "$FLOOR" serve "$WORK/src.bin" >"$WORK/floor.out" &
+        srv=$!
+        PIDS+=("$srv")
+        local addr start
+        addr=$(wait_line "$WORK/floor.out" "listening ")
+        start=$EPOCHREALTIME
+        /usr/bin/time -v -o "$WORK/floor.time" "$FLOOR" fetch "$addr" "$WORK/floor.bin"
+        stamp_wall "$WORK/floor.time" "$start"
+        wait "$srv"
+        [ "$(sha256sum <"$WORK/floor.bin" | cut -d' ' -f1)" = "$SUM" ] || { echo "floor copy differs" >&2; exit 1; }
+        keep_best "$WORK/floor.best" "$WORK/floor.time"
+    done
+    rm -f "$WORK/floor.bin"
+    printf '%-28s' "floor (least work, no peer):"
+    figures "$WORK/floor.best" "$BYTES" | tr -d '\n'
+    awk -v raw="$RAW_WALL" -v ours="$(wall "$WORK/floor.best")" 'BEGIN { printf "  %.2f of raw\n", raw / ours }'
+}
+floor_copy
 
 "$BIN/tracker" --bind 127.0.0.1:0 >"$WORK/tracker.out" 2>"$WORK/tracker.err" &
 PIDS+=($!)
