@@ -4,7 +4,8 @@
 # in the same run, and beside the floor: the protocol's least work with nothing else
 # (transfer_floor). Prints MB/s, CPU and peak RSS of the leecher (and of the raw and floor
 # receivers), each case's ratio to the raw copy into a file, then the time to build the manifest
-# of a 1 GiB file. The leecher runs with default flags: every chunk verified before it is written, once.
+# of a 1 GiB file. The leecher runs with default flags: every chunk verified before it is
+# written, once.
 #
 #   scripts/bench-transfer.sh            # SIZE_MIB=256 by default
 #   SIZE_MIB=1024 scripts/bench-transfer.sh
@@ -61,6 +62,15 @@ keep_best() {
     if [ ! -s "$best" ] || awk -v a="$(wall "$new")" -v b="$(wall "$best")" 'BEGIN { exit !(a < b) }'; then
         cp "$new" "$best"
     fi
+}
+
+# Prints LABEL, then the figures of REPORT (the best run of a case) and its ratio to the raw
+# copy into a file.
+report_case() {
+    local label=$1 report=$2
+    printf '%-28s' "$label:"
+    figures "$report" "$BYTES" | tr -d '\n'
+    awk -v raw="$RAW_WALL" -v ours="$(wall "$report")" 'BEGIN { printf "  %.2f of raw\n", raw / ours }'
 }
 
 # Prints "MB/s  CPU  peak-RSS" from a /usr/bin/time -v report.
@@ -138,9 +148,7 @@ floor_copy() {
         keep_best "$WORK/floor.best" "$WORK/floor.time"
     done
     rm -f "$WORK/floor.bin"
-    printf '%-28s' "floor (least work, no peer):"
-    figures "$WORK/floor.best" "$BYTES" | tr -d '\n'
-    awk -v raw="$RAW_WALL" -v ours="$(wall "$WORK/floor.best")" 'BEGIN { printf "  %.2f of raw\n", raw / ours }'
+    report_case "floor (least work, no peer)" "$WORK/floor.best"
 }
 floor_copy
 
@@ -173,9 +181,7 @@ run_case() {
         [ "$(sha256sum <"$case_dir/leech/bench$seeders.bin" | cut -d' ' -f1)" = "$SUM" ] || { echo "download differs" >&2; exit 1; }
         keep_best "$case_dir/leech.best" "$case_dir/leech.time"
     done
-    printf '%-28s' "$label:"
-    figures "$case_dir/leech.best" "$BYTES" | tr -d '\n'
-    awk -v raw="$RAW_WALL" -v ours="$(wall "$case_dir/leech.best")" 'BEGIN { printf "  %.2f of raw\n", raw / ours }'
+    report_case "$label" "$case_dir/leech.best"
     for p in "${spids[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$case_dir"
 }

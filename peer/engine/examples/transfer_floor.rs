@@ -12,7 +12,7 @@
 //! batches of 1 MiB (the raw copy's buffer): no requests, no runtime, no choking, no rate
 //! limits, no tracker. It is a bound no real peer reaches, not a peer.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{mpsc, Arc};
@@ -64,12 +64,7 @@ fn serve(path: &str) -> Result<()> {
 fn fetch(addr: &str, out: &str) -> Result<()> {
     let mut socket = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     let manifest = Arc::new(read_manifest(&mut socket)?);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)?;
+    let file = File::create(out)?;
     file.set_len(manifest.size())?;
     let storage = Storage::One(file);
     let (received, to_store) = mpsc::sync_channel::<(ChunkRun, Vec<u8>)>(QUEUED);
@@ -102,12 +97,8 @@ fn read_manifest(socket: &mut TcpStream) -> Result<Manifest> {
     socket.read_exact(&mut size)?;
     let size = u64::from_be_bytes(size);
     let count = usize::try_from(size.div_ceil(u64::from(CHUNK_SIZE)))?;
-    let mut concatenated = vec![0u8; count * HASH_LEN];
-    socket.read_exact(&mut concatenated)?;
-    let hashes: Vec<ChunkHash> = concatenated
-        .chunks_exact(HASH_LEN)
-        .map(|h| ChunkHash::try_from(h).expect("chunks_exact gives HASH_LEN bytes"))
-        .collect();
+    let mut hashes: Vec<ChunkHash> = vec![[0u8; HASH_LEN]; count];
+    socket.read_exact(hashes.as_flattened_mut())?;
     Ok(Manifest::from_hashes(size, CHUNK_SIZE, hashes)?)
 }
 
