@@ -10,8 +10,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::render::{push_num, PageLine};
-use crate::response::{write_next, write_summary, write_tid, MAX_DATAGRAM_BYTES};
+use crate::render::{push_num, push_summary, PageLine};
+use crate::response::{write_next, write_tid, MAX_DATAGRAM_BYTES};
 use crate::types::{AnnounceIntervals, FileSummary};
 
 /// What the header of RESPONSE 1/2 says besides paging and `tid`.
@@ -23,17 +23,19 @@ pub struct PeersHeader<'a> {
 }
 
 /// The header of RESPONSE 1/2 up to (not including) `next=`.
-fn write_peers_head(f: &mut dyn fmt::Write, header: PeersHeader<'_>) -> fmt::Result {
-    write!(f, "RESPONSE {}", if header.refresh { 2 } else { 1 })?;
-    write_summary(f, header.file)?;
+fn push_peers_head(out: &mut String, header: PeersHeader<'_>) {
+    out.push_str(if header.refresh {
+        "RESPONSE 2"
+    } else {
+        "RESPONSE 1"
+    });
+    push_summary(out, header.file);
     if let Some(i) = header.intervals {
-        write!(
-            f,
-            " interval={} min_interval={}",
-            i.interval, i.min_interval
-        )?;
+        out.push_str(" interval=");
+        push_num(out, i.interval);
+        out.push_str(" min_interval=");
+        push_num(out, i.min_interval);
     }
-    Ok(())
 }
 
 pub(crate) fn write_peers_header(
@@ -42,7 +44,9 @@ pub(crate) fn write_peers_header(
     next: Option<u32>,
     tid: Option<u32>,
 ) -> fmt::Result {
-    write_peers_head(f, header)?;
+    let mut head = String::with_capacity(256);
+    push_peers_head(&mut head, header);
+    f.write_str(&head)?;
     write_next(f, next)?;
     write_tid(f, tid)
 }
@@ -87,7 +91,7 @@ impl PageBody {
     /// is reserved at its longest (`next=` and `tid=` at their widest values).
     pub fn for_peers(max: usize, header: PeersHeader<'_>, tid: Option<u32>) -> Self {
         let mut head = String::with_capacity(256);
-        let _ = write_peers_head(&mut head, header);
+        push_peers_head(&mut head, header);
         let reserve = head.len() + WIDEST_NEXT + tid.map_or(0, |_| WIDEST_TID);
         PageBody {
             head,

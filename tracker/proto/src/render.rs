@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::types::{ChunkRanges, ListedFile, PeerChunks, PeerEntry};
+use crate::types::{ChunkRanges, FileId, FileSummary, ListedFile, PeerChunks, PeerEntry};
 
 /// A line of a flag 1/2 or flag 6 page.
 pub trait PageLine {
@@ -67,6 +67,31 @@ impl ChunkRanges {
             }
         }
     }
+}
+
+/// ` NAME size=S chunks=N chunk=C id=ID seeders=A leechers=B`: the file part of a flag 1, 2 and
+/// 7 answer, in front of every listing page.
+pub(crate) fn push_summary(out: &mut String, s: &FileSummary) {
+    out.push(' ');
+    out.push_str(s.info.name().as_str());
+    out.push_str(" size=");
+    push_num(out, s.info.size());
+    out.push_str(" chunks=");
+    push_num(out, s.info.chunks());
+    out.push_str(" chunk=");
+    push_num(out, s.info.chunk_size());
+    out.push_str(" id=");
+    push_id(out, &s.info.id());
+    out.push_str(" seeders=");
+    push_num(out, s.seeders);
+    out.push_str(" leechers=");
+    push_num(out, s.leechers);
+}
+
+pub(crate) fn push_id(out: &mut String, id: &FileId) {
+    out.push_str("sha256:");
+    let digits = id.hex_digits();
+    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 pub(crate) fn push_num(out: &mut String, n: impl itoa::Integer) {

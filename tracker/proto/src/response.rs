@@ -467,17 +467,9 @@ fn line_text(line: &impl PageLine) -> String {
 }
 
 pub(crate) fn write_summary(f: &mut dyn fmt::Write, s: &FileSummary) -> fmt::Result {
-    write!(
-        f,
-        " {} size={} chunks={} chunk={} id={} seeders={} leechers={}",
-        s.info.name(),
-        s.info.size(),
-        s.info.chunks(),
-        s.info.chunk_size(),
-        s.info.id(),
-        s.seeders,
-        s.leechers
-    )
+    let mut text = String::with_capacity(192);
+    crate::render::push_summary(&mut text, s);
+    f.write_str(&text)
 }
 
 pub(crate) fn write_tid(f: &mut dyn fmt::Write, tid: Option<u32>) -> fmt::Result {

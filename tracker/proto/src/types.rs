@@ -310,6 +310,16 @@ pub struct FileId(pub [u8; 32]);
 #[error("file id must be 'sha256:' followed by 64 hex digits")]
 pub struct FileIdError;
 
+impl FileId {
+    /// The 64 lowercase hex digits, on the stack: every flag 1 and 7 answer writes an id.
+    pub(crate) fn hex_digits(&self) -> [u8; 64] {
+        let mut digits = [0u8; 64];
+        // 32 bytes always fit 64 digits.
+        let _ = hex::encode_to_slice(self.0, &mut digits);
+        digits
+    }
+}
+
 impl FromStr for FileId {
     type Err = FileIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -322,11 +332,8 @@ impl FromStr for FileId {
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // On the stack: every flag 1 and 7 answer writes an id.
-        let mut digits = [0u8; 64];
-        hex::encode_to_slice(self.0, &mut digits).map_err(|_| fmt::Error)?;
         f.write_str("sha256:")?;
-        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+        f.write_str(std::str::from_utf8(&self.hex_digits()).map_err(|_| fmt::Error)?)
     }
 }
 
